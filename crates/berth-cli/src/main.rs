@@ -1,0 +1,145 @@
+//! `berth`: load dlt load packages into a destination.
+
+mod render;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use berth::loader::{Loader, LoaderOptions, resolve_locations};
+use berth::model::ReplaceStrategy;
+use clap::{Args, Parser, Subcommand};
+
+/// Loads dlt load packages into a database, fast: Parquet, Arrow IPC, JSONL, CSV and
+/// insert_values jobs, with dlt's append and replace semantics and its bookkeeping tables, so dlt
+/// keeps working on the same dataset.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, propagate_version = true)]
+#[command(after_help = "Examples:
+  berth load testdata/quickstart/1795400000.0000001
+  berth load ~/.dlt/pipelines/my_pipe/load/normalized --destination duckdb:warehouse.duckdb
+  berth load pkg1 pkg2 --dataset analytics --json
+  berth package show testdata/quickstart/1795400000.0000001")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load packages into a destination, in the order given.
+    ///
+    /// A PACKAGE is a package folder, a folder of packages (such as a dlt pipeline's
+    /// `load/normalized/`, loaded in load-id order), or a `file://` URL. Exits 0
+    /// only when every job of every package loaded; 2 when jobs failed (the package stays pending
+    /// and can be loaded again); 1 on any other error.
+    Load(LoadArgs),
+    /// Inspect load packages.
+    Package {
+        #[command(subcommand)]
+        command: PackageCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Package folders or URLs.
+    #[arg(required = true, value_name = "PACKAGE")]
+    packages: Vec<String>,
+    /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory:.
+    #[arg(long, short, env = "BERTH_DESTINATION", default_value = berth::DEFAULT_DESTINATION)]
+    destination: String,
+    /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].
+    #[arg(long, env = "BERTH_DATASET")]
+    dataset: Option<String>,
+    /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized
+    /// [default: the destination's first, truncate-and-insert].
+    #[arg(long, value_parser = parse_replace_strategy)]
+    replace_strategy: Option<ReplaceStrategy>,
+    /// Jobs loading at once.
+    #[arg(long, default_value_t = berth::loader::DEFAULT_PARALLEL_JOBS)]
+    parallel: usize,
+    /// Attempts per job when the destination reports a transient error.
+    #[arg(long, default_value_t = berth::loader::DEFAULT_MAX_ATTEMPTS)]
+    max_attempts: u32,
+    /// Print the load summary as JSON on stdout (and no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PackageCommand {
+    /// Show a package: schema, tables, jobs with their states, rows and bytes.
+    Show {
+        /// Package folder or URL.
+        package: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_replace_strategy(s: &str) -> Result<ReplaceStrategy, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Load(args) => load(args).await,
+        Command::Package {
+            command: PackageCommand::Show { package, json },
+        } => render::show_package(&package, json).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn load(args: LoadArgs) -> Result<ExitCode> {
+    let destination = berth::open_destination(&args.destination)?;
+    let locations = resolve_locations(&args.packages)?;
+    let options = LoaderOptions {
+        dataset: args.dataset,
+        replace_strategy: args.replace_strategy,
+        parallel_jobs: args.parallel.max(1),
+        max_attempts: args.max_attempts.max(1),
+        ..LoaderOptions::default()
+    };
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    let progress = Arc::new(render::ProgressBars::new(show_progress));
+    let loader = Loader::new(destination)
+        .with_options(options)
+        .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>);
+    let summary = loader.load_all(locations).await.context("load failed")?;
+    progress.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        render::print_summary(&summary);
+    }
+    Ok(if summary.all_loaded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,246 @@
+//! Terminal output: progress bars, the load summary, `package show`.
+
+use std::sync::Mutex;
+
+use anyhow::Result;
+use berth::loader::{JobSummary, LoadSummary, PackageStatus, PackageSummary, Progress};
+use berth::model::read::{self, ReadOptions};
+use berth::model::{FileFormat, JobState, LoadPackage, PackageLocation};
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress bar per package on a terminal; nothing otherwise.
+#[derive(Debug)]
+pub struct ProgressBars {
+    enabled: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl ProgressBars {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            bar: Mutex::new(None),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for ProgressBars {
+    fn package_started(&self, package: &LoadPackage, jobs: usize) {
+        if !self.enabled {
+            return;
+        }
+        let bar = ProgressBar::new(jobs as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} jobs {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(package.load_id.clone());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        *self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar);
+    }
+
+    fn job_finished(&self, job: &JobSummary) {
+        if let Some(bar) = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            bar.inc(1);
+            bar.set_message(job.table.clone());
+        }
+    }
+
+    fn package_finished(&self, _summary: &PackageSummary) {
+        self.finish();
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn right(text: impl ToString) -> Cell {
+    Cell::new(text).set_alignment(CellAlignment::Right)
+}
+
+pub fn print_summary(summary: &LoadSummary) {
+    for package in &summary.packages {
+        let status = match package.status {
+            PackageStatus::Loaded => "LOADED",
+            PackageStatus::AlreadyLoaded => "ALREADY LOADED (nothing to do)",
+            PackageStatus::Pending => "PENDING (jobs failed; load it again to retry them)",
+        };
+        println!(
+            "Package {} ({}) into dataset `{}` at {}: {status}",
+            package.load_id, package.schema, package.dataset, package.destination
+        );
+        if package.status == PackageStatus::AlreadyLoaded {
+            continue;
+        }
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(vec!["table", "jobs", "rows", "bytes", "time", "rows/s"]);
+        for (name, t) in &package.tables {
+            let secs = t.seconds.as_secs_f64();
+            let rate = if secs > 0.0 {
+                format!("{:.0}", t.rows as f64 / secs)
+            } else {
+                "-".into()
+            };
+            let jobs = if t.failed_jobs > 0 {
+                format!("{} ({} failed)", t.jobs, t.failed_jobs)
+            } else {
+                t.jobs.to_string()
+            };
+            table.add_row(vec![
+                Cell::new(name),
+                right(jobs),
+                right(t.rows),
+                right(human_bytes(t.bytes)),
+                right(format!("{secs:.2}s")),
+                right(rate),
+            ]);
+        }
+        println!("{table}");
+        let m = &package.migration;
+        if !m.created_tables.is_empty() || !m.added_columns.is_empty() {
+            println!(
+                "Schema: {} table(s) created, {} column(s) added",
+                m.created_tables.len(),
+                m.added_columns.len()
+            );
+        }
+        if package.previously_completed_jobs > 0 {
+            println!(
+                "{} job(s) had been loaded by an earlier run",
+                package.previously_completed_jobs
+            );
+        }
+        for failed in package.failed_jobs() {
+            println!(
+                "FAILED {}: {}",
+                failed.file,
+                failed.error.as_deref().unwrap_or_default()
+            );
+        }
+        println!("{} rows in {:.2}s", package.rows(), package.elapsed.as_secs_f64());
+    }
+}
+
+pub async fn show_package(location: &str, json: bool) -> Result<()> {
+    let package = LoadPackage::open(PackageLocation::parse(location)?).await?;
+    let mut jobs = Vec::new();
+    for job in &package.jobs {
+        let rows = match job.name.format {
+            FileFormat::Parquet => Some(read::inspect_parquet(&package, job).await?.num_rows),
+            f if f.is_data() => {
+                let reader = read::open_job(&package, job, &ReadOptions::default()).await?;
+                Some(
+                    reader
+                        .stream
+                        .try_fold(0u64, |n, b| async move { Ok(n + b.num_rows() as u64) })
+                        .await?,
+                )
+            }
+            _ => None,
+        };
+        jobs.push(serde_json::json!({
+            "file": job.name.to_string(),
+            "table": job.name.table,
+            "format": job.name.format.as_str(),
+            "state": job.state.to_string(),
+            "retry_count": job.name.retry_count,
+            "bytes": job.size,
+            "rows": rows,
+        }));
+    }
+    let state = match (&package.completed, package.jobs_in(JobState::New).count()) {
+        (Some(marker), _) => marker.clone(),
+        (None, 0) if !package.jobs.is_empty() => "jobs done, not committed".into(),
+        (None, _) => "pending".into(),
+    };
+    if json {
+        let doc = serde_json::json!({
+            "load_id": package.load_id,
+            "location": package.location.to_string(),
+            "schema": package.schema.name,
+            "schema_version": package.schema.version,
+            "schema_version_hash": package.schema.version_hash,
+            "dataset": package.default_dataset(),
+            "created_at": package.state.created_at.map(|t| t.to_rfc3339()),
+            "state": state,
+            "jobs": jobs,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("Package {} at {}", package.load_id, package.location);
+    println!(
+        "Schema {} v{} ({}), dataset {}, created {}",
+        package.schema.name,
+        package.schema.version,
+        package.schema.version_hash,
+        package.default_dataset(),
+        package.state.created_at.map_or_else(|| "-".into(), |t| t.to_rfc3339())
+    );
+    println!("State: {state}");
+    let mut tables = Table::new();
+    tables.load_preset(UTF8_FULL_CONDENSED);
+    tables.set_header(vec!["table", "parent", "disposition", "columns"]);
+    let with_jobs: std::collections::BTreeSet<&str> = package.jobs.iter().map(|j| j.name.table.as_str()).collect();
+    for t in package
+        .schema
+        .tables
+        .values()
+        .filter(|t| with_jobs.contains(t.name.as_str()))
+    {
+        tables.add_row(vec![
+            Cell::new(&t.name),
+            Cell::new(t.parent.as_deref().unwrap_or("-")),
+            Cell::new(package.schema.write_disposition(t).as_str()),
+            right(t.complete_columns().count()),
+        ]);
+    }
+    println!("{tables}");
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(vec!["job file", "table", "format", "state", "rows", "bytes"]);
+    for job in &jobs {
+        table.add_row(vec![
+            Cell::new(job["file"].as_str().unwrap_or_default()),
+            Cell::new(job["table"].as_str().unwrap_or_default()),
+            Cell::new(job["format"].as_str().unwrap_or_default()),
+            Cell::new(job["state"].as_str().unwrap_or_default()),
+            right(job["rows"].as_u64().map_or_else(|| "-".into(), |r| r.to_string())),
+            right(human_bytes(job["bytes"].as_u64().unwrap_or_default())),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! What a destination can do, as a value the loader and planner consult.
+
+use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
+use berth_plan::{PlanCapabilities, SqlDialect};
+
+/// Default number of jobs loading at once.
+pub const DEFAULT_PARALLEL_JOBS: usize = 4;
+
+/// A destination's capabilities.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// How SQL is printed for it (quoting, case folding, types, statement support).
+    pub dialect: SqlDialect,
+    /// Job formats its load path takes.
+    pub loader_formats: Vec<FileFormat>,
+    /// Replace strategies, the first being the default.
+    pub replace_strategies: Vec<ReplaceStrategy>,
+    /// Merge strategies, the first being the default.
+    pub merge_strategies: Vec<MergeStrategy>,
+    /// DDL can run inside a transaction.
+    pub supports_ddl_transactions: bool,
+    /// Statements can be grouped in a transaction.
+    pub supports_transactions: bool,
+    /// Most jobs that may load at once (`None`: no limit beyond the loader's).
+    pub max_parallel_jobs: Option<usize>,
+}
+
+impl Capabilities {
+    /// The part the planner needs.
+    pub fn plan_capabilities(&self) -> PlanCapabilities {
+        PlanCapabilities {
+            replace_strategies: self.replace_strategies.clone(),
+            merge_strategies: self.merge_strategies.clone(),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The error type of destinations, and what the loader should do about each error.
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the loader does about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Worth retrying: connection lost, deadlock, server restarting.
+    Transient,
+    /// Retrying cannot help: bad data, constraint violated, permission denied. Fail the job.
+    Terminal,
+    /// A table or schema does not exist (probing bookkeeping tables expects this).
+    UndefinedRelation,
+    /// berth did something it never should (a bug): report it.
+    Bug,
+}
+
+/// An error from a destination. Messages name the destination, the table and the job; they never
+/// contain credentials (destinations pass only redacted descriptions).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database refused or failed a statement.
+    #[error("{destination}: {context}: {message}")]
+    Database {
+        /// Transient, terminal or undefined relation, decided where the driver error was seen.
+        kind: ErrorKind,
+        /// The destination (redacted).
+        destination: String,
+        /// What was running: the job file, or the statement's purpose and table.
+        context: String,
+        /// The database's message.
+        message: String,
+    },
+    /// The package itself is bad (schema, job file).
+    #[error(transparent)]
+    Package(#[from] berth_model::Error),
+    /// The package cannot be planned for this destination.
+    #[error(transparent)]
+    Plan(#[from] berth_plan::Error),
+    /// The existing table disagrees with the package schema.
+    #[error(
+        "{destination}: column `{column}` of table `{table}` is `{found}` in the destination but `{expected}` in the package schema; berth never changes column types (rename or drop the column, or load into another dataset)"
+    )]
+    SchemaMismatch {
+        /// The destination (redacted).
+        destination: String,
+        /// Qualified table name.
+        table: String,
+        /// The column.
+        column: String,
+        /// dlt type in the package schema.
+        expected: &'static str,
+        /// Column type in the destination.
+        found: String,
+    },
+    /// A destination URL or option that cannot be used.
+    #[error("destination `{destination}`: {reason}")]
+    Config {
+        /// The destination as given, with any password removed.
+        destination: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A bug in berth.
+    #[error("internal error (a bug in berth, please report it): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// What the loader should do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Database { kind, .. } => *kind,
+            Self::Package(e) if e.is_transient() => ErrorKind::Transient,
+            Self::Package(_) | Self::Plan(_) | Self::SchemaMismatch { .. } | Self::Config { .. } => ErrorKind::Terminal,
+            Self::Internal(_) => ErrorKind::Bug,
+        }
+    }
+
+    /// Shorthand for [`ErrorKind::Transient`].
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+}

@@ -1,0 +1,97 @@
+//! # berth-destination
+//!
+//! The [`Destination`] trait every destination implements, its [`Capabilities`], the [`Error`]
+//! type that tells transient from terminal failures, and the SQL every SQL destination shares:
+//! migration against the live database ([`migrate`]), dlt's bookkeeping tables (`_dlt_version`,
+//! `_dlt_loads`) and the commit marker ([`complete_load`]).
+//!
+//! A destination is a module: implement [`Destination`] (a handful of async methods) and return
+//! a [`Capabilities`] value; the loader needs nothing else.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use berth_destination::{Destination, migrate};
+//! use berth_model::{LoadPackage, PackageLocation};
+//! use berth_plan::{PackagePlan, PlanOptions};
+//!
+//! # async fn example(destination: Arc<dyn Destination>) -> Result<(), Box<dyn std::error::Error>> {
+//! let package = LoadPackage::open(PackageLocation::parse("1795379913.1787062")?).await?;
+//! let caps = destination.capabilities().plan_capabilities();
+//! let plan = PackagePlan::new(&package, &PlanOptions::new("my_dataset"), &caps)?;
+//! let report = migrate(destination.as_ref(), &package, &plan).await?;
+//! println!("created {:?}", report.created_tables);
+//! # Ok(())
+//! # }
+//! ```
+
+mod capabilities;
+mod error;
+mod migrate;
+
+use std::fmt::Debug;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use berth_model::read::ReadOptions;
+use berth_model::{JobFile, LoadPackage, Table};
+use berth_plan::sqlparser::ast::Statement;
+
+pub use capabilities::{Capabilities, DEFAULT_PARALLEL_JOBS};
+pub use error::{Error, ErrorKind, Result};
+pub use migrate::{MigrationReport, StorageColumn, complete_load, is_loaded, migrate, storage_columns, system_table};
+
+/// One job to load: a job file of a package into `dataset.table`.
+#[derive(Debug, Clone)]
+pub struct LoadJob<'a> {
+    /// The package the job belongs to.
+    pub package: &'a LoadPackage,
+    /// The job file.
+    pub job: &'a JobFile,
+    /// The table in the package schema.
+    pub table: &'a Table,
+    /// The dataset to load into (final or staging).
+    pub dataset: &'a str,
+    /// How to read the file where berth reads it.
+    pub read_options: ReadOptions,
+}
+
+/// What loading a job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobMetrics {
+    /// Rows inserted.
+    pub rows: u64,
+    /// Bytes of the job file.
+    pub bytes: u64,
+}
+
+/// A place berth loads into.
+///
+/// Contract:
+/// - [`Destination::load_job`] is atomic: after it returns `Ok` every row of the job file is in
+///   the table; after it returns `Err` none is. Columns are matched by name and values are cast
+///   to the table's column types; the table already has every column of the file (the loader
+///   migrates first).
+/// - [`Destination::execute`] with `transactional = true` runs all statements or none, where
+///   [`Capabilities::supports_transactions`] says it can.
+/// - Errors say what to do about them through [`Error::kind`]; an implementation decides the kind
+///   where it first sees the driver's error.
+/// - Nothing an implementation prints, logs or returns contains credentials, including `Debug`.
+/// - Implementations are shared across tasks (`Arc<dyn Destination>`) and must allow concurrent
+///   calls, each on its own connection or session where the database needs one.
+#[async_trait]
+pub trait Destination: Send + Sync + Debug {
+    /// What this destination can do.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Where the data goes, for messages and summaries: no credentials.
+    fn describe(&self) -> String;
+
+    /// Runs statements in order; in one transaction when `transactional` and supported.
+    async fn execute(&self, statements: Vec<Statement>, transactional: bool) -> Result<()>;
+
+    /// Runs a query and returns all its rows. For small results (catalog lookups, bookkeeping).
+    async fn query(&self, statement: Statement) -> Result<Vec<RecordBatch>>;
+
+    /// Loads one job file into `job.dataset`.`job.table`, atomically (see the trait docs).
+    async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics>;
+}

@@ -1,0 +1,360 @@
+//! Migration against the live database and dlt's bookkeeping, shared by every SQL destination.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType as ArrowType;
+use berth_model::schema::{LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
+use berth_model::{Column, DataType, LoadPackage, Table};
+use berth_plan::sql::{self, lit_i64, lit_str};
+use berth_plan::{PackagePlan, SqlDialect};
+use datafusion::logical_expr::{in_list, lit};
+
+use crate::Destination;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A column as the destination's catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageColumn {
+    /// 1-based position in the table.
+    pub position: u32,
+    /// Name as stored.
+    pub name: String,
+    /// Type as the catalog prints it.
+    pub db_type: String,
+    /// dlt type, when the type mapper knows the catalog type.
+    pub data_type: Option<DataType>,
+    /// NULLs allowed.
+    pub nullable: bool,
+}
+
+/// What [`migrate`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationReport {
+    /// Tables created, qualified.
+    pub created_tables: Vec<String>,
+    /// Columns added, as `dataset.table.column`.
+    pub added_columns: Vec<String>,
+    /// A `_dlt_version` row was written for this schema version.
+    pub stored_schema_version: bool,
+}
+
+/// dlt's definition of one of its system tables, for packages whose schema lacks it.
+pub fn system_table(name: &str) -> Option<Table> {
+    let text = |n: &str| Column::new(n, DataType::Text).with_nullable(false);
+    let big = |n: &str| Column::new(n, DataType::Bigint).with_nullable(false);
+    let ts = |n: &str| Column::new(n, DataType::Timestamp).with_nullable(false);
+    let columns: Vec<Column> = match name {
+        VERSION_TABLE => vec![
+            big("version"),
+            big("engine_version"),
+            ts("inserted_at"),
+            text("schema_name"),
+            text("version_hash"),
+            text("schema"),
+        ],
+        LOADS_TABLE => vec![
+            text("load_id").with_precision(64),
+            Column::new("schema_name", DataType::Text),
+            big("status"),
+            ts("inserted_at"),
+            Column::new("schema_version_hash", DataType::Text),
+        ],
+        PIPELINE_STATE_TABLE => {
+            let mut id = text("_dlt_id");
+            id.unique = true;
+            id.row_key = true;
+            vec![
+                big("version"),
+                big("engine_version"),
+                text("pipeline_name"),
+                text("state"),
+                ts("created_at"),
+                Column::new("version_hash", DataType::Text),
+                text("_dlt_load_id").with_precision(64),
+                id,
+            ]
+        }
+        _ => return None,
+    };
+    Some(Table {
+        name: name.to_string(),
+        columns: columns.into_iter().map(|c| (c.name.clone(), c)).collect(),
+        write_disposition: None,
+        parent: None,
+        resource: Some(name.to_string()),
+        file_format: None,
+        table_format: None,
+        merge_strategy: None,
+        stage_data_deduplicated: false,
+        boundary_timestamp: None,
+        seen_data: true,
+        description: None,
+        extra: Default::default(),
+    })
+}
+
+fn string_column(batch: &RecordBatch, index: usize) -> Result<Vec<Option<String>>> {
+    let column = arrow::compute::cast(batch.column(index), &ArrowType::Utf8)
+        .map_err(|e| Error::Internal(format!("catalog column {index} is not text: {e}")))?;
+    let strings = column.as_string::<i32>();
+    Ok((0..strings.len())
+        .map(|i| strings.is_valid(i).then(|| strings.value(i).to_string()))
+        .collect())
+}
+
+/// Existing columns of `tables` in `dataset`, from `information_schema.columns`, keyed by the
+/// table's stored (case-folded) name. Missing tables are absent from the map.
+pub async fn storage_columns(
+    destination: &dyn Destination,
+    dataset: &str,
+    tables: &[String],
+) -> Result<HashMap<String, Vec<StorageColumn>>> {
+    let dialect = &destination.capabilities().dialect;
+    let columns = [
+        "table_name",
+        "column_name",
+        "data_type",
+        "is_nullable",
+        "numeric_precision",
+        "numeric_scale",
+        "ordinal_position",
+    ];
+    let mut scanned = columns.to_vec();
+    scanned.push("table_schema");
+    let scan = sql::scan(dialect, "information_schema", "columns", &scanned)?;
+    let names = tables.iter().map(|t| lit(dialect.stored_name(t))).collect();
+    let filter = sql::column(dialect, "table_schema")
+        .eq(lit(dialect.stored_name(dataset)))
+        .and(in_list(sql::column(dialect, "table_name"), names, false));
+    // Sorted here rather than in SQL: the plan stays a plain filter + projection in every dialect.
+    let builder = scan
+        .filter(filter)
+        .and_then(|b| b.project(columns.iter().map(|c| sql::column(dialect, c)).collect::<Vec<_>>()))
+        .map_err(berth_plan::Error::from)?;
+    let query = sql::to_query(dialect, builder)?;
+    let batches = destination
+        .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
+        .await?;
+    let mut out: HashMap<String, Vec<StorageColumn>> = HashMap::new();
+    for batch in &batches {
+        let [table, name, db_type, nullable, precision, scale, position] =
+            [0, 1, 2, 3, 4, 5, 6].map(|i| string_column(batch, i));
+        let (table, name, db_type, nullable, precision, scale, position) =
+            (table?, name?, db_type?, nullable?, precision?, scale?, position?);
+        for row in 0..batch.num_rows() {
+            let parse = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u32>().ok());
+            let db_type = db_type[row].clone().unwrap_or_default();
+            out.entry(table[row].clone().unwrap_or_default())
+                .or_default()
+                .push(StorageColumn {
+                    position: parse(&position[row]).unwrap_or_default(),
+                    name: name[row].clone().unwrap_or_default(),
+                    data_type: dialect
+                        .type_mapper
+                        .to_dlt_type(&db_type, parse(&precision[row]), parse(&scale[row])),
+                    db_type,
+                    nullable: nullable[row].as_deref() != Some("NO"),
+                });
+        }
+    }
+    for columns in out.values_mut() {
+        columns.sort_by_key(|c| c.position);
+    }
+    Ok(out)
+}
+
+/// Can a column of dlt type `stored` take values of schema type `wanted`?
+fn compatible(stored: DataType, wanted: DataType) -> bool {
+    use DataType::*;
+    stored == wanted
+        || matches!(
+            (stored, wanted),
+            (Text, Json) | (Json, Text) | (Decimal, Wei) | (Wei, Decimal)
+        )
+}
+
+fn schema_table(package: &LoadPackage, name: &str) -> Option<Table> {
+    package.schema.table(name).cloned().or_else(|| system_table(name))
+}
+
+async fn migrate_dataset(
+    destination: &dyn Destination,
+    package: &LoadPackage,
+    dataset: &str,
+    tables: &[String],
+    report: &mut MigrationReport,
+) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
+    let dialect: &SqlDialect = &destination.capabilities().dialect;
+    let existing = storage_columns(destination, dataset, tables).await?;
+    let mut statements = Vec::new();
+    for name in tables {
+        let Some(table) = schema_table(package, name) else {
+            continue;
+        };
+        let wanted: Vec<&Column> = table.complete_columns().collect();
+        match existing.get(&dialect.stored_name(name)) {
+            None => {
+                let is_dlt = berth_model::schema::is_dlt_name(name);
+                statements.push(sql::create_table(dialect, dataset, &table, &wanted, is_dlt)?);
+                report.created_tables.push(format!("{dataset}.{name}"));
+            }
+            Some(stored) => {
+                let mut new = Vec::new();
+                for column in wanted {
+                    let stored_name = dialect.stored_name(&column.name);
+                    match stored.iter().find(|s| s.name == stored_name) {
+                        None => new.push(column),
+                        Some(s) => {
+                            if let (Some(have), Some(want)) = (s.data_type, column.data_type)
+                                && !compatible(have, want)
+                            {
+                                return Err(Error::SchemaMismatch {
+                                    destination: destination.describe(),
+                                    table: format!("{dataset}.{name}"),
+                                    column: column.name.clone(),
+                                    expected: want.as_str(),
+                                    found: s.db_type.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+                for column in &new {
+                    report.added_columns.push(format!("{dataset}.{name}.{}", column.name));
+                }
+                statements.extend(sql::add_columns(dialect, dataset, &table, &new)?);
+            }
+        }
+    }
+    Ok(statements)
+}
+
+async fn has_schema_version(destination: &dyn Destination, dataset: &str, hash: &str) -> Result<bool> {
+    let dialect = &destination.capabilities().dialect;
+    let scan = sql::scan(dialect, dataset, VERSION_TABLE, &["version_hash"])?;
+    let builder = scan
+        .filter(sql::column(dialect, "version_hash").eq(lit(hash.to_string())))
+        .and_then(|b| b.limit(0, Some(1)))
+        .map_err(berth_plan::Error::from)?;
+    let query = sql::to_query(dialect, builder)?;
+    match destination
+        .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
+        .await
+    {
+        Ok(batches) => Ok(batches.iter().any(|b| b.num_rows() > 0)),
+        Err(e) if e.kind() == ErrorKind::UndefinedRelation => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn now_literal() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
+}
+
+/// Creates the datasets, creates missing tables and adds missing columns (never drops or retypes
+/// anything), and records the schema version in `_dlt_version`, in one transaction where the
+/// destination runs DDL in transactions. Idempotent: safe to run again for a resumed package.
+pub async fn migrate(
+    destination: &dyn Destination,
+    package: &LoadPackage,
+    plan: &PackagePlan,
+) -> Result<MigrationReport> {
+    let caps = destination.capabilities();
+    let dialect = &caps.dialect;
+    let mut report = MigrationReport::default();
+    let staging_tables = plan.staging_tables();
+
+    let mut schemas = vec![sql::create_schema(dialect, &plan.dataset)];
+    if !staging_tables.is_empty() {
+        schemas.push(sql::create_schema(dialect, &plan.staging_dataset));
+    }
+    destination.execute(schemas, caps.supports_ddl_transactions).await?;
+
+    let mut ddl = migrate_dataset(destination, package, &plan.dataset, &plan.final_tables(), &mut report).await?;
+    if !staging_tables.is_empty() {
+        ddl.extend(
+            migrate_dataset(
+                destination,
+                package,
+                &plan.staging_dataset,
+                &staging_tables,
+                &mut report,
+            )
+            .await?,
+        );
+    }
+    let version_known = report.created_tables.is_empty()
+        && has_schema_version(destination, &plan.dataset, &package.schema.version_hash).await?;
+    if !version_known {
+        let schema = &package.schema;
+        ddl.push(sql::insert_values(
+            dialect,
+            &plan.dataset,
+            VERSION_TABLE,
+            &[
+                "version",
+                "engine_version",
+                "inserted_at",
+                "schema_name",
+                "version_hash",
+                "schema",
+            ],
+            vec![vec![
+                lit_i64(i64::try_from(schema.version).unwrap_or(i64::MAX)),
+                lit_i64(i64::from(schema.engine_version)),
+                lit_str(now_literal()),
+                lit_str(&schema.name),
+                lit_str(&schema.version_hash),
+                lit_str(&schema.json),
+            ]],
+        ));
+        report.stored_schema_version = true;
+    }
+    if !ddl.is_empty() {
+        destination.execute(ddl, caps.supports_ddl_transactions).await?;
+    }
+    Ok(report)
+}
+
+/// Has `load_id` already been committed (a `_dlt_loads` row with status 0)?
+pub async fn is_loaded(destination: &dyn Destination, dataset: &str, load_id: &str) -> Result<bool> {
+    let dialect = &destination.capabilities().dialect;
+    let scan = sql::scan(dialect, dataset, LOADS_TABLE, &["load_id", "status"])?;
+    let builder = scan
+        .filter(
+            sql::column(dialect, "load_id")
+                .eq(lit(load_id.to_string()))
+                .and(sql::column(dialect, "status").eq(lit(0i64))),
+        )
+        .and_then(|b| b.project(vec![sql::column(dialect, "load_id")]))
+        .map_err(berth_plan::Error::from)?;
+    let query = sql::to_query(dialect, builder)?;
+    match destination
+        .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
+        .await
+    {
+        Ok(batches) => Ok(batches.iter().any(|b| b.num_rows() > 0)),
+        Err(e) if e.kind() == ErrorKind::UndefinedRelation => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the commit marker: the `_dlt_loads` row with status 0.
+pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage, dataset: &str) -> Result<()> {
+    let dialect = &destination.capabilities().dialect;
+    let statement = sql::insert_values(
+        dialect,
+        dataset,
+        LOADS_TABLE,
+        &["load_id", "schema_name", "status", "inserted_at", "schema_version_hash"],
+        vec![vec![
+            lit_str(&package.load_id),
+            lit_str(&package.schema.name),
+            lit_i64(0),
+            lit_str(now_literal()),
+            lit_str(&package.schema.version_hash),
+        ]],
+    );
+    destination.execute(vec![statement], true).await
+}

@@ -1,0 +1,499 @@
+//! # berth-duckdb
+//!
+//! DuckDB, berth's embedded default destination. Two load paths, both inside one transaction per
+//! job:
+//!
+//! - **Parquet on the local disk**: DuckDB reads the file itself
+//!   (`INSERT INTO t (cols) SELECT cols FROM read_parquet('…')`), after berth checked the file's
+//!   columns against the package schema from its footer.
+//! - **Everything else** (JSONL, CSV, Arrow IPC, `insert_values`, Parquet in an object store):
+//!   berth decodes the file into Arrow record batches and hands DuckDB an Arrow C stream
+//!   (`duckdb_arrow_scan`); DuckDB pulls the batches as it inserts. Memory stays bounded by the
+//!   channel between decoder and DuckDB.
+//!
+//! The `duckdb` crate links its own arrow version; data crosses between the two only through the
+//! Arrow C Data Interface, never row by row. berth links the prebuilt `libduckdb.so` fetched by
+//! `scripts/setup-duckdb.sh`.
+//!
+//! ```no_run
+//! use berth_destination::Destination;
+//! use berth_duckdb::DuckDbDestination;
+//!
+//! # fn example() -> berth_destination::Result<()> {
+//! let destination = DuckDbDestination::from_url("duckdb:berth.duckdb")?;
+//! println!("loading into {}", destination.describe());
+//! # Ok(())
+//! # }
+//! ```
+
+mod raw;
+mod types;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchReader, StructArray};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::ffi_stream::FFI_ArrowArrayStream;
+use async_trait::async_trait;
+use berth_destination::{Capabilities, Destination, Error, ErrorKind, JobMetrics, LoadJob, Result};
+use berth_model::read::{self, JobReader};
+use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
+use berth_plan::sql;
+use berth_plan::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, Query, SelectItem, SetExpr, Statement, TableFactor,
+};
+use berth_plan::{CaseFold, SqlDialect};
+use datafusion::sql::unparser::dialect::DuckDBDialect;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+pub use types::DuckDbTypeMapper;
+
+use raw::{Database, DuckError};
+
+/// Record batches buffered between the decoder and DuckDB.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// DuckDB's capabilities, as dlt declares them (reference §5).
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        dialect: SqlDialect {
+            name: "duckdb",
+            identifier_quote: '"',
+            casefold: CaseFold::None,
+            max_identifier_length: 65_536,
+            supports_truncate: false,
+            alter_add_multi_column: false,
+            supports_create_table_if_not_exists: true,
+            create_unique_constraints: false,
+            type_mapper: Arc::new(DuckDbTypeMapper),
+            unparser: Arc::new(DuckDBDialect::new()),
+        },
+        loader_formats: vec![
+            FileFormat::Parquet,
+            FileFormat::Arrow,
+            FileFormat::Jsonl,
+            FileFormat::TypedJsonl,
+            FileFormat::Csv,
+            FileFormat::InsertValues,
+        ],
+        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
+        merge_strategies: Vec::<MergeStrategy>::new(),
+        supports_ddl_transactions: true,
+        supports_transactions: true,
+        max_parallel_jobs: None,
+    }
+}
+
+/// A DuckDB database file (or an in-memory database) as a destination.
+#[derive(Debug)]
+pub struct DuckDbDestination {
+    db: Arc<Database>,
+    location: String,
+    caps: Capabilities,
+    views: AtomicU64,
+}
+
+impl DuckDbDestination {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let location = format!("duckdb:{}", path.display());
+        let db = Database::open(&path.to_string_lossy()).map_err(|e| Error::Config {
+            destination: location.clone(),
+            reason: format!("cannot open the database file: {}", e.message),
+        })?;
+        Ok(Self::with_database(db, location))
+    }
+
+    /// A fresh in-memory database.
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::open(":memory:").map_err(|e| Error::Config {
+            destination: "duckdb::memory:".into(),
+            reason: e.message,
+        })?;
+        Ok(Self::with_database(db, "duckdb::memory:".into()))
+    }
+
+    fn with_database(db: Database, location: String) -> Self {
+        Self {
+            db: Arc::new(db),
+            location,
+            caps: capabilities(),
+            views: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens `duckdb:///abs/path.duckdb`, `duckdb:relative/path.duckdb` or `duckdb::memory:`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::open_path(&parse_url(url)?)
+    }
+
+    fn open_path(path: &DuckDbPath) -> Result<Self> {
+        match path {
+            DuckDbPath::Memory => Self::in_memory(),
+            DuckDbPath::File(p) => Self::open(p),
+        }
+    }
+
+    /// Runs one INSERT in its own transaction on a fresh connection, first registering `stream`
+    /// as view when given (the stream lives until the transaction ended).
+    async fn insert_in_transaction(
+        &self,
+        insert: String,
+        context: String,
+        stream: Option<(String, FFI_ArrowArrayStream)>,
+    ) -> Result<u64> {
+        let location = self.location.clone();
+        self.blocking(move |db| {
+            let mut stream = stream;
+            let mut run = || -> std::result::Result<u64, DuckError> {
+                let conn = db.connect()?;
+                conn.execute("BEGIN TRANSACTION")?;
+                let inserted = match stream.as_mut() {
+                    Some((view, ffi)) => conn
+                        .register_arrow_stream(view, ffi)
+                        .and_then(|()| conn.execute(&insert)),
+                    None => conn.execute(&insert),
+                };
+                match inserted {
+                    Ok(rows) => {
+                        conn.execute("COMMIT")?;
+                        Ok(rows)
+                    }
+                    Err(e) => {
+                        let _ = conn.execute("ROLLBACK");
+                        Err(e)
+                    }
+                }
+            };
+            let outcome = run();
+            drop(stream);
+            outcome.map_err(|e| Error::Database {
+                kind: e.kind,
+                destination: location,
+                context,
+                message: e.message,
+            })
+        })
+        .await
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Database) -> Result<T> + Send + 'static) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Internal(format!("a DuckDB task failed: {e}")))?
+    }
+}
+
+/// Where a DuckDB URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DuckDbPath {
+    /// An in-memory database.
+    Memory,
+    /// A database file.
+    File(PathBuf),
+}
+
+/// Parses a DuckDB destination URL.
+pub fn parse_url(url: &str) -> Result<DuckDbPath> {
+    let bad = |reason: &str| Error::Config {
+        destination: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = url
+        .strip_prefix("duckdb:")
+        .ok_or_else(|| bad("a DuckDB destination starts with `duckdb:`"))?;
+    if rest == ":memory:" {
+        return Ok(DuckDbPath::Memory);
+    }
+    let path = if let Some(abs) = rest.strip_prefix("//") {
+        if !abs.starts_with('/') {
+            return Err(bad(
+                "use duckdb:///absolute/path.duckdb (three slashes) or duckdb:relative/path.duckdb",
+            ));
+        }
+        abs
+    } else {
+        rest
+    };
+    if path.is_empty() {
+        return Err(bad("no database file given (e.g. duckdb:berth.duckdb)"));
+    }
+    Ok(DuckDbPath::File(PathBuf::from(path)))
+}
+
+/// `SELECT cols FROM read_parquet('<path>')`.
+fn select_from_parquet(dialect: &SqlDialect, path: &str, columns: &[String]) -> Query {
+    let statement = berth_plan::sqlparser::parser::Parser::parse_sql(
+        &berth_plan::sqlparser::dialect::DuckDbDialect {},
+        "SELECT c FROM read_parquet('x')",
+    )
+    .ok()
+    .and_then(|mut s| s.pop());
+    let Some(Statement::Query(mut query)) = statement else {
+        unreachable!("constant skeleton parses as a query")
+    };
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        select.projection = columns
+            .iter()
+            .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(dialect.ident(c))))
+            .collect();
+        if let Some(TableFactor::Table { args: Some(args), .. }) = select.from.first_mut().map(|t| &mut t.relation) {
+            args.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(sql::lit_str(path)))];
+        }
+    }
+    *query
+}
+
+/// Casts columns DuckDB's Arrow scan cannot take (256-bit decimals) to ones it can.
+fn duckdb_compatible(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            ArrowType::Decimal256(p, s) => f
+                .as_ref()
+                .clone()
+                .with_data_type(ArrowType::Decimal128((*p).min(38), *s)),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            cast_with_options(c, f.data_type(), &options)
+                .map_err(|e| ArrowError::CastError(format!("column `{}`: {e}", f.name())))
+        })
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+/// Batches arriving on a channel, as the `RecordBatchReader` behind an Arrow C stream.
+struct ChannelBatchReader {
+    schema: SchemaRef,
+    rx: mpsc::Receiver<std::result::Result<RecordBatch, ArrowError>>,
+}
+
+impl Iterator for ChannelBatchReader {
+    type Item = std::result::Result<RecordBatch, ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        // Called on DuckDB's threads, never on an async one.
+        self.rx.blocking_recv()
+    }
+}
+
+impl RecordBatchReader for ChannelBatchReader {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+/// Converts a batch of the `duckdb` crate's arrow to berth's arrow through the C Data Interface.
+fn from_duckdb_arrow(batch: duckdb::arrow::record_batch::RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
+    use duckdb::arrow::array::Array as _;
+    let data = duckdb::arrow::array::StructArray::from(batch).into_data();
+    let (array, schema) = duckdb::arrow::ffi::to_ffi(&data).map_err(|e| ArrowError::CDataInterface(e.to_string()))?;
+    // SAFETY: both arrow versions define these as the C Data Interface's repr(C) structs, so the
+    // values are the same bytes; ownership (the release callbacks) moves with them.
+    let (array, schema): (arrow::ffi::FFI_ArrowArray, arrow::ffi::FFI_ArrowSchema) = unsafe {
+        (
+            std::mem::transmute::<duckdb::arrow::ffi::FFI_ArrowArray, arrow::ffi::FFI_ArrowArray>(array),
+            std::mem::transmute::<duckdb::arrow::ffi::FFI_ArrowSchema, arrow::ffi::FFI_ArrowSchema>(schema),
+        )
+    };
+    // SAFETY: the structs were just exported by a conforming producer.
+    let data = unsafe { arrow::ffi::from_ffi(array, &schema) }?;
+    Ok(RecordBatch::from(StructArray::from(data)))
+}
+
+#[async_trait]
+impl Destination for DuckDbDestination {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn execute(&self, statements: Vec<Statement>, transactional: bool) -> Result<()> {
+        let location = self.location.clone();
+        let sql: Vec<String> = statements.iter().map(ToString::to_string).collect();
+        self.blocking(move |db| {
+            let error = |context: &str, e: DuckError| Error::Database {
+                kind: e.kind,
+                destination: location.clone(),
+                context: context.to_string(),
+                message: e.message,
+            };
+            let conn = db.connect().map_err(|e| error("connect", e))?;
+            if transactional {
+                conn.execute("BEGIN TRANSACTION").map_err(|e| error("begin", e))?;
+            }
+            for statement in &sql {
+                if let Err(e) = conn.execute(statement) {
+                    if transactional {
+                        let _ = conn.execute("ROLLBACK");
+                    }
+                    return Err(error(statement, e));
+                }
+            }
+            if transactional {
+                conn.execute("COMMIT").map_err(|e| error("commit", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<RecordBatch>> {
+        let location = self.location.clone();
+        let sql = statement.to_string();
+        self.blocking(move |db| {
+            let fail = |e: String, kind: ErrorKind| Error::Database {
+                kind,
+                destination: location.clone(),
+                context: sql.clone(),
+                message: e,
+            };
+            let conn = db.crate_connection().map_err(|e| fail(e.message, e.kind))?;
+            let mut prepared = conn.prepare(&sql).map_err(|e| {
+                let message = e.to_string();
+                let kind = if message.contains("Catalog Error") {
+                    ErrorKind::UndefinedRelation
+                } else {
+                    ErrorKind::Terminal
+                };
+                fail(message, kind)
+            })?;
+            let batches = prepared
+                .query_arrow([])
+                .map_err(|e| fail(e.to_string(), ErrorKind::Terminal))?
+                .map(from_duckdb_arrow)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(format!("reading DuckDB's Arrow result: {e}")))?;
+            Ok(batches)
+        })
+        .await
+    }
+
+    async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics> {
+        let dialect = self.caps.dialect.clone();
+        let display = job.package.job_display(job.job);
+        let bytes = job.job.size;
+        let local_parquet = match (job.job.name.format, job.package.location.local_dir()) {
+            (FileFormat::Parquet, Some(dir)) => Some(dir.join(job.job.relative_path())),
+            _ => None,
+        };
+        if let Some(path) = local_parquet {
+            let info = read::inspect_parquet(job.package, job.job).await?;
+            let columns: Vec<String> = info
+                .schema
+                .fields()
+                .iter()
+                .filter(|f| job.table.columns.get(f.name()).is_some_and(|c| c.is_complete()))
+                .map(|f| f.name().clone())
+                .collect();
+            let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let query = select_from_parquet(&dialect, &path.to_string_lossy(), &columns);
+            let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
+            let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+            let rows = self.insert_in_transaction(insert, context, None).await?;
+            return Ok(JobMetrics { rows, bytes });
+        }
+
+        let JobReader { schema, mut stream } = read::open_job(job.package, job.job, &job.read_options).await?;
+        let keep: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| job.table.columns.get(f.name()).is_some_and(|c| c.is_complete()))
+            .map(|(i, _)| i)
+            .collect();
+        let projected = Arc::new(schema.project(&keep).map_err(|e| Error::Internal(e.to_string()))?);
+        let target_schema = duckdb_compatible(&projected);
+        let columns: Vec<String> = target_schema.fields().iter().map(|f| f.name().clone()).collect();
+        let view = format!("berth_job_{}", self.views.fetch_add(1, Ordering::Relaxed));
+        let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let query = sql::select_columns_from(
+            &dialect,
+            datafusion::common::TableReference::bare(view.clone()),
+            &column_refs,
+        )?;
+        let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
+
+        // The decoder's own error (naming the file, line and column) wins over DuckDB's report of
+        // a failed stream.
+        let read_error: Arc<Mutex<Option<berth_model::Error>>> = Arc::default();
+        let (tx, rx) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let pump_error = Arc::clone(&read_error);
+        let pump_schema = Arc::clone(&target_schema);
+        let pump_job = display.clone();
+        let pump = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let converted = item.and_then(|batch| {
+                    batch
+                        .project(&keep)
+                        .and_then(|b| conform(b, &pump_schema))
+                        .map_err(|e| berth_model::Error::Decode {
+                            job: pump_job.clone(),
+                            message: e.to_string(),
+                        })
+                });
+                let item = match converted {
+                    Ok(batch) => Ok(batch),
+                    Err(e) => {
+                        let message = e.to_string();
+                        *pump_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                        Err(ArrowError::ExternalError(message.into()))
+                    }
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let reader = ChannelBatchReader {
+            schema: Arc::clone(&target_schema),
+            rx,
+        };
+        let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+        let result = self
+            .insert_in_transaction(
+                insert,
+                context,
+                Some((view, FFI_ArrowArrayStream::new(Box::new(reader)))),
+            )
+            .await;
+        pump.abort();
+        let read_error = read_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match (result, read_error) {
+            (Ok(rows), _) => Ok(JobMetrics { rows, bytes }),
+            (Err(_), Some(read)) => Err(read.into()),
+            (Err(e), None) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! # berth-loader
+//!
+//! The load step: for each package, plan, migrate the destination, run the jobs with bounded
+//! concurrency and retries, run the follow-up statements of each table chain, write the commit
+//! marker (`_dlt_loads`), and move the package through dlt's folders so dlt sees it as loaded.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use berth_loader::Loader;
+//! use berth_model::PackageLocation;
+//!
+//! # async fn example(destination: Arc<dyn berth_destination::Destination>) -> berth_loader::Result<()> {
+//! let loader = Loader::new(destination);
+//! let summary = loader.load(PackageLocation::parse("load/normalized/1795379913.1787062")?).await?;
+//! println!("{}: {:?}, {} rows", summary.load_id, summary.status, summary.rows());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Job states follow dlt's protocol on packages whose folder can be renamed atomically (local
+//! disk): `new_jobs → started_jobs → completed_jobs`; a job that failed terminally goes back to
+//! `new_jobs` with its retry count raised and a `.exceptions/` file whose first line is
+//! `retry: terminal`, leaving the package pending, as dlt 1.31 does. Packages on object stores are
+//! never modified.
+
+mod progress;
+mod summary;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_destination::{Destination, ErrorKind, JobMetrics, LoadJob, complete_load, is_loaded, migrate};
+use berth_model::package::layout;
+use berth_model::read::ReadOptions;
+use berth_model::{JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
+use berth_plan::{ChainPlan, PackagePlan, PlanOptions};
+use futures::StreamExt;
+
+pub use progress::{NoProgress, Progress};
+pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, TableSummary};
+
+/// Default number of jobs loading at once.
+pub const DEFAULT_PARALLEL_JOBS: usize = berth_destination::DEFAULT_PARALLEL_JOBS;
+/// Default attempts at a job that fails with a transient error.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default wait before the first retry; doubled for each further one.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a package could not be loaded at all (failed jobs are reported in the summary instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The package cannot be read.
+    #[error(transparent)]
+    Package(#[from] berth_model::Error),
+    /// The package cannot be planned for the destination.
+    #[error(transparent)]
+    Plan(#[from] berth_plan::Error),
+    /// The destination failed outside a job (migration, follow-up, completion).
+    #[error(transparent)]
+    Destination(#[from] berth_destination::Error),
+}
+
+impl Error {
+    /// What to do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Destination(e) => e.kind(),
+            Self::Package(e) if e.is_transient() => ErrorKind::Transient,
+            _ => ErrorKind::Terminal,
+        }
+    }
+}
+
+/// How the loader runs.
+#[derive(Debug, Clone)]
+pub struct LoaderOptions {
+    /// Dataset to load into; default: the one recorded in the package, else the schema name.
+    pub dataset: Option<String>,
+    /// Replace strategy; default: the destination's first (dlt: `truncate-and-insert`).
+    pub replace_strategy: Option<ReplaceStrategy>,
+    /// Jobs loading at once.
+    pub parallel_jobs: usize,
+    /// Attempts per job when errors are transient.
+    pub max_attempts: u32,
+    /// Wait before the first retry (doubled each time, with jitter).
+    pub retry_backoff: Duration,
+    /// How job files are read.
+    pub read_options: ReadOptions,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        Self {
+            dataset: None,
+            replace_strategy: None,
+            parallel_jobs: DEFAULT_PARALLEL_JOBS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            read_options: ReadOptions::default(),
+        }
+    }
+}
+
+/// Loads packages into one destination.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    destination: Arc<dyn Destination>,
+    options: LoaderOptions,
+    progress: Arc<dyn Progress>,
+}
+
+struct JobOutcome {
+    job: JobFile,
+    result: std::result::Result<JobMetrics, berth_destination::Error>,
+    attempts: u32,
+    elapsed: Duration,
+}
+
+impl Loader {
+    /// A loader with default options.
+    pub fn new(destination: Arc<dyn Destination>) -> Self {
+        Self {
+            destination,
+            options: LoaderOptions::default(),
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: LoaderOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The destination.
+    pub fn destination(&self) -> &Arc<dyn Destination> {
+        &self.destination
+    }
+
+    /// Loads packages in the order given; stops at the first that does not load completely (later
+    /// packages may depend on it, as dlt's do).
+    pub async fn load_all(&self, locations: Vec<PackageLocation>) -> Result<LoadSummary> {
+        let started = Instant::now();
+        let mut packages = Vec::new();
+        for location in locations {
+            let summary = self.load(location).await?;
+            let stop = summary.status == PackageStatus::Pending;
+            packages.push(summary);
+            if stop {
+                break;
+            }
+        }
+        Ok(LoadSummary {
+            destination: self.destination.describe(),
+            packages,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Loads one package.
+    pub async fn load(&self, location: PackageLocation) -> Result<PackageSummary> {
+        let started = Instant::now();
+        let package = LoadPackage::open(location).await?;
+        let dataset = self
+            .options
+            .dataset
+            .clone()
+            .unwrap_or_else(|| package.default_dataset());
+        let caps = self.destination.capabilities();
+        let mut summary = PackageSummary::new(&package, &dataset, &self.destination.describe());
+
+        if package.completed.is_some() || is_loaded(self.destination.as_ref(), &dataset, &package.load_id).await? {
+            // Committed before: at most the folder moves of a run that stopped after the commit remain.
+            self.finish_folders(&package).await?;
+            summary.status = PackageStatus::AlreadyLoaded;
+            summary.elapsed = started.elapsed();
+            self.progress.package_finished(&summary);
+            return Ok(summary);
+        }
+
+        for job in &package.jobs {
+            if job.name.format.is_data() && !caps.loader_formats.contains(&job.name.format) {
+                return Err(berth_model::Error::UnknownFormat {
+                    job: package.job_display(job),
+                    format: job.name.format.to_string(),
+                }
+                .into());
+            }
+        }
+        let options = PlanOptions {
+            dataset: dataset.clone(),
+            replace_strategy: self
+                .options
+                .replace_strategy
+                .or_else(|| caps.replace_strategies.first().copied())
+                .unwrap_or_default(),
+        };
+        let plan = PackagePlan::new(&package, &options, &caps.plan_capabilities())?;
+
+        summary.migration = migrate(self.destination.as_ref(), &package, &plan).await?;
+        if package.tracks_job_folders() && package.schema_update_pending {
+            package
+                .location
+                .rename(layout::SCHEMA_UPDATES, layout::APPLIED_SCHEMA_UPDATES)
+                .await?;
+        }
+        // Empty only chains none of whose jobs committed yet: a resumed package keeps its rows.
+        let fresh: Vec<&ChainPlan> = plan
+            .chains
+            .iter()
+            .filter(|c| {
+                !package
+                    .jobs
+                    .iter()
+                    .any(|j| j.state == JobState::Completed && c.tables_with_jobs.contains(&j.name.table))
+            })
+            .collect();
+        let init = plan.init_statements_for(&caps.dialect, fresh);
+        if !init.is_empty() {
+            self.destination.execute(init, caps.supports_transactions).await?;
+        }
+
+        let pending: Vec<JobFile> = package
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.state, JobState::New | JobState::Started) && j.name.format.is_data())
+            .cloned()
+            .collect();
+        summary.record_completed(package.jobs_in(JobState::Completed));
+        self.progress.package_started(&package, pending.len());
+
+        let parallel = caps
+            .max_parallel_jobs
+            .map_or(self.options.parallel_jobs, |m| m.min(self.options.parallel_jobs))
+            .max(1);
+        let mut outcomes = futures::stream::iter(pending)
+            .map(|job| self.run_job(&package, &plan, job))
+            .buffer_unordered(parallel);
+        let mut failed_tables = std::collections::BTreeSet::new();
+        while let Some(outcome) = outcomes.next().await {
+            let outcome = outcome?;
+            let job_summary = JobSummary::from_outcome(
+                &package,
+                &outcome.job,
+                &outcome.result,
+                outcome.attempts,
+                outcome.elapsed,
+            );
+            match &outcome.result {
+                Ok(_) => {
+                    if package.tracks_job_folders() {
+                        package.move_job(&outcome.job, JobState::Completed).await?;
+                    }
+                }
+                Err(e) => {
+                    failed_tables.insert(outcome.job.name.table.clone());
+                    if package.tracks_job_folders() {
+                        self.requeue_failed(&package, &outcome.job, e).await?;
+                    }
+                }
+            }
+            self.progress.job_finished(&job_summary);
+            summary.push_job(job_summary);
+        }
+        drop(outcomes);
+
+        // A chain's follow-up runs once all its jobs loaded.
+        for chain in &plan.chains {
+            if chain.tables_with_jobs.iter().any(|t| failed_tables.contains(t)) {
+                continue;
+            }
+            let statements = plan.followup_statements(chain, &package, &caps.dialect)?;
+            if !statements.is_empty() {
+                summary.followup_statements += statements.len();
+                self.destination.execute(statements, caps.supports_transactions).await?;
+            }
+        }
+
+        if failed_tables.is_empty() {
+            complete_load(self.destination.as_ref(), &package, &dataset).await?;
+            self.finish_folders(&package).await?;
+            summary.status = PackageStatus::Loaded;
+        } else {
+            summary.status = PackageStatus::Pending;
+        }
+        summary.elapsed = started.elapsed();
+        self.progress.package_finished(&summary);
+        Ok(summary)
+    }
+
+    async fn run_job(&self, package: &LoadPackage, plan: &PackagePlan, job: JobFile) -> Result<JobOutcome> {
+        let started = Instant::now();
+        let job = if package.tracks_job_folders() {
+            package.move_job(&job, JobState::Started).await?
+        } else {
+            job
+        };
+        let table = package
+            .schema
+            .table(&job.name.table)
+            .ok_or_else(|| berth_model::Error::TableNotInSchema {
+                job: package.job_display(&job),
+                table: job.name.table.clone(),
+            })?;
+        let dataset = plan.job_dataset(&table.name);
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            let load = LoadJob {
+                package,
+                job: &job,
+                table,
+                dataset,
+                read_options: self.options.read_options.clone(),
+            };
+            match self.destination.load_job(load).await {
+                Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {
+                    let wait = backoff(self.options.retry_backoff, attempts);
+                    tracing::warn!(job = %job.name, attempt = attempts, "transient error, retrying in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
+        };
+        Ok(JobOutcome {
+            job,
+            result,
+            attempts,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// dlt 1.31's terminal-failure protocol: back to `new_jobs` with the retry count raised, and an
+    /// `.exceptions/` file saying why. The package stays pending; a later run retries the job.
+    async fn requeue_failed(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        error: &berth_destination::Error,
+    ) -> Result<()> {
+        let retry = if error.kind() == ErrorKind::Transient {
+            "transient"
+        } else {
+            "terminal"
+        };
+        let exception = format!(
+            "{}/{}.{}.{}.exception",
+            layout::EXCEPTIONS,
+            job.name.table,
+            job.name.file_id,
+            job.name.retry_count
+        );
+        package
+            .location
+            .write(&exception, format!("retry: {retry}\n{error}\n"))
+            .await?;
+        let requeued = JobFile {
+            name: job.name.with_retry(job.name.retry_count + 1),
+            ..job.clone()
+        };
+        package
+            .location
+            .rename(
+                &job.relative_path(),
+                &format!("{}/{}", JobState::New.folder(), requeued.name),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Completion marker, then the move to `load/loaded/` when the package sits in a dlt pipeline.
+    async fn finish_folders(&self, package: &LoadPackage) -> Result<()> {
+        let Some(dir) = package.location.local_dir() else {
+            return Ok(());
+        };
+        if package.completed.is_none() {
+            package.location.write(layout::COMPLETED, "loaded").await?;
+        }
+        let parent = dir.parent();
+        if let Some(load_dir) = parent
+            .filter(|p| p.file_name().is_some_and(|n| n == "normalized"))
+            .and_then(|p| p.parent())
+        {
+            let loaded = load_dir.join("loaded");
+            let target = loaded.join(dir.file_name().unwrap_or_default());
+            let moved = std::fs::create_dir_all(&loaded).and_then(|()| std::fs::rename(dir, &target));
+            if let Err(e) = moved {
+                return Err(berth_model::Error::store(
+                    "move package to",
+                    target.display().to_string(),
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with up to 25% jitter.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+    let nanos = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos(),
+    );
+    exp + exp.mul_f64((nanos % 250) as f64 / 1000.0)
+}
+
+/// Opens packages from CLI-style arguments: local folders (a package, or a folder of packages such
+/// as a dlt pipeline's `load/normalized/`, expanded in load-id order) and object store URLs.
+pub fn resolve_locations(arguments: &[String]) -> Result<Vec<PackageLocation>> {
+    let mut out = Vec::new();
+    for argument in arguments {
+        if argument.contains("://") {
+            out.push(PackageLocation::parse(argument)?);
+            continue;
+        }
+        let path = std::path::Path::new(argument);
+        let found = berth_model::package::discover_local_packages(path).map_err(|e| berth_model::Error::Location {
+            location: argument.clone(),
+            reason: e.to_string(),
+        })?;
+        if found.is_empty() {
+            return Err(berth_model::Error::MissingSchema {
+                package: argument.clone(),
+            }
+            .into());
+        }
+        for dir in found {
+            out.push(PackageLocation::parse(&dir.to_string_lossy())?);
+        }
+    }
+    Ok(out)
+}

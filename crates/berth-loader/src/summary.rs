@@ -1,0 +1,185 @@
+//! What a load did, for people (the CLI's table) and machines (`--json`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use berth_destination::{JobMetrics, MigrationReport};
+use berth_model::{JobFile, LoadPackage};
+use serde::Serialize;
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// How a package ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageStatus {
+    /// Every job loaded and the load was committed (`_dlt_loads`).
+    Loaded,
+    /// It had been loaded before; nothing was done.
+    AlreadyLoaded,
+    /// Some jobs failed; the package stays pending and can be loaded again.
+    Pending,
+}
+
+/// One job's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSummary {
+    /// `<table>.<file_id>.<format>`.
+    pub job_id: String,
+    /// Table loaded.
+    pub table: String,
+    /// Job file, for messages.
+    pub file: String,
+    /// `completed` or `failed`.
+    pub state: String,
+    /// Rows inserted.
+    pub rows: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Wall time.
+    #[serde(serialize_with = "seconds")]
+    pub seconds: Duration,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+impl JobSummary {
+    pub(crate) fn from_outcome(
+        package: &LoadPackage,
+        job: &JobFile,
+        result: &Result<JobMetrics, berth_destination::Error>,
+        attempts: u32,
+        elapsed: Duration,
+    ) -> Self {
+        let (state, metrics, error) = match result {
+            Ok(m) => ("completed", *m, None),
+            Err(e) => ("failed", JobMetrics::default(), Some(e.to_string())),
+        };
+        Self {
+            job_id: job.name.job_id(),
+            table: job.name.table.clone(),
+            file: package.job_display(job),
+            state: state.into(),
+            rows: metrics.rows,
+            bytes: job.size,
+            attempts,
+            seconds: elapsed,
+            error,
+        }
+    }
+}
+
+/// Per-table totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableSummary {
+    /// Jobs loaded.
+    pub jobs: usize,
+    /// Jobs failed.
+    pub failed_jobs: usize,
+    /// Rows inserted.
+    pub rows: u64,
+    /// Bytes of job files.
+    pub bytes: u64,
+    /// Summed job time (jobs overlap when parallel).
+    #[serde(serialize_with = "seconds")]
+    pub seconds: Duration,
+}
+
+/// One package's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageSummary {
+    /// The load id.
+    pub load_id: String,
+    /// Where the package is.
+    pub package: String,
+    /// Schema name.
+    pub schema: String,
+    /// Dataset loaded into.
+    pub dataset: String,
+    /// Destination (no credentials).
+    pub destination: String,
+    /// How it ended.
+    pub status: PackageStatus,
+    /// Per-table totals, by table name.
+    pub tables: BTreeMap<String, TableSummary>,
+    /// Every job run in this load.
+    pub jobs: Vec<JobSummary>,
+    /// Jobs found already completed by an earlier run.
+    pub previously_completed_jobs: usize,
+    /// Schema changes made.
+    pub migration: MigrationReport,
+    /// Follow-up statements run (replace from staging, merge).
+    pub followup_statements: usize,
+    /// Wall time.
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+impl PackageSummary {
+    pub(crate) fn new(package: &LoadPackage, dataset: &str, destination: &str) -> Self {
+        Self {
+            load_id: package.load_id.clone(),
+            package: package.location.to_string(),
+            schema: package.schema.name.clone(),
+            dataset: dataset.to_string(),
+            destination: destination.to_string(),
+            status: PackageStatus::Pending,
+            tables: BTreeMap::new(),
+            jobs: Vec::new(),
+            previously_completed_jobs: 0,
+            migration: MigrationReport::default(),
+            followup_statements: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn record_completed<'a>(&mut self, jobs: impl Iterator<Item = &'a JobFile>) {
+        self.previously_completed_jobs += jobs.count();
+    }
+
+    pub(crate) fn push_job(&mut self, job: JobSummary) {
+        let table = self.tables.entry(job.table.clone()).or_default();
+        if job.error.is_some() {
+            table.failed_jobs += 1;
+        } else {
+            table.jobs += 1;
+            table.rows += job.rows;
+            table.bytes += job.bytes;
+        }
+        table.seconds += job.seconds;
+        self.jobs.push(job);
+    }
+
+    /// Rows inserted by this load.
+    pub fn rows(&self) -> u64 {
+        self.tables.values().map(|t| t.rows).sum()
+    }
+
+    /// Jobs that failed.
+    pub fn failed_jobs(&self) -> impl Iterator<Item = &JobSummary> {
+        self.jobs.iter().filter(|j| j.error.is_some())
+    }
+}
+
+/// The result of loading several packages.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    /// Destination (no credentials).
+    pub destination: String,
+    /// Packages in load order.
+    pub packages: Vec<PackageSummary>,
+    /// Wall time.
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+impl LoadSummary {
+    /// Did every package load (or had it loaded before)?
+    pub fn all_loaded(&self) -> bool {
+        self.packages.iter().all(|p| p.status != PackageStatus::Pending)
+    }
+}

@@ -1,0 +1,491 @@
+//! A dlt normalized load package: a folder of job files plus `schema.json`, on local disk or any
+//! object store.
+//!
+//! ```text
+//! <load_id>/
+//!   schema.json  load_package_state.json  schema_updates.json  .restore/state.json
+//!   new_jobs/ started_jobs/ completed_jobs/ failed_jobs/ .exceptions/ .pending_transitions/
+//! ```
+//!
+//! Empty folders may be missing (git and object stores keep none). Jobs move between the folders
+//! by rename, as dlt does; that happens only where a rename is atomic (the local filesystem).
+
+use std::fmt;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{Error, Result};
+use crate::job::JobFileName;
+use crate::schema::Schema;
+use crate::state::{PackageState, RestoreState};
+
+/// File names and folders of dlt's package layout.
+pub mod layout {
+    /// Full stored schema.
+    pub const SCHEMA: &str = "schema.json";
+    /// Typed-JSON package state.
+    pub const STATE: &str = "load_package_state.json";
+    /// Present while the schema migration has not run.
+    pub const SCHEMA_UPDATES: &str = "schema_updates.json";
+    /// Written once the migration ran.
+    pub const APPLIED_SCHEMA_UPDATES: &str = "applied_schema_updates.json";
+    /// Completion marker: `loaded` or `aborted`.
+    pub const COMPLETED: &str = "package_completed.json";
+    /// Local pipeline state when the package was made.
+    pub const RESTORE_STATE: &str = ".restore/state.json";
+    /// One file per failed attempt.
+    pub const EXCEPTIONS: &str = ".exceptions";
+    /// Crash-safety markers written after the destination committed.
+    pub const PENDING_TRANSITIONS: &str = ".pending_transitions";
+}
+
+/// Where a job file is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobState {
+    /// Waiting (`new_jobs/`).
+    New,
+    /// Being loaded, or interrupted (`started_jobs/`).
+    Started,
+    /// Loaded (`completed_jobs/`).
+    Completed,
+    /// Failed terminally (`failed_jobs/`).
+    Failed,
+}
+
+impl JobState {
+    /// All states, in folder order.
+    pub const ALL: [JobState; 4] = [Self::New, Self::Started, Self::Completed, Self::Failed];
+
+    /// The folder holding jobs in this state.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Self::New => "new_jobs",
+            Self::Started => "started_jobs",
+            Self::Completed => "completed_jobs",
+            Self::Failed => "failed_jobs",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::New => "new",
+            Self::Started => "started",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        })
+    }
+}
+
+/// Where a package lives: an object store and the package folder inside it.
+#[derive(Clone)]
+pub struct PackageLocation {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    display: String,
+    local_dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for PackageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The store's Debug may hold credentials: show only the location.
+        f.debug_struct("PackageLocation")
+            .field("location", &self.display)
+            .finish()
+    }
+}
+
+impl fmt::Display for PackageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl PackageLocation {
+    /// Parses a local path, a `file://` URL or a `memory://` URL (an empty in-process store).
+    pub fn parse(location: &str) -> Result<Self> {
+        let bad = |reason: String| Error::Location {
+            location: location.to_string(),
+            reason,
+        };
+        if let Some((scheme, _)) = location.split_once("://") {
+            let url = url::Url::parse(location).map_err(|e| bad(e.to_string()))?;
+            return match scheme {
+                "file" => {
+                    let path = url.to_file_path().map_err(|()| bad("not a local file URL".into()))?;
+                    Self::local(&path).map_err(|e| bad(e.to_string()))
+                }
+                "memory" => {
+                    let root = Path::from(url.path().trim_matches('/'));
+                    Ok(Self::from_store(Arc::new(InMemory::new()), root, location))
+                }
+                other => Err(bad(format!(
+                    "`{other}://` packages are not supported by this build (local paths, file:// and memory://)"
+                ))),
+            };
+        }
+        Self::local(FsPath::new(location)).map_err(|e| bad(e.to_string()))
+    }
+
+    /// A package folder on the local filesystem.
+    pub fn local(dir: &FsPath) -> std::io::Result<Self> {
+        let dir = std::fs::canonicalize(dir)?;
+        if !dir.is_dir() {
+            return Err(std::io::Error::other("not a directory"));
+        }
+        let root = Path::from_filesystem_path(&dir).map_err(std::io::Error::other)?;
+        Ok(Self {
+            store: Arc::new(LocalFileSystem::new()),
+            root,
+            display: dir.display().to_string(),
+            local_dir: Some(dir),
+        })
+    }
+
+    /// A package folder `root` inside any object store; `display` is what messages show.
+    pub fn from_store(store: Arc<dyn ObjectStore>, root: impl Into<Path>, display: impl Into<String>) -> Self {
+        Self {
+            store,
+            root: root.into(),
+            display: display.into(),
+            local_dir: None,
+        }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The package folder inside the store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder on disk when the package is local.
+    pub fn local_dir(&self) -> Option<&FsPath> {
+        self.local_dir.as_deref()
+    }
+
+    /// The last path segment: dlt names package folders by load id.
+    pub fn folder_name(&self) -> String {
+        self.root.filename().unwrap_or_default().to_string()
+    }
+
+    /// Path of a file inside the package.
+    pub fn child(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .fold(self.root.clone(), |p, part| p.join(part))
+    }
+
+    /// Display form of a file inside the package, for messages.
+    pub fn display_child(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.display.trim_end_matches('/'))
+    }
+
+    /// Reads a whole (small) file; `Ok(None)` when it does not exist.
+    pub async fn read_optional(&self, relative: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&self.child(relative)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| Error::store("read", self.display_child(relative), e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store("read", self.display_child(relative), e)),
+        }
+    }
+
+    /// Writes a whole (small) file.
+    pub async fn write(&self, relative: &str, data: impl Into<PutPayload>) -> Result<()> {
+        self.store
+            .put(&self.child(relative), data.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::store("write", self.display_child(relative), e))
+    }
+
+    /// Renames a file inside the package (atomic on the local filesystem).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.store
+            .rename(&self.child(from), &self.child(to))
+            .await
+            .map_err(|e| Error::store("rename", self.display_child(from), e))
+    }
+}
+
+/// Lists the packages under `dir`, sorted by load id: `dir` itself when it is a package, else its
+/// sub-folders that hold a `schema.json` (e.g. a dlt pipeline's `load/normalized/`).
+pub fn discover_local_packages(dir: &FsPath) -> std::io::Result<Vec<PathBuf>> {
+    if dir.join(layout::SCHEMA).is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.join(layout::SCHEMA).is_file() {
+            found.push(path);
+        }
+    }
+    found.sort_by_key(|p| load_id_from_folder(&p.file_name().unwrap_or_default().to_string_lossy()));
+    Ok(found)
+}
+
+/// Is `s` shaped like a dlt load id (`<seconds>.<fraction>`, or plain digits)?
+pub fn is_load_id(s: &str) -> bool {
+    let mut parts = s.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let frac = parts.next().unwrap_or("0");
+    !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The load id of a package folder: the folder name, or the load id after its last `_` when a tool
+/// prefixed the folder with an ordering number (`0_1795379913.1787062`).
+pub fn load_id_from_folder(folder: &str) -> String {
+    if is_load_id(folder) {
+        return folder.to_string();
+    }
+    match folder.rsplit_once('_') {
+        Some((_, tail)) if is_load_id(tail) => tail.to_string(),
+        _ => folder.to_string(),
+    }
+}
+
+/// One job file of a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFile {
+    /// The parsed name.
+    pub name: JobFileName,
+    /// The folder it is in.
+    pub state: JobState,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl JobFile {
+    /// Path relative to the package folder.
+    pub fn relative_path(&self) -> String {
+        format!("{}/{}", self.state.folder(), self.name)
+    }
+}
+
+/// An opened package: its schema, state and jobs.
+#[derive(Debug, Clone)]
+pub struct LoadPackage {
+    /// Where it lives.
+    pub location: PackageLocation,
+    /// The load id (see [`load_id_from_folder`]).
+    pub load_id: String,
+    /// `schema.json`.
+    pub schema: Arc<Schema>,
+    /// `load_package_state.json` (empty when absent).
+    pub state: PackageState,
+    /// `.restore/state.json`, when present.
+    pub restore: Option<RestoreState>,
+    /// `schema_updates.json` exists: the migration has not run yet.
+    pub schema_update_pending: bool,
+    /// Body of `package_completed.json` (`loaded` / `aborted`), when present.
+    pub completed: Option<String>,
+    /// All jobs, sorted by table then name.
+    pub jobs: Vec<JobFile>,
+}
+
+impl LoadPackage {
+    /// Opens and validates a package: schema, state, every job file name and table.
+    pub async fn open(location: PackageLocation) -> Result<Self> {
+        let schema_path = location.display_child(layout::SCHEMA);
+        let schema_bytes = location
+            .read_optional(layout::SCHEMA)
+            .await?
+            .ok_or_else(|| Error::MissingSchema {
+                package: location.to_string(),
+            })?;
+        let schema_text = std::str::from_utf8(&schema_bytes).map_err(|e| Error::InvalidSchema {
+            path: schema_path.clone(),
+            message: format!("not UTF-8: {e}"),
+        })?;
+        let schema = Schema::from_json(schema_text, &schema_path)?;
+
+        let state = match location.read_optional(layout::STATE).await? {
+            Some(bytes) => {
+                PackageState::from_json(&String::from_utf8_lossy(&bytes), &location.display_child(layout::STATE))?
+            }
+            None => PackageState::empty(),
+        };
+        let restore = match location.read_optional(layout::RESTORE_STATE).await? {
+            Some(bytes) => Some(RestoreState::from_json(
+                &String::from_utf8_lossy(&bytes),
+                &location.display_child(layout::RESTORE_STATE),
+            )?),
+            None => None,
+        };
+        let schema_update_pending = location.read_optional(layout::SCHEMA_UPDATES).await?.is_some();
+        let completed = location
+            .read_optional(layout::COMPLETED)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string());
+
+        let mut jobs = Vec::new();
+        for state in JobState::ALL {
+            let folder = location.child(state.folder());
+            let mut listing = location.store().list(Some(&folder));
+            while let Some(meta) = listing
+                .try_next()
+                .await
+                .map_err(|e| Error::store("list", location.display_child(state.folder()), e))?
+            {
+                // Object stores list recursively: keep direct children only.
+                let Some(parts) = meta.location.prefix_match(&folder) else {
+                    continue;
+                };
+                let parts: Vec<_> = parts.collect();
+                let [file] = parts.as_slice() else { continue };
+                let file = file.as_ref();
+                if state == JobState::Failed && file.ends_with(".exception") {
+                    continue;
+                }
+                let name = JobFileName::parse(file)?;
+                if schema.table(&name.table).is_none() {
+                    return Err(Error::TableNotInSchema {
+                        job: location.display_child(&format!("{}/{file}", state.folder())),
+                        table: name.table,
+                    });
+                }
+                jobs.push(JobFile {
+                    name,
+                    state,
+                    size: meta.size,
+                });
+            }
+        }
+        jobs.sort_by(|a, b| (&a.name.table, a.name.to_string()).cmp(&(&b.name.table, b.name.to_string())));
+
+        Ok(Self {
+            load_id: load_id_from_folder(&location.folder_name()),
+            location,
+            schema: Arc::new(schema),
+            state,
+            restore,
+            schema_update_pending,
+            completed,
+            jobs,
+        })
+    }
+
+    /// The dataset recorded in the package (`.restore/state.json`), else the schema name.
+    pub fn default_dataset(&self) -> String {
+        self.restore
+            .as_ref()
+            .and_then(|r| r.dataset_name.clone())
+            .unwrap_or_else(|| self.schema.name.clone())
+    }
+
+    /// Jobs in a state.
+    pub fn jobs_in(&self, state: JobState) -> impl Iterator<Item = &JobFile> {
+        self.jobs.iter().filter(move |j| j.state == state)
+    }
+
+    /// Display path of a job file, for messages.
+    pub fn job_display(&self, job: &JobFile) -> String {
+        self.location.display_child(&job.relative_path())
+    }
+
+    /// Can jobs move between folders here (a rename is atomic only on the local filesystem)?
+    pub fn tracks_job_folders(&self) -> bool {
+        self.location.local_dir().is_some()
+    }
+
+    /// Moves a job to another folder (dlt's protocol). Returns the moved job.
+    pub async fn move_job(&self, job: &JobFile, to: JobState) -> Result<JobFile> {
+        let moved = JobFile {
+            state: to,
+            ..job.clone()
+        };
+        if job.state != to {
+            if let Some(dir) = self.location.local_dir() {
+                std::fs::create_dir_all(dir.join(to.folder())).map_err(|e| {
+                    Error::store(
+                        "create folder",
+                        self.job_display(&moved),
+                        object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        },
+                    )
+                })?;
+            }
+            self.location
+                .rename(&job.relative_path(), &moved.relative_path())
+                .await?;
+        }
+        Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_ids_from_folder_names() {
+        assert_eq!(load_id_from_folder("1795379913.1787062"), "1795379913.1787062");
+        assert_eq!(load_id_from_folder("0_1795379913.1787062"), "1795379913.1787062");
+        assert_eq!(load_id_from_folder("my_package"), "my_package");
+        assert!(is_load_id("1795379913"));
+        assert!(!is_load_id(".5"));
+    }
+
+    #[tokio::test]
+    async fn opens_a_package_in_memory_and_rejects_bad_job_names() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let schema = r#"{"name":"s","engine_version":11,"version":1,"version_hash":"h",
+            "tables":{"t":{"name":"t","columns":{"a":{"name":"a","data_type":"bigint"}}}}}"#;
+        store
+            .put(&Path::from("pk/1.5/schema.json"), schema.into())
+            .await
+            .unwrap();
+        store
+            .put(&Path::from("pk/1.5/new_jobs/t.abc.0.parquet"), "x".into())
+            .await
+            .unwrap();
+        let loc = PackageLocation::from_store(Arc::clone(&store), "pk/1.5", "memory:///pk/1.5");
+        let pkg = LoadPackage::open(loc.clone()).await.unwrap();
+        assert_eq!(pkg.load_id, "1.5");
+        assert_eq!(pkg.jobs.len(), 1);
+        assert_eq!(pkg.default_dataset(), "s");
+        assert!(!pkg.tracks_job_folders());
+
+        store
+            .put(&Path::from("pk/1.5/new_jobs/nope.abc.0.parquet"), "x".into())
+            .await
+            .unwrap();
+        let err = LoadPackage::open(loc.clone()).await.unwrap_err();
+        assert!(matches!(err, Error::TableNotInSchema { .. }), "{err}");
+        store
+            .delete(&Path::from("pk/1.5/new_jobs/nope.abc.0.parquet"))
+            .await
+            .unwrap();
+        store
+            .put(&Path::from("pk/1.5/new_jobs/t.abc.zero.parquet"), "x".into())
+            .await
+            .unwrap();
+        let err = LoadPackage::open(loc).await.unwrap_err();
+        assert!(err.to_string().contains("t.abc.zero.parquet"), "{err}");
+
+        let empty = PackageLocation::from_store(store, "nothing", "memory:///nothing");
+        assert!(matches!(
+            LoadPackage::open(empty).await,
+            Err(Error::MissingSchema { .. })
+        ));
+    }
+}

@@ -1,0 +1,479 @@
+//! Job files as streams of Arrow [`RecordBatch`]es, with bounded memory.
+//!
+//! Parquet is read with the async reader straight from the object store (range reads, one row group
+//! at a time). The other formats are decoded on a blocking thread that pulls the file's bytes from
+//! the store through a small bounded channel, and hands batches over another one: at most a few
+//! chunks and batches are in memory, whatever the file size.
+
+mod insert_values;
+mod object_reader;
+mod types;
+
+use std::io::{BufRead, BufReader, Read};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use tokio::sync::mpsc;
+
+pub use insert_values::parse_insert_values;
+pub use types::{arrow_schema, arrow_type, check_file_schema};
+
+use crate::error::{Error, Result};
+use crate::job::FileFormat;
+use crate::package::{JobFile, LoadPackage};
+use crate::schema::{DataType, Table};
+
+/// Default rows per record batch.
+pub const DEFAULT_BATCH_SIZE: usize = 65_536;
+/// Byte chunks buffered between the store and a blocking decoder.
+const BYTE_CHUNKS_IN_FLIGHT: usize = 4;
+/// Record batches buffered between a decoder and its consumer.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// How job files are read.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Rows per record batch.
+    pub batch_size: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+/// An open job file: the Arrow schema of its batches and the batches.
+pub struct JobReader {
+    /// Schema of every batch (the file's own for Parquet and Arrow, the table's otherwise).
+    pub schema: SchemaRef,
+    /// The batches, in file order.
+    pub stream: BoxStream<'static, Result<RecordBatch>>,
+}
+
+impl std::fmt::Debug for JobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobReader")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the footer of a Parquet job file says.
+#[derive(Debug, Clone)]
+pub struct ParquetInfo {
+    /// Arrow schema of the file.
+    pub schema: SchemaRef,
+    /// Rows in the file.
+    pub num_rows: u64,
+    /// Row groups in the file.
+    pub row_groups: usize,
+}
+
+fn table_for<'a>(package: &'a LoadPackage, job: &JobFile) -> Result<&'a Table> {
+    package
+        .schema
+        .table(&job.name.table)
+        .ok_or_else(|| Error::TableNotInSchema {
+            job: package.job_display(job),
+            table: job.name.table.clone(),
+        })
+}
+
+/// Reads the footer of a Parquet job and checks its columns against the table.
+pub async fn inspect_parquet(package: &LoadPackage, job: &JobFile) -> Result<ParquetInfo> {
+    let table = table_for(package, job)?;
+    let display = package.job_display(job);
+    let builder = parquet_builder(package, job, &display).await?;
+    check_file_schema(builder.schema(), table, &display)?;
+    let meta = builder.metadata();
+    Ok(ParquetInfo {
+        schema: Arc::clone(builder.schema()),
+        num_rows: u64::try_from(meta.file_metadata().num_rows()).unwrap_or_default(),
+        row_groups: meta.num_row_groups(),
+    })
+}
+
+async fn parquet_builder(
+    package: &LoadPackage,
+    job: &JobFile,
+    display: &str,
+) -> Result<ParquetRecordBatchStreamBuilder<object_reader::ObjectReader>> {
+    let path = package.location.child(&job.relative_path());
+    let reader = object_reader::ObjectReader::new(Arc::clone(package.location.store()), path);
+    ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| decode_error(display, format!("not a readable Parquet file: {e}")))
+}
+
+fn decode_error(job: &str, message: impl Into<String>) -> Error {
+    Error::Decode {
+        job: job.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Opens a data job file as a stream of record batches, checking its columns against the table.
+pub async fn open_job(package: &LoadPackage, job: &JobFile, options: &ReadOptions) -> Result<JobReader> {
+    let table = table_for(package, job)?.clone();
+    let display = package.job_display(job);
+    let batch_size = options.batch_size.max(1);
+    match job.name.format {
+        FileFormat::Parquet => {
+            let builder = parquet_builder(package, job, &display).await?;
+            check_file_schema(builder.schema(), &table, &display)?;
+            let schema = Arc::clone(builder.schema());
+            let stream = builder
+                .with_batch_size(batch_size)
+                .build()
+                .map_err(|e| decode_error(&display, e.to_string()))?
+                .map_err(move |e| decode_error(&display, e.to_string()));
+            Ok(JobReader {
+                schema,
+                stream: stream.boxed(),
+            })
+        }
+        FileFormat::Jsonl | FileFormat::TypedJsonl => {
+            let schema = arrow_schema(&table);
+            let typed = job.name.format == FileFormat::TypedJsonl;
+            let decoder_schema = Arc::clone(&schema);
+            let stream = spawn_decoder(package, job, display, move |input, emit, job| {
+                decode_jsonl(input, &table, decoder_schema, typed, batch_size, emit, job)
+            });
+            Ok(JobReader { schema, stream })
+        }
+        FileFormat::Csv => {
+            let schema = arrow_schema(&table);
+            let target = Arc::clone(&schema);
+            let stream = spawn_decoder(package, job, display, move |input, emit, job| {
+                decode_csv(input, &table, &target, batch_size, emit, job)
+            });
+            Ok(JobReader { schema, stream })
+        }
+        FileFormat::InsertValues => {
+            let schema = arrow_schema(&table);
+            let stream = spawn_decoder(package, job, display, move |mut input, emit, job| {
+                let mut text = String::new();
+                input
+                    .read_to_string(&mut text)
+                    .map_err(|e| decode_error(job, format!("not UTF-8 text: {e}")))?;
+                parse_insert_values(&text, &table, batch_size, job, emit)
+            });
+            Ok(JobReader { schema, stream })
+        }
+        FileFormat::Arrow => {
+            let reader = open_ipc(package, job, &display).await?;
+            check_file_schema(&reader.schema, &table, &display)?;
+            Ok(reader)
+        }
+        other => Err(Error::UnknownFormat {
+            job: display,
+            format: other.to_string(),
+        }),
+    }
+}
+
+/// The Arrow schema of an IPC file is only known once its first message is read.
+async fn open_ipc(package: &LoadPackage, job: &JobFile, display: &str) -> Result<JobReader> {
+    let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+    let stream = spawn_decoder(package, job, display.to_string(), move |input, emit, job| {
+        decode_ipc(input, schema_tx, emit, job)
+    });
+    match schema_rx.await {
+        Ok(schema) => Ok(JobReader { schema, stream }),
+        // The decoder failed before it saw a schema: its error is the first item of the stream.
+        Err(_) => {
+            let mut stream = stream;
+            match stream.next().await {
+                Some(Err(e)) => Err(e),
+                _ => Err(decode_error(display, "the Arrow IPC stream has no schema")),
+            }
+        }
+    }
+}
+
+type Emit<'a> = &'a mut dyn FnMut(RecordBatch) -> bool;
+
+/// Runs `decode` on a blocking thread over the job file's bytes; its batches become the stream.
+fn spawn_decoder<F>(
+    package: &LoadPackage,
+    job: &JobFile,
+    display: String,
+    decode: F,
+) -> BoxStream<'static, Result<RecordBatch>>
+where
+    F: FnOnce(Box<dyn BufRead + Send>, Emit<'_>, &str) -> Result<()> + Send + 'static,
+{
+    let store = Arc::clone(package.location.store());
+    let path = package.location.child(&job.relative_path());
+    let compressed = job.name.compressed;
+    let (bytes_tx, bytes_rx) = mpsc::channel::<std::io::Result<Bytes>>(BYTE_CHUNKS_IN_FLIGHT);
+    let (batch_tx, batch_rx) = mpsc::channel::<Result<RecordBatch>>(BATCHES_IN_FLIGHT);
+    let fetch = tokio::spawn(fetch_bytes(store, path, bytes_tx));
+    let error_tx = batch_tx.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
+        let raw = ChannelReader {
+            rx: bytes_rx,
+            current: Bytes::new(),
+        };
+        let input: Box<dyn BufRead + Send> = if compressed {
+            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(raw)))
+        } else {
+            Box::new(BufReader::with_capacity(1 << 16, raw))
+        };
+        let mut emit = |batch: RecordBatch| batch_tx.blocking_send(Ok(batch)).is_ok();
+        // A panic must not look like the end of the file: report it as an error of this job.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(input, &mut emit, &display)));
+        let error = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => decode_error(&display, "the decoder panicked (a bug in berth)"),
+        };
+        let _ = error_tx.blocking_send(Err(error));
+    });
+    DecodeStream {
+        rx: batch_rx,
+        _fetch: AbortOnDrop(fetch),
+        _decoder: decoder,
+    }
+    .boxed()
+}
+
+async fn fetch_bytes(store: Arc<dyn ObjectStore>, path: Path, tx: mpsc::Sender<std::io::Result<Bytes>>) {
+    let mut stream = match store.get(&path).await {
+        Ok(result) => result.into_stream(),
+        Err(e) => {
+            let _ = tx.send(Err(std::io::Error::other(e))).await;
+            return;
+        }
+    };
+    while let Some(chunk) = stream.next().await {
+        let failed = chunk.is_err();
+        if tx.send(chunk.map_err(std::io::Error::other)).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A blocking `Read` over byte chunks arriving on a channel.
+struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The batches of a blocking decoder. Dropping it stops the fetch; the decoder then stops at its
+/// next send. Decoder panics surface as the channel closing early, which `poll_next` reports.
+struct DecodeStream {
+    rx: mpsc::Receiver<Result<RecordBatch>>,
+    _fetch: AbortOnDrop,
+    _decoder: tokio::task::JoinHandle<()>,
+}
+
+impl Stream for DecodeStream {
+    type Item = Result<RecordBatch>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+fn decode_jsonl(
+    input: Box<dyn BufRead + Send>,
+    table: &Table,
+    schema: SchemaRef,
+    typed: bool,
+    batch_size: usize,
+    emit: Emit<'_>,
+    job: &str,
+) -> Result<()> {
+    use serde_json::Value;
+    let json_columns: std::collections::HashSet<&str> = table
+        .complete_columns()
+        .filter(|c| c.data_type == Some(DataType::Json))
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut decoder = arrow::json::ReaderBuilder::new(schema)
+        .with_batch_size(batch_size)
+        .build_decoder()
+        .map_err(|e| decode_error(job, e.to_string()))?;
+    let mut rows: Vec<Value> = Vec::with_capacity(batch_size.min(8192));
+    let mut flush = |rows: &mut Vec<Value>, decoder: &mut arrow::json::reader::Decoder, line: usize| -> Result<bool> {
+        decoder
+            .serialize(rows)
+            .map_err(|e| decode_error(job, format!("rows before line {line}: {e}")))?;
+        rows.clear();
+        match decoder.flush().map_err(|e| decode_error(job, e.to_string()))? {
+            Some(batch) => Ok(emit(batch)),
+            None => Ok(true),
+        }
+    };
+    for (index, line) in input.lines().enumerate() {
+        let line_no = index + 1;
+        let line = line.map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(&line).map_err(|e| decode_error(job, format!("line {line_no} is not JSON: {e}")))?;
+        let items = match value {
+            Value::Array(items) if typed => items,
+            other => vec![other],
+        };
+        for item in items {
+            let Value::Object(mut row) = item else {
+                return Err(decode_error(job, format!("line {line_no} is not a JSON object")));
+            };
+            for (key, value) in row.iter_mut() {
+                let Some(column) = table.columns.get(key) else {
+                    return Err(Error::ColumnNotInSchema {
+                        job: job.to_string(),
+                        table: table.name.clone(),
+                        column: key.clone(),
+                    });
+                };
+                if json_columns.contains(column.name.as_str()) {
+                    if !value.is_null() {
+                        *value = Value::String(value.to_string());
+                    }
+                } else if let Value::String(s) = value {
+                    let plain = crate::typed_json::strip_marker(s);
+                    if plain.len() != s.len() {
+                        *s = plain.to_string();
+                    }
+                }
+            }
+            rows.push(Value::Object(row));
+            if rows.len() >= batch_size && !flush(&mut rows, &mut decoder, line_no)? {
+                return Ok(());
+            }
+        }
+    }
+    if !rows.is_empty() {
+        flush(&mut rows, &mut decoder, usize::MAX)?;
+    }
+    Ok(())
+}
+
+fn decode_csv(
+    mut input: Box<dyn BufRead + Send>,
+    table: &Table,
+    target: &SchemaRef,
+    batch_size: usize,
+    emit: Emit<'_>,
+    job: &str,
+) -> Result<()> {
+    let mut header = String::new();
+    input
+        .read_line(&mut header)
+        .map_err(|e| decode_error(job, format!("header: {e}")))?;
+    if header.trim().is_empty() {
+        return Ok(());
+    }
+    // The header decides the column order of this file.
+    let mut fields = Vec::new();
+    for name in header.trim_end_matches(['\r', '\n']).split(',') {
+        let name = name.trim().trim_matches('"');
+        let column = table
+            .columns
+            .get(name)
+            .filter(|c| c.is_complete())
+            .ok_or_else(|| Error::ColumnNotInSchema {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: name.to_string(),
+            })?;
+        fields.push(types::arrow_field(column));
+    }
+    let schema = Arc::new(ArrowSchema::new(fields));
+    check_file_schema(&schema, table, job)?;
+    let reader = arrow::csv::ReaderBuilder::new(schema)
+        .with_header(false)
+        .with_batch_size(batch_size)
+        .build_buffered(input)
+        .map_err(|e| decode_error(job, e.to_string()))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| decode_error(job, e.to_string()))?;
+        if !emit(in_table_order(&batch, target).map_err(|e| decode_error(job, e.to_string()))?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reorders a batch's columns by name into `target`'s order, NULL for columns the file lacks.
+fn in_table_order(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match batch.schema().index_of(field.name()) {
+            Ok(i) => Arc::clone(batch.column(i)),
+            Err(_) => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(Arc::clone(target), columns)
+}
+
+fn decode_ipc(
+    mut input: Box<dyn BufRead + Send>,
+    schema_tx: tokio::sync::oneshot::Sender<SchemaRef>,
+    emit: Emit<'_>,
+    job: &str,
+) -> Result<()> {
+    // The IPC file format is the stream format behind an 8-byte magic, followed by a footer the
+    // stream reader never reaches: both read as a stream.
+    let head = input.fill_buf().map_err(|e| decode_error(job, e.to_string()))?;
+    if head.starts_with(b"ARROW1") {
+        input.consume(8);
+    }
+    let reader = arrow::ipc::reader::StreamReader::try_new(input, None)
+        .map_err(|e| decode_error(job, format!("not an Arrow IPC file or stream: {e}")))?;
+    let _ = schema_tx.send(reader.schema());
+    for batch in reader {
+        let batch = batch.map_err(|e| decode_error(job, e.to_string()))?;
+        if !emit(batch) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Collects a whole job (tests and small files only: memory grows with the file).
+pub async fn read_job_to_end(package: &LoadPackage, job: &JobFile) -> Result<Vec<RecordBatch>> {
+    open_job(package, job, &ReadOptions::default())
+        .await?
+        .stream
+        .try_collect()
+        .await
+}

@@ -1,0 +1,240 @@
+//! dlt data types as Arrow types, and the check that a job file's columns fit its table.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
+
+use crate::error::{Error, Result};
+use crate::schema::{Column, DataType, Table};
+
+/// Default decimal precision and scale (dlt's `decimal_precision`).
+pub const DEFAULT_DECIMAL: (u8, i8) = (38, 9);
+
+/// The Arrow type dlt's writers use for a column (reference §1.6).
+pub fn arrow_type(column: &Column) -> ArrowType {
+    let tz = || column.timezone.then(|| Arc::from("UTC"));
+    match column.data_type.unwrap_or(DataType::Text) {
+        DataType::Text | DataType::Json => ArrowType::Utf8,
+        DataType::Double => ArrowType::Float64,
+        DataType::Bool => ArrowType::Boolean,
+        DataType::Timestamp => ArrowType::Timestamp(time_unit(column.precision), tz()),
+        DataType::Bigint => match column.precision {
+            Some(p) if p <= 8 => ArrowType::Int8,
+            Some(p) if p <= 16 => ArrowType::Int16,
+            Some(p) if p <= 32 => ArrowType::Int32,
+            _ => ArrowType::Int64,
+        },
+        DataType::Binary => ArrowType::Binary,
+        DataType::Decimal => {
+            let precision = column.precision.map_or(DEFAULT_DECIMAL.0, |p| p.clamp(1, 76) as u8);
+            let scale = column.scale.map_or(
+                if column.precision.is_some() {
+                    0
+                } else {
+                    DEFAULT_DECIMAL.1
+                },
+                |s| s.min(76) as i8,
+            );
+            if precision > 38 {
+                ArrowType::Decimal256(precision, scale)
+            } else {
+                ArrowType::Decimal128(precision, scale)
+            }
+        }
+        DataType::Wei => ArrowType::Decimal256(76, 0),
+        DataType::Date => ArrowType::Date32,
+        DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
+    }
+}
+
+fn time_unit(precision: Option<u32>) -> TimeUnit {
+    match precision {
+        Some(0) => TimeUnit::Second,
+        Some(p) if p <= 3 => TimeUnit::Millisecond,
+        Some(p) if p > 6 => TimeUnit::Nanosecond,
+        _ => TimeUnit::Microsecond,
+    }
+}
+
+/// An Arrow field for a column.
+pub fn arrow_field(column: &Column) -> Field {
+    Field::new(&column.name, arrow_type(column), column.nullable)
+}
+
+/// The Arrow schema of a table's complete columns, in order.
+pub fn arrow_schema(table: &Table) -> SchemaRef {
+    Arc::new(ArrowSchema::new(
+        table.complete_columns().map(arrow_field).collect::<Vec<_>>(),
+    ))
+}
+
+/// Can values of Arrow type `found` be loaded into a column of dlt type `expected`?
+fn fits(expected: DataType, found: &ArrowType) -> bool {
+    use ArrowType as A;
+    match found {
+        A::Null => true,
+        A::Dictionary(_, value) => fits(expected, value),
+        A::RunEndEncoded(_, value) => fits(expected, value.data_type()),
+        _ => match expected {
+            DataType::Text => matches!(found, A::Utf8 | A::LargeUtf8 | A::Utf8View),
+            DataType::Json => matches!(
+                found,
+                A::Utf8
+                    | A::LargeUtf8
+                    | A::Utf8View
+                    | A::Struct(_)
+                    | A::List(_)
+                    | A::LargeList(_)
+                    | A::ListView(_)
+                    | A::FixedSizeList(..)
+                    | A::Map(..)
+            ),
+            DataType::Double => found.is_floating() || found.is_integer() || matches!(found, A::Decimal128(..)),
+            DataType::Bool => matches!(found, A::Boolean),
+            DataType::Timestamp => matches!(found, A::Timestamp(..) | A::Date32 | A::Date64),
+            DataType::Bigint => found.is_integer(),
+            DataType::Binary => matches!(
+                found,
+                A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_)
+            ),
+            DataType::Decimal | DataType::Wei => {
+                matches!(
+                    found,
+                    A::Decimal32(..) | A::Decimal64(..) | A::Decimal128(..) | A::Decimal256(..)
+                ) || found.is_integer()
+            }
+            DataType::Date => matches!(found, A::Date32 | A::Date64 | A::Timestamp(..)),
+            DataType::Time => matches!(found, A::Time32(_) | A::Time64(_)),
+        },
+    }
+}
+
+/// Checks a job file's columns against its table: every file column must be a complete column of
+/// the table with a type that fits, and every NOT NULL column of the table must be in the file.
+pub fn check_file_schema(file: &ArrowSchema, table: &Table, job: &str) -> Result<()> {
+    for field in file.fields() {
+        let column = table
+            .columns
+            .get(field.name())
+            .ok_or_else(|| Error::ColumnNotInSchema {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: field.name().clone(),
+            })?;
+        let Some(expected) = column.data_type else {
+            // Incomplete columns are never created; a file may still carry them, all NULL.
+            if matches!(field.data_type(), ArrowType::Null) {
+                continue;
+            }
+            return Err(Error::ColumnType {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: field.name().clone(),
+                expected: "no data type (incomplete column)",
+                found: field.data_type().to_string(),
+            });
+        };
+        if !fits(expected, field.data_type()) {
+            return Err(Error::ColumnType {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: field.name().clone(),
+                expected: expected.as_str(),
+                found: field.data_type().to_string(),
+            });
+        }
+    }
+    for column in table.complete_columns().filter(|c| !c.nullable) {
+        if file.field_with_name(&column.name).is_err() {
+            return Err(Error::MissingColumn {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: column.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        let mut columns = indexmap::IndexMap::new();
+        for c in [
+            Column::new("id", DataType::Bigint).with_nullable(false),
+            Column::new("name", DataType::Text),
+            Column::new("amount", DataType::Decimal),
+            Column::new("small", DataType::Bigint).with_precision(16),
+        ] {
+            columns.insert(c.name.clone(), c);
+        }
+        Table {
+            name: "t".into(),
+            columns,
+            write_disposition: None,
+            parent: None,
+            resource: None,
+            file_format: None,
+            table_format: None,
+            merge_strategy: None,
+            stage_data_deduplicated: false,
+            boundary_timestamp: None,
+            seen_data: true,
+            description: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn maps_types() {
+        let t = table();
+        let schema = arrow_schema(&t);
+        assert_eq!(schema.field(0).data_type(), &ArrowType::Int64);
+        assert!(!schema.field(0).is_nullable());
+        assert_eq!(schema.field(2).data_type(), &ArrowType::Decimal128(38, 9));
+        assert_eq!(schema.field(3).data_type(), &ArrowType::Int16);
+        let mut ts = Column::new("ts", DataType::Timestamp);
+        assert_eq!(
+            arrow_type(&ts),
+            ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        ts.timezone = false;
+        ts.precision = Some(3);
+        assert_eq!(arrow_type(&ts), ArrowType::Timestamp(TimeUnit::Millisecond, None));
+    }
+
+    #[test]
+    fn checks_files_against_the_table() {
+        let t = table();
+        let ok = ArrowSchema::new(vec![
+            Field::new("id", ArrowType::Int32, false),
+            Field::new(
+                "name",
+                ArrowType::Dictionary(Box::new(ArrowType::Int32), Box::new(ArrowType::Utf8)),
+                true,
+            ),
+        ]);
+        check_file_schema(&ok, &t, "j").unwrap();
+        let extra = ArrowSchema::new(vec![
+            Field::new("id", ArrowType::Int64, false),
+            Field::new("bogus", ArrowType::Utf8, true),
+        ]);
+        assert!(
+            matches!(check_file_schema(&extra, &t, "j"), Err(Error::ColumnNotInSchema { column, .. }) if column == "bogus")
+        );
+        let missing = ArrowSchema::new(vec![Field::new("name", ArrowType::Utf8, true)]);
+        assert!(
+            matches!(check_file_schema(&missing, &t, "j"), Err(Error::MissingColumn { column, .. }) if column == "id")
+        );
+        let wrong = ArrowSchema::new(vec![Field::new("id", ArrowType::Utf8, false)]);
+        let err = check_file_schema(&wrong, &t, "pkg/new_jobs/t.a.0.parquet")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`id`") && err.contains("bigint") && err.contains("t.a.0.parquet"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! The error type of this crate.
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a plan or a statement cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The package asks for something the destination cannot do.
+    #[error("{message}")]
+    Unsupported {
+        /// What, naming the table and the destination.
+        message: String,
+    },
+    /// A name the destination cannot take.
+    #[error("{kind} name `{name}` is {len} characters long; {destination} allows at most {max}")]
+    IdentifierTooLong {
+        /// `table` or `column`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+        /// The destination.
+        destination: &'static str,
+    },
+    /// DataFusion failed to build or print a plan (a bug in berth).
+    #[error("internal error while planning: {0}")]
+    DataFusion(#[from] Box<datafusion::error::DataFusionError>),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Self::DataFusion(Box::new(e))
+    }
+}

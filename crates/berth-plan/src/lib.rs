@@ -1,0 +1,34 @@
+//! # berth-plan
+//!
+//! Load planning. For a package, [`PackagePlan`] decides which table chains load into the final
+//! dataset and which into `<dataset>_staging`, what is emptied before the jobs run, and the
+//! statements that finish a chain (replace from staging; merge in a later step). Statements are
+//! sqlparser ASTs; SELECT bodies are DataFusion logical plans printed by DataFusion's unparser in
+//! the destination's [`SqlDialect`].
+//!
+//! ```no_run
+//! use berth_model::{LoadPackage, PackageLocation};
+//! use berth_plan::{PackagePlan, PlanCapabilities, PlanOptions};
+//!
+//! # async fn example(dialect: berth_plan::SqlDialect) -> Result<(), Box<dyn std::error::Error>> {
+//! let package = LoadPackage::open(PackageLocation::parse("load/normalized/1795379914.2803686")?).await?;
+//! let caps = PlanCapabilities { replace_strategies: vec![Default::default()], merge_strategies: vec![] };
+//! let plan = PackagePlan::new(&package, &PlanOptions::new("my_dataset"), &caps)?;
+//! for statement in plan.init_statements(&dialect) {
+//!     println!("{statement};");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod dialect;
+mod error;
+mod load;
+pub mod sql;
+
+pub use dialect::{CaseFold, SqlDialect, TypeMapper};
+pub use error::{Error, Result};
+pub use load::{ChainAction, ChainPlan, PackagePlan, PlanCapabilities, PlanOptions, STAGING_SUFFIX};
+
+/// The sqlparser version berth builds statements with (DataFusion's).
+pub use datafusion::sql::sqlparser;

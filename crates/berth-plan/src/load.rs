@@ -1,0 +1,286 @@
+//! The plan of one package: which table chains load where (final or staging dataset), what is
+//! emptied before the jobs run, and the statements that run after a chain's jobs finished.
+
+use std::collections::BTreeSet;
+
+use berth_model::schema::{LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
+use berth_model::{LoadPackage, MergeStrategy, ReplaceStrategy, Table, WriteDisposition};
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::dialect::SqlDialect;
+use crate::error::{Error, Result};
+use crate::sql;
+
+/// Suffix of the staging dataset's name, as dlt's `staging_dataset_name_layout`.
+pub const STAGING_SUFFIX: &str = "_staging";
+
+/// What a destination can do, as far as planning is concerned.
+#[derive(Debug, Clone)]
+pub struct PlanCapabilities {
+    /// Replace strategies the destination supports.
+    pub replace_strategies: Vec<ReplaceStrategy>,
+    /// Merge strategies the destination supports.
+    pub merge_strategies: Vec<MergeStrategy>,
+}
+
+/// How a package is to be planned.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// The dataset (schema) the package loads into.
+    pub dataset: String,
+    /// Replace strategy for `replace` tables.
+    pub replace_strategy: ReplaceStrategy,
+}
+
+impl PlanOptions {
+    /// Options for `dataset` with dlt's default replace strategy.
+    pub fn new(dataset: impl Into<String>) -> Self {
+        Self {
+            dataset: dataset.into(),
+            replace_strategy: ReplaceStrategy::default(),
+        }
+    }
+}
+
+/// How a table chain is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainAction {
+    /// Jobs load straight into the final tables.
+    Append,
+    /// Final tables are emptied first, then jobs load into them.
+    TruncateAndInsert,
+    /// Jobs load into staging; then each final table is emptied and filled from staging.
+    InsertFromStaging,
+    /// Jobs load into staging; then staging tables are swapped in.
+    StagingOptimized,
+    /// Jobs load into staging; then merged (delete-insert, upsert, ...).
+    Merge(MergeStrategy),
+}
+
+impl ChainAction {
+    /// Do this chain's jobs load into the staging dataset?
+    pub fn loads_to_staging(self) -> bool {
+        matches!(self, Self::InsertFromStaging | Self::StagingOptimized | Self::Merge(_))
+    }
+}
+
+/// A root table and its nested tables, with how they are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPlan {
+    /// The root table.
+    pub root: String,
+    /// How it is written.
+    pub action: ChainAction,
+    /// Tables of the chain that exist in the destination after migration, in schema order: tables
+    /// with jobs, and (for replace and merge) nested tables that saw data in earlier packages.
+    pub tables: Vec<String>,
+    /// Tables of the chain that have jobs in this package.
+    pub tables_with_jobs: BTreeSet<String>,
+}
+
+/// The plan of one package.
+#[derive(Debug, Clone)]
+pub struct PackagePlan {
+    /// Final dataset.
+    pub dataset: String,
+    /// Staging dataset.
+    pub staging_dataset: String,
+    /// Table chains with jobs, in schema order of their roots.
+    pub chains: Vec<ChainPlan>,
+}
+
+impl PackagePlan {
+    /// Plans `package`. Fails before anything is touched when the package asks for a strategy the
+    /// destination does not support.
+    pub fn new(package: &LoadPackage, options: &PlanOptions, caps: &PlanCapabilities) -> Result<Self> {
+        let schema = &package.schema;
+        let with_jobs: BTreeSet<&str> = package
+            .jobs
+            .iter()
+            .filter(|j| j.name.format.is_data())
+            .map(|j| j.name.table.as_str())
+            .collect();
+        let mut chains = Vec::new();
+        for root in schema.tables.values().filter(|t| !t.is_nested()) {
+            let chain_tables = schema.table_chain(root);
+            if !chain_tables.iter().any(|t| with_jobs.contains(t.name.as_str())) {
+                continue;
+            }
+            let action = match schema.write_disposition(root) {
+                WriteDisposition::Append => ChainAction::Append,
+                WriteDisposition::Skip => {
+                    return Err(Error::Unsupported {
+                        message: format!(
+                            "table `{}` has write disposition `skip` but jobs in the package",
+                            root.name
+                        ),
+                    });
+                }
+                WriteDisposition::Replace => {
+                    let strategy = options.replace_strategy;
+                    if !caps.replace_strategies.contains(&strategy) {
+                        return Err(Error::Unsupported {
+                            message: format!(
+                                "table `{}`: replace strategy `{strategy}` is not available on this destination \
+                                 (it supports {})",
+                                root.name,
+                                list(&caps.replace_strategies)
+                            ),
+                        });
+                    }
+                    match strategy {
+                        ReplaceStrategy::TruncateAndInsert => ChainAction::TruncateAndInsert,
+                        ReplaceStrategy::InsertFromStaging => ChainAction::InsertFromStaging,
+                        ReplaceStrategy::StagingOptimized => ChainAction::StagingOptimized,
+                    }
+                }
+                WriteDisposition::Merge => {
+                    let strategy = schema.merge_strategy(root);
+                    if !caps.merge_strategies.contains(&strategy) {
+                        return Err(Error::Unsupported {
+                            message: format!(
+                                "table `{}`: merge strategy `{strategy}` is not supported by this destination{}",
+                                root.name,
+                                if caps.merge_strategies.is_empty() {
+                                    " (berth does not load merge tables yet)".to_string()
+                                } else {
+                                    format!(" (it supports {})", list(&caps.merge_strategies))
+                                }
+                            ),
+                        });
+                    }
+                    ChainAction::Merge(strategy)
+                }
+            };
+            // Replace and merge also touch nested tables without jobs: their old rows must go.
+            let include =
+                |t: &&Table| with_jobs.contains(t.name.as_str()) || (action != ChainAction::Append && t.seen_data);
+            chains.push(ChainPlan {
+                root: root.name.clone(),
+                action,
+                tables: chain_tables
+                    .iter()
+                    .filter(|t| include(t))
+                    .map(|t| t.name.clone())
+                    .collect(),
+                tables_with_jobs: chain_tables
+                    .iter()
+                    .filter(|t| with_jobs.contains(t.name.as_str()))
+                    .map(|t| t.name.clone())
+                    .collect(),
+            });
+        }
+        Ok(Self {
+            staging_dataset: format!("{}{STAGING_SUFFIX}", options.dataset),
+            dataset: options.dataset.clone(),
+            chains,
+        })
+    }
+
+    /// Tables to create or extend in the final dataset: every chain table plus dlt's own.
+    pub fn final_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = [VERSION_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for chain in &self.chains {
+            for t in &chain.tables {
+                if !tables.contains(t) {
+                    tables.push(t.clone());
+                }
+            }
+        }
+        tables
+    }
+
+    /// Tables to create or extend in the staging dataset.
+    pub fn staging_tables(&self) -> Vec<String> {
+        self.chains
+            .iter()
+            .filter(|c| c.action.loads_to_staging())
+            .flat_map(|c| c.tables.iter().cloned())
+            .collect()
+    }
+
+    /// The chain a table belongs to.
+    pub fn chain_of(&self, table: &str) -> Option<&ChainPlan> {
+        self.chains.iter().find(|c| c.tables.iter().any(|t| t == table))
+    }
+
+    /// The dataset a job of `table` loads into.
+    pub fn job_dataset(&self, table: &str) -> &str {
+        match self.chain_of(table) {
+            Some(chain) if chain.action.loads_to_staging() => &self.staging_dataset,
+            _ => &self.dataset,
+        }
+    }
+
+    /// Statements that run once the tables exist and before any job: empty the final tables of
+    /// truncate-and-insert chains and the staging tables of staging chains (all of a chain's
+    /// staging tables, so rows of an earlier package can never be copied again).
+    pub fn init_statements(&self, dialect: &SqlDialect) -> Vec<Statement> {
+        self.init_statements_for(dialect, self.chains.iter())
+    }
+
+    /// [`PackagePlan::init_statements`] for some chains only: a resumed package must not empty a
+    /// chain some of whose jobs already committed.
+    pub fn init_statements_for<'a>(
+        &'a self,
+        dialect: &SqlDialect,
+        chains: impl IntoIterator<Item = &'a ChainPlan>,
+    ) -> Vec<Statement> {
+        let mut statements = Vec::new();
+        for chain in chains {
+            let dataset = match chain.action {
+                ChainAction::TruncateAndInsert => &self.dataset,
+                a if a.loads_to_staging() => &self.staging_dataset,
+                _ => continue,
+            };
+            for table in &chain.tables {
+                statements.push(sql::delete_all(dialect, dataset, table));
+            }
+        }
+        statements
+    }
+
+    /// Statements that run after all jobs of `chain` loaded, in one transaction where the
+    /// destination has them.
+    pub fn followup_statements(
+        &self,
+        chain: &ChainPlan,
+        package: &LoadPackage,
+        dialect: &SqlDialect,
+    ) -> Result<Vec<Statement>> {
+        let mut statements = Vec::new();
+        match chain.action {
+            ChainAction::Append | ChainAction::TruncateAndInsert => {}
+            ChainAction::InsertFromStaging => {
+                for name in &chain.tables {
+                    let table = package.schema.table(name).ok_or_else(|| Error::Unsupported {
+                        message: format!("table `{name}` is not in the package schema"),
+                    })?;
+                    let columns: Vec<&str> = table.complete_columns().map(|c| c.name.as_str()).collect();
+                    statements.push(sql::delete_all(dialect, &self.dataset, name));
+                    let query = sql::select_columns(dialect, &self.staging_dataset, name, &columns)?;
+                    statements.push(sql::insert_select(dialect, &self.dataset, name, &columns, query));
+                }
+            }
+            ChainAction::StagingOptimized | ChainAction::Merge(_) => {
+                return Err(Error::Unsupported {
+                    message: format!(
+                        "table `{}`: {:?} is planned but has no SQL lowering yet",
+                        chain.root, chain.action
+                    ),
+                });
+            }
+        }
+        Ok(statements)
+    }
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}

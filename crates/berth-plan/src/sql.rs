@@ -1,0 +1,281 @@
+//! Statement builders. Every statement is a sqlparser AST; identifiers and literals are escaped by
+//! the printer, never pasted into strings. SELECT bodies come from DataFusion plans, printed by the
+//! unparser in the destination's dialect.
+//!
+//! sqlparser's statement structs grow fields from release to release, so the larger ones start
+//! from a constant skeleton parsed once, whose table, columns and rows are then replaced by AST
+//! nodes built here.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema as ArrowSchema};
+use berth_model::{Column, Table};
+use datafusion::common::TableReference;
+use datafusion::logical_expr::builder::LogicalTableSource;
+use datafusion::logical_expr::{Expr as DfExpr, LogicalPlanBuilder, ident};
+use datafusion::sql::sqlparser::ast::{
+    AlterTable, AlterTableOperation, ColumnDef, ColumnOption, ColumnOptionDef, Expr, FromTable, ObjectName, Parens,
+    Query, SchemaName, SetExpr, Statement, TableFactor, TableObject, Value,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::unparser::Unparser;
+
+use crate::dialect::SqlDialect;
+use crate::error::{Error, Result};
+
+fn skeleton(sql: &str) -> Statement {
+    Parser::parse_sql(&GenericDialect {}, sql)
+        .ok()
+        .and_then(|mut statements| statements.pop())
+        .unwrap_or_else(|| panic!("constant SQL skeleton `{sql}` must parse"))
+}
+
+/// A string literal.
+pub fn lit_str(value: impl Into<String>) -> Expr {
+    Expr::value(Value::SingleQuotedString(value.into()))
+}
+
+/// An integer literal.
+pub fn lit_i64(value: i64) -> Expr {
+    Expr::value(Value::Number(value.to_string(), false))
+}
+
+/// `NULL`.
+pub fn lit_null() -> Expr {
+    Expr::value(Value::Null)
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS "dataset"`.
+pub fn create_schema(dialect: &SqlDialect, dataset: &str) -> Statement {
+    let mut statement = skeleton("CREATE SCHEMA IF NOT EXISTS s");
+    if let Statement::CreateSchema { schema_name, .. } = &mut statement {
+        *schema_name = SchemaName::Simple(ObjectName::from(vec![dialect.ident(dataset)]));
+    }
+    statement
+}
+
+fn check_length(dialect: &SqlDialect, kind: &'static str, name: &str) -> Result<()> {
+    let len = name.chars().count();
+    if len > dialect.max_identifier_length {
+        return Err(Error::IdentifierTooLong {
+            kind,
+            name: name.to_string(),
+            len,
+            max: dialect.max_identifier_length,
+            destination: dialect.name,
+        });
+    }
+    Ok(())
+}
+
+fn unique_option() -> ColumnOption {
+    let statement = skeleton("CREATE TABLE t (c INT UNIQUE)");
+    match statement {
+        Statement::CreateTable(create) => create
+            .columns
+            .into_iter()
+            .flat_map(|c| c.options)
+            .map(|o| o.option)
+            .next()
+            .unwrap_or(ColumnOption::NotNull),
+        _ => ColumnOption::NotNull,
+    }
+}
+
+fn column_def(dialect: &SqlDialect, table: &Table, column: &Column, in_create: bool) -> Result<ColumnDef> {
+    check_length(dialect, "column", &column.name)?;
+    let mut options = Vec::new();
+    // UNIQUE is applied at CREATE only, as dlt does; adding it later fails on duplicate rows.
+    if column.unique && dialect.create_unique_constraints && in_create {
+        options.push(ColumnOptionDef {
+            name: None,
+            option: unique_option(),
+        });
+    }
+    if !column.nullable && in_create {
+        options.push(ColumnOptionDef {
+            name: None,
+            option: ColumnOption::NotNull,
+        });
+    }
+    Ok(ColumnDef {
+        name: dialect.ident(&column.name),
+        data_type: dialect.type_mapper.to_destination(column, table)?,
+        options,
+    })
+}
+
+/// `CREATE TABLE "dataset"."table" (...)` with the given columns in order.
+pub fn create_table(
+    dialect: &SqlDialect,
+    dataset: &str,
+    table: &Table,
+    columns: &[&Column],
+    if_not_exists: bool,
+) -> Result<Statement> {
+    check_length(dialect, "table", &table.name)?;
+    let mut statement = skeleton("CREATE TABLE t (c INT)");
+    if let Statement::CreateTable(create) = &mut statement {
+        create.name = dialect.table_name(dataset, &table.name);
+        create.if_not_exists = if_not_exists && dialect.supports_create_table_if_not_exists;
+        create.columns = columns
+            .iter()
+            .map(|c| column_def(dialect, table, c, true))
+            .collect::<Result<_>>()?;
+    }
+    Ok(statement)
+}
+
+/// `ALTER TABLE ... ADD COLUMN ...`: one statement, or one per column where the destination needs it.
+/// New columns are always nullable: `NOT NULL` cannot be added to a table that has rows.
+pub fn add_columns(dialect: &SqlDialect, dataset: &str, table: &Table, columns: &[&Column]) -> Result<Vec<Statement>> {
+    let operations = columns
+        .iter()
+        .map(|c| {
+            Ok(AlterTableOperation::AddColumn {
+                column_keyword: true,
+                if_not_exists: false,
+                column_def: column_def(dialect, table, c, false)?,
+                column_position: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let alter = |operations: Vec<AlterTableOperation>| {
+        let mut statement = skeleton("ALTER TABLE t ADD COLUMN c INT");
+        if let Statement::AlterTable(AlterTable {
+            name, operations: ops, ..
+        }) = &mut statement
+        {
+            *name = dialect.table_name(dataset, &table.name);
+            *ops = operations;
+        }
+        statement
+    };
+    if operations.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(if dialect.alter_add_multi_column {
+        vec![alter(operations)]
+    } else {
+        operations.into_iter().map(|op| alter(vec![op])).collect()
+    })
+}
+
+/// Empties a table: `TRUNCATE TABLE`, or `DELETE FROM t WHERE 1 = 1` where there is none.
+pub fn delete_all(dialect: &SqlDialect, dataset: &str, table: &str) -> Statement {
+    let target = dialect.table_name(dataset, table);
+    if dialect.supports_truncate {
+        let mut statement = skeleton("TRUNCATE TABLE t");
+        if let Statement::Truncate(truncate) = &mut statement {
+            for t in &mut truncate.table_names {
+                t.name = target.clone();
+            }
+        }
+        statement
+    } else {
+        let mut statement = skeleton("DELETE FROM t WHERE 1 = 1");
+        if let Statement::Delete(delete) = &mut statement {
+            let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &mut delete.from;
+            for t in tables {
+                if let TableFactor::Table { name, .. } = &mut t.relation {
+                    *name = target.clone();
+                }
+            }
+        }
+        statement
+    }
+}
+
+fn set_insert_target(statement: &mut Statement, dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) {
+    if let Statement::Insert(insert) = statement {
+        insert.table = TableObject::TableName(dialect.table_name(dataset, table));
+        insert.columns = columns
+            .iter()
+            .map(|c| ObjectName::from(vec![dialect.ident(c)]))
+            .collect();
+    }
+}
+
+/// `INSERT INTO "dataset"."table" (columns) <query>`.
+pub fn insert_select(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str], query: Query) -> Statement {
+    let mut statement = skeleton("INSERT INTO t (c) SELECT 1");
+    set_insert_target(&mut statement, dialect, dataset, table, columns);
+    if let Statement::Insert(insert) = &mut statement {
+        insert.source = Some(Box::new(query));
+    }
+    statement
+}
+
+/// `INSERT INTO "dataset"."table" (columns) VALUES (...), ...`.
+pub fn insert_values(
+    dialect: &SqlDialect,
+    dataset: &str,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Expr>>,
+) -> Statement {
+    let mut statement = skeleton("INSERT INTO t (c) VALUES (1)");
+    set_insert_target(&mut statement, dialect, dataset, table, columns);
+    if let Statement::Insert(insert) = &mut statement
+        && let Some(source) = insert.source.as_mut()
+        && let SetExpr::Values(values) = source.body.as_mut()
+    {
+        values.rows = rows.into_iter().map(Parens::with_empty_span).collect();
+    }
+    statement
+}
+
+/// A scan of `"dataset"."table"` with the given (already case-folded) columns, as a DataFusion
+/// plan builder, so callers can add filters and projections.
+pub fn scan(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) -> Result<LogicalPlanBuilder> {
+    // Types do not matter for printing; the unparser only needs names.
+    let schema = ArrowSchema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(dialect.stored_name(c), arrow::datatypes::DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let reference = TableReference::partial(dialect.stored_name(dataset), dialect.stored_name(table));
+    Ok(LogicalPlanBuilder::scan(
+        reference,
+        Arc::new(LogicalTableSource::new(Arc::new(schema))),
+        None,
+    )?)
+}
+
+/// A column reference for plans built on [`scan`].
+pub fn column(dialect: &SqlDialect, name: &str) -> DfExpr {
+    ident(dialect.stored_name(name))
+}
+
+/// Prints a plan as a query in the dialect.
+pub fn to_query(dialect: &SqlDialect, builder: LogicalPlanBuilder) -> Result<Query> {
+    let plan = builder.build()?;
+    match Unparser::new(dialect.unparser.as_ref()).plan_to_sql(&plan)? {
+        Statement::Query(query) => Ok(*query),
+        other => Err(Error::Unsupported {
+            message: format!("the unparser printed a non-query statement: {other}"),
+        }),
+    }
+}
+
+/// `SELECT columns FROM <reference>` for any relation (a bare view name, say).
+pub fn select_columns_from(dialect: &SqlDialect, reference: TableReference, columns: &[&str]) -> Result<Query> {
+    let schema = ArrowSchema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(dialect.stored_name(c), arrow::datatypes::DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let builder = LogicalPlanBuilder::scan(reference, Arc::new(LogicalTableSource::new(Arc::new(schema))), None)?;
+    let projection: Vec<DfExpr> = columns.iter().map(|c| column(dialect, c)).collect();
+    to_query(dialect, builder.project(projection)?)
+}
+
+/// `SELECT columns FROM "dataset"."table"`.
+pub fn select_columns(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) -> Result<Query> {
+    let builder = scan(dialect, dataset, table, columns)?;
+    let projection: Vec<DfExpr> = columns.iter().map(|c| column(dialect, c)).collect();
+    to_query(dialect, builder.project(projection)?)
+}

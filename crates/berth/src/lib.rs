@@ -1,0 +1,98 @@
+//! # berth
+//!
+//! A loading engine for data pipelines: it takes dlt's normalized load packages and loads them
+//! into a destination with each destination's native bulk path, writing the bookkeeping
+//! (`_dlt_loads`, `_dlt_version`, `_dlt_pipeline_state`) that lets dlt keep working on the same
+//! dataset.
+//!
+//! ```text
+//!   load package (local disk / object store)
+//!   schema.json + new_jobs/*.parquet|jsonl|csv|arrow|insert_values
+//!            │
+//!            ▼
+//!   berth-model ── Schema, LoadPackage, job readers → Arrow RecordBatch streams
+//!            │
+//!            ▼
+//!   berth-plan ─── PackagePlan: chains → final or staging dataset, truncations,
+//!            │     follow-up statements (DataFusion plans → SQL via the unparser)
+//!            ▼
+//!   berth-destination ── Destination trait, Capabilities, migrate, _dlt_* bookkeeping
+//!            │
+//!            ├── berth-duckdb (embedded default: read_parquet / Arrow C stream)
+//!            ▼
+//!   berth-loader ── bounded parallel jobs, retries, follow-ups, commit, dlt folders
+//!            │
+//!            ▼
+//!   berth-cli ──── `berth load`, `berth package show`
+//! ```
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let destination = berth::open_destination("duckdb:berth.duckdb")?;
+//! let loader = berth::loader::Loader::new(destination);
+//! let packages = berth::loader::resolve_locations(&["pipeline/load/normalized".to_string()])?;
+//! let summary = loader.load_all(packages).await?;
+//! assert!(summary.all_loaded());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+pub use berth_destination as destination;
+#[cfg(feature = "duckdb")]
+pub use berth_duckdb as duckdb;
+pub use berth_loader as loader;
+pub use berth_model as model;
+pub use berth_plan as plan;
+
+use berth_destination::{Destination, Error, Result};
+
+/// The destination used when none is given: an embedded DuckDB file in the current directory.
+pub const DEFAULT_DESTINATION: &str = "duckdb:berth.duckdb";
+
+/// Opens a destination from its URL: `duckdb:<path>`, `duckdb:///<absolute path>`,
+/// `duckdb::memory:`.
+pub fn open_destination(url: &str) -> Result<Arc<dyn Destination>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        #[cfg(feature = "duckdb")]
+        "duckdb" => Ok(Arc::new(berth_duckdb::DuckDbDestination::from_url(url)?)),
+        "postgres" | "postgresql" => Err(Error::Config {
+            destination: redact(url),
+            reason: "PostgreSQL is not available in this build yet".into(),
+        }),
+        _ => Err(Error::Config {
+            destination: redact(url),
+            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb)".into(),
+        }),
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Unparseable: keep only the scheme so nothing secret leaks.
+        Err(_) => url
+            .split_once("://")
+            .map_or_else(|| url.to_string(), |(s, _)| format!("{s}://…")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("duckdb:x.duckdb"), "duckdb:x.duckdb");
+        assert!(!super::redact("postgres://u:se cret@h/db").contains("se cret"));
+    }
+}

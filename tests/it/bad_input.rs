@@ -1,0 +1,249 @@
+//! Bad input gets a clear error naming the package, job, table and column, and the destination
+//! keeps nothing of the failing job. Other formats than Parquet load the same way.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth::destination::Destination;
+use berth::duckdb::DuckDbDestination;
+use berth::loader::{Loader, PackageStatus};
+use berth::model::PackageLocation;
+use berth_tests::{copy_tree, scenario_dir, table_rows};
+
+const PACKAGE: &str = "0_1795379913.1787062";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    package: PathBuf,
+    destination: Arc<dyn Destination>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join(PACKAGE);
+    copy_tree(
+        &scenario_dir("duckdb", "append_types").join("packages").join(PACKAGE),
+        &package,
+    )
+    .expect("copy");
+    let destination = Arc::new(DuckDbDestination::open(dir.path().join("db.duckdb")).expect("duckdb"));
+    Fixture {
+        _dir: dir,
+        package,
+        destination,
+    }
+}
+
+fn job(package: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(package.join("new_jobs"))
+        .expect("new_jobs")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .unwrap_or_else(|| panic!("no job {prefix}"))
+}
+
+fn edit_schema(package: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = package.join("schema.json");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    edit(&mut schema);
+    std::fs::write(&path, serde_json::to_string(&schema).expect("json")).expect("write");
+}
+
+async fn load(f: &Fixture) -> Result<berth::loader::PackageSummary, berth::loader::Error> {
+    let location = PackageLocation::parse(&f.package.to_string_lossy()).expect("location");
+    Loader::new(Arc::clone(&f.destination)).load(location).await
+}
+
+async fn count(f: &Fixture, table: &str, column: &str) -> Result<usize, String> {
+    table_rows(f.destination.as_ref(), "fx", table, &[column])
+        .await
+        .map(|(rows, _)| rows.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_and_corrupt_schema_are_named_and_touch_nothing() {
+    let f = fixture();
+    std::fs::write(f.package.join("schema.json"), "{\"name\": ").expect("write");
+    let err = load(&f).await.expect_err("corrupt schema").to_string();
+    assert!(err.contains("schema.json") && err.contains(PACKAGE), "{err}");
+    std::fs::remove_file(f.package.join("schema.json")).expect("rm");
+    let err = load(&f).await.expect_err("missing schema").to_string();
+    assert!(err.contains("no schema.json") && err.contains(PACKAGE), "{err}");
+    assert!(
+        count(&f, "_dlt_loads", "load_id").await.is_err(),
+        "nothing may be created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_parquet_fails_only_its_job_and_leaves_no_rows() {
+    let f = fixture();
+    let users = job(&f.package, "users.");
+    let bytes = std::fs::read(&users).expect("read");
+    std::fs::write(&users, &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let summary = load(&f).await.expect("the package itself opens");
+    assert_eq!(summary.status, PackageStatus::Pending);
+    let failed: Vec<_> = summary.failed_jobs().collect();
+    assert_eq!(failed.len(), 1);
+    let error = failed[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("users.") && error.contains("parquet") && error.contains(PACKAGE),
+        "{error}"
+    );
+    assert_eq!(
+        count(&f, "users", "id").await.expect("users exists"),
+        0,
+        "no partial data"
+    );
+    assert_eq!(
+        count(&f, "users__tags", "value").await.expect("tags"),
+        12,
+        "other jobs load"
+    );
+    assert_eq!(
+        count(&f, "_dlt_loads", "load_id").await.expect("loads"),
+        0,
+        "not committed"
+    );
+    // dlt's protocol: back to new_jobs with the retry count raised, and the reason on record.
+    let requeued = job(&f.package, "users.");
+    assert!(
+        requeued.to_string_lossy().ends_with(".1.parquet"),
+        "{}",
+        requeued.display()
+    );
+    let exceptions: Vec<_> = std::fs::read_dir(f.package.join(".exceptions"))
+        .expect("exceptions")
+        .collect();
+    let text = std::fs::read_to_string(exceptions[0].as_ref().expect("entry").path()).expect("read");
+    assert!(text.starts_with("retry: terminal\n"), "{text}");
+
+    // Fixed file, run again: the package completes and nothing is loaded twice.
+    std::fs::write(&requeued, &bytes).expect("restore");
+    let summary = load(&f).await.expect("second run");
+    assert_eq!(summary.status, PackageStatus::Loaded, "{summary:?}");
+    assert_eq!(count(&f, "users", "id").await.expect("users"), 12);
+    assert_eq!(count(&f, "users__tags", "value").await.expect("tags"), 12);
+    assert!(f.package.join("package_completed.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_columns_that_disagree_with_the_schema_are_named() {
+    let f = fixture();
+    edit_schema(&f.package, |s| {
+        s["tables"]["users"]["columns"]
+            .as_object_mut()
+            .expect("columns")
+            .shift_remove("email");
+    });
+    let summary = load(&f).await.expect("opens");
+    let error = summary
+        .failed_jobs()
+        .next()
+        .and_then(|j| j.error.clone())
+        .expect("users fails");
+    assert!(
+        error.contains("`email`") && error.contains("`users`") && error.contains("users."),
+        "{error}"
+    );
+
+    let f = fixture();
+    edit_schema(&f.package, |s| {
+        s["tables"]["users"]["columns"]["id"]["data_type"] = "bool".into()
+    });
+    let summary = load(&f).await.expect("opens");
+    let error = summary
+        .failed_jobs()
+        .next()
+        .and_then(|j| j.error.clone())
+        .expect("users fails");
+    assert!(
+        error.contains("`id`") && error.contains("bool") && error.contains("Int64"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_formats_and_bad_job_names_are_refused_before_loading() {
+    let f = fixture();
+    std::fs::write(f.package.join("new_jobs/users.0123456789.0.xlsx"), "x").expect("write");
+    let err = load(&f).await.expect_err("unknown format").to_string();
+    assert!(err.contains("users.0123456789.0.xlsx") && err.contains("xlsx"), "{err}");
+    std::fs::remove_file(f.package.join("new_jobs/users.0123456789.0.xlsx")).expect("rm");
+    std::fs::write(f.package.join("new_jobs/users;drop.parquet"), "x").expect("write");
+    let err = load(&f).await.expect_err("bad name").to_string();
+    assert!(err.contains("users;drop.parquet"), "{err}");
+    assert!(
+        count(&f, "_dlt_loads", "load_id").await.is_err(),
+        "nothing may be created"
+    );
+}
+
+fn tag_rows(first: usize, n: usize) -> Vec<serde_json::Value> {
+    (first..first + n)
+        .map(|i| serde_json::json!({"value": format!("extra_{i}"), "_dlt_parent_id": "p", "_dlt_list_idx": i, "_dlt_id": format!("x{i}")}))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonl_gzipped_jsonl_and_csv_jobs_load_like_parquet() {
+    let f = fixture();
+    let jsonl: String = tag_rows(0, 3).iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(f.package.join("new_jobs/users__tags.aaaaaaaaaa.0.jsonl"), jsonl).expect("jsonl");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for r in tag_rows(3, 4) {
+        writeln!(gz, "{r}").expect("gz");
+    }
+    std::fs::write(
+        f.package.join("new_jobs/users__tags.bbbbbbbbbb.0.jsonl.gz"),
+        gz.finish().expect("gz"),
+    )
+    .expect("write");
+    std::fs::write(
+        f.package.join("new_jobs/users__tags.cccccccccc.0.csv"),
+        "_dlt_id,value,_dlt_parent_id,_dlt_list_idx\ny1,\"with, comma\",p,0\ny2,plain,p,1\n",
+    )
+    .expect("csv");
+    let summary = load(&f).await.expect("load");
+    assert_eq!(summary.status, PackageStatus::Loaded, "{:?}", summary.jobs);
+    assert_eq!(count(&f, "users__tags", "value").await.expect("tags"), 12 + 3 + 4 + 2);
+    let (rows, _) = table_rows(f.destination.as_ref(), "fx", "users__tags", &["_dlt_id", "value"])
+        .await
+        .expect("rows");
+    assert!(rows.iter().any(|r| r.contains("with, comma")), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_jsonl_line_is_named_and_nothing_of_the_job_stays() {
+    let f = fixture();
+    let mut lines: String = tag_rows(0, 2).iter().map(|r| format!("{r}\n")).collect();
+    lines.push_str("{not json\n");
+    std::fs::write(f.package.join("new_jobs/users__tags.dddddddddd.0.jsonl"), lines).expect("jsonl");
+    std::fs::write(
+        f.package.join("new_jobs/users__tags.eeeeeeeeee.0.jsonl"),
+        "{\"value\": \"v\", \"_dlt_parent_id\": \"p\", \"_dlt_list_idx\": 0, \"_dlt_id\": \"z\", \"sneaky\": 1}\n",
+    )
+    .expect("jsonl");
+    let summary = load(&f).await.expect("load");
+    assert_eq!(summary.status, PackageStatus::Pending);
+    let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("line 3") && e.contains("dddddddddd")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`sneaky`") && e.contains("eeeeeeeeee")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        count(&f, "users__tags", "value").await.expect("tags"),
+        12,
+        "only the good parquet job"
+    );
+}

@@ -1,0 +1,5 @@
+//! berth's integration tests: one binary (link time), one module per area.
+
+mod bad_input;
+mod conformance;
+mod object_store;

@@ -1,0 +1,382 @@
+//! Test support shared by berth's integration tests: fixture paths, package copies, reading a
+//! destination's tables back as normalized JSON rows, and the destination conformance suite —
+//! plain async functions taking a destination, so every destination is proven by the same tests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType as ArrowType;
+use berth::destination::Destination;
+use berth::loader::{Loader, LoaderOptions, PackageStatus};
+use berth::model::PackageLocation;
+use berth::plan::sql;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+/// The repository's `testdata/`.
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+/// A dlt fixture scenario: `testdata/dlt/<normalized_for>/<scenario>`.
+pub fn scenario_dir(normalized_for: &str, scenario: &str) -> PathBuf {
+    testdata().join("dlt").join(normalized_for).join(scenario)
+}
+
+/// Copies a directory tree (packages are modified by loading: jobs move between folders).
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// `scenario.json`.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name.
+    pub name: String,
+    /// Dataset dlt loaded into.
+    pub dataset: String,
+    /// Package folders in load order.
+    pub packages: Vec<String>,
+    /// Table name → columns, as dlt left them.
+    pub tables: BTreeMap<String, Vec<String>>,
+}
+
+impl Scenario {
+    /// Reads `scenario.json` of a scenario directory.
+    pub fn read(dir: &Path) -> Scenario {
+        let text = std::fs::read_to_string(dir.join("scenario.json")).expect("scenario.json");
+        let v: Value = serde_json::from_str(&text).expect("scenario.json is JSON");
+        Scenario {
+            name: v["scenario"].as_str().unwrap_or_default().to_string(),
+            dataset: v["dataset_name"].as_str().unwrap_or_default().to_string(),
+            packages: v["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| s["package"].as_str().unwrap_or_default().to_string())
+                .collect(),
+            tables: v["tables"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, t)| {
+                    let columns = t["columns"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect();
+                    (k.clone(), columns)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn canonical_timestamp(dt: DateTime<Utc>) -> String {
+    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn canonical_decimal(s: &str) -> String {
+    let s = s.trim();
+    if !s.contains('.') {
+        return s.trim_start_matches('+').to_string();
+    }
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Brings an expected (dlt-printed) value into the same form as [`cell`] gives for `arrow_type`.
+pub fn normalize_expected(value: &Value, arrow_type: &ArrowType) -> Value {
+    if value.is_null() {
+        return Value::Null;
+    }
+    match arrow_type {
+        ArrowType::Timestamp(_, _) => {
+            let s = value.as_str().unwrap_or_default();
+            let dt = DateTime::parse_from_rfc3339(s)
+                .map(|d| d.with_timezone(&Utc))
+                .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))
+                .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc()));
+            dt.map_or_else(|_| value.clone(), |d| Value::String(canonical_timestamp(d)))
+        }
+        ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => {
+            let s = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Value::String(canonical_decimal(&s))
+        }
+        ArrowType::Time64(_) | ArrowType::Time32(_) => value
+            .as_str()
+            .and_then(|s| NaiveTime::parse_from_str(s, "%H:%M:%S%.f").ok())
+            .map_or_else(
+                || value.clone(),
+                |t| Value::String(t.format("%H:%M:%S%.6f").to_string()),
+            ),
+        ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => value.clone(),
+        ArrowType::Float64 | ArrowType::Float32 => {
+            value.as_f64().map_or_else(|| value.clone(), |f| serde_json::json!(f))
+        }
+        _ if value.is_string() => {
+            // JSON columns print as strings on DuckDB and as JSON on PostgreSQL: compare as JSON.
+            let s = value.as_str().unwrap_or_default();
+            match serde_json::from_str::<Value>(s) {
+                Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+                _ => value.clone(),
+            }
+        }
+        _ => value.clone(),
+    }
+}
+
+/// One cell of a destination's result as JSON, in the canonical form of [`normalize_expected`].
+pub fn cell(array: &dyn Array, row: usize) -> Value {
+    use arrow::datatypes::*;
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        ArrowType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        ArrowType::Int8 => array.as_primitive::<Int8Type>().value(row).into(),
+        ArrowType::Int16 => array.as_primitive::<Int16Type>().value(row).into(),
+        ArrowType::Int32 => array.as_primitive::<Int32Type>().value(row).into(),
+        ArrowType::Int64 => array.as_primitive::<Int64Type>().value(row).into(),
+        ArrowType::UInt64 => array.as_primitive::<UInt64Type>().value(row).into(),
+        ArrowType::Float64 => serde_json::json!(array.as_primitive::<Float64Type>().value(row)),
+        ArrowType::Float32 => serde_json::json!(f64::from(array.as_primitive::<Float32Type>().value(row))),
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => {
+            let s = match array.data_type() {
+                ArrowType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+                ArrowType::LargeUtf8 => array.as_string::<i64>().value(row).to_string(),
+                _ => array.as_string_view().value(row).to_string(),
+            };
+            normalize_expected(&Value::String(s), &ArrowType::Utf8)
+        }
+        ArrowType::Binary => serde_json::json!({"$bytes": hex(array.as_binary::<i32>().value(row))}),
+        ArrowType::LargeBinary => serde_json::json!({"$bytes": hex(array.as_binary::<i64>().value(row))}),
+        ArrowType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            let date =
+                NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default() + chrono::Duration::days(i64::from(days));
+            Value::String(date.format("%Y-%m-%d").to_string())
+        }
+        ArrowType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000,
+                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row) * 1_000,
+                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000,
+            };
+            Value::String(canonical_timestamp(
+                Utc.timestamp_micros(v).single().unwrap_or_default(),
+            ))
+        }
+        ArrowType::Time64(TimeUnit::Microsecond) => {
+            let micros = array.as_primitive::<Time64MicrosecondType>().value(row);
+            let t = NaiveTime::from_num_seconds_from_midnight_opt(
+                (micros / 1_000_000) as u32,
+                ((micros % 1_000_000) * 1000) as u32,
+            )
+            .unwrap_or_default();
+            Value::String(t.format("%H:%M:%S%.6f").to_string())
+        }
+        ArrowType::Decimal128(_, scale) => {
+            let v = array.as_primitive::<Decimal128Type>().value(row);
+            Value::String(canonical_decimal(&Decimal128Type::format_decimal(v, 38, *scale)))
+        }
+        other => {
+            let formatter = arrow::util::display::ArrayFormatter::try_new(array, &Default::default());
+            match formatter {
+                Ok(f) => Value::String(format!("{other}:{}", f.value(row))),
+                Err(_) => Value::String(format!("{other}:?")),
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rows of a destination table as canonical JSON, sorted.
+pub async fn table_rows(
+    destination: &dyn Destination,
+    dataset: &str,
+    table: &str,
+    columns: &[&str],
+) -> Result<(Vec<String>, BTreeMap<String, ArrowType>), String> {
+    let dialect = &destination.capabilities().dialect;
+    let query = sql::select_columns(dialect, dataset, table, columns).map_err(|e| e.to_string())?;
+    let batches: Vec<RecordBatch> = destination
+        .query(berth::plan::sqlparser::ast::Statement::Query(Box::new(query)))
+        .await
+        .map_err(|e| format!("reading {dataset}.{table}: {e}"))?;
+    let mut types = BTreeMap::new();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        for (i, field) in batch.schema().fields().iter().enumerate() {
+            types.insert(columns[i].to_string(), field.data_type().clone());
+            let _ = field;
+        }
+        for row in 0..batch.num_rows() {
+            let mut object = BTreeMap::new();
+            for (i, column) in columns.iter().enumerate() {
+                object.insert((*column).to_string(), cell(batch.column(i).as_ref(), row));
+            }
+            rows.push(serde_json::to_string(&object).unwrap_or_default());
+        }
+    }
+    rows.sort();
+    Ok((rows, types))
+}
+
+/// Expected rows of `expected/<table>.jsonl`, normalized with the destination's column types.
+pub fn expected_rows(path: &Path, types: &BTreeMap<String, ArrowType>) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: Map<String, Value> = serde_json::from_str(line).expect("expected row is a JSON object");
+            let row: BTreeMap<String, Value> = v
+                .iter()
+                .map(|(k, v)| {
+                    let t = types.get(k).cloned().unwrap_or(ArrowType::Utf8);
+                    (k.clone(), normalize_expected(v, &t))
+                })
+                .collect();
+            serde_json::to_string(&row).unwrap_or_default()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Compares two sorted row lists as multisets and explains the difference.
+pub fn diff_rows(table: &str, actual: &[String], expected: &[String]) -> Result<(), String> {
+    if actual == expected {
+        return Ok(());
+    }
+    let mut missing = expected.to_vec();
+    let mut extra = Vec::new();
+    for row in actual {
+        if let Some(i) = missing.iter().position(|r| r == row) {
+            missing.remove(i);
+        } else {
+            extra.push(row.clone());
+        }
+    }
+    Err(format!(
+        "table `{table}`: {} rows loaded, {} expected\n  missing (first 3): {:#?}\n  unexpected (first 3): {:#?}",
+        actual.len(),
+        expected.len(),
+        &missing[..missing.len().min(3)],
+        &extra[..extra.len().min(3)]
+    ))
+}
+
+/// Conformance: loads a dlt fixture scenario's packages in order into `destination` and checks
+/// every table against dlt's `expected/` rows, plus the bookkeeping tables.
+pub async fn check_scenario(
+    destination: Arc<dyn Destination>,
+    scenario_dir: &Path,
+    options: LoaderOptions,
+) -> Result<(), String> {
+    let scenario = Scenario::read(scenario_dir);
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    copy_tree(&scenario_dir.join("packages"), work.path()).map_err(|e| e.to_string())?;
+    let loader = Loader::new(Arc::clone(&destination)).with_options(options);
+    for package in &scenario.packages {
+        let location =
+            PackageLocation::parse(&work.path().join(package).to_string_lossy()).map_err(|e| e.to_string())?;
+        let summary = loader
+            .load(location)
+            .await
+            .map_err(|e| format!("{}: loading {package}: {e}", scenario.name))?;
+        if summary.status != PackageStatus::Loaded {
+            return Err(format!(
+                "{}: package {package} ended {:?}: {:?}",
+                scenario.name, summary.status, summary.jobs
+            ));
+        }
+    }
+    for (table, columns) in &scenario.tables {
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let (actual, types) = table_rows(destination.as_ref(), &scenario.dataset, table, &columns).await?;
+        let expected = expected_rows(&scenario_dir.join("expected").join(format!("{table}.jsonl")), &types);
+        diff_rows(&format!("{}/{table}", scenario.name), &actual, &expected)?;
+    }
+    // Bookkeeping: one committed _dlt_loads row per package, a schema version, the pipeline state.
+    let (loads, _) = table_rows(
+        destination.as_ref(),
+        &scenario.dataset,
+        "_dlt_loads",
+        &["load_id", "status"],
+    )
+    .await?;
+    let load_ids: Vec<String> = scenario
+        .packages
+        .iter()
+        .map(|p| berth::model::package::load_id_from_folder(p))
+        .collect();
+    for id in &load_ids {
+        let row = serde_json::to_string(&serde_json::json!({"load_id": id, "status": 0})).unwrap_or_default();
+        if !loads.contains(&row) {
+            return Err(format!(
+                "{}: _dlt_loads has no committed row for {id}: {loads:?}",
+                scenario.name
+            ));
+        }
+    }
+    if loads.len() != load_ids.len() {
+        return Err(format!(
+            "{}: _dlt_loads has {} rows for {} packages",
+            scenario.name,
+            loads.len(),
+            load_ids.len()
+        ));
+    }
+    let (versions, _) = table_rows(
+        destination.as_ref(),
+        &scenario.dataset,
+        "_dlt_version",
+        &["version_hash"],
+    )
+    .await?;
+    if versions.is_empty() {
+        return Err(format!("{}: _dlt_version is empty", scenario.name));
+    }
+    let (states, _) = table_rows(
+        destination.as_ref(),
+        &scenario.dataset,
+        "_dlt_pipeline_state",
+        &["pipeline_name", "_dlt_load_id"],
+    )
+    .await?;
+    if states.is_empty() {
+        return Err(format!("{}: _dlt_pipeline_state is empty", scenario.name));
+    }
+    // Loading a package again is a no-op.
+    let again = PackageLocation::parse(&work.path().join(&scenario.packages[0]).to_string_lossy())
+        .map_err(|e| e.to_string())?;
+    let summary = loader.load(again).await.map_err(|e| e.to_string())?;
+    if summary.status != PackageStatus::AlreadyLoaded {
+        return Err(format!(
+            "{}: reloading a loaded package did {:?}",
+            scenario.name, summary.status
+        ));
+    }
+    Ok(())
+}
