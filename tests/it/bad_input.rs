@@ -247,3 +247,79 @@ async fn a_bad_jsonl_line_is_named_and_nothing_of_the_job_stays() {
         "only the good parquet job"
     );
 }
+
+fn tags_batch(first: usize, n: usize) -> arrow::array::RecordBatch {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_dlt_id", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+        Field::new("_dlt_parent_id", DataType::Utf8, false),
+        Field::new("_dlt_list_idx", DataType::Int64, false),
+    ]));
+    let range = first..first + n;
+    arrow::array::RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(range.clone().map(|i| format!("ipc{i}")))),
+            Arc::new(StringArray::from_iter_values(
+                range.clone().map(|i| format!("ipc_value_{i}")),
+            )),
+            Arc::new(StringArray::from_iter_values(range.clone().map(|_| "p"))),
+            Arc::new(Int64Array::from_iter_values(range.map(|i| i as i64))),
+        ],
+    )
+    .expect("batch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrow_ipc_files_and_streams_and_typed_jsonl_load() {
+    let f = fixture();
+    let batch = tags_batch(0, 5);
+    let mut file = Vec::new();
+    {
+        let mut writer = arrow::ipc::writer::FileWriter::try_new(&mut file, &batch.schema()).expect("ipc file");
+        writer.write(&batch).expect("write");
+        writer.write(&tags_batch(5, 3)).expect("write");
+        writer.finish().expect("finish");
+    }
+    std::fs::write(f.package.join("new_jobs/users__tags.ffffffffff.0.arrow"), file).expect("write");
+    let mut stream = Vec::new();
+    {
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut stream, &batch.schema()).expect("ipc stream");
+        writer.write(&tags_batch(8, 2)).expect("write");
+        writer.finish().expect("finish");
+    }
+    std::fs::write(f.package.join("new_jobs/users__tags.gggggggggg.0.arrow"), stream).expect("write");
+    // typed-jsonl: each line an array of rows, dlt's typed markers stripped.
+    let typed = format!("{}\n", serde_json::Value::Array(tag_rows(100, 2)));
+    std::fs::write(f.package.join("new_jobs/users__tags.hhhhhhhhhh.0.typed-jsonl"), typed).expect("write");
+
+    let summary = load(&f).await.expect("load");
+    assert_eq!(summary.status, PackageStatus::Loaded, "{:?}", summary.jobs);
+    assert_eq!(count(&f, "users__tags", "value").await.expect("tags"), 12 + 8 + 2 + 2);
+
+    // An IPC file with a column the table does not have is refused, naming it.
+    let f = fixture();
+    let mut bad = Vec::new();
+    {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("surprise", DataType::Utf8, true)]));
+        let batch = arrow::array::RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(arrow::array::StringArray::from(vec!["x"]))],
+        )
+        .expect("batch");
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bad, &schema).expect("ipc");
+        writer.write(&batch).expect("write");
+        writer.finish().expect("finish");
+    }
+    std::fs::write(f.package.join("new_jobs/users__tags.iiiiiiiiii.0.arrow"), bad).expect("write");
+    let summary = load(&f).await.expect("load");
+    let error = summary
+        .failed_jobs()
+        .next()
+        .and_then(|j| j.error.clone())
+        .expect("fails");
+    assert!(error.contains("`surprise`") && error.contains("iiiiiiiiii"), "{error}");
+}

@@ -32,8 +32,8 @@ enum Command {
     ///
     /// A PACKAGE is a package folder, a folder of packages (such as a dlt pipeline's
     /// `load/normalized/`, loaded in load-id order), or a `file://` URL. Exits 0
-    /// only when every job of every package loaded; 2 when jobs failed (the package stays pending
-    /// and can be loaded again); 1 on any other error.
+    /// only when every job of every package loaded; 3 when jobs failed (the package stays pending
+    /// and can be loaded again); 2 on bad arguments; 1 on any other error.
     Load(LoadArgs),
     /// Inspect load packages.
     Package {
@@ -79,6 +79,9 @@ enum PackageCommand {
         json: bool,
     },
 }
+
+/// Exit status when some jobs failed and their packages stay pending.
+const EXIT_JOBS_FAILED: u8 = 3;
 
 fn parse_replace_strategy(s: &str) -> Result<ReplaceStrategy, String> {
     s.parse()
@@ -140,6 +143,6 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     Ok(if summary.all_loaded() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(2)
+        ExitCode::from(EXIT_JOBS_FAILED)
     })
 }

@@ -282,6 +282,12 @@ pub struct Column {
     pub valid_to: bool,
     /// scd2 row version / hash column (`x-row-version`).
     pub row_version: bool,
+    /// Destination partitioning hint (applied at CREATE only).
+    pub partition: bool,
+    /// Destination clustering hint (applied at CREATE only).
+    pub cluster: bool,
+    /// Destination sort-key hint (applied at CREATE only).
+    pub sort: bool,
     /// Column comment.
     pub description: Option<String>,
     /// Every other hint, as found in the schema.
@@ -314,6 +320,9 @@ impl Column {
             valid_from: false,
             valid_to: false,
             row_version: false,
+            partition: false,
+            cluster: false,
+            sort: false,
             description: None,
             extra: Map::new(),
         }
@@ -660,6 +669,9 @@ fn parse_column(key: &str, mut body: Map<String, Value>) -> Result<Column, Strin
         valid_from: take_bool(&mut body, "x-valid-from")?,
         valid_to: take_bool(&mut body, "x-valid-to")?,
         row_version: take_bool(&mut body, "x-row-version")?,
+        partition: take_bool(&mut body, "partition")?,
+        cluster: take_bool(&mut body, "cluster")?,
+        sort: take_bool(&mut body, "sort")?,
         description: take_str(&mut body, "description")?,
         extra: body,
     })
@@ -678,7 +690,7 @@ mod tests {
                   "x-normalizer": {"seen-data": true},
                   "columns": {
                     "id": {"name": "id", "data_type": "bigint", "nullable": false, "primary_key": true},
-                    "upd": {"name": "upd", "data_type": "timestamp", "dedup_sort": "desc", "timezone": false},
+                    "upd": {"name": "upd", "data_type": "timestamp", "dedup_sort": "desc", "timezone": false, "partition": true},
                     "gone": {"name": "gone"},
                     "_dlt_id": {"name": "_dlt_id", "data_type": "text", "nullable": false, "unique": true, "row_key": true}
                   }},
@@ -700,6 +712,7 @@ mod tests {
         assert_eq!(users.primary_key()[0].name, "id");
         assert_eq!(users.columns["upd"].dedup_sort, Some(SortOrder::Desc));
         assert!(!users.columns["upd"].timezone);
+        assert!(users.columns["upd"].partition && !users.columns["upd"].cluster);
         assert!(!users.columns["gone"].is_complete());
         assert_eq!(users.complete_columns().count(), 3);
         let grandchild = s.table("users__tags__x").unwrap();

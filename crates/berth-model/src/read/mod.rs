@@ -451,11 +451,19 @@ fn decode_ipc(
     emit: Emit<'_>,
     job: &str,
 ) -> Result<()> {
-    // The IPC file format is the stream format behind an 8-byte magic, followed by a footer the
-    // stream reader never reaches: both read as a stream.
+    // The IPC file format is the stream format behind a 6-byte magic padded with zeros to the
+    // writer's alignment (8 or 64), followed by a footer the stream reader never reaches: both read
+    // as a stream. Stream messages start with the 0xFFFFFFFF continuation marker, never a zero.
     let head = input.fill_buf().map_err(|e| decode_error(job, e.to_string()))?;
     if head.starts_with(b"ARROW1") {
-        input.consume(8);
+        input.consume(6);
+        for _ in 6..64 {
+            let next = input.fill_buf().map_err(|e| decode_error(job, e.to_string()))?;
+            match next.first() {
+                Some(0) => input.consume(1),
+                _ => break,
+            }
+        }
     }
     let reader = arrow::ipc::reader::StreamReader::try_new(input, None)
         .map_err(|e| decode_error(job, format!("not an Arrow IPC file or stream: {e}")))?;

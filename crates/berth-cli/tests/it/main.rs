@@ -1,0 +1,217 @@
+//! The `berth` command as users run it: real packages, real files, exit codes and output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use berth_tests::{copy_tree, scenario_dir, testdata};
+
+const QUICKSTART: &str = "1795381980.7559764";
+
+fn berth(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BERTH_DESTINATION")
+        .env_remove("BERTH_DATASET")
+        .output()
+        .expect("run berth")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn quickstart_copy(dir: &Path) -> PathBuf {
+    let packages = dir.join("packages");
+    copy_tree(&testdata().join("quickstart/packages"), &packages).expect("copy");
+    packages
+}
+
+#[test]
+fn load_prints_a_summary_and_a_second_load_is_a_no_op() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    let out = berth(dir.path(), &["load", "packages"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("LOADED") && stdout.contains("rides__stops") && stdout.contains("127 rows"),
+        "{stdout}"
+    );
+    assert!(
+        dir.path().join("berth.duckdb").exists(),
+        "the default destination is berth.duckdb here"
+    );
+    let package = dir.path().join("packages").join(QUICKSTART);
+    assert!(package.join("package_completed.json").exists());
+    assert_eq!(
+        std::fs::read_dir(package.join("completed_jobs"))
+            .expect("completed")
+            .count(),
+        4
+    );
+
+    let again = berth(dir.path(), &["load", "packages", "--json"]);
+    assert!(again.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("--json prints JSON");
+    assert_eq!(summary["packages"][0]["status"], "already_loaded");
+}
+
+#[test]
+fn json_summary_names_tables_rows_and_the_destination() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    let out = berth(
+        dir.path(),
+        &["load", "packages", "--destination", "duckdb:out/x.duckdb", "--json"],
+    );
+    // The parent folder of the database file does not exist: a clear error, exit 1.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("out/x.duckdb"), "{}", text(&out.stderr));
+
+    let out = berth(
+        dir.path(),
+        &[
+            "load",
+            "packages",
+            "--destination",
+            "duckdb:x.duckdb",
+            "--dataset",
+            "rides",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let package = &summary["packages"][0];
+    assert_eq!(package["status"], "loaded");
+    assert_eq!(package["dataset"], "rides");
+    assert_eq!(package["load_id"], QUICKSTART);
+    assert_eq!(package["tables"]["rides"]["rows"], 40);
+    assert_eq!(package["tables"]["rides__stops"]["rows"], 80);
+    assert_eq!(summary["destination"], "duckdb:x.duckdb");
+}
+
+#[test]
+fn failed_jobs_exit_3_and_a_fixed_package_loads_on_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = quickstart_copy(dir.path()).join(QUICKSTART);
+    let job = package.join("new_jobs/rides.9da9325730.0.parquet");
+    let bytes = std::fs::read(&job).expect("read");
+    std::fs::write(&job, b"not parquet at all").expect("break");
+    let out = berth(dir.path(), &["load", "packages"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("PENDING") && stdout.contains("FAILED") && stdout.contains("rides.9da9325730"),
+        "{stdout}"
+    );
+
+    std::fs::write(package.join("new_jobs/rides.9da9325730.1.parquet"), bytes).expect("fix");
+    let out = berth(dir.path(), &["load", "packages"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("had been loaded by an earlier run"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_dlt_pipeline_folder_moves_from_normalized_to_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let normalized = dir.path().join("pipe/load/normalized");
+    let scenario = scenario_dir("duckdb", "schema_evolution").join("packages");
+    // dlt names package folders by load id alone.
+    for (folder, load_id) in [
+        ("0_1795379919.0540857", "1795379919.0540857"),
+        ("1_1795379919.4339192", "1795379919.4339192"),
+    ] {
+        copy_tree(&scenario.join(folder), &normalized.join(load_id)).expect("copy");
+    }
+    let out = berth(dir.path(), &["load", "pipe/load/normalized", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<_> = summary["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| p["load_id"].clone())
+        .collect();
+    assert_eq!(ids, ["1795379919.0540857", "1795379919.4339192"], "load-id order");
+    assert_eq!(std::fs::read_dir(&normalized).expect("normalized").count(), 0);
+    let loaded = dir.path().join("pipe/load/loaded/1795379919.4339192");
+    assert_eq!(
+        std::fs::read_to_string(loaded.join("package_completed.json")).expect("marker"),
+        "loaded"
+    );
+    assert!(loaded.join("applied_schema_updates.json").exists());
+    assert!(!loaded.join("schema_updates.json").exists());
+}
+
+#[test]
+fn package_show_lists_jobs_with_states_rows_and_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = quickstart_copy(dir.path()).join(QUICKSTART);
+    let out = berth(dir.path(), &["package", "show", &package.to_string_lossy(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["load_id"], QUICKSTART);
+    assert_eq!(doc["dataset"], "rides_data");
+    assert_eq!(doc["state"], "pending");
+    let jobs = doc["jobs"].as_array().expect("jobs");
+    let rides = jobs.iter().find(|j| j["table"] == "rides").expect("rides job");
+    assert_eq!(
+        (
+            rides["rows"].as_u64(),
+            rides["state"].as_str(),
+            rides["format"].as_str()
+        ),
+        (Some(40), Some("new"), Some("parquet"))
+    );
+    let state = jobs
+        .iter()
+        .find(|j| j["table"] == "_dlt_pipeline_state")
+        .expect("state job");
+    assert_eq!(state["rows"], 1, "insert_values jobs are counted too");
+
+    let out = berth(dir.path(), &["package", "show", &package.to_string_lossy()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("rides__stops") && stdout.contains("append") && stdout.contains("replace"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = berth(dir.path(), &["load", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nowhere"), "{}", text(&out.stderr));
+    quickstart_copy(dir.path());
+    let out = berth(
+        dir.path(),
+        &[
+            "load",
+            "packages",
+            "--destination",
+            "postgres://me:hunter2@localhost/db",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("postgres://me:***@localhost/db") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    let out = berth(dir.path(), &["load", "packages", "--replace-strategy", "swap"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    assert!(
+        text(&out.stderr).contains("truncate-and-insert"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = berth(dir.path(), &["--help"]);
+    assert!(out.status.success() && text(&out.stdout).contains("berth load"));
+}
