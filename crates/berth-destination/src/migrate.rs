@@ -77,21 +77,9 @@ pub fn system_table(name: &str) -> Option<Table> {
         }
         _ => return None,
     };
-    Some(Table {
-        name: name.to_string(),
-        columns: columns.into_iter().map(|c| (c.name.clone(), c)).collect(),
-        write_disposition: None,
-        parent: None,
-        resource: Some(name.to_string()),
-        file_format: None,
-        table_format: None,
-        merge_strategy: None,
-        stage_data_deduplicated: false,
-        boundary_timestamp: None,
-        seen_data: true,
-        description: None,
-        extra: Default::default(),
-    })
+    let mut table = Table::new(name, columns);
+    table.resource = Some(name.to_string());
+    Some(table)
 }
 
 fn string_column(batch: &RecordBatch, index: usize) -> Result<Vec<Option<String>>> {
@@ -237,11 +225,17 @@ async fn has_schema_version(destination: &dyn Destination, dataset: &str, hash: 
         .filter(sql::column(dialect, "version_hash").eq(lit(hash.to_string())))
         .and_then(|b| b.limit(0, Some(1)))
         .map_err(berth_plan::Error::from)?;
-    let query = sql::to_query(dialect, builder)?;
-    match destination
-        .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
-        .await
-    {
+    any_rows(destination, builder).await
+}
+
+/// Does the query return a row? A missing table or dataset means no.
+async fn any_rows(
+    destination: &dyn Destination,
+    builder: datafusion::logical_expr::LogicalPlanBuilder,
+) -> Result<bool> {
+    let query = sql::to_query(&destination.capabilities().dialect, builder)?;
+    let statement = berth_plan::sqlparser::ast::Statement::Query(Box::new(query));
+    match destination.query(statement).await {
         Ok(batches) => Ok(batches.iter().any(|b| b.num_rows() > 0)),
         Err(e) if e.kind() == ErrorKind::UndefinedRelation => Ok(false),
         Err(e) => Err(e),
@@ -329,15 +323,7 @@ pub async fn is_loaded(destination: &dyn Destination, dataset: &str, load_id: &s
         )
         .and_then(|b| b.project(vec![sql::column(dialect, "load_id")]))
         .map_err(berth_plan::Error::from)?;
-    let query = sql::to_query(dialect, builder)?;
-    match destination
-        .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
-        .await
-    {
-        Ok(batches) => Ok(batches.iter().any(|b| b.num_rows() > 0)),
-        Err(e) if e.kind() == ErrorKind::UndefinedRelation => Ok(false),
-        Err(e) => Err(e),
-    }
+    any_rows(destination, builder).await
 }
 
 /// Writes the commit marker: the `_dlt_loads` row with status 0.

@@ -373,6 +373,25 @@ pub struct Table {
 }
 
 impl Table {
+    /// A root table with the given columns and no hints.
+    pub fn new(name: impl Into<String>, columns: impl IntoIterator<Item = Column>) -> Self {
+        Self {
+            name: name.into(),
+            columns: columns.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            write_disposition: None,
+            parent: None,
+            resource: None,
+            file_format: None,
+            table_format: None,
+            merge_strategy: None,
+            stage_data_deduplicated: false,
+            boundary_timestamp: None,
+            seen_data: true,
+            description: None,
+            extra: Map::new(),
+        }
+    }
+
     /// Columns that have a data type, in order.
     pub fn complete_columns(&self) -> impl Iterator<Item = &Column> {
         self.columns.values().filter(|c| c.is_complete())

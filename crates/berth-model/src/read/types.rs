@@ -161,30 +161,15 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        let mut columns = indexmap::IndexMap::new();
-        for c in [
-            Column::new("id", DataType::Bigint).with_nullable(false),
-            Column::new("name", DataType::Text),
-            Column::new("amount", DataType::Decimal),
-            Column::new("small", DataType::Bigint).with_precision(16),
-        ] {
-            columns.insert(c.name.clone(), c);
-        }
-        Table {
-            name: "t".into(),
-            columns,
-            write_disposition: None,
-            parent: None,
-            resource: None,
-            file_format: None,
-            table_format: None,
-            merge_strategy: None,
-            stage_data_deduplicated: false,
-            boundary_timestamp: None,
-            seen_data: true,
-            description: None,
-            extra: Default::default(),
-        }
+        Table::new(
+            "t",
+            [
+                Column::new("id", DataType::Bigint).with_nullable(false),
+                Column::new("name", DataType::Text),
+                Column::new("amount", DataType::Decimal),
+                Column::new("small", DataType::Bigint).with_precision(16),
+            ],
+        )
     }
 
     #[test]
