@@ -2,6 +2,8 @@
 //! destination's tables back as normalized JSON rows, and the destination conformance suite —
 //! plain async functions taking a destination, so every destination is proven by the same tests.
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,11 +135,25 @@ pub fn normalize_expected(value: &Value, arrow_type: &ArrowType) -> Value {
             // JSON columns print as strings on DuckDB and as JSON on PostgreSQL: compare as JSON.
             let s = value.as_str().unwrap_or_default();
             match serde_json::from_str::<Value>(s) {
-                Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+                Ok(v @ (Value::Object(_) | Value::Array(_))) => canonical_json(v),
                 _ => value.clone(),
             }
         }
+        _ if value.is_object() || value.is_array() => canonical_json(value.clone()),
         _ => value.clone(),
+    }
+}
+
+/// JSON with object keys sorted, so documents compare equal whatever order they were written in.
+fn canonical_json(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical_json).collect()),
+        other => other,
     }
 }
 

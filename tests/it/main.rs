@@ -3,3 +3,4 @@
 mod bad_input;
 mod conformance;
 mod object_store;
+mod postgres;

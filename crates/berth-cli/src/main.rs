@@ -47,7 +47,8 @@ struct LoadArgs {
     /// Package folders or URLs.
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<String>,
-    /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory:.
+    /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory:,
+    /// postgres://user:password@host:port/database (the password never appears in output).
     #[arg(long, short, env = "BERTH_DESTINATION", default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
     /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].

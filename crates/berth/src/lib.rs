@@ -19,6 +19,7 @@
 //!   berth-destination ── Destination trait, Capabilities, migrate, _dlt_* bookkeeping
 //!            │
 //!            ├── berth-duckdb (embedded default: read_parquet / Arrow C stream)
+//!            ├── berth-postgres (binary COPY encoded from Arrow by target column type)
 //!            ▼
 //!   berth-loader ── bounded parallel jobs, retries, follow-ups, commit, dlt folders
 //!            │
@@ -45,6 +46,8 @@ pub use berth_duckdb as duckdb;
 pub use berth_loader as loader;
 pub use berth_model as model;
 pub use berth_plan as plan;
+#[cfg(feature = "postgres")]
+pub use berth_postgres as postgres;
 
 use berth_destination::{Destination, Error, Result};
 
@@ -52,19 +55,17 @@ use berth_destination::{Destination, Error, Result};
 pub const DEFAULT_DESTINATION: &str = "duckdb:berth.duckdb";
 
 /// Opens a destination from its URL: `duckdb:<path>`, `duckdb:///<absolute path>`,
-/// `duckdb::memory:`.
+/// `duckdb::memory:`, `postgres://user:password@host:port/database`.
 pub fn open_destination(url: &str) -> Result<Arc<dyn Destination>> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         #[cfg(feature = "duckdb")]
         "duckdb" => Ok(Arc::new(berth_duckdb::DuckDbDestination::from_url(url)?)),
-        "postgres" | "postgresql" => Err(Error::Config {
-            destination: redact(url),
-            reason: "PostgreSQL is not available in this build yet".into(),
-        }),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(berth_postgres::PostgresDestination::from_url(url)?)),
         _ => Err(Error::Config {
             destination: redact(url),
-            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb)".into(),
+            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb) or postgres://user:password@host:port/database".into(),
         }),
     }
 }

@@ -1,0 +1,465 @@
+//! Arrow → PostgreSQL binary `COPY`, driven by the **target column's type** from the catalog.
+//!
+//! Each Arrow column is first cast (strictly: overflow is an error, never a wrapped value) to the
+//! one Arrow type that matches its target, then rows are written in PostgreSQL's binary COPY format:
+//! a header, per row an `i16` field count and per field an `i32` length (`-1` for NULL) followed by
+//! the value in the type's binary send format, and a `-1` trailer.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{
+    DataType as ArrowType, Decimal128Type, Decimal256Type, DecimalType, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+};
+use bytes::{BufMut, BytesMut};
+
+/// File header: signature, flags, header extension length.
+pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// File trailer: a field count of -1.
+pub const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days between the Unix epoch and PostgreSQL's.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// A PostgreSQL column type berth writes in binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgType {
+    /// `smallint`
+    Int2,
+    /// `integer`
+    Int4,
+    /// `bigint`
+    Int8,
+    /// `real`
+    Float4,
+    /// `double precision`
+    Float8,
+    /// `numeric`
+    Numeric,
+    /// `text`, `varchar`, `char`, `name`
+    Text,
+    /// `boolean`
+    Bool,
+    /// `timestamp without time zone`
+    Timestamp,
+    /// `timestamp with time zone`
+    Timestamptz,
+    /// `date`
+    Date,
+    /// `time without time zone`
+    Time,
+    /// `bytea`
+    Bytea,
+    /// `json`
+    Json,
+    /// `jsonb`
+    Jsonb,
+}
+
+impl PgType {
+    /// From `information_schema.columns.udt_name`.
+    pub fn from_udt_name(udt: &str) -> Option<Self> {
+        Some(match udt {
+            "int2" => Self::Int2,
+            "int4" => Self::Int4,
+            "int8" => Self::Int8,
+            "float4" => Self::Float4,
+            "float8" => Self::Float8,
+            "numeric" => Self::Numeric,
+            "text" | "varchar" | "bpchar" | "name" => Self::Text,
+            "bool" => Self::Bool,
+            "timestamp" => Self::Timestamp,
+            "timestamptz" => Self::Timestamptz,
+            "date" => Self::Date,
+            "time" => Self::Time,
+            "bytea" => Self::Bytea,
+            "json" => Self::Json,
+            "jsonb" => Self::Jsonb,
+            _ => return None,
+        })
+    }
+
+    /// The Arrow type values are cast to before encoding (`None`: numeric, encoded from its source).
+    fn arrow_type(self) -> Option<ArrowType> {
+        Some(match self {
+            Self::Int2 => ArrowType::Int16,
+            Self::Int4 => ArrowType::Int32,
+            Self::Int8 => ArrowType::Int64,
+            Self::Float4 => ArrowType::Float32,
+            Self::Float8 => ArrowType::Float64,
+            Self::Text | Self::Json | Self::Jsonb => ArrowType::Utf8,
+            Self::Bool => ArrowType::Boolean,
+            Self::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+            Self::Timestamptz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            Self::Date => ArrowType::Date32,
+            Self::Time => ArrowType::Time64(TimeUnit::Microsecond),
+            Self::Bytea => ArrowType::Binary,
+            Self::Numeric => return None,
+        })
+    }
+}
+
+/// A column ready to be written: its values in the Arrow type matching the target.
+#[derive(Debug)]
+pub struct Prepared {
+    target: PgType,
+    array: ArrayRef,
+    column: String,
+}
+
+/// Casts `array` for a column of type `target`. Errors name the column.
+pub fn prepare(array: &ArrayRef, target: PgType, column: &str) -> Result<Prepared, String> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let unwrapped = match array.data_type() {
+        ArrowType::Dictionary(_, value) => cast_with_options(array, value, &options),
+        _ => Ok(Arc::clone(array)),
+    }
+    .map_err(|e| format!("column `{column}`: {e}"))?;
+    let array = match target.arrow_type() {
+        Some(t) if unwrapped.data_type() != &t => {
+            cast_with_options(&unwrapped, &t, &options).map_err(|e| format!("column `{column}`: {e}"))?
+        }
+        _ => unwrapped,
+    };
+    if target == PgType::Numeric
+        && !matches!(
+            array.data_type(),
+            ArrowType::Decimal128(..)
+                | ArrowType::Decimal256(..)
+                | ArrowType::Int8
+                | ArrowType::Int16
+                | ArrowType::Int32
+                | ArrowType::Int64
+                | ArrowType::UInt8
+                | ArrowType::UInt16
+                | ArrowType::UInt32
+                | ArrowType::UInt64
+                | ArrowType::Float32
+                | ArrowType::Float64
+                | ArrowType::Utf8
+                | ArrowType::Null
+        )
+    {
+        return Err(format!(
+            "column `{column}`: {} values cannot be written to a numeric column",
+            array.data_type()
+        ));
+    }
+    Ok(Prepared {
+        target,
+        array,
+        column: column.to_string(),
+    })
+}
+
+/// Encodes one batch's rows, whose columns were prepared in COPY column order.
+pub fn encode_rows(columns: &[Prepared], rows: usize, out: &mut BytesMut) -> Result<(), String> {
+    let count = i16::try_from(columns.len()).map_err(|_| "more than 32767 columns".to_string())?;
+    let mut numeric = Vec::new();
+    for row in 0..rows {
+        out.put_i16(count);
+        for column in columns {
+            let array = column.array.as_ref();
+            if array.is_null(row) {
+                out.put_i32(-1);
+                continue;
+            }
+            match column.target {
+                PgType::Int2 => put(out, &array.as_primitive::<Int16Type>().value(row).to_be_bytes()),
+                PgType::Int4 => put(out, &array.as_primitive::<Int32Type>().value(row).to_be_bytes()),
+                PgType::Int8 => put(out, &array.as_primitive::<Int64Type>().value(row).to_be_bytes()),
+                PgType::Float4 => put(out, &array.as_primitive::<Float32Type>().value(row).to_be_bytes()),
+                PgType::Float8 => put(out, &array.as_primitive::<Float64Type>().value(row).to_be_bytes()),
+                PgType::Bool => put(out, &[u8::from(array.as_boolean().value(row))]),
+                PgType::Text | PgType::Json => {
+                    let value = array.as_string::<i32>().value(row);
+                    check_text(value, column, row)?;
+                    put(out, value.as_bytes());
+                }
+                PgType::Jsonb => {
+                    let value = array.as_string::<i32>().value(row);
+                    check_text(value, column, row)?;
+                    out.put_i32(i32::try_from(value.len() + 1).map_err(|_| too_large(column, row))?);
+                    out.put_u8(1);
+                    out.put_slice(value.as_bytes());
+                }
+                PgType::Bytea => {
+                    let value = array.as_binary::<i32>().value(row);
+                    out.put_i32(i32::try_from(value.len()).map_err(|_| too_large(column, row))?);
+                    out.put_slice(value);
+                }
+                PgType::Timestamp | PgType::Timestamptz => {
+                    let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+                    put(out, &(micros - PG_EPOCH_MICROS).to_be_bytes());
+                }
+                PgType::Date => {
+                    let days = array.as_primitive::<arrow::datatypes::Date32Type>().value(row);
+                    put(out, &(days - PG_EPOCH_DAYS).to_be_bytes());
+                }
+                PgType::Time => put(
+                    out,
+                    &array.as_primitive::<Time64MicrosecondType>().value(row).to_be_bytes(),
+                ),
+                PgType::Numeric => {
+                    numeric.clear();
+                    encode_numeric(&numeric_text(array, row), &mut numeric)
+                        .map_err(|e| format!("column `{}`, row {row}: {e}", column.column))?;
+                    put(out, &numeric);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put(out: &mut BytesMut, value: &[u8]) {
+    out.put_i32(value.len() as i32);
+    out.put_slice(value);
+}
+
+fn too_large(column: &Prepared, row: usize) -> String {
+    format!("column `{}`, row {row}: value larger than 2 GiB", column.column)
+}
+
+fn check_text(value: &str, column: &Prepared, row: usize) -> Result<(), String> {
+    if value.as_bytes().contains(&0) {
+        return Err(format!(
+            "column `{}`, row {row}: text contains a NUL byte (\\0), which PostgreSQL does not accept",
+            column.column
+        ));
+    }
+    Ok(())
+}
+
+/// The decimal text of a numeric source value.
+fn numeric_text(array: &dyn Array, row: usize) -> String {
+    match array.data_type() {
+        ArrowType::Decimal128(p, s) => {
+            Decimal128Type::format_decimal(array.as_primitive::<Decimal128Type>().value(row), *p, *s)
+        }
+        ArrowType::Decimal256(p, s) => {
+            Decimal256Type::format_decimal(array.as_primitive::<Decimal256Type>().value(row), *p, *s)
+        }
+        ArrowType::Float64 => float_text(array.as_primitive::<Float64Type>().value(row)),
+        ArrowType::Float32 => float_text(f64::from(array.as_primitive::<Float32Type>().value(row))),
+        ArrowType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+        _ => arrow::util::display::ArrayFormatter::try_new(array, &Default::default())
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn float_text(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// PostgreSQL's binary `numeric`: `ndigits`, `weight`, `sign`, `dscale`, then base-10000 digits.
+pub fn encode_numeric(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    let special = |sign: u16, out: &mut Vec<u8>| {
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+    };
+    match text {
+        "NaN" => {
+            special(0xC000, out);
+            return Ok(());
+        }
+        "Infinity" => {
+            special(0xD000, out);
+            return Ok(());
+        }
+        "-Infinity" => {
+            special(0xF000, out);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty()
+        || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(format!("`{text}` is not a decimal number"));
+    }
+    let dscale = u16::try_from(frac_part.len()).map_err(|_| format!("`{text}` has too many decimals"))?;
+    let int_part = int_part.trim_start_matches('0');
+    // Group digits by four around the decimal point.
+    let int_pad = (4 - int_part.len() % 4) % 4;
+    let frac_pad = (4 - frac_part.len() % 4) % 4;
+    let mut all = String::with_capacity(int_pad + int_part.len() + frac_part.len() + frac_pad);
+    all.extend(std::iter::repeat_n('0', int_pad));
+    all.push_str(int_part);
+    let int_groups = all.len() / 4;
+    all.push_str(frac_part);
+    all.extend(std::iter::repeat_n('0', frac_pad));
+    let mut groups: Vec<i16> = all
+        .as_bytes()
+        .chunks(4)
+        .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')))
+        .collect();
+    let mut weight = int_groups as i32 - 1;
+    let leading = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..leading);
+    weight -= leading as i32;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let ndigits = i16::try_from(groups.len()).map_err(|_| format!("`{text}` has too many digits"))?;
+    let weight = i16::try_from(weight).map_err(|_| format!("`{text}` is out of numeric range"))?;
+    out.extend_from_slice(&ndigits.to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&(if negative && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Decodes PostgreSQL's binary `numeric` to its decimal text.
+pub fn decode_numeric(raw: &[u8]) -> Result<String, String> {
+    let word = |i: usize| -> Result<u16, String> {
+        raw.get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "truncated numeric".to_string())
+    };
+    let ndigits = word(0)? as usize;
+    let weight = word(2)? as i16 as i32;
+    let sign = word(4)?;
+    let dscale = word(6)? as usize;
+    match sign {
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
+        _ => {}
+    }
+    let digits: Vec<u16> = (0..ndigits).map(|i| word(8 + 2 * i)).collect::<Result<_, _>>()?;
+    let mut int = String::new();
+    for i in 0..=weight.max(-1) {
+        let d = digits.get(i as usize).copied().unwrap_or(0);
+        if int.is_empty() {
+            if d != 0 {
+                int.push_str(&d.to_string());
+            }
+        } else {
+            int.push_str(&format!("{d:04}"));
+        }
+    }
+    if int.is_empty() {
+        int.push('0');
+    }
+    let mut frac = String::new();
+    let mut index = weight + 1;
+    while frac.len() < dscale {
+        let d = if index < 0 {
+            0
+        } else {
+            digits.get(index as usize).copied().unwrap_or(0)
+        };
+        frac.push_str(&format!("{d:04}"));
+        index += 1;
+    }
+    frac.truncate(dscale);
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    Ok(if dscale > 0 {
+        format!("{sign}{int}.{frac}")
+    } else {
+        format!("{sign}{int}")
+    })
+}
+
+/// Encodes a whole batch (columns already in COPY order) into `out`.
+pub fn encode_batch(batch: &RecordBatch, targets: &[(String, PgType)], out: &mut BytesMut) -> Result<(), String> {
+    let prepared = batch
+        .columns()
+        .iter()
+        .zip(targets)
+        .map(|(array, (name, target))| prepare(array, *target, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    encode_rows(&prepared, batch.num_rows(), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_round_trips() {
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "10000",
+            "12345.678",
+            "0.000100",
+            "-0.5",
+            "99999999999999999999999999999999999999",
+            "0.000000001",
+            "480314.230000000",
+            "123456789012345678901234567890.123456789",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+        ] {
+            let mut raw = Vec::new();
+            encode_numeric(text, &mut raw).unwrap();
+            assert_eq!(decode_numeric(&raw).unwrap(), text, "{text}");
+        }
+        let mut raw = Vec::new();
+        assert!(encode_numeric("1.2.3", &mut raw).is_err());
+        assert!(encode_numeric("abc", &mut raw).is_err());
+        // 10000.5 = digits [1, 0, 5000], weight 1, dscale 1
+        raw.clear();
+        encode_numeric("10000.5", &mut raw).unwrap();
+        assert_eq!(raw, [0, 3, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0x13, 0x88]);
+    }
+
+    #[test]
+    fn overflow_and_nul_are_errors_naming_the_column() {
+        let big: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![3_000_000_000i64]));
+        let err = prepare(&big, PgType::Int4, "qty").unwrap_err();
+        assert!(err.contains("`qty`"), "{err}");
+        let nul: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["a\0b"]));
+        let prepared = prepare(&nul, PgType::Text, "name").unwrap();
+        let err = encode_rows(&[prepared], 1, &mut BytesMut::new()).unwrap_err();
+        assert!(err.contains("`name`") && err.contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn encodes_rows_in_the_binary_layout() {
+        let ints: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![Some(7), None]));
+        let prepared = prepare(&ints, PgType::Int8, "id").unwrap();
+        let mut out = BytesMut::new();
+        encode_rows(&[prepared], 2, &mut out).unwrap();
+        let expected: Vec<u8> = [
+            &1i16.to_be_bytes()[..],
+            &8i32.to_be_bytes(),
+            &7i64.to_be_bytes(),
+            &1i16.to_be_bytes(),
+            &(-1i32).to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(&out[..], &expected[..]);
+    }
+}

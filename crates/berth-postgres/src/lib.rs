@@ -1,0 +1,514 @@
+//! # berth-postgres
+//!
+//! PostgreSQL as a destination. Jobs stream into the server with binary `COPY … FROM STDIN`,
+//! encoded from Arrow by berth: each column is written in the binary format of its **target**
+//! column type as read from the catalog (so integers can never land as garbage in numeric columns),
+//! one transaction per job. Nothing is buffered beyond a batch and the COPY chunk.
+//!
+//! ```no_run
+//! use berth_destination::Destination;
+//! use berth_postgres::PostgresDestination;
+//!
+//! # fn example() -> berth_destination::Result<()> {
+//! let destination = PostgresDestination::from_url("postgres://loader:secret@localhost:5432/warehouse")?;
+//! assert!(!destination.describe().contains("secret"));
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod copy;
+mod types;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{Field, Schema};
+use async_trait::async_trait;
+use berth_destination::{Capabilities, Destination, Error, ErrorKind, JobMetrics, LoadJob, Result};
+use berth_model::read;
+use berth_model::{FileFormat, ReplaceStrategy};
+use berth_plan::sqlparser::ast::{ObjectName, Statement};
+use berth_plan::{CaseFold, SqlDialect, sql};
+use bytes::BytesMut;
+use datafusion::logical_expr::lit;
+use datafusion::sql::unparser::dialect::PostgreSqlDialect;
+use futures::{SinkExt, StreamExt};
+use tokio_postgres::types::{FromSql, Kind, Type};
+use tokio_postgres::{Client, NoTls};
+
+pub use copy::PgType;
+pub use types::PostgresTypeMapper;
+
+/// COPY data is sent to the server in chunks of about this size.
+pub const DEFAULT_COPY_CHUNK_BYTES: usize = 1 << 20;
+
+/// PostgreSQL's capabilities, as dlt declares them (reference §5).
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        dialect: SqlDialect {
+            name: "postgres",
+            identifier_quote: '"',
+            casefold: CaseFold::Lower,
+            max_identifier_length: 63,
+            supports_truncate: true,
+            alter_add_multi_column: true,
+            supports_create_table_if_not_exists: true,
+            create_unique_constraints: true,
+            type_mapper: Arc::new(PostgresTypeMapper),
+            unparser: Arc::new(PostgreSqlDialect {}),
+        },
+        loader_formats: vec![
+            FileFormat::Parquet,
+            FileFormat::Arrow,
+            FileFormat::Jsonl,
+            FileFormat::TypedJsonl,
+            FileFormat::Csv,
+            FileFormat::InsertValues,
+        ],
+        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
+        merge_strategies: Vec::new(),
+        supports_ddl_transactions: true,
+        supports_transactions: true,
+        max_parallel_jobs: None,
+    }
+}
+
+/// A PostgreSQL database as a destination.
+pub struct PostgresDestination {
+    config: tokio_postgres::Config,
+    display: String,
+    caps: Capabilities,
+}
+
+impl std::fmt::Debug for PostgresDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // tokio_postgres::Config's Debug redacts the password too, but show only what we chose.
+        f.debug_struct("PostgresDestination")
+            .field("location", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "postgres://…".into(),
+    }
+}
+
+/// A connection and the task driving it; dropping it closes both.
+struct Session {
+    client: Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// What the loader does about a PostgreSQL error, from its SQLSTATE.
+pub fn classify(error: &tokio_postgres::Error) -> ErrorKind {
+    let Some(code) = error.code() else {
+        // No SQLSTATE: the connection broke or could not be made.
+        return ErrorKind::Transient;
+    };
+    let code = code.code();
+    match code {
+        "42P01" | "3F000" => ErrorKind::UndefinedRelation,
+        "40001" | "40P01" | "57P01" | "57P02" | "57P03" => ErrorKind::Transient,
+        c if c.starts_with("08") || c.starts_with("53") => ErrorKind::Transient,
+        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("42") => ErrorKind::Terminal,
+        c if c.starts_with("XX") => ErrorKind::Bug,
+        _ => ErrorKind::Terminal,
+    }
+}
+
+fn message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            if let Some(column) = db.column() {
+                text.push_str(&format!("; column `{column}`"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+impl PostgresDestination {
+    /// From `postgres://user:password@host:port/database?sslmode=disable|prefer`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let display = redact_url(url);
+        let bad = |reason: String| Error::Config {
+            destination: display.clone(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        if let Some((_, mode)) = parsed.query_pairs().find(|(k, _)| k == "sslmode")
+            && !matches!(mode.as_ref(), "disable" | "prefer" | "allow")
+        {
+            return Err(bad(format!(
+                "sslmode={mode} needs TLS, which this build does not have yet"
+            )));
+        }
+        let config: tokio_postgres::Config = url.parse().map_err(|_| bad("not a valid PostgreSQL URL".into()))?;
+        Ok(Self {
+            config,
+            display,
+            caps: capabilities(),
+        })
+    }
+
+    fn error(&self, context: impl Into<String>, error: &tokio_postgres::Error) -> Error {
+        Error::Database {
+            kind: classify(error),
+            destination: self.display.clone(),
+            context: context.into(),
+            message: message(error),
+        }
+    }
+
+    async fn connect(&self) -> Result<Session> {
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.error("connect", &e))?;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection ended: {e}");
+            }
+        });
+        Ok(Session { client, driver })
+    }
+
+    /// Target column types of `dataset.table`, by stored column name.
+    async fn column_types(&self, session: &Session, dataset: &str, table: &str) -> Result<HashMap<String, PgType>> {
+        let dialect = &self.caps.dialect;
+        let builder = sql::scan(
+            dialect,
+            "information_schema",
+            "columns",
+            &["column_name", "udt_name", "table_schema", "table_name"],
+        )?
+        .filter(
+            sql::column(dialect, "table_schema")
+                .eq(lit(dialect.stored_name(dataset)))
+                .and(sql::column(dialect, "table_name").eq(lit(dialect.stored_name(table)))),
+        )
+        .and_then(|b| {
+            b.project(vec![
+                sql::column(dialect, "column_name"),
+                sql::column(dialect, "udt_name"),
+            ])
+        })
+        .map_err(berth_plan::Error::from)?;
+        let query = sql::to_query(dialect, builder)?.to_string();
+        let rows = session
+            .client
+            .query(&query, &[])
+            .await
+            .map_err(|e| self.error(format!("reading the columns of {dataset}.{table}"), &e))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.get(0);
+                let udt: String = row.get(1);
+                let pg = PgType::from_udt_name(&udt).ok_or_else(|| Error::Database {
+                    kind: ErrorKind::Terminal,
+                    destination: self.display.clone(),
+                    context: format!("loading into {dataset}.{table}"),
+                    message: format!("column `{name}` has type `{udt}`, which berth cannot write"),
+                })?;
+                Ok((name, pg))
+            })
+            .collect()
+    }
+}
+
+fn copy_statement(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[String]) -> Statement {
+    let mut statement = berth_plan::sqlparser::parser::Parser::parse_sql(
+        &berth_plan::sqlparser::dialect::PostgreSqlDialect {},
+        "COPY t (c) FROM STDIN WITH (FORMAT binary)",
+    )
+    .ok()
+    .and_then(|mut s| s.pop())
+    .unwrap_or_else(|| unreachable!("constant COPY skeleton parses"));
+    if let Statement::Copy {
+        source:
+            berth_plan::sqlparser::ast::CopySource::Table {
+                table_name,
+                columns: cols,
+            },
+        ..
+    } = &mut statement
+    {
+        *table_name = dialect.table_name(dataset, table);
+        *cols = columns.iter().map(|c| dialect.ident(c)).collect();
+    }
+    statement
+}
+
+/// Any value as its raw binary form, to decode by type.
+struct Raw<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn base_type(ty: &Type) -> &Type {
+    match ty.kind() {
+        Kind::Domain(base) => base_type(base),
+        _ => ty,
+    }
+}
+
+fn be<const N: usize>(raw: &[u8]) -> std::result::Result<[u8; N], String> {
+    raw.try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
+}
+
+/// Decodes a query result into one record batch, typed by the result's column types.
+fn rows_to_batch(
+    rows: &[tokio_postgres::Row],
+    columns: &[tokio_postgres::Column],
+) -> std::result::Result<RecordBatch, String> {
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (index, column) in columns.iter().enumerate() {
+        let ty = base_type(column.type_());
+        let values = rows
+            .iter()
+            .map(|r| r.try_get::<_, Option<Raw<'_>>>(index).map(|v| v.map(|r| r.0)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        macro_rules! build {
+            ($builder:expr, $convert:expr) => {{
+                let mut builder = $builder;
+                for value in &values {
+                    match value {
+                        Some(raw) => builder.append_value($convert(raw)?),
+                        None => builder.append_null(),
+                    }
+                }
+                Arc::new(builder.finish()) as ArrayRef
+            }};
+        }
+        let utc = || Some(Arc::<str>::from("UTC"));
+        let array = match *ty {
+            Type::BOOL => build!(BooleanBuilder::new(), |r: &[u8]| Ok::<_, String>(r.first() == Some(&1))),
+            Type::INT2 => build!(Int16Builder::new(), |r: &[u8]| be::<2>(r).map(i16::from_be_bytes)),
+            Type::INT4 => build!(Int32Builder::new(), |r: &[u8]| be::<4>(r).map(i32::from_be_bytes)),
+            Type::INT8 | Type::OID => build!(Int64Builder::new(), |r: &[u8]| be::<8>(r).map(i64::from_be_bytes)),
+            Type::FLOAT4 => build!(Float32Builder::new(), |r: &[u8]| be::<4>(r).map(f32::from_be_bytes)),
+            Type::FLOAT8 => build!(Float64Builder::new(), |r: &[u8]| be::<8>(r).map(f64::from_be_bytes)),
+            Type::BYTEA => build!(BinaryBuilder::new(), |r: &[u8]| Ok::<_, String>(r.to_vec())),
+            Type::TIMESTAMPTZ => build!(
+                TimestampMicrosecondBuilder::new().with_timezone_opt(utc()),
+                |r: &[u8]| be::<8>(r).map(|b| i64::from_be_bytes(b) + 946_684_800_000_000)
+            ),
+            Type::TIMESTAMP => build!(TimestampMicrosecondBuilder::new(), |r: &[u8]| be::<8>(r)
+                .map(|b| i64::from_be_bytes(b) + 946_684_800_000_000)),
+            Type::DATE => build!(Date32Builder::new(), |r: &[u8]| be::<4>(r)
+                .map(|b| i32::from_be_bytes(b) + 10_957)),
+            Type::TIME => build!(Time64MicrosecondBuilder::new(), |r: &[u8]| be::<8>(r)
+                .map(i64::from_be_bytes)),
+            Type::NUMERIC => build!(StringBuilder::new(), copy::decode_numeric),
+            Type::JSONB => build!(StringBuilder::new(), |r: &[u8]| String::from_utf8(
+                r.get(1..).unwrap_or_default().to_vec()
+            )
+            .map_err(|e| e.to_string())),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::CHAR => {
+                build!(StringBuilder::new(), |r: &[u8]| String::from_utf8(r.to_vec())
+                    .map_err(|e| e.to_string()))
+            }
+            ref other => {
+                return Err(format!(
+                    "column `{}` has type {other}, which berth cannot read",
+                    column.name()
+                ));
+            }
+        };
+        fields.push(Field::new(column.name(), array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
+}
+
+#[async_trait]
+impl Destination for PostgresDestination {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+
+    async fn execute(&self, statements: Vec<Statement>, transactional: bool) -> Result<()> {
+        let mut session = self.connect().await?;
+        if transactional {
+            let tx = session
+                .client
+                .transaction()
+                .await
+                .map_err(|e| self.error("begin", &e))?;
+            for statement in &statements {
+                let text = statement.to_string();
+                tx.batch_execute(&text)
+                    .await
+                    .map_err(|e| self.error(text.clone(), &e))?;
+            }
+            tx.commit().await.map_err(|e| self.error("commit", &e))?;
+        } else {
+            for statement in &statements {
+                let text = statement.to_string();
+                session
+                    .client
+                    .batch_execute(&text)
+                    .await
+                    .map_err(|e| self.error(text.clone(), &e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<RecordBatch>> {
+        let session = self.connect().await?;
+        let text = statement.to_string();
+        let prepared = session
+            .client
+            .prepare(&text)
+            .await
+            .map_err(|e| self.error(text.clone(), &e))?;
+        let rows = session
+            .client
+            .query(&prepared, &[])
+            .await
+            .map_err(|e| self.error(text.clone(), &e))?;
+        let batch = rows_to_batch(&rows, prepared.columns()).map_err(|e| Error::Database {
+            kind: ErrorKind::Terminal,
+            destination: self.display.clone(),
+            context: text,
+            message: e,
+        })?;
+        Ok(vec![batch])
+    }
+
+    async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics> {
+        let display = job.package.job_display(job.job);
+        let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+        let mut session = self.connect().await?;
+        let types = self.column_types(&session, job.dataset, &job.table.name).await?;
+        let mut reader = read::open_job(job.package, job.job, &job.read_options).await?;
+        let dialect = &self.caps.dialect;
+        // COPY the file's columns that the table has, each with its catalog type.
+        let mut keep = Vec::new();
+        let mut targets = Vec::new();
+        for (index, field) in reader.schema.fields().iter().enumerate() {
+            if !job.table.columns.get(field.name()).is_some_and(|c| c.is_complete()) {
+                continue;
+            }
+            let stored = dialect.stored_name(field.name());
+            let pg = types.get(&stored).copied().ok_or_else(|| Error::Database {
+                kind: ErrorKind::Terminal,
+                destination: self.display.clone(),
+                context: context.clone(),
+                message: format!("column `{}` is missing from the table", field.name()),
+            })?;
+            keep.push(index);
+            targets.push((field.name().clone(), pg));
+        }
+        let columns: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+        let statement = copy_statement(dialect, job.dataset, &job.table.name, &columns).to_string();
+
+        let tx = session
+            .client
+            .transaction()
+            .await
+            .map_err(|e| self.error("begin", &e))?;
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>(&statement)
+            .await
+            .map_err(|e| self.error(context.clone(), &e))?;
+        futures::pin_mut!(sink);
+        let mut buffer = BytesMut::with_capacity(DEFAULT_COPY_CHUNK_BYTES + (64 << 10));
+        buffer.extend_from_slice(copy::HEADER);
+        while let Some(batch) = reader.stream.next().await {
+            let batch = batch?
+                .project(&keep)
+                .map_err(|e| Error::Internal(format!("projecting a batch of {display}: {e}")))?;
+            copy::encode_batch(&batch, &targets, &mut buffer).map_err(|message| {
+                Error::Package(berth_model::Error::Decode {
+                    job: display.clone(),
+                    message,
+                })
+            })?;
+            if buffer.len() >= DEFAULT_COPY_CHUNK_BYTES {
+                sink.send(buffer.split().freeze())
+                    .await
+                    .map_err(|e| self.error(context.clone(), &e))?;
+            }
+        }
+        buffer.extend_from_slice(&copy::TRAILER);
+        sink.send(buffer.split().freeze())
+            .await
+            .map_err(|e| self.error(context.clone(), &e))?;
+        let rows = sink.finish().await.map_err(|e| self.error(context.clone(), &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.error(format!("committing {display}"), &e))?;
+        Ok(JobMetrics {
+            rows,
+            bytes: job.job.size,
+        })
+    }
+}
+
+/// The table name as an AST, for callers building their own statements.
+pub fn table_name(dataset: &str, table: &str) -> ObjectName {
+    capabilities().dialect.table_name(dataset, table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_and_tls_modes_checked() {
+        let d = PostgresDestination::from_url("postgres://u:s3cret@localhost:5432/db").unwrap();
+        assert!(!d.describe().contains("s3cret") && !format!("{d:?}").contains("s3cret"));
+        let err = PostgresDestination::from_url("postgres://u:s3cret@localhost/db?sslmode=verify-full").unwrap_err();
+        assert!(
+            !err.to_string().contains("s3cret") && err.to_string().contains("verify-full"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn copy_statement_quotes_and_folds() {
+        let d = &capabilities().dialect;
+        let s = copy_statement(d, "DS", "My\"Table", &["a".into(), "B".into()]).to_string();
+        assert_eq!(s, r#"COPY "ds"."my""table" ("a", "b") FROM STDIN (FORMAT binary)"#);
+    }
+}

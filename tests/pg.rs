@@ -1,0 +1,170 @@
+//! A throwaway PostgreSQL cluster for tests: `initdb` in a temporary folder, a free port on
+//! loopback, fsync off, stopped and deleted on drop. Needs the server binaries (Debian's
+//! `postgresql` package; `scripts/test` installs it when missing).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    as_postgres: bool,
+}
+
+fn find_bin() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl PgCluster {
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// Starts a new cluster; panics with what to install when the binaries are missing.
+    pub fn start() -> PgCluster {
+        let bin =
+            find_bin().expect("PostgreSQL server binaries not found: apt-get install postgresql (scripts/test does)");
+        let dir = tempfile::Builder::new().prefix("berth-pg-").tempdir().expect("tempdir");
+        let as_postgres = is_root();
+        if as_postgres {
+            // initdb refuses to run as root: the cluster belongs to the postgres user.
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "chown the cluster folder to postgres"
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut cluster = PgCluster {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
+        let data = cluster.data_dir();
+        let out = cluster
+            .command("initdb")
+            .args(["-A", "trust", "-U", "berth", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.start_server();
+        cluster.port = port;
+        cluster
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(self.data_dir())
+            .args(["-l"])
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &options, "start"])
+            .output()
+            .expect("run pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server immediately (like a crash) and starts it again.
+    pub fn restart(&self) {
+        self.stop("immediate");
+        self.start_server();
+    }
+
+    fn stop(&self, mode: &str) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-w", "-D"])
+            .arg(self.data_dir())
+            .args(["-m", mode, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// A URL for a fresh database named `name` (created on first use).
+    pub fn database_url(&self, name: &str) -> String {
+        let out = self
+            .command("createdb")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "berth", name])
+            .output()
+            .expect("run createdb");
+        assert!(
+            out.status.success(),
+            "createdb {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("postgres://berth:unused-password@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The cluster's folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop("immediate");
+    }
+}
