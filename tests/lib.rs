@@ -3,6 +3,9 @@
 //! plain async functions taking a destination, so every destination is proven by the same tests.
 
 pub mod pg;
+mod types;
+
+pub use types::check_type_round_trip;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -170,8 +173,8 @@ pub fn cell(array: &dyn Array, row: usize) -> Value {
         ArrowType::Int32 => array.as_primitive::<Int32Type>().value(row).into(),
         ArrowType::Int64 => array.as_primitive::<Int64Type>().value(row).into(),
         ArrowType::UInt64 => array.as_primitive::<UInt64Type>().value(row).into(),
-        ArrowType::Float64 => serde_json::json!(array.as_primitive::<Float64Type>().value(row)),
-        ArrowType::Float32 => serde_json::json!(f64::from(array.as_primitive::<Float32Type>().value(row))),
+        ArrowType::Float64 => float(array.as_primitive::<Float64Type>().value(row)),
+        ArrowType::Float32 => float(f64::from(array.as_primitive::<Float32Type>().value(row))),
         ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => {
             let s = match array.data_type() {
                 ArrowType::Utf8 => array.as_string::<i32>().value(row).to_string(),
@@ -219,6 +222,15 @@ pub fn cell(array: &dyn Array, row: usize) -> Value {
                 Err(_) => Value::String(format!("{other}:?")),
             }
         }
+    }
+}
+
+/// Finite floats as JSON numbers; NaN and infinities as strings (JSON has no such numbers).
+fn float(v: f64) -> Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else {
+        Value::String(v.to_string())
     }
 }
 
@@ -271,6 +283,28 @@ pub fn expected_rows(path: &Path, types: &BTreeMap<String, ArrowType>) -> Vec<St
                 .map(|(k, v)| {
                     let t = types.get(k).cloned().unwrap_or(ArrowType::Utf8);
                     (k.clone(), normalize_expected(v, &t))
+                })
+                .collect();
+            serde_json::to_string(&row).unwrap_or_default()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Expected rows given as JSON values, normalized with the destination's column types.
+pub fn expected_rows_from_values(values: &[Value], types: &BTreeMap<String, ArrowType>) -> Vec<String> {
+    let mut rows: Vec<String> = values
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|v| {
+            let row: BTreeMap<String, Value> = v
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        normalize_expected(v, &types.get(k).cloned().unwrap_or(ArrowType::Utf8)),
+                    )
                 })
                 .collect();
             serde_json::to_string(&row).unwrap_or_default()

@@ -69,3 +69,11 @@ async fn duckdb_refuses_staging_optimized_like_dlt() {
         .expect_err("duckdb has no staging-optimized replace");
     assert!(err.contains("staging-optimized") && err.contains("users"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_every_type_round_trips_with_edge_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Err(e) = berth_tests::check_type_round_trip(duckdb_file(&dir)).await {
+        panic!("duckdb: {e}");
+    }
+}

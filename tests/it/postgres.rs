@@ -41,3 +41,11 @@ async fn duckdb_normalized_packages_load_into_postgres_too() {
         panic!("duckdb packages into postgres: {e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_with_edge_values() {
+    let cluster = PgCluster::start();
+    if let Err(e) = berth_tests::check_type_round_trip(destination(&cluster, "types")).await {
+        panic!("postgres: {e}");
+    }
+}

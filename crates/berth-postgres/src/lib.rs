@@ -288,6 +288,27 @@ fn be<const N: usize>(raw: &[u8]) -> std::result::Result<[u8; N], String> {
         .map_err(|_| format!("expected {N} bytes, got {}", raw.len()))
 }
 
+/// Constrained numerics (`numeric(p, s)` with p ≤ 38) as `Decimal128`; others (wider, unconstrained,
+/// NaN or infinite values) stay decimal text.
+fn numeric_array(text: ArrayRef, type_modifier: i32) -> ArrayRef {
+    if type_modifier < 4 {
+        return text;
+    }
+    let precision = ((type_modifier - 4) >> 16) & 0xFFFF;
+    let scale = (type_modifier - 4) & 0xFFFF;
+    let (Ok(p), Ok(s)) = (u8::try_from(precision), i8::try_from(scale)) else {
+        return text;
+    };
+    if p == 0 || p > 38 {
+        return text;
+    }
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow::compute::cast_with_options(&text, &arrow::datatypes::DataType::Decimal128(p, s), &options).unwrap_or(text)
+}
+
 /// Decodes a query result into one record batch, typed by the result's column types.
 fn rows_to_batch(
     rows: &[tokio_postgres::Row],
@@ -333,7 +354,10 @@ fn rows_to_batch(
                 .map(|b| i32::from_be_bytes(b) + 10_957)),
             Type::TIME => build!(Time64MicrosecondBuilder::new(), |r: &[u8]| be::<8>(r)
                 .map(i64::from_be_bytes)),
-            Type::NUMERIC => build!(StringBuilder::new(), copy::decode_numeric),
+            Type::NUMERIC => numeric_array(
+                build!(StringBuilder::new(), copy::decode_numeric),
+                column.type_modifier(),
+            ),
             Type::JSONB => build!(StringBuilder::new(), |r: &[u8]| String::from_utf8(
                 r.get(1..).unwrap_or_default().to_vec()
             )
