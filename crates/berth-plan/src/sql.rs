@@ -31,6 +31,15 @@ fn skeleton(sql: &str) -> Statement {
         .unwrap_or_else(|| panic!("constant SQL skeleton `{sql}` must parse"))
 }
 
+/// A column type by name, printed as given (`TIMESTAMP WITH TIME ZONE`, `numeric(38,9)`): type
+/// mappers use it for names sqlparser has no variant for, or spells differently.
+pub fn type_named(name: &str, args: &[u32]) -> datafusion::sql::sqlparser::ast::DataType {
+    datafusion::sql::sqlparser::ast::DataType::Custom(
+        ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new(name)]),
+        args.iter().map(ToString::to_string).collect(),
+    )
+}
+
 /// A string literal.
 pub fn lit_str(value: impl Into<String>) -> Expr {
     Expr::value(Value::SingleQuotedString(value.into()))

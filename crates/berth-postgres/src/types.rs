@@ -2,18 +2,13 @@
 
 use berth_model::{Column, DataType, Table};
 use berth_plan::TypeMapper;
-use berth_plan::sqlparser::ast::{DataType as SqlType, Ident, ObjectName};
+use berth_plan::sqlparser::ast::DataType as SqlType;
 
 /// dlt's PostgreSQL type mapping.
 #[derive(Debug, Default)]
 pub struct PostgresTypeMapper;
 
-fn named(name: &str, args: &[u32]) -> SqlType {
-    SqlType::Custom(
-        ObjectName::from(vec![Ident::new(name)]),
-        args.iter().map(ToString::to_string).collect(),
-    )
-}
+use berth_plan::sql::type_named as named;
 
 impl TypeMapper for PostgresTypeMapper {
     fn to_destination(&self, column: &Column, table: &Table) -> berth_plan::Result<SqlType> {
