@@ -157,6 +157,29 @@ impl PgCluster {
         format!("postgres://berth:unused-password@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Turns TLS on with the given server certificate and key (PEM) and refuses every connection
+    /// that is not encrypted, then restarts the server.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.data_dir();
+        std::fs::write(data.join("server.crt"), cert_pem).expect("write server.crt");
+        std::fs::write(data.join("server.key"), key_pem).expect("write server.key");
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).expect("write postgresql.conf");
+        let hba = std::fs::read_to_string(data.join("pg_hba.conf")).expect("pg_hba.conf");
+        std::fs::write(data.join("pg_hba.conf"), format!("hostnossl all all all reject\n{hba}")).expect("write pg_hba");
+        if self.as_postgres {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status();
+        }
+        let _ = Command::new("chmod").arg("600").arg(data.join("server.key")).status();
+        self.stop("fast");
+        self.start_server();
+    }
+
     /// The cluster's folder.
     pub fn path(&self) -> &Path {
         self.dir.path()

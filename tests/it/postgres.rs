@@ -1,13 +1,19 @@
 //! PostgreSQL passes the same conformance suite as DuckDB, on a throwaway cluster per test.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use berth::destination::Destination;
-use berth::loader::LoaderOptions;
-use berth::model::ReplaceStrategy;
+use arrow::array::Array;
+use async_trait::async_trait;
+use berth::destination::{Capabilities, Destination, ErrorKind, JobMetrics, JobPart, LoadJob};
+use berth::loader::{Loader, LoaderOptions, PackageStatus};
+use berth::model::{PackageLocation, ReplaceStrategy};
+use berth::plan::SqlStatement;
+use berth::plan::sqlparser::ast::Statement;
 use berth::postgres::PostgresDestination;
+use berth_bench::synth::{Shape, SyntheticPackage};
 use berth_tests::pg::PgCluster;
-use berth_tests::{check_scenario, scenario_dir};
+use berth_tests::{check_scenario, scenario_dir, table_rows};
 
 fn destination(cluster: &PgCluster, database: &str) -> Arc<dyn Destination> {
     Arc::new(PostgresDestination::from_url(&cluster.database_url(database)).expect("postgres url"))
@@ -27,9 +33,161 @@ async fn postgres_fixtures_end_with_dlts_rows() {
         ..LoaderOptions::default()
     };
     let dest = destination(&cluster, "conformance_staging");
-    if let Err(e) = check_scenario(dest, &scenario_dir("postgres", "replace"), options).await {
+    if let Err(e) = check_scenario(Arc::clone(&dest), &scenario_dir("postgres", "replace"), options).await {
         panic!("postgres/replace insert-from-staging: {e}");
     }
+    // Staging rows are rebuilt from the package after a crash: no need to WAL-log them.
+    let persistence = table_persistence(dest.as_ref()).await;
+    let staging: Vec<_> = persistence.iter().filter(|(s, _, _)| s.ends_with("_staging")).collect();
+    assert!(
+        !staging.is_empty() && staging.iter().all(|(_, _, p)| p == "u"),
+        "{persistence:?}"
+    );
+}
+
+/// (schema, table, relpersistence) of every user table.
+async fn table_persistence(destination: &dyn Destination) -> Vec<(String, String, String)> {
+    let query = berth::plan::sqlparser::parser::Parser::parse_sql(
+        &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
+        "SELECT n.nspname::text, c.relname::text, c.relpersistence::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%'",
+    )
+    .expect("parses")
+    .remove(0);
+    let batches = destination.query(query).await.expect("pg_class");
+    let mut out = Vec::new();
+    for batch in &batches {
+        let column = |i: usize| {
+            let array = batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("text");
+            (0..array.len()).map(|r| array.value(r).to_string()).collect::<Vec<_>>()
+        };
+        let (a, b, c) = (column(0), column(1), column(2));
+        for i in 0..a.len() {
+            out.push((a[i].clone(), b[i].clone(), c[i].clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
+    let cluster = PgCluster::start();
+    let options = LoaderOptions {
+        replace_strategy: Some(ReplaceStrategy::StagingOptimized),
+        ..LoaderOptions::default()
+    };
+    let dest = destination(&cluster, "staging_optimized");
+    if let Err(e) = check_scenario(Arc::clone(&dest), &scenario_dir("postgres", "replace"), options).await {
+        panic!("postgres/replace staging-optimized: {e}");
+    }
+    // The swapped-in tables must survive a crash: they were made logged before the load.
+    let persistence = table_persistence(dest.as_ref()).await;
+    let finals: Vec<_> = persistence
+        .iter()
+        .filter(|(s, _, _)| !s.ends_with("_staging"))
+        .collect();
+    assert!(
+        !finals.is_empty() && finals.iter().all(|(_, _, p)| p == "p"),
+        "{persistence:?}"
+    );
+}
+
+/// Delegates to PostgreSQL but fails, terminally, every part that covers row group `fail_at`.
+#[derive(Debug)]
+struct FailingPart {
+    inner: Arc<dyn Destination>,
+    fail_at: usize,
+}
+
+#[async_trait]
+impl Destination for FailingPart {
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> berth::destination::Result<()> {
+        self.inner.execute(statements, transactional).await
+    }
+    async fn query(&self, statement: Statement) -> berth::destination::Result<Vec<arrow::array::RecordBatch>> {
+        self.inner.query(statement).await
+    }
+    async fn load_job(&self, job: LoadJob<'_>) -> berth::destination::Result<JobMetrics> {
+        if let JobPart::RowGroups(range) = &job.part
+            && range.contains(&self.fail_at)
+        {
+            return Err(berth::destination::Error::Database {
+                kind: ErrorKind::Terminal,
+                destination: self.describe(),
+                context: format!("{}", job.part),
+                message: "injected failure".into(),
+            });
+        }
+        self.inner.load_job(job).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = SyntheticPackage::new(Shape::Narrow, 20_000)
+        .with_row_group_rows(1_000)
+        .with_seed(11)
+        .write(dir.path())
+        .expect("package");
+    let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
+    let options = LoaderOptions {
+        split_min_bytes: 1,
+        parallel_jobs: 3,
+        ..LoaderOptions::default()
+    };
+    let pg = destination(&cluster, "parts");
+    let failing: Arc<dyn Destination> = Arc::new(FailingPart {
+        inner: Arc::clone(&pg),
+        fail_at: 9,
+    });
+
+    // One part fails: the other parts commit, the package stays pending.
+    let first = Loader::new(failing)
+        .with_options(options.clone())
+        .load(location())
+        .await
+        .expect("load");
+    assert_eq!(first.status, PackageStatus::Pending);
+    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
+    assert!(
+        !ids.is_empty() && ids.len() < 20_000,
+        "{} rows after the failure",
+        ids.len()
+    );
+    let (parts, _) = table_rows(
+        pg.as_ref(),
+        "bench",
+        "_berth_journal",
+        &["first_row_group", "end_row_group"],
+    )
+    .await
+    .expect("journal");
+    assert!(parts.len() >= 2, "committed parts are journaled: {parts:?}");
+
+    // The rerun loads only what is missing.
+    let second = Loader::new(Arc::clone(&pg))
+        .with_options(options)
+        .load(location())
+        .await
+        .expect("load");
+    assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
+    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,4 +206,101 @@ async fn every_type_round_trips_with_edge_values() {
     if let Err(e) = berth_tests::check_type_round_trip(destination(&cluster, "types")).await {
         panic!("postgres: {e}");
     }
+}
+
+/// A CA, and a server certificate it signed for `localhost` only.
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "berth test CA");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let server_key = KeyPair::generate().expect("server key");
+    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("server params")
+        .signed_by(&server_key, &ca_cert, &ca_key)
+        .expect("server cert");
+    (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
+}
+
+async fn connects(url: &str) -> Result<(), String> {
+    let destination = PostgresDestination::from_url(url).map_err(|e| e.to_string())?;
+    let query = berth::plan::sqlparser::parser::Parser::parse_sql(
+        &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
+        "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .expect("parses")
+    .remove(0);
+    let batches = destination.query(query).await.map_err(|e| e.to_string())?;
+    let array = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .expect("text");
+    if array.value(0) == "true" {
+        Ok(())
+    } else {
+        Err("connected without TLS".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_follow_libpq() {
+    let cluster = PgCluster::start();
+    let plain = cluster.database_url("tls");
+    let (ca, cert, key) = certificates();
+    let (other_ca, _, _) = certificates();
+    cluster.enable_tls(&cert, &key);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca_file, other_file) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&ca_file, ca).expect("write");
+    std::fs::write(&other_file, other_ca).expect("write");
+    let by_name = plain.replace("127.0.0.1", "localhost");
+    let with = |url: &str, params: &str| format!("{url}?{params}");
+
+    // verify-full: the chain and the host name check out, and a package loads over TLS.
+    let full = with(
+        &by_name,
+        &format!("sslmode=verify-full&sslrootcert={}", ca_file.display()),
+    );
+    connects(&full).await.expect("verify-full");
+    let dest: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&full).expect("url"));
+    if let Err(e) = check_scenario(
+        dest,
+        &scenario_dir("postgres", "append_types"),
+        LoaderOptions::default(),
+    )
+    .await
+    {
+        panic!("loading over TLS: {e}");
+    }
+    // verify-full against another CA, or by an address the certificate does not name: refused.
+    for url in [
+        with(
+            &by_name,
+            &format!("sslmode=verify-full&sslrootcert={}", other_file.display()),
+        ),
+        with(
+            &plain,
+            &format!("sslmode=verify-full&sslrootcert={}", ca_file.display()),
+        ),
+    ] {
+        let err = connects(&url).await.expect_err("must not verify");
+        assert!(err.contains("certificate") && !err.contains("unused-password"), "{err}");
+    }
+    // verify-ca checks the chain but not the name; require encrypts without checking.
+    connects(&with(
+        &plain,
+        &format!("sslmode=verify-ca&sslrootcert={}", ca_file.display()),
+    ))
+    .await
+    .expect("verify-ca by address");
+    connects(&with(&plain, "sslmode=require")).await.expect("require");
+    connects(&plain)
+        .await
+        .expect("prefer (the default) encrypts when the server can");
+    // The server refuses unencrypted connections: disable gets a clear refusal.
+    let err = connects(&with(&plain, "sslmode=disable")).await.expect_err("no TLS");
+    assert!(err.contains("pg_hba.conf") && !err.contains("unused-password"), "{err}");
 }

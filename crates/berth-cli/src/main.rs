@@ -35,6 +35,14 @@ enum Command {
     /// only when every job of every package loaded; 3 when jobs failed (the package stays pending
     /// and can be loaded again); 2 on bad arguments; 1 on any other error.
     Load(LoadArgs),
+    /// Measure load throughput against a destination, next to the destination's own limit.
+    ///
+    /// Generates a synthetic dlt package (deterministic by seed; cached in --work-dir), loads it
+    /// --runs times into a fresh dataset each time, and in the same runs measures the
+    /// destination's own fastest ingest of the same data: PostgreSQL reading a binary COPY file
+    /// itself (needs superuser or pg_read/write_server_files), DuckDB's read_parquet. Reports
+    /// min/median/max seconds, rows/s, MB/s (of Parquet), berth's peak RSS and the ratio.
+    Bench(BenchArgs),
     /// Inspect load packages.
     Package {
         #[command(subcommand)]
@@ -48,7 +56,8 @@ struct LoadArgs {
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<String>,
     /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory:,
-    /// postgres://user:password@host:port/database (the password never appears in output).
+    /// postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]
+    /// (libpq's sslmode values; the password never appears in output).
     #[arg(long, short, env = "BERTH_DESTINATION", default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
     /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].
@@ -64,7 +73,66 @@ struct LoadArgs {
     /// Attempts per job when the destination reports a transient error.
     #[arg(long, default_value_t = berth::loader::DEFAULT_MAX_ATTEMPTS)]
     max_attempts: u32,
+    #[command(flatten)]
+    tuning: Tuning,
     /// Print the load summary as JSON on stdout (and no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Memory and parallelism knobs shared by `load` and `bench`. Memory is bounded by these, not by
+/// file sizes: about (parallel jobs) x (one Parquet row group + one batch + one send chunk).
+#[derive(Debug, Args)]
+struct Tuning {
+    /// Rows per decoded record batch.
+    #[arg(long, default_value_t = berth::model::read::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Parquet files from this many MiB up load in row-group parts over several connections
+    /// (PostgreSQL).
+    #[arg(long, default_value_t = berth::loader::DEFAULT_SPLIT_MIN_BYTES >> 20)]
+    split_mib: u64,
+}
+
+impl Tuning {
+    fn apply(&self, options: &mut LoaderOptions) {
+        options.read_options.batch_size = self.batch_size.max(1);
+        options.split_min_bytes = (self.split_mib << 20).max(1);
+    }
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Where to load: postgres://user:password@host:port/database or duckdb:<file>. Scratch
+    /// datasets `berth_bench_<run>` are created and dropped.
+    #[arg(long, short, env = "BERTH_DESTINATION", default_value = berth::DEFAULT_DESTINATION)]
+    destination: String,
+    /// Rows in the generated package.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Table shape: narrow (id, ts, amount, qty, category, name, flag).
+    #[arg(long, default_value = "narrow", value_parser = ["narrow"])]
+    shape: String,
+    /// Timed runs (min, median and max are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Rows per Parquet row group in the generated files.
+    #[arg(long, default_value_t = 131_072)]
+    row_group_rows: usize,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Jobs (and row-group parts of large files) loading at once.
+    #[arg(long, default_value_t = berth::loader::DEFAULT_PARALLEL_JOBS)]
+    parallel: usize,
+    /// Folder for the generated package (reused by later runs with the same settings).
+    #[arg(long, default_value = "target/berth-bench")]
+    work_dir: std::path::PathBuf,
+    /// Skip measuring the destination's own limit.
+    #[arg(long)]
+    no_ceiling: bool,
+    #[command(flatten)]
+    tuning: Tuning,
+    /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
 }
@@ -113,6 +181,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Load(args) => load(args).await,
+        Command::Bench(args) => bench(args).await,
         Command::Package {
             command: PackageCommand::Show { package, json },
         } => render::show_package(&package, json).await.map(|()| ExitCode::SUCCESS),
@@ -122,13 +191,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn load(args: LoadArgs) -> Result<ExitCode> {
     let destination = berth::open_destination(&args.destination)?;
     let locations = resolve_locations(&args.packages)?;
-    let options = LoaderOptions {
+    let mut options = LoaderOptions {
         dataset: args.dataset,
         replace_strategy: args.replace_strategy,
         parallel_jobs: args.parallel.max(1),
         max_attempts: args.max_attempts.max(1),
         ..LoaderOptions::default()
     };
+    args.tuning.apply(&mut options);
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let progress = Arc::new(render::ProgressBars::new(show_progress));
     let loader = Loader::new(destination)
@@ -146,4 +216,22 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_JOBS_FAILED)
     })
+}
+
+async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let mut config = berth_bench::BenchConfig::new(&args.destination, &args.work_dir)
+        .with_rows(args.rows)
+        .with_runs(args.runs);
+    config.row_group_rows = args.row_group_rows.max(1);
+    config.seed = args.seed;
+    config.ceiling = !args.no_ceiling;
+    config.loader.parallel_jobs = args.parallel.max(1);
+    args.tuning.apply(&mut config.loader);
+    let report = berth_bench::run(&config).await.context("benchmark failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        render::print_bench(&report);
+    }
+    Ok(ExitCode::SUCCESS)
 }

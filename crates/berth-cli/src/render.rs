@@ -244,3 +244,37 @@ pub async fn show_package(location: &str, json: bool) -> Result<()> {
     println!("{table}");
     Ok(())
 }
+
+/// The benchmark report as a table.
+pub fn print_bench(report: &berth_bench::BenchReport) {
+    println!(
+        "{} rows of `{}` ({} of Parquet, row groups of {} rows) into {}, {} parallel",
+        report.rows,
+        report.shape,
+        human_bytes(report.parquet_bytes),
+        report.row_group_rows,
+        report.destination,
+        report.parallel_jobs
+    );
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec![
+        "case", "min s", "median s", "max s", "rows/s", "MB/s", "peak RSS", "vs berth",
+    ]);
+    for case in &report.cases {
+        table.add_row(vec![
+            Cell::new(&case.name),
+            right(format!("{:.2}", case.seconds.min)),
+            right(format!("{:.2}", case.seconds.median)),
+            right(format!("{:.2}", case.seconds.max)),
+            right(format!("{:.0}", case.rows_per_second)),
+            right(format!("{:.1}", case.mb_per_second)),
+            right(case.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)),
+            right(
+                case.berth_ratio
+                    .map_or_else(|| "-".into(), |r| format!("berth = {r:.2}x")),
+            ),
+        ]);
+    }
+    println!("{table}");
+}

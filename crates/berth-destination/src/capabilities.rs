@@ -23,6 +23,9 @@ pub struct Capabilities {
     pub supports_transactions: bool,
     /// Most jobs that may load at once (`None`: no limit beyond the loader's).
     pub max_parallel_jobs: Option<usize>,
+    /// A row-group range of a Parquet file loads as its own unit, so one large file can load over
+    /// several connections at once.
+    pub row_group_parts: bool,
 }
 
 impl Capabilities {

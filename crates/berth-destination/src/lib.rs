@@ -26,6 +26,7 @@
 
 mod capabilities;
 mod error;
+mod journal;
 mod migrate;
 
 use std::fmt::Debug;
@@ -34,10 +35,12 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use berth_model::read::ReadOptions;
 use berth_model::{JobFile, LoadPackage, Table};
+use berth_plan::SqlStatement;
 use berth_plan::sqlparser::ast::Statement;
 
 pub use capabilities::{Capabilities, DEFAULT_PARALLEL_JOBS};
 pub use error::{Error, ErrorKind, Result};
+pub use journal::{JournalEntry, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered};
 pub use migrate::{MigrationReport, StorageColumn, complete_load, is_loaded, migrate, storage_columns, system_table};
 
 /// One job to load: a job file of a package into `dataset.table`.
@@ -51,8 +54,41 @@ pub struct LoadJob<'a> {
     pub table: &'a Table,
     /// The dataset to load into (final or staging).
     pub dataset: &'a str,
+    /// The part of the file to load.
+    pub part: JobPart,
+    /// The dataset whose journal records the part (the final dataset).
+    pub journal_dataset: &'a str,
     /// How to read the file where berth reads it.
     pub read_options: ReadOptions,
+}
+
+/// The part of a job file one load unit covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobPart {
+    /// The whole file.
+    Whole,
+    /// Row groups `start..end` of a Parquet file (for destinations with
+    /// [`Capabilities::row_group_parts`]).
+    RowGroups(std::ops::Range<usize>),
+}
+
+impl JobPart {
+    /// The row groups, `None` for the whole file.
+    pub fn row_groups(&self) -> Option<std::ops::Range<usize>> {
+        match self {
+            Self::Whole => None,
+            Self::RowGroups(range) => Some(range.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for JobPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Whole => f.write_str("whole file"),
+            Self::RowGroups(r) => write!(f, "row groups {}..{}", r.start, r.end),
+        }
+    }
 }
 
 /// What loading a job did.
@@ -67,10 +103,12 @@ pub struct JobMetrics {
 /// A place berth loads into.
 ///
 /// Contract:
-/// - [`Destination::load_job`] is atomic: after it returns `Ok` every row of the job file is in
-///   the table; after it returns `Err` none is. Columns are matched by name and values are cast
+/// - [`Destination::load_job`] is atomic: after it returns `Ok` every row of the job part is in
+///   the table **and** its journal row ([`journal_insert_for`]) is in `_berth_journal`, committed
+///   together; after it returns `Err` neither is. Columns are matched by name and values are cast
 ///   to the table's column types; the table already has every column of the file (the loader
-///   migrates first).
+///   migrates first). A destination without transactions must make the journal row the last
+///   thing it writes.
 /// - [`Destination::execute`] with `transactional = true` runs all statements or none, where
 ///   [`Capabilities::supports_transactions`] says it can.
 /// - Errors say what to do about them through [`Error::kind`]; an implementation decides the kind
@@ -87,11 +125,12 @@ pub trait Destination: Send + Sync + Debug {
     fn describe(&self) -> String;
 
     /// Runs statements in order; in one transaction when `transactional` and supported.
-    async fn execute(&self, statements: Vec<Statement>, transactional: bool) -> Result<()>;
+    async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()>;
 
     /// Runs a query and returns all its rows. For small results (catalog lookups, bookkeeping).
     async fn query(&self, statement: Statement) -> Result<Vec<RecordBatch>>;
 
-    /// Loads one job file into `job.dataset`.`job.table`, atomically (see the trait docs).
+    /// Loads one job part into `job.dataset`.`job.table` and journals it, atomically (see the
+    /// trait docs).
     async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics>;
 }

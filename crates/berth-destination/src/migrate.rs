@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType as ArrowType;
-use berth_model::schema::{LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
+use berth_model::schema::{JOURNAL_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
 use berth_model::{Column, DataType, LoadPackage, Table};
 use berth_plan::sql::{self, lit_i64, lit_str};
 use berth_plan::{PackagePlan, SqlDialect};
@@ -39,7 +39,8 @@ pub struct MigrationReport {
     pub stored_schema_version: bool,
 }
 
-/// dlt's definition of one of its system tables, for packages whose schema lacks it.
+/// dlt's definition of one of its system tables (or berth's journal), for packages whose schema
+/// lacks it.
 pub fn system_table(name: &str) -> Option<Table> {
     let text = |n: &str| Column::new(n, DataType::Text).with_nullable(false);
     let big = |n: &str| Column::new(n, DataType::Bigint).with_nullable(false);
@@ -75,6 +76,7 @@ pub fn system_table(name: &str) -> Option<Table> {
                 id,
             ]
         }
+        JOURNAL_TABLE => return Some(crate::journal::journal_table()),
         _ => return None,
     };
     let mut table = Table::new(name, columns);
@@ -82,7 +84,7 @@ pub fn system_table(name: &str) -> Option<Table> {
     Some(table)
 }
 
-fn string_column(batch: &RecordBatch, index: usize) -> Result<Vec<Option<String>>> {
+pub(crate) fn string_column(batch: &RecordBatch, index: usize) -> Result<Vec<Option<String>>> {
     let column = arrow::compute::cast(batch.column(index), &ArrowType::Utf8)
         .map_err(|e| Error::Internal(format!("catalog column {index} is not text: {e}")))?;
     let strings = column.as_string::<i32>();
@@ -242,7 +244,7 @@ async fn any_rows(
     }
 }
 
-fn now_literal() -> String {
+pub(crate) fn now_literal() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
 }
 
@@ -263,7 +265,9 @@ pub async fn migrate(
     if !staging_tables.is_empty() {
         schemas.push(sql::create_schema(dialect, &plan.staging_dataset));
     }
-    destination.execute(schemas, caps.supports_ddl_transactions).await?;
+    destination
+        .execute(berth_plan::statements(schemas), caps.supports_ddl_transactions)
+        .await?;
 
     let mut ddl = migrate_dataset(destination, package, &plan.dataset, &plan.final_tables(), &mut report).await?;
     if !staging_tables.is_empty() {
@@ -306,7 +310,9 @@ pub async fn migrate(
         report.stored_schema_version = true;
     }
     if !ddl.is_empty() {
-        destination.execute(ddl, caps.supports_ddl_transactions).await?;
+        destination
+            .execute(berth_plan::statements(ddl), caps.supports_ddl_transactions)
+            .await?;
     }
     Ok(report)
 }
@@ -342,5 +348,5 @@ pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage,
             lit_str(&package.schema.version_hash),
         ]],
     );
-    destination.execute(vec![statement], true).await
+    destination.execute(vec![statement.into()], true).await
 }

@@ -39,14 +39,16 @@ use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use async_trait::async_trait;
-use berth_destination::{Capabilities, Destination, Error, ErrorKind, JobMetrics, LoadJob, Result};
+use berth_destination::{
+    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, Result, journal_insert,
+};
 use berth_model::read::{self, JobReader};
 use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
 use berth_plan::sql;
 use berth_plan::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, Query, SelectItem, SetExpr, Statement, TableFactor,
 };
-use berth_plan::{CaseFold, SqlDialect};
+use berth_plan::{CaseFold, SqlDialect, SqlStatement};
 use datafusion::sql::unparser::dialect::DuckDBDialect;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -70,6 +72,8 @@ pub fn capabilities() -> Capabilities {
             alter_add_multi_column: false,
             supports_create_table_if_not_exists: true,
             create_unique_constraints: false,
+            unlogged_staging: false,
+            supports_set_schema: false,
             type_mapper: Arc::new(DuckDbTypeMapper),
             unparser: Arc::new(DuckDBDialect::new()),
         },
@@ -86,6 +90,7 @@ pub fn capabilities() -> Capabilities {
         supports_ddl_transactions: true,
         supports_transactions: true,
         max_parallel_jobs: None,
+        row_group_parts: false,
     }
 }
 
@@ -147,11 +152,12 @@ impl DuckDbDestination {
         insert: String,
         context: String,
         stream: Option<(String, FFI_ArrowArrayStream)>,
+        journal: Box<dyn FnOnce(u64) -> String + Send>,
     ) -> Result<u64> {
         let location = self.location.clone();
         self.blocking(move |db| {
             let mut stream = stream;
-            let mut run = || -> std::result::Result<u64, DuckError> {
+            let run = || -> std::result::Result<u64, DuckError> {
                 let conn = db.connect()?;
                 conn.execute("BEGIN TRANSACTION")?;
                 let inserted = match stream.as_mut() {
@@ -160,7 +166,7 @@ impl DuckDbDestination {
                         .and_then(|()| conn.execute(&insert)),
                     None => conn.execute(&insert),
                 };
-                match inserted {
+                match inserted.and_then(|rows| conn.execute(&journal(rows)).map(|_| rows)) {
                     Ok(rows) => {
                         conn.execute("COMMIT")?;
                         Ok(rows)
@@ -229,6 +235,37 @@ pub fn parse_url(url: &str) -> Result<DuckDbPath> {
 }
 
 /// `SELECT cols FROM read_parquet('<path>')`.
+impl DuckDbDestination {
+    /// DuckDB's own ingest limit for a Parquet file: `CREATE TABLE … AS SELECT * FROM
+    /// read_parquet('<file>')` into a scratch table of `dataset`, timed, then dropped.
+    pub async fn read_parquet_ceiling(&self, dataset: &str, file: &std::path::Path) -> Result<std::time::Duration> {
+        let dialect = self.caps.dialect.clone();
+        let target = dialect.table_name(dataset, "berth_ceiling");
+        let mut query = select_from_parquet(&dialect, &file.to_string_lossy(), &[]);
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            select.projection = vec![SelectItem::Wildcard(Default::default())];
+        }
+        let create = format!("CREATE OR REPLACE TABLE {target} AS {query}");
+        let drop = format!("DROP TABLE IF EXISTS {target}");
+        let location = self.location.clone();
+        self.blocking(move |db| {
+            let fail = |e: DuckError| Error::Database {
+                kind: e.kind,
+                destination: location.clone(),
+                context: "measuring DuckDB's read_parquet speed".into(),
+                message: e.message,
+            };
+            let conn = db.connect().map_err(fail)?;
+            let started = std::time::Instant::now();
+            conn.execute(&create).map_err(fail)?;
+            let elapsed = started.elapsed();
+            conn.execute(&drop).map_err(fail)?;
+            Ok(elapsed)
+        })
+        .await
+    }
+}
+
 fn select_from_parquet(dialect: &SqlDialect, path: &str, columns: &[String]) -> Query {
     let statement = berth_plan::sqlparser::parser::Parser::parse_sql(
         &berth_plan::sqlparser::dialect::DuckDbDialect {},
@@ -335,7 +372,7 @@ impl Destination for DuckDbDestination {
         self.location.clone()
     }
 
-    async fn execute(&self, statements: Vec<Statement>, transactional: bool) -> Result<()> {
+    async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
         let location = self.location.clone();
         let sql: Vec<String> = statements.iter().map(ToString::to_string).collect();
         self.blocking(move |db| {
@@ -400,6 +437,20 @@ impl Destination for DuckDbDestination {
         let dialect = self.caps.dialect.clone();
         let display = job.package.job_display(job.job);
         let bytes = job.job.size;
+        if job.part != JobPart::Whole {
+            return Err(Error::Internal(format!(
+                "{display}: DuckDB loads whole files, not {}",
+                job.part
+            )));
+        }
+        let journal = {
+            let dialect = dialect.clone();
+            let (dataset, load_id) = (job.journal_dataset.to_string(), job.package.load_id.clone());
+            let entry = JournalEntry::for_job(&job, 0);
+            Box::new(move |rows| {
+                journal_insert(&dialect, &dataset, &load_id, &JournalEntry { rows, ..entry }).to_string()
+            })
+        };
         let local_parquet = match (job.job.name.format, job.package.location.local_dir()) {
             (FileFormat::Parquet, Some(dir)) => Some(dir.join(job.job.relative_path())),
             _ => None,
@@ -417,7 +468,7 @@ impl Destination for DuckDbDestination {
             let query = select_from_parquet(&dialect, &path.to_string_lossy(), &columns);
             let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
             let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
-            let rows = self.insert_in_transaction(insert, context, None).await?;
+            let rows = self.insert_in_transaction(insert, context, None, journal).await?;
             return Ok(JobMetrics { rows, bytes });
         }
 
@@ -483,6 +534,7 @@ impl Destination for DuckDbDestination {
                 insert,
                 context,
                 Some((view, FFI_ArrowArrayStream::new(Box::new(reader)))),
+                journal,
             )
             .await;
         pump.abort();

@@ -29,10 +29,15 @@ mod summary;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_destination::{Destination, ErrorKind, JobMetrics, LoadJob, complete_load, is_loaded, migrate};
+use std::collections::HashSet;
+
+use berth_destination::{
+    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load, is_loaded,
+    journal_insert, migrate, uncovered,
+};
 use berth_model::package::layout;
-use berth_model::read::ReadOptions;
-use berth_model::{JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
+use berth_model::read::{self, ReadOptions};
+use berth_model::{FileFormat, JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
 use berth_plan::{ChainPlan, PackagePlan, PlanOptions};
 use futures::StreamExt;
 
@@ -45,6 +50,11 @@ pub const DEFAULT_PARALLEL_JOBS: usize = berth_destination::DEFAULT_PARALLEL_JOB
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default wait before the first retry; doubled for each further one.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Parquet files from this size up load in row-group parts over several connections, where the
+/// destination can.
+pub const DEFAULT_SPLIT_MIN_BYTES: u64 = 16 << 20;
+/// Largest part a file is split into.
+const MAX_PART_BYTES: u64 = 256 << 20;
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,6 +100,9 @@ pub struct LoaderOptions {
     pub retry_backoff: Duration,
     /// How job files are read.
     pub read_options: ReadOptions,
+    /// Parquet files from this size up are split into row-group parts that load in parallel (on
+    /// destinations with [`berth_destination::Capabilities::row_group_parts`]).
+    pub split_min_bytes: u64,
 }
 
 impl Default for LoaderOptions {
@@ -101,6 +114,7 @@ impl Default for LoaderOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             read_options: ReadOptions::default(),
+            split_min_bytes: DEFAULT_SPLIT_MIN_BYTES,
         }
     }
 }
@@ -113,11 +127,37 @@ pub struct Loader {
     progress: Arc<dyn Progress>,
 }
 
+/// A job while its parts load.
 struct JobOutcome {
     job: JobFile,
+    remaining: usize,
+    rows: u64,
+    attempts: u32,
+    started: Instant,
+    error: Option<berth_destination::Error>,
+}
+
+impl JobOutcome {
+    fn new(job: JobFile, parts: usize) -> Self {
+        Self {
+            job,
+            remaining: parts,
+            rows: 0,
+            attempts: 0,
+            started: Instant::now(),
+            error: None,
+        }
+    }
+}
+
+struct UnitOutcome {
     result: std::result::Result<JobMetrics, berth_destination::Error>,
     attempts: u32,
-    elapsed: Duration,
+}
+
+/// The journal key of a chain's follow-up statements.
+fn followup_key(chain: &ChainPlan) -> String {
+    format!("followup:{}", chain.root)
 }
 
 impl Loader {
@@ -214,16 +254,20 @@ impl Loader {
                 .rename(layout::SCHEMA_UPDATES, layout::APPLIED_SCHEMA_UPDATES)
                 .await?;
         }
+        // What earlier runs committed: the journal is the truth, the job folders may lag behind it.
+        let journal = committed_parts(self.destination.as_ref(), &dataset, &package.load_id).await?;
+        let journaled: HashSet<&str> = journal.iter().map(|e| e.job_id.as_str()).collect();
+        let has_progress = |table: &String| {
+            package.jobs.iter().any(|j| {
+                &j.name.table == table
+                    && (j.state == JobState::Completed || journaled.contains(j.name.job_id().as_str()))
+            })
+        };
         // Empty only chains none of whose jobs committed yet: a resumed package keeps its rows.
         let fresh: Vec<&ChainPlan> = plan
             .chains
             .iter()
-            .filter(|c| {
-                !package
-                    .jobs
-                    .iter()
-                    .any(|j| j.state == JobState::Completed && c.tables_with_jobs.contains(&j.name.table))
-            })
+            .filter(|c| !c.tables_with_jobs.iter().any(has_progress))
             .collect();
         let init = plan.init_statements_for(&caps.dialect, fresh);
         if !init.is_empty() {
@@ -243,45 +287,87 @@ impl Loader {
             .max_parallel_jobs
             .map_or(self.options.parallel_jobs, |m| m.min(self.options.parallel_jobs))
             .max(1);
-        let mut outcomes = futures::stream::iter(pending)
-            .map(|job| self.run_job(&package, &plan, job))
-            .buffer_unordered(parallel);
         let mut failed_tables = std::collections::BTreeSet::new();
-        while let Some(outcome) = outcomes.next().await {
-            let outcome = outcome?;
-            let job_summary = JobSummary::from_outcome(
-                &package,
-                &outcome.job,
-                &outcome.result,
-                outcome.attempts,
-                outcome.elapsed,
-            );
-            match &outcome.result {
-                Ok(_) => {
-                    if package.tracks_job_folders() {
-                        package.move_job(&outcome.job, JobState::Completed).await?;
-                    }
-                }
+        let mut jobs = Vec::new();
+        let mut units = Vec::new();
+        for job in pending {
+            let job = if package.tracks_job_folders() {
+                package.move_job(&job, JobState::Started).await?
+            } else {
+                job
+            };
+            let done: Vec<&JournalEntry> = journal.iter().filter(|e| e.job_id == job.name.job_id()).collect();
+            let parts = match self.plan_parts(&package, &job, &done, parallel).await {
+                Ok(parts) => parts,
                 Err(e) => {
-                    failed_tables.insert(outcome.job.name.table.clone());
-                    if package.tracks_job_folders() {
-                        self.requeue_failed(&package, &outcome.job, e).await?;
+                    // The file cannot even be inspected: the job fails, the others go on.
+                    let outcome = JobOutcome::new(job, 0);
+                    let error = berth_destination::Error::from(e);
+                    self.finish_job(&package, &mut summary, &mut failed_tables, outcome, Err(error))
+                        .await?;
+                    continue;
+                }
+            };
+            let index = jobs.len();
+            for part in &parts {
+                units.push((index, part.clone()));
+            }
+            jobs.push(JobOutcome::new(job, parts.len()));
+        }
+        // Jobs whose every part committed in an earlier run only need their folder move.
+        for outcome in jobs.iter_mut().filter(|o| o.remaining == 0) {
+            let outcome = std::mem::replace(outcome, JobOutcome::new(outcome.job.clone(), 0));
+            self.finish_job(&package, &mut summary, &mut failed_tables, outcome, Ok(()))
+                .await?;
+        }
+
+        let job_files: Vec<JobFile> = jobs.iter().map(|o| o.job.clone()).collect();
+        let (package_ref, plan_ref, files) = (&package, &plan, &job_files);
+        let mut results = futures::stream::iter(units)
+            .map(
+                |(index, part)| async move { (index, self.run_unit(package_ref, plan_ref, &files[index], part).await) },
+            )
+            .buffer_unordered(parallel);
+        while let Some((index, unit)) = results.next().await {
+            let outcome = &mut jobs[index];
+            outcome.remaining -= 1;
+            outcome.attempts = outcome.attempts.max(unit.attempts);
+            match unit.result {
+                Ok(metrics) => outcome.rows += metrics.rows,
+                Err(e) => {
+                    if outcome.error.is_none() {
+                        outcome.error = Some(e);
                     }
                 }
             }
-            self.progress.job_finished(&job_summary);
-            summary.push_job(job_summary);
+            if outcome.remaining == 0 {
+                let mut outcome = std::mem::replace(outcome, JobOutcome::new(job_files[index].clone(), 0));
+                let result = outcome.error.take().map_or(Ok(()), Err);
+                self.finish_job(&package, &mut summary, &mut failed_tables, outcome, result)
+                    .await?;
+            }
         }
-        drop(outcomes);
+        drop(results);
 
-        // A chain's follow-up runs once all its jobs loaded.
+        // A chain's follow-up runs once all its jobs loaded, exactly once: its journal row commits
+        // with it.
         for chain in &plan.chains {
             if chain.tables_with_jobs.iter().any(|t| failed_tables.contains(t)) {
                 continue;
             }
-            let statements = plan.followup_statements(chain, &package, &caps.dialect)?;
+            let key = followup_key(chain);
+            if journal.iter().any(|e| e.job_id == key) {
+                continue;
+            }
+            let mut statements = plan.followup_statements(chain, &package, &caps.dialect)?;
             if !statements.is_empty() {
                 summary.followup_statements += statements.len();
+                let entry = JournalEntry {
+                    job_id: key,
+                    part: JobPart::Whole,
+                    rows: 0,
+                };
+                statements.push(journal_insert(&caps.dialect, &dataset, &package.load_id, &entry).into());
                 self.destination.execute(statements, caps.supports_transactions).await?;
             }
         }
@@ -298,46 +384,119 @@ impl Loader {
         Ok(summary)
     }
 
-    async fn run_job(&self, package: &LoadPackage, plan: &PackagePlan, job: JobFile) -> Result<JobOutcome> {
-        let started = Instant::now();
-        let job = if package.tracks_job_folders() {
-            package.move_job(&job, JobState::Started).await?
-        } else {
-            job
-        };
-        let table = package
-            .schema
-            .table(&job.name.table)
-            .ok_or_else(|| berth_model::Error::TableNotInSchema {
-                job: package.job_display(&job),
+    /// The parts of `job` still to load: row-group ranges of a large Parquet file where the
+    /// destination loads those on their own, else the whole file; nothing when `done` covers it.
+    async fn plan_parts(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        done: &[&JournalEntry],
+        parallel: usize,
+    ) -> berth_model::Result<Vec<JobPart>> {
+        if done.iter().any(|e| e.part == JobPart::Whole) {
+            return Ok(Vec::new());
+        }
+        let splittable = self.destination.capabilities().row_group_parts
+            && job.name.format == FileFormat::Parquet
+            && (job.size >= self.options.split_min_bytes || !done.is_empty());
+        if !splittable {
+            return Ok(vec![JobPart::Whole]);
+        }
+        let info = read::inspect_parquet(package, job).await?;
+        let committed: Vec<std::ops::Range<usize>> = done.iter().filter_map(|e| e.part.row_groups()).collect();
+        let target = (job.size / parallel as u64).clamp(self.options.split_min_bytes / 2, MAX_PART_BYTES);
+        let mut parts = Vec::new();
+        for gap in uncovered(info.row_groups, &committed) {
+            let mut start = gap.start;
+            let mut bytes = 0;
+            for index in gap.clone() {
+                bytes += info.row_group_bytes[index];
+                if bytes >= target || index + 1 == gap.end {
+                    parts.push(JobPart::RowGroups(start..index + 1));
+                    start = index + 1;
+                    bytes = 0;
+                }
+            }
+        }
+        if done.is_empty() && parts.len() <= 1 {
+            return Ok(vec![JobPart::Whole]);
+        }
+        Ok(parts)
+    }
+
+    /// Loads one part of a job, retrying transient errors.
+    async fn run_unit(&self, package: &LoadPackage, plan: &PackagePlan, job: &JobFile, part: JobPart) -> UnitOutcome {
+        let Some(table) = package.schema.table(&job.name.table) else {
+            let error = berth_model::Error::TableNotInSchema {
+                job: package.job_display(job),
                 table: job.name.table.clone(),
-            })?;
+            };
+            return UnitOutcome {
+                result: Err(error.into()),
+                attempts: 0,
+            };
+        };
         let dataset = plan.job_dataset(&table.name);
         let mut attempts = 0;
         let result = loop {
             attempts += 1;
             let load = LoadJob {
                 package,
-                job: &job,
+                job,
                 table,
                 dataset,
+                part: part.clone(),
+                journal_dataset: &plan.dataset,
                 read_options: self.options.read_options.clone(),
             };
             match self.destination.load_job(load).await {
                 Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {
                     let wait = backoff(self.options.retry_backoff, attempts);
-                    tracing::warn!(job = %job.name, attempt = attempts, "transient error, retrying in {wait:?}: {e}");
+                    tracing::warn!(job = %job.name, %part, attempt = attempts, "transient error, retrying in {wait:?}: {e}");
                     tokio::time::sleep(wait).await;
                 }
                 other => break other,
             }
         };
-        Ok(JobOutcome {
-            job,
-            result,
-            attempts,
-            elapsed: started.elapsed(),
-        })
+        UnitOutcome { result, attempts }
+    }
+
+    /// Records a finished job: folder move (or requeue when it failed), summary, progress.
+    async fn finish_job(
+        &self,
+        package: &LoadPackage,
+        summary: &mut PackageSummary,
+        failed_tables: &mut std::collections::BTreeSet<String>,
+        outcome: JobOutcome,
+        result: std::result::Result<(), berth_destination::Error>,
+    ) -> Result<()> {
+        let result = result.map(|()| JobMetrics {
+            rows: outcome.rows,
+            bytes: outcome.job.size,
+        });
+        let job_summary = JobSummary::from_outcome(
+            package,
+            &outcome.job,
+            &result,
+            outcome.attempts,
+            outcome.started.elapsed(),
+        );
+        match &result {
+            Ok(_) => {
+                if package.tracks_job_folders() {
+                    package.move_job(&outcome.job, JobState::Completed).await?;
+                }
+            }
+            Err(e) => {
+                failed_tables.insert(outcome.job.name.table.clone());
+                if package.tracks_job_folders() {
+                    self.requeue_failed(package, &outcome.job, e).await?;
+                }
+            }
+        }
+        self.progress.job_finished(&job_summary);
+        summary.push_job(job_summary);
+        Ok(())
     }
 
     /// dlt 1.31's terminal-failure protocol: back to `new_jobs` with the retry count raised, and an

@@ -20,6 +20,8 @@ pub const MAX_ENGINE_VERSION: u32 = 11;
 pub const DLT_PREFIX: &str = "_dlt_";
 /// dlt's load bookkeeping tables.
 pub const LOADS_TABLE: &str = "_dlt_loads";
+/// berth's journal of committed job parts, written in the same transaction as their rows.
+pub const JOURNAL_TABLE: &str = "_berth_journal";
 /// dlt's schema version table.
 pub const VERSION_TABLE: &str = "_dlt_version";
 /// dlt's pipeline state table (loaded by an ordinary append job).

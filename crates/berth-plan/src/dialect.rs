@@ -61,6 +61,12 @@ pub struct SqlDialect {
     pub supports_create_table_if_not_exists: bool,
     /// dlt creates `UNIQUE` constraints for `unique` columns here (`create_indexes`).
     pub create_unique_constraints: bool,
+    /// Staging tables are made unlogged (`ALTER TABLE … SET UNLOGGED`, PostgreSQL): their rows are
+    /// rebuilt from the package after a crash anyway, so writing them to the WAL is wasted work.
+    pub unlogged_staging: bool,
+    /// A staging table can be moved into the final dataset (`ALTER TABLE … SET SCHEMA`), which
+    /// makes the `staging-optimized` replace a swap instead of a copy.
+    pub supports_set_schema: bool,
     /// Column type mapping.
     pub type_mapper: Arc<dyn TypeMapper>,
     /// Dialect the DataFusion unparser prints SELECT bodies in.

@@ -25,10 +25,12 @@ mod dialect;
 mod error;
 mod load;
 pub mod sql;
+mod statement;
 
 pub use dialect::{CaseFold, SqlDialect, TypeMapper};
 pub use error::{Error, Result};
 pub use load::{ChainAction, ChainPlan, PackagePlan, PlanCapabilities, PlanOptions, STAGING_SUFFIX};
+pub use statement::{SqlStatement, statements};
 
 /// The sqlparser version berth builds statements with (DataFusion's).
 pub use datafusion::sql::sqlparser;

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use berth_model::schema::{LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
+use berth_model::schema::{JOURNAL_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
 use berth_model::{LoadPackage, MergeStrategy, ReplaceStrategy, Table, WriteDisposition};
-use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::dialect::SqlDialect;
 use crate::error::{Error, Result};
 use crate::sql;
+use crate::statement::SqlStatement;
 
 /// Suffix of the staging dataset's name, as dlt's `staging_dataset_name_layout`.
 pub const STAGING_SUFFIX: &str = "_staging";
@@ -177,9 +177,10 @@ impl PackagePlan {
         })
     }
 
-    /// Tables to create or extend in the final dataset: every chain table plus dlt's own.
+    /// Tables to create or extend in the final dataset: every chain table plus dlt's own and
+    /// berth's journal.
     pub fn final_tables(&self) -> Vec<String> {
-        let mut tables: Vec<String> = [VERSION_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE]
+        let mut tables: Vec<String> = [VERSION_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE, JOURNAL_TABLE]
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -218,7 +219,7 @@ impl PackagePlan {
     /// Statements that run once the tables exist and before any job: empty the final tables of
     /// truncate-and-insert chains and the staging tables of staging chains (all of a chain's
     /// staging tables, so rows of an earlier package can never be copied again).
-    pub fn init_statements(&self, dialect: &SqlDialect) -> Vec<Statement> {
+    pub fn init_statements(&self, dialect: &SqlDialect) -> Vec<SqlStatement> {
         self.init_statements_for(dialect, self.chains.iter())
     }
 
@@ -228,7 +229,7 @@ impl PackagePlan {
         &'a self,
         dialect: &SqlDialect,
         chains: impl IntoIterator<Item = &'a ChainPlan>,
-    ) -> Vec<Statement> {
+    ) -> Vec<SqlStatement> {
         let mut statements = Vec::new();
         for chain in chains {
             let dataset = match chain.action {
@@ -237,10 +238,23 @@ impl PackagePlan {
                 _ => continue,
             };
             for table in &chain.tables {
-                statements.push(sql::delete_all(dialect, dataset, table));
+                statements.push(sql::delete_all(dialect, dataset, table).into());
+                if dialect.unlogged_staging && chain.action.loads_to_staging() {
+                    // Emptied just now, so switching is cheap. A table that is swapped into the
+                    // dataset must be logged, or it would lose its rows in a crash.
+                    statements.push(SqlStatement::SetLogged {
+                        table: dialect.table_name(dataset, table),
+                        logged: self.swaps_staging(chain, dialect),
+                    });
+                }
             }
         }
         statements
+    }
+
+    /// Does `chain` finish by moving its staging tables into the dataset?
+    fn swaps_staging(&self, chain: &ChainPlan, dialect: &SqlDialect) -> bool {
+        chain.action == ChainAction::StagingOptimized && dialect.supports_set_schema
     }
 
     /// Statements that run after all jobs of `chain` loaded, in one transaction where the
@@ -250,22 +264,34 @@ impl PackagePlan {
         chain: &ChainPlan,
         package: &LoadPackage,
         dialect: &SqlDialect,
-    ) -> Result<Vec<Statement>> {
-        let mut statements = Vec::new();
+    ) -> Result<Vec<SqlStatement>> {
+        let mut statements: Vec<SqlStatement> = Vec::new();
         match chain.action {
             ChainAction::Append | ChainAction::TruncateAndInsert => {}
-            ChainAction::InsertFromStaging => {
+            ChainAction::StagingOptimized if self.swaps_staging(chain, dialect) => {
+                // Readers see the old rows until the commit, then the new ones: never an empty
+                // table (dlt #2428). Migration recreates the staging table for the next load.
+                for name in &chain.tables {
+                    statements.push(sql::drop_table(dialect, &self.dataset, name).into());
+                    statements.push(SqlStatement::SetSchema {
+                        table: dialect.table_name(&self.staging_dataset, name),
+                        schema: dialect.ident(&self.dataset),
+                    });
+                }
+            }
+            // Without a way to swap, staging-optimized copies from staging like dlt does.
+            ChainAction::InsertFromStaging | ChainAction::StagingOptimized => {
                 for name in &chain.tables {
                     let table = package.schema.table(name).ok_or_else(|| Error::Unsupported {
                         message: format!("table `{name}` is not in the package schema"),
                     })?;
                     let columns: Vec<&str> = table.complete_columns().map(|c| c.name.as_str()).collect();
-                    statements.push(sql::delete_all(dialect, &self.dataset, name));
+                    statements.push(sql::delete_all(dialect, &self.dataset, name).into());
                     let query = sql::select_columns(dialect, &self.staging_dataset, name, &columns)?;
-                    statements.push(sql::insert_select(dialect, &self.dataset, name, &columns, query));
+                    statements.push(sql::insert_select(dialect, &self.dataset, name, &columns, query).into());
                 }
             }
-            ChainAction::StagingOptimized | ChainAction::Merge(_) => {
+            ChainAction::Merge(_) => {
                 return Err(Error::Unsupported {
                     message: format!(
                         "table `{}`: {:?} is planned but has no SQL lowering yet",

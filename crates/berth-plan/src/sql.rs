@@ -196,6 +196,26 @@ pub fn delete_all(dialect: &SqlDialect, dataset: &str, table: &str) -> Statement
     }
 }
 
+/// `DROP SCHEMA IF EXISTS "dataset" CASCADE`: removes a dataset and everything in it (scratch
+/// datasets of benchmarks and tests only).
+pub fn drop_schema_cascade(dialect: &SqlDialect, dataset: &str) -> Statement {
+    let mut statement = skeleton("DROP SCHEMA IF EXISTS s CASCADE");
+    if let Statement::Drop { names, .. } = &mut statement {
+        *names = vec![ObjectName::from(vec![dialect.ident(dataset)])];
+    }
+    statement
+}
+
+/// `DROP TABLE IF EXISTS "dataset"."table"` (never `CASCADE`: a view on the table makes this fail
+/// clearly instead of vanishing).
+pub fn drop_table(dialect: &SqlDialect, dataset: &str, table: &str) -> Statement {
+    let mut statement = skeleton("DROP TABLE IF EXISTS t");
+    if let Statement::Drop { names, .. } = &mut statement {
+        *names = vec![dialect.table_name(dataset, table)];
+    }
+    statement
+}
+
 fn set_insert_target(statement: &mut Statement, dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) {
     if let Statement::Insert(insert) = statement {
         insert.table = TableObject::TableName(dialect.table_name(dataset, table));

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, RecordBatch, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{
     DataType as ArrowType, Decimal128Type, Decimal256Type, DecimalType, Float32Type, Float64Type, Int16Type, Int32Type,
@@ -159,64 +160,229 @@ pub fn prepare(array: &ArrayRef, target: PgType, column: &str) -> Result<Prepare
     })
 }
 
-/// Encodes one batch's rows, whose columns were prepared in COPY column order.
-pub fn encode_rows(columns: &[Prepared], rows: usize, out: &mut BytesMut) -> Result<(), String> {
-    let count = i16::try_from(columns.len()).map_err(|_| "more than 32767 columns".to_string())?;
-    let mut numeric = Vec::new();
-    for row in 0..rows {
-        out.put_i16(count);
-        for column in columns {
-            let array = column.array.as_ref();
-            if array.is_null(row) {
-                out.put_i32(-1);
-                continue;
+/// A prepared column's values, downcast once per batch so the row loop only branches on the type.
+enum Values<'a> {
+    Fixed2(&'a [i16]),
+    Fixed4(&'a [i32]),
+    Fixed8(&'a [i64]),
+    Float4(&'a [f32]),
+    Float8(&'a [f64]),
+    Bool(&'a BooleanArray),
+    Text(&'a StringArray),
+    Jsonb(&'a StringArray),
+    Bytea(&'a BinaryArray),
+    /// Microseconds since the Unix epoch, shifted to PostgreSQL's.
+    Micros(&'a [i64]),
+    /// Days since the Unix epoch, shifted to PostgreSQL's.
+    Days(&'a [i32]),
+    Numeric(&'a dyn Array),
+}
+
+struct View<'a> {
+    values: Values<'a>,
+    nulls: Option<&'a NullBuffer>,
+    column: &'a Prepared,
+}
+
+impl<'a> View<'a> {
+    fn new(column: &'a Prepared) -> Self {
+        let array = column.array.as_ref();
+        let values = match column.target {
+            PgType::Int2 => Values::Fixed2(array.as_primitive::<Int16Type>().values()),
+            PgType::Int4 => Values::Fixed4(array.as_primitive::<Int32Type>().values()),
+            PgType::Int8 => Values::Fixed8(array.as_primitive::<Int64Type>().values()),
+            PgType::Float4 => Values::Float4(array.as_primitive::<Float32Type>().values()),
+            PgType::Float8 => Values::Float8(array.as_primitive::<Float64Type>().values()),
+            PgType::Bool => Values::Bool(array.as_boolean()),
+            PgType::Text | PgType::Json => Values::Text(array.as_string::<i32>()),
+            PgType::Jsonb => Values::Jsonb(array.as_string::<i32>()),
+            PgType::Bytea => Values::Bytea(array.as_binary::<i32>()),
+            PgType::Timestamp | PgType::Timestamptz => {
+                Values::Micros(array.as_primitive::<TimestampMicrosecondType>().values())
             }
-            match column.target {
-                PgType::Int2 => put(out, &array.as_primitive::<Int16Type>().value(row).to_be_bytes()),
-                PgType::Int4 => put(out, &array.as_primitive::<Int32Type>().value(row).to_be_bytes()),
-                PgType::Int8 => put(out, &array.as_primitive::<Int64Type>().value(row).to_be_bytes()),
-                PgType::Float4 => put(out, &array.as_primitive::<Float32Type>().value(row).to_be_bytes()),
-                PgType::Float8 => put(out, &array.as_primitive::<Float64Type>().value(row).to_be_bytes()),
-                PgType::Bool => put(out, &[u8::from(array.as_boolean().value(row))]),
-                PgType::Text | PgType::Json => {
-                    let value = array.as_string::<i32>().value(row);
-                    check_text(value, column, row)?;
-                    put(out, value.as_bytes());
+            PgType::Time => Values::Fixed8(array.as_primitive::<Time64MicrosecondType>().values()),
+            PgType::Date => Values::Days(array.as_primitive::<arrow::datatypes::Date32Type>().values()),
+            PgType::Numeric => Values::Numeric(array),
+        };
+        Self {
+            values,
+            nulls: array.nulls(),
+            column,
+        }
+    }
+
+    /// Bytes the column adds to the COPY data, roughly (to reserve once per batch).
+    fn estimate(&self, rows: usize) -> usize {
+        let var = |offsets: &[i32]| {
+            let span = offsets.last().copied().unwrap_or_default() - offsets.first().copied().unwrap_or_default();
+            usize::try_from(span).unwrap_or_default()
+        };
+        4 * rows
+            + match &self.values {
+                Values::Fixed2(_) => 2 * rows,
+                Values::Fixed4(_) | Values::Float4(_) | Values::Days(_) => 4 * rows,
+                Values::Fixed8(_) | Values::Float8(_) | Values::Micros(_) => 8 * rows,
+                Values::Bool(_) => rows,
+                Values::Text(a) | Values::Jsonb(a) => var(a.value_offsets()) + rows,
+                Values::Bytea(a) => var(a.value_offsets()),
+                Values::Numeric(_) => 16 * rows,
+            }
+    }
+
+    /// PostgreSQL rejects NUL in text: one scan of the column's bytes, the row only on failure.
+    fn check_text(&self) -> Result<(), String> {
+        let (Values::Text(array) | Values::Jsonb(array)) = &self.values else {
+            return Ok(());
+        };
+        let offsets = array.value_offsets();
+        let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+        let Some(at) = array.values()[first..last].iter().position(|b| *b == 0) else {
+            return Ok(());
+        };
+        let row = offsets
+            .partition_point(|o| (*o as usize) <= first + at)
+            .saturating_sub(1);
+        if self.nulls.is_some_and(|n| n.is_null(row)) {
+            // Bytes behind a NULL are never written; look at the rows one by one.
+            for row in 0..array.len() {
+                if !self.nulls.is_some_and(|n| n.is_null(row)) && array.value(row).as_bytes().contains(&0) {
+                    return Err(nul_error(self.column, row));
                 }
-                PgType::Jsonb => {
-                    let value = array.as_string::<i32>().value(row);
-                    check_text(value, column, row)?;
-                    out.put_i32(i32::try_from(value.len() + 1).map_err(|_| too_large(column, row))?);
-                    out.put_u8(1);
-                    out.put_slice(value.as_bytes());
+            }
+            return Ok(());
+        }
+        Err(nul_error(self.column, row))
+    }
+}
+
+fn nul_error(column: &Prepared, row: usize) -> String {
+    format!(
+        "column `{}`, row {row}: text contains a NUL byte (\\0), which PostgreSQL does not accept",
+        column.column
+    )
+}
+
+/// Encodes the rows of one batch, whose columns were prepared in COPY column order, in ranges,
+/// so the COPY buffer stays near a chunk's size whatever the batch size.
+pub struct Encoder<'a> {
+    views: Vec<View<'a>>,
+    count: i16,
+    rows: usize,
+    bytes_per_row: usize,
+}
+
+impl std::fmt::Debug for Encoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("columns", &self.views.len())
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl<'a> Encoder<'a> {
+    /// Checks the columns once (NUL bytes in text) and sizes rows.
+    pub fn new(columns: &'a [Prepared], rows: usize) -> Result<Self, String> {
+        let count = i16::try_from(columns.len()).map_err(|_| "more than 32767 columns".to_string())?;
+        let views: Vec<View<'_>> = columns.iter().map(View::new).collect();
+        for view in &views {
+            view.check_text()?;
+        }
+        let total = 2 * rows + views.iter().map(|v| v.estimate(rows)).sum::<usize>();
+        Ok(Self {
+            views,
+            count,
+            rows,
+            bytes_per_row: total.div_ceil(rows.max(1)).max(1),
+        })
+    }
+
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// About how many rows make `bytes` of COPY data.
+    pub fn rows_for(&self, bytes: usize) -> usize {
+        (bytes / self.bytes_per_row).max(1)
+    }
+
+    /// Appends rows `range` to `out`.
+    pub fn encode(&self, range: std::ops::Range<usize>, out: &mut BytesMut) -> Result<(), String> {
+        out.reserve(range.len() * self.bytes_per_row);
+        let mut numeric = Vec::new();
+        for row in range {
+            out.put_i16(self.count);
+            for view in &self.views {
+                if view.nulls.is_some_and(|n| n.is_null(row)) {
+                    out.put_i32(-1);
+                    continue;
                 }
-                PgType::Bytea => {
-                    let value = array.as_binary::<i32>().value(row);
-                    out.put_i32(i32::try_from(value.len()).map_err(|_| too_large(column, row))?);
-                    out.put_slice(value);
-                }
-                PgType::Timestamp | PgType::Timestamptz => {
-                    let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
-                    put(out, &(micros - PG_EPOCH_MICROS).to_be_bytes());
-                }
-                PgType::Date => {
-                    let days = array.as_primitive::<arrow::datatypes::Date32Type>().value(row);
-                    put(out, &(days - PG_EPOCH_DAYS).to_be_bytes());
-                }
-                PgType::Time => put(
-                    out,
-                    &array.as_primitive::<Time64MicrosecondType>().value(row).to_be_bytes(),
-                ),
-                PgType::Numeric => {
-                    numeric.clear();
-                    encode_numeric(&numeric_text(array, row), &mut numeric)
-                        .map_err(|e| format!("column `{}`, row {row}: {e}", column.column))?;
-                    put(out, &numeric);
+                match &view.values {
+                    Values::Fixed2(v) => {
+                        out.put_i32(2);
+                        out.put_i16(v[row]);
+                    }
+                    Values::Fixed4(v) => {
+                        out.put_i32(4);
+                        out.put_i32(v[row]);
+                    }
+                    Values::Fixed8(v) => {
+                        out.put_i32(8);
+                        out.put_i64(v[row]);
+                    }
+                    Values::Float4(v) => {
+                        out.put_i32(4);
+                        out.put_f32(v[row]);
+                    }
+                    Values::Float8(v) => {
+                        out.put_i32(8);
+                        out.put_f64(v[row]);
+                    }
+                    Values::Micros(v) => {
+                        out.put_i32(8);
+                        out.put_i64(v[row] - PG_EPOCH_MICROS);
+                    }
+                    Values::Days(v) => {
+                        out.put_i32(4);
+                        out.put_i32(v[row] - PG_EPOCH_DAYS);
+                    }
+                    Values::Bool(v) => {
+                        out.put_i32(1);
+                        out.put_u8(u8::from(v.value(row)));
+                    }
+                    Values::Text(v) => {
+                        let value = v.value(row).as_bytes();
+                        out.put_i32(i32::try_from(value.len()).map_err(|_| too_large(view.column, row))?);
+                        out.put_slice(value);
+                    }
+                    Values::Jsonb(v) => {
+                        let value = v.value(row).as_bytes();
+                        out.put_i32(i32::try_from(value.len() + 1).map_err(|_| too_large(view.column, row))?);
+                        out.put_u8(1);
+                        out.put_slice(value);
+                    }
+                    Values::Bytea(v) => {
+                        let value = v.value(row);
+                        out.put_i32(i32::try_from(value.len()).map_err(|_| too_large(view.column, row))?);
+                        out.put_slice(value);
+                    }
+                    Values::Numeric(array) => {
+                        numeric.clear();
+                        encode_numeric(&numeric_text(*array, row), &mut numeric)
+                            .map_err(|e| format!("column `{}`, row {row}: {e}", view.column.column))?;
+                        put(out, &numeric);
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Encodes all rows of one batch, whose columns were prepared in COPY column order.
+pub fn encode_rows(columns: &[Prepared], rows: usize, out: &mut BytesMut) -> Result<(), String> {
+    Encoder::new(columns, rows)?.encode(0..rows, out)
 }
 
 fn put(out: &mut BytesMut, value: &[u8]) {
@@ -226,16 +392,6 @@ fn put(out: &mut BytesMut, value: &[u8]) {
 
 fn too_large(column: &Prepared, row: usize) -> String {
     format!("column `{}`, row {row}: value larger than 2 GiB", column.column)
-}
-
-fn check_text(value: &str, column: &Prepared, row: usize) -> Result<(), String> {
-    if value.as_bytes().contains(&0) {
-        return Err(format!(
-            "column `{}`, row {row}: text contains a NUL byte (\\0), which PostgreSQL does not accept",
-            column.column
-        ));
-    }
-    Ok(())
 }
 
 /// The decimal text of a numeric source value.
@@ -391,13 +547,17 @@ pub fn decode_numeric(raw: &[u8]) -> Result<String, String> {
 
 /// Encodes a whole batch (columns already in COPY order) into `out`.
 pub fn encode_batch(batch: &RecordBatch, targets: &[(String, PgType)], out: &mut BytesMut) -> Result<(), String> {
-    let prepared = batch
+    encode_rows(&prepare_batch(batch, targets)?, batch.num_rows(), out)
+}
+
+/// Prepares every column of `batch` for its target (in COPY column order).
+pub fn prepare_batch(batch: &RecordBatch, targets: &[(String, PgType)]) -> Result<Vec<Prepared>, String> {
+    batch
         .columns()
         .iter()
         .zip(targets)
         .map(|(array, (name, target))| prepare(array, *target, name))
-        .collect::<Result<Vec<_>, _>>()?;
-    encode_rows(&prepared, batch.num_rows(), out)
+        .collect()
 }
 
 #[cfg(test)]

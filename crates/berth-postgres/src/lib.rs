@@ -17,6 +17,7 @@
 //! ```
 
 pub mod copy;
+pub mod tls;
 mod types;
 
 use std::collections::HashMap;
@@ -28,11 +29,13 @@ use arrow::array::{
 };
 use arrow::datatypes::{Field, Schema};
 use async_trait::async_trait;
-use berth_destination::{Capabilities, Destination, Error, ErrorKind, JobMetrics, LoadJob, Result};
+use berth_destination::{
+    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, LoadJob, Result, journal_insert_for,
+};
 use berth_model::read;
 use berth_model::{FileFormat, ReplaceStrategy};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
-use berth_plan::{CaseFold, SqlDialect, sql};
+use berth_plan::{CaseFold, SqlDialect, SqlStatement, sql};
 use bytes::BytesMut;
 use datafusion::logical_expr::lit;
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
@@ -42,9 +45,6 @@ use tokio_postgres::{Client, NoTls};
 
 pub use copy::PgType;
 pub use types::PostgresTypeMapper;
-
-/// COPY data is sent to the server in chunks of about this size.
-pub const DEFAULT_COPY_CHUNK_BYTES: usize = 1 << 20;
 
 /// PostgreSQL's capabilities, as dlt declares them (reference §5).
 pub fn capabilities() -> Capabilities {
@@ -58,6 +58,8 @@ pub fn capabilities() -> Capabilities {
             alter_add_multi_column: true,
             supports_create_table_if_not_exists: true,
             create_unique_constraints: true,
+            unlogged_staging: true,
+            supports_set_schema: true,
             type_mapper: Arc::new(PostgresTypeMapper),
             unparser: Arc::new(PostgreSqlDialect {}),
         },
@@ -69,19 +71,31 @@ pub fn capabilities() -> Capabilities {
             FileFormat::Csv,
             FileFormat::InsertValues,
         ],
-        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
+        replace_strategies: vec![
+            ReplaceStrategy::TruncateAndInsert,
+            ReplaceStrategy::InsertFromStaging,
+            ReplaceStrategy::StagingOptimized,
+        ],
         merge_strategies: Vec::new(),
         supports_ddl_transactions: true,
         supports_transactions: true,
         max_parallel_jobs: None,
+        row_group_parts: true,
     }
 }
+
+/// Idle connections kept for reuse.
+const MAX_IDLE_SESSIONS: usize = 16;
 
 /// A PostgreSQL database as a destination.
 pub struct PostgresDestination {
     config: tokio_postgres::Config,
+    /// rustls configuration, `None` for `sslmode=disable`.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     display: String,
     caps: Capabilities,
+    /// Connections that finished their work cleanly, for the next job.
+    idle: std::sync::Mutex<Vec<Session>>,
 }
 
 impl std::fmt::Debug for PostgresDestination {
@@ -147,31 +161,64 @@ fn message(error: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => error.to_string(),
+        None => {
+            // The driver's own text hides the cause ("error performing TLS handshake"): add it.
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(&format!(": {cause_text}"));
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
 impl PostgresDestination {
-    /// From `postgres://user:password@host:port/database?sslmode=disable|prefer`.
+    /// From `postgres://user:password@host:port/database[?sslmode=…&sslrootcert=…]`: libpq's
+    /// URL form and `sslmode` semantics (see [`tls`]; the default is `prefer`).
     pub fn from_url(url: &str) -> Result<Self> {
         let display = redact_url(url);
         let bad = |reason: String| Error::Config {
             destination: display.clone(),
             reason,
         };
-        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-        if let Some((_, mode)) = parsed.query_pairs().find(|(k, _)| k == "sslmode")
-            && !matches!(mode.as_ref(), "disable" | "prefer" | "allow")
-        {
-            return Err(bad(format!(
-                "sslmode={mode} needs TLS, which this build does not have yet"
-            )));
+        let mut parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        // The TLS parameters are berth's to interpret; tokio-postgres knows only some of them.
+        let mut options = tls::TlsOptions::default();
+        let mut kept = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            match key.as_ref() {
+                "sslmode" => options.mode = value.parse().map_err(bad)?,
+                "sslrootcert" => options.root_cert = Some(value.into_owned()),
+                "sslcert" => options.client_cert = Some(value.into_owned().into()),
+                "sslkey" => options.client_key = Some(value.into_owned().into()),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
         }
-        let config: tokio_postgres::Config = url.parse().map_err(|_| bad("not a valid PostgreSQL URL".into()))?;
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(&kept);
+        }
+        let mut config: tokio_postgres::Config = parsed
+            .as_str()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| bad(format!("not a valid PostgreSQL URL: {e}")))?;
+        config.ssl_mode(options.mode.driver_mode());
+        let tls = options
+            .client_config()
+            .map_err(bad)?
+            .map(tokio_postgres_rustls::MakeRustlsConnect::new);
         Ok(Self {
             config,
+            tls,
             display,
             caps: capabilities(),
+            idle: std::sync::Mutex::default(),
         })
     }
 
@@ -184,17 +231,54 @@ impl PostgresDestination {
         }
     }
 
+    /// An idle connection, or a new one.
     async fn connect(&self) -> Result<Session> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.error("connect", &e))?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("postgres connection ended: {e}");
+        loop {
+            let reused = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            match reused {
+                // Closed when the server went away or the runtime that drove it ended.
+                Some(session) if session.client.is_closed() || session.driver.is_finished() => continue,
+                Some(session) => return Ok(session),
+                None => break,
             }
-        });
+        }
+        self.open_session().await
+    }
+
+    /// Returns a connection whose work ended cleanly (committed or rolled back) for reuse.
+    fn release(&self, session: Session) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_SESSIONS && !session.client.is_closed() {
+            idle.push(session);
+        }
+    }
+
+    async fn open_session(&self) -> Result<Session> {
+        fn drive<F>(connection: F) -> tokio::task::JoinHandle<()>
+        where
+            F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send + 'static,
+        {
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("postgres connection ended: {e}");
+                }
+            })
+        }
+        let fail = |e: tokio_postgres::Error| self.error("connect", &e);
+        let (client, driver) = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await.map_err(fail)?;
+                (client, drive(connection))
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(fail)?;
+                (client, drive(connection))
+            }
+        };
         Ok(Session { client, driver })
     }
 
@@ -389,7 +473,7 @@ impl Destination for PostgresDestination {
         self.display.clone()
     }
 
-    async fn execute(&self, statements: Vec<Statement>, transactional: bool) -> Result<()> {
+    async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
         let mut session = self.connect().await?;
         if transactional {
             let tx = session
@@ -414,6 +498,7 @@ impl Destination for PostgresDestination {
                     .map_err(|e| self.error(text.clone(), &e))?;
             }
         }
+        self.release(session);
         Ok(())
     }
 
@@ -430,6 +515,7 @@ impl Destination for PostgresDestination {
             .query(&prepared, &[])
             .await
             .map_err(|e| self.error(text.clone(), &e))?;
+        self.release(session);
         let batch = rows_to_batch(&rows, prepared.columns()).map_err(|e| Error::Database {
             kind: ErrorKind::Terminal,
             destination: self.display.clone(),
@@ -440,11 +526,14 @@ impl Destination for PostgresDestination {
     }
 
     async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics> {
-        let display = job.package.job_display(job.job);
+        let mut display = job.package.job_display(job.job);
+        if job.part != JobPart::Whole {
+            display = format!("{display} ({})", job.part);
+        }
         let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
         let mut session = self.connect().await?;
         let types = self.column_types(&session, job.dataset, &job.table.name).await?;
-        let mut reader = read::open_job(job.package, job.job, &job.read_options).await?;
+        let mut reader = read::open_job_part(job.package, job.job, &job.read_options, job.part.row_groups()).await?;
         let dialect = &self.caps.dialect;
         // COPY the file's columns that the table has, each with its catalog type.
         let mut keep = Vec::new();
@@ -476,22 +565,33 @@ impl Destination for PostgresDestination {
             .await
             .map_err(|e| self.error(context.clone(), &e))?;
         futures::pin_mut!(sink);
-        let mut buffer = BytesMut::with_capacity(DEFAULT_COPY_CHUNK_BYTES + (64 << 10));
+        let chunk_bytes = job.read_options.chunk_bytes.max(1 << 12);
+        let mut buffer = BytesMut::new();
         buffer.extend_from_slice(copy::HEADER);
         while let Some(batch) = reader.stream.next().await {
             let batch = batch?
                 .project(&keep)
                 .map_err(|e| Error::Internal(format!("projecting a batch of {display}: {e}")))?;
-            copy::encode_batch(&batch, &targets, &mut buffer).map_err(|message| {
+            let bad_data = |message| {
                 Error::Package(berth_model::Error::Decode {
                     job: display.clone(),
                     message,
                 })
-            })?;
-            if buffer.len() >= DEFAULT_COPY_CHUNK_BYTES {
-                sink.send(buffer.split().freeze())
-                    .await
-                    .map_err(|e| self.error(context.clone(), &e))?;
+            };
+            let prepared = copy::prepare_batch(&batch, &targets).map_err(bad_data)?;
+            let encoder = copy::Encoder::new(&prepared, batch.num_rows()).map_err(bad_data)?;
+            // Encode in slices of about a chunk: the buffer never holds a whole batch.
+            let step = encoder.rows_for(chunk_bytes);
+            let mut start = 0;
+            while start < encoder.rows() {
+                let end = (start + step).min(encoder.rows());
+                encoder.encode(start..end, &mut buffer).map_err(bad_data)?;
+                start = end;
+                if buffer.len() >= chunk_bytes {
+                    sink.send(buffer.split().freeze())
+                        .await
+                        .map_err(|e| self.error(context.clone(), &e))?;
+                }
             }
         }
         buffer.extend_from_slice(&copy::TRAILER);
@@ -499,13 +599,79 @@ impl Destination for PostgresDestination {
             .await
             .map_err(|e| self.error(context.clone(), &e))?;
         let rows = sink.finish().await.map_err(|e| self.error(context.clone(), &e))?;
+        // The journal row commits with the rows: after a crash the part is either both or neither.
+        let journal = journal_insert_for(dialect, &job, rows).to_string();
+        tx.batch_execute(&journal)
+            .await
+            .map_err(|e| self.error(format!("journaling {display}"), &e))?;
         tx.commit()
             .await
             .map_err(|e| self.error(format!("committing {display}"), &e))?;
+        self.release(session);
         Ok(JobMetrics {
             rows,
             bytes: job.job.size,
         })
+    }
+}
+
+/// The file, in the server's data directory, that [`PostgresDestination::server_copy_ceiling`]
+/// writes and reads.
+const CEILING_FILE: &str = "berth_ceiling.copy";
+
+impl PostgresDestination {
+    /// Asks the server to write all dirty buffers now (`CHECKPOINT`), so that a timed load that
+    /// follows does not pay for an earlier one. Needs superuser or `pg_checkpoint`; without it this
+    /// does nothing.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let session = self.connect().await?;
+        if let Err(e) = session.client.batch_execute("CHECKPOINT").await {
+            tracing::debug!("CHECKPOINT refused: {}", message(&e));
+        }
+        self.release(session);
+        Ok(())
+    }
+
+    /// PostgreSQL's own ingest limit for the rows of `dataset.table`: the server writes them to a
+    /// binary COPY file in its data directory, then reads that file into an empty copy of the
+    /// table (`COPY … FROM '<file>' (FORMAT binary)`), one stream, no client involved. Returns how
+    /// long the read took. Needs superuser or `pg_read_server_files` + `pg_write_server_files`.
+    pub async fn server_copy_ceiling(&self, dataset: &str, table: &str) -> Result<std::time::Duration> {
+        let dialect = &self.caps.dialect;
+        let source = dialect.table_name(dataset, table);
+        let target = dialect.table_name(dataset, &format!("{table}__berth_ceiling"));
+        let session = self.connect().await?;
+        let directory: String = session
+            .client
+            .query_one("SELECT current_setting('data_directory')", &[])
+            .await
+            .map_err(|e| self.error("reading the server's data directory", &e))?
+            .get(0);
+        // A literal, quoted by sqlparser's printer.
+        let file = berth_plan::sqlparser::ast::Value::SingleQuotedString(format!("{directory}/{CEILING_FILE}"));
+        let run = |sql: String| {
+            let client = &session.client;
+            async move {
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| self.error(format!("measuring the server's COPY speed: {sql}"), &e))
+            }
+        };
+        run(format!("COPY {source} TO {file} WITH (FORMAT binary)")).await?;
+        run(format!("DROP TABLE IF EXISTS {target}")).await?;
+        run(format!("CREATE TABLE {target} (LIKE {source})")).await?;
+        if let Err(e) = session.client.batch_execute("CHECKPOINT").await {
+            tracing::debug!("CHECKPOINT refused: {}", message(&e));
+        }
+        let started = std::time::Instant::now();
+        run(format!("COPY {target} FROM {file} WITH (FORMAT binary)")).await?;
+        let elapsed = started.elapsed();
+        run(format!("DROP TABLE {target}")).await?;
+        // Leave an empty file rather than a copy of the data.
+        run(format!("COPY (SELECT 1 WHERE false) TO {file}")).await?;
+        self.release(session);
+        Ok(elapsed)
     }
 }
 
@@ -522,11 +688,20 @@ mod tests {
     fn urls_are_redacted_and_tls_modes_checked() {
         let d = PostgresDestination::from_url("postgres://u:s3cret@localhost:5432/db").unwrap();
         assert!(!d.describe().contains("s3cret") && !format!("{d:?}").contains("s3cret"));
-        let err = PostgresDestination::from_url("postgres://u:s3cret@localhost/db?sslmode=verify-full").unwrap_err();
+        let err = PostgresDestination::from_url("postgres://u:s3cret@localhost/db?sslmode=verify").unwrap_err();
         assert!(
             !err.to_string().contains("s3cret") && err.to_string().contains("verify-full"),
             "{err}"
         );
+        let err =
+            PostgresDestination::from_url("postgres://u:s3cret@localhost/db?sslmode=require&sslrootcert=/no/ca.pem")
+                .unwrap_err();
+        assert!(
+            !err.to_string().contains("s3cret") && err.to_string().contains("/no/ca.pem"),
+            "{err}"
+        );
+        let ok = PostgresDestination::from_url("postgres://u:s3cret@localhost/db?sslmode=require&application_name=x");
+        assert!(ok.is_ok());
     }
 
     #[test]

@@ -39,17 +39,23 @@ const BYTE_CHUNKS_IN_FLIGHT: usize = 4;
 /// Record batches buffered between a decoder and its consumer.
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// How job files are read.
+/// Default size of the chunks data is sent to a destination in, where it is sent in chunks.
+pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+
+/// How job files are read, and how much of them is held at once.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// Rows per record batch.
     pub batch_size: usize,
+    /// Bytes a destination buffers before it sends them on (PostgreSQL's COPY chunks).
+    pub chunk_bytes: usize,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
         Self {
             batch_size: DEFAULT_BATCH_SIZE,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
         }
     }
 }
@@ -79,6 +85,8 @@ pub struct ParquetInfo {
     pub num_rows: u64,
     /// Row groups in the file.
     pub row_groups: usize,
+    /// Compressed bytes of each row group: what reading it costs in I/O and memory.
+    pub row_group_bytes: Vec<u64>,
 }
 
 fn table_for<'a>(package: &'a LoadPackage, job: &JobFile) -> Result<&'a Table> {
@@ -102,6 +110,11 @@ pub async fn inspect_parquet(package: &LoadPackage, job: &JobFile) -> Result<Par
         schema: Arc::clone(builder.schema()),
         num_rows: u64::try_from(meta.file_metadata().num_rows()).unwrap_or_default(),
         row_groups: meta.num_row_groups(),
+        row_group_bytes: meta
+            .row_groups()
+            .iter()
+            .map(|rg| u64::try_from(rg.compressed_size()).unwrap_or_default())
+            .collect(),
     })
 }
 
@@ -126,14 +139,40 @@ fn decode_error(job: &str, message: impl Into<String>) -> Error {
 
 /// Opens a data job file as a stream of record batches, checking its columns against the table.
 pub async fn open_job(package: &LoadPackage, job: &JobFile, options: &ReadOptions) -> Result<JobReader> {
+    open_job_part(package, job, options, None).await
+}
+
+/// [`open_job`] for some row groups of a Parquet file only (`None`: the whole file).
+pub async fn open_job_part(
+    package: &LoadPackage,
+    job: &JobFile,
+    options: &ReadOptions,
+    row_groups: Option<std::ops::Range<usize>>,
+) -> Result<JobReader> {
     let table = table_for(package, job)?.clone();
     let display = package.job_display(job);
     let batch_size = options.batch_size.max(1);
+    if row_groups.is_some() && job.name.format != FileFormat::Parquet {
+        return Err(decode_error(&display, "only Parquet files can be read by row group"));
+    }
     match job.name.format {
         FileFormat::Parquet => {
-            let builder = parquet_builder(package, job, &display).await?;
+            let mut builder = parquet_builder(package, job, &display).await?;
             check_file_schema(builder.schema(), &table, &display)?;
             let schema = Arc::clone(builder.schema());
+            if let Some(range) = row_groups {
+                let available = builder.metadata().num_row_groups();
+                if range.end > available || range.start > range.end {
+                    return Err(decode_error(
+                        &display,
+                        format!(
+                            "row groups {}..{} asked for, the file has {available}",
+                            range.start, range.end
+                        ),
+                    ));
+                }
+                builder = builder.with_row_groups(range.collect());
+            }
             let stream = builder
                 .with_batch_size(batch_size)
                 .build()

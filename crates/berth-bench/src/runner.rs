@@ -1,0 +1,351 @@
+//! Runs a benchmark: generate once, then per run load with berth and measure the ceiling.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth::destination::Destination;
+use berth::duckdb::DuckDbDestination;
+use berth::loader::{Loader, LoaderOptions, PackageStatus};
+use berth::model::PackageLocation;
+use berth::plan::sql;
+use berth::postgres::PostgresDestination;
+use serde::Serialize;
+
+use crate::synth::{Shape, SyntheticPackage};
+use crate::{Error, Result};
+
+/// What to benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Destination URL (as for `berth load --destination`).
+    pub destination: String,
+    /// Folder for the generated package and per-run copies (hard links).
+    pub work_dir: PathBuf,
+    /// Table shape.
+    pub shape: Shape,
+    /// Rows in the package.
+    pub rows: u64,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// Seed of the generated data.
+    pub seed: u64,
+    /// Timed runs; min, median and max are reported.
+    pub runs: usize,
+    /// Also measure the destination's own limit.
+    pub ceiling: bool,
+    /// How berth loads.
+    pub loader: LoaderOptions,
+}
+
+impl BenchConfig {
+    /// Defaults: narrow shape, 1,000,000 rows, row groups of 131,072 rows, seed 0, 3 runs, with
+    /// the ceiling.
+    pub fn new(destination: impl Into<String>, work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            destination: destination.into(),
+            work_dir: work_dir.into(),
+            shape: Shape::Narrow,
+            rows: 1_000_000,
+            row_group_rows: 131_072,
+            seed: 0,
+            runs: 3,
+            ceiling: true,
+            loader: LoaderOptions::default(),
+        }
+    }
+
+    /// Rows in the package.
+    pub fn with_rows(mut self, rows: u64) -> Self {
+        self.rows = rows;
+        self
+    }
+
+    /// Timed runs.
+    pub fn with_runs(mut self, runs: usize) -> Self {
+        self.runs = runs.max(1);
+        self
+    }
+}
+
+/// Min, median and max of the runs, in seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Fastest run.
+    pub min: f64,
+    /// Median run.
+    pub median: f64,
+    /// Slowest run.
+    pub max: f64,
+    /// Every run, in order.
+    pub runs: Vec<f64>,
+}
+
+impl Stats {
+    fn from(samples: &[Duration]) -> Self {
+        let runs: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = match sorted.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Self {
+            min: sorted.first().copied().unwrap_or_default(),
+            median,
+            max: sorted.last().copied().unwrap_or_default(),
+            runs,
+        }
+    }
+}
+
+/// One measured case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    /// What was measured.
+    pub name: String,
+    /// Wall time.
+    pub seconds: Stats,
+    /// Rows per second at the median.
+    pub rows_per_second: f64,
+    /// Parquet megabytes (10^6 bytes) per second at the median.
+    pub mb_per_second: f64,
+    /// Peak resident memory of this process during the case (highest over the runs); `None` where
+    /// the work happens in another process (the server).
+    pub peak_rss_bytes: Option<u64>,
+    /// This case's median over berth's median, for ceilings.
+    pub berth_ratio: Option<f64>,
+}
+
+/// A benchmark's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Destination, without credentials.
+    pub destination: String,
+    /// Shape of the table.
+    pub shape: String,
+    /// Rows loaded per run.
+    pub rows: u64,
+    /// Size of the Parquet job files.
+    pub parquet_bytes: u64,
+    /// Row groups in the files.
+    pub row_group_rows: usize,
+    /// Loader parallelism.
+    pub parallel_jobs: usize,
+    /// The cases: berth first, then the ceiling.
+    pub cases: Vec<CaseReport>,
+}
+
+impl BenchReport {
+    /// berth's time over the ceiling's (median), when the ceiling was measured.
+    pub fn ratio_to_ceiling(&self) -> Option<f64> {
+        let berth = self.cases.first()?.seconds.median;
+        let ceiling = self.cases.get(1)?.seconds.median;
+        (ceiling > 0.0).then(|| berth / ceiling)
+    }
+}
+
+enum Target {
+    Postgres(Arc<PostgresDestination>),
+    DuckDb(Arc<DuckDbDestination>),
+}
+
+impl Target {
+    fn open(url: &str) -> Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "postgres" | "postgresql" => Ok(Self::Postgres(Arc::new(PostgresDestination::from_url(url)?))),
+            "duckdb" => Ok(Self::DuckDb(Arc::new(DuckDbDestination::from_url(url)?))),
+            _ => Err(Error::Config(format!(
+                "berth bench measures postgres:// and duckdb: destinations, not `{}`",
+                berth::redact(url)
+            ))),
+        }
+    }
+
+    fn destination(&self) -> Arc<dyn Destination> {
+        match self {
+            Self::Postgres(d) => Arc::clone(d) as Arc<dyn Destination>,
+            Self::DuckDb(d) => Arc::clone(d) as Arc<dyn Destination>,
+        }
+    }
+
+    fn ceiling_name(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "server COPY FROM file (binary, 1 stream)",
+            Self::DuckDb(_) => "DuckDB CREATE TABLE AS read_parquet",
+        }
+    }
+
+    async fn settle(&self) -> Result<()> {
+        if let Self::Postgres(d) = self {
+            d.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    async fn ceiling(&self, dataset: &str, table: &str, files: &[PathBuf]) -> Result<Duration> {
+        match self {
+            Self::Postgres(d) => Ok(d.server_copy_ceiling(dataset, table).await?),
+            Self::DuckDb(d) => {
+                let mut total = Duration::ZERO;
+                for file in files {
+                    total += d.read_parquet_ceiling(dataset, file).await?;
+                }
+                Ok(total)
+            }
+        }
+    }
+}
+
+/// Peak resident memory of this process since the last [`reset_peak_rss`] (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak-RSS watermark (Linux ≥ 4.0: writing 5 to `clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            link_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::hard_link(entry.path(), &target)
+                .or_else(|_| std::fs::copy(entry.path(), &target).map(|_| ()))
+                .map_err(|e| Error::io(&target, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Generates the package (once per shape, rows, row group size and seed; reused after) and runs
+/// the benchmark.
+pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
+    let target = Target::open(&config.destination)?;
+    let destination = target.destination();
+    let table = config.shape.table();
+    let pristine_dir = config.work_dir.join(format!(
+        "{table}-{}-rg{}-seed{}",
+        config.rows, config.row_group_rows, config.seed
+    ));
+    let load_id = "1800000000.000001";
+    let pristine = pristine_dir.join(load_id);
+    if !pristine.join("schema.json").exists() {
+        tracing::info!(
+            "generating {} rows of {table} in {}",
+            config.rows,
+            pristine_dir.display()
+        );
+        let partial = pristine_dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        SyntheticPackage::new(config.shape, config.rows)
+            .with_seed(config.seed)
+            .with_row_group_rows(config.row_group_rows)
+            .with_load_id(load_id)
+            .write(&partial)?;
+        let _ = std::fs::remove_dir_all(&pristine_dir);
+        std::fs::rename(&partial, &pristine_dir).map_err(|e| Error::io(&pristine_dir, e))?;
+    }
+    let jobs_dir = pristine.join("new_jobs");
+    let files: Vec<PathBuf> = std::fs::read_dir(&jobs_dir)
+        .map_err(|e| Error::io(&jobs_dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let parquet_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+
+    let dialect = destination.capabilities().dialect.clone();
+    let mut berth_times = Vec::new();
+    let mut ceiling_times = Vec::new();
+    let mut berth_rss = None::<u64>;
+    for run in 0..config.runs {
+        let dataset = format!("berth_bench_{run}");
+        let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
+        destination.execute(drop.clone(), false).await?;
+        let run_dir = config.work_dir.join(format!("run-{run}"));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        link_tree(&pristine, &run_dir.join(load_id))?;
+        let location =
+            PackageLocation::parse(&run_dir.join(load_id).to_string_lossy()).map_err(berth::loader::Error::from)?;
+        let options = LoaderOptions {
+            dataset: Some(dataset.clone()),
+            ..config.loader.clone()
+        };
+        let loader = Loader::new(Arc::clone(&destination)).with_options(options);
+
+        target.settle().await?;
+        reset_peak_rss();
+        let started = Instant::now();
+        let summary = loader.load(location).await?;
+        let elapsed = started.elapsed();
+        berth_rss = berth_rss.max(peak_rss());
+        if summary.status != PackageStatus::Loaded || summary.rows() != config.rows {
+            let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
+            return Err(Error::Config(format!(
+                "run {run}: the load ended {:?} with {} of {} rows: {}",
+                summary.status,
+                summary.rows(),
+                config.rows,
+                errors.join("; ")
+            )));
+        }
+        berth_times.push(elapsed);
+        tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
+
+        if config.ceiling {
+            let ceiling = target.ceiling(&dataset, table, &files).await?;
+            tracing::info!("run {run}: ceiling {:.2} s", ceiling.as_secs_f64());
+            ceiling_times.push(ceiling);
+        }
+        destination.execute(drop, false).await?;
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+
+    let case = |name: String, times: &[Duration], rss: Option<u64>| {
+        let seconds = Stats::from(times);
+        let per_second = |amount: f64| {
+            if seconds.median > 0.0 {
+                amount / seconds.median
+            } else {
+                0.0
+            }
+        };
+        CaseReport {
+            name,
+            rows_per_second: per_second(config.rows as f64),
+            mb_per_second: per_second(parquet_bytes as f64 / 1e6),
+            seconds,
+            peak_rss_bytes: rss,
+            berth_ratio: None,
+        }
+    };
+    let mut cases = vec![case("berth append".into(), &berth_times, berth_rss)];
+    if !ceiling_times.is_empty() {
+        let mut ceiling = case(target.ceiling_name().into(), &ceiling_times, None);
+        let berth = cases[0].seconds.median;
+        ceiling.berth_ratio = (ceiling.seconds.median > 0.0).then(|| berth / ceiling.seconds.median);
+        cases.push(ceiling);
+    }
+    Ok(BenchReport {
+        destination: destination.describe(),
+        shape: format!("{:?}", config.shape).to_lowercase(),
+        rows: config.rows,
+        parquet_bytes,
+        row_group_rows: config.row_group_rows,
+        parallel_jobs: config.loader.parallel_jobs,
+        cases,
+    })
+}

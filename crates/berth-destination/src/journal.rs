@@ -1,0 +1,194 @@
+//! berth's journal of committed job parts (`_berth_journal` in the final dataset).
+//!
+//! A destination writes a journal row in the same transaction as the rows of a job part, so after a
+//! crash the journal says exactly which parts are in the tables: the loader skips them and loads only
+//! the rest. dlt ignores the table; it is not part of any dlt schema.
+
+use std::ops::Range;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType as ArrowType;
+use berth_model::schema::JOURNAL_TABLE;
+use berth_model::{Column, DataType, Table};
+use berth_plan::SqlDialect;
+use berth_plan::sql::{self, lit_i64, lit_null, lit_str};
+use berth_plan::sqlparser::ast::Statement;
+use datafusion::logical_expr::lit;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::{Destination, JobPart, LoadJob};
+
+/// The journal table's definition.
+pub fn journal_table() -> Table {
+    let text = |n: &str| Column::new(n, DataType::Text).with_nullable(false);
+    let big = |n: &str| Column::new(n, DataType::Bigint).with_nullable(false);
+    Table::new(
+        JOURNAL_TABLE,
+        vec![
+            text("load_id").with_precision(64),
+            text("job_id"),
+            big("first_row_group"),
+            // NULL: to the end of the file (the whole file for first_row_group 0).
+            Column::new("end_row_group", DataType::Bigint),
+            big("rows"),
+            Column::new("inserted_at", DataType::Timestamp).with_nullable(false),
+        ],
+    )
+}
+
+/// A committed job part, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The job's id (its file name without the retry count).
+    pub job_id: String,
+    /// The part.
+    pub part: JobPart,
+    /// Rows it inserted.
+    pub rows: u64,
+}
+
+impl JournalEntry {
+    /// The entry for `job`'s part having inserted `rows` rows.
+    pub fn for_job(job: &LoadJob<'_>, rows: u64) -> Self {
+        Self {
+            job_id: job.job.name.job_id(),
+            part: job.part.clone(),
+            rows,
+        }
+    }
+}
+
+/// The statement that records `entry` as committed for `load_id` in `dataset`'s journal; run it in
+/// the part's transaction, after its rows.
+pub fn journal_insert(dialect: &SqlDialect, dataset: &str, load_id: &str, entry: &JournalEntry) -> Statement {
+    let (first, end) = match &entry.part {
+        JobPart::Whole => (lit_i64(0), lit_null()),
+        JobPart::RowGroups(range) => (
+            lit_i64(i64::try_from(range.start).unwrap_or(i64::MAX)),
+            lit_i64(i64::try_from(range.end).unwrap_or(i64::MAX)),
+        ),
+    };
+    sql::insert_values(
+        dialect,
+        dataset,
+        JOURNAL_TABLE,
+        &[
+            "load_id",
+            "job_id",
+            "first_row_group",
+            "end_row_group",
+            "rows",
+            "inserted_at",
+        ],
+        vec![vec![
+            lit_str(load_id),
+            lit_str(&entry.job_id),
+            first,
+            end,
+            lit_i64(i64::try_from(entry.rows).unwrap_or(i64::MAX)),
+            lit_str(crate::migrate::now_literal()),
+        ]],
+    )
+}
+
+/// [`journal_insert`] for `job`'s part.
+pub fn journal_insert_for(dialect: &SqlDialect, job: &LoadJob<'_>, rows: u64) -> Statement {
+    journal_insert(
+        dialect,
+        job.journal_dataset,
+        &job.package.load_id,
+        &JournalEntry::for_job(job, rows),
+    )
+}
+
+fn int_column(batch: &arrow::array::RecordBatch, index: usize) -> Result<Vec<Option<i64>>> {
+    let column = arrow::compute::cast(batch.column(index), &ArrowType::Int64)
+        .map_err(|e| Error::Internal(format!("journal column {index} is not an integer: {e}")))?;
+    let ints = column.as_primitive::<arrow::datatypes::Int64Type>();
+    Ok((0..ints.len())
+        .map(|i| ints.is_valid(i).then(|| ints.value(i)))
+        .collect())
+}
+
+/// The parts of `load_id` committed in `dataset` (none when the journal does not exist yet).
+pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_id: &str) -> Result<Vec<JournalEntry>> {
+    let dialect = &destination.capabilities().dialect;
+    let columns = ["job_id", "first_row_group", "end_row_group", "rows"];
+    let mut scanned = columns.to_vec();
+    scanned.push("load_id");
+    let builder = sql::scan(dialect, dataset, JOURNAL_TABLE, &scanned)?
+        .filter(sql::column(dialect, "load_id").eq(lit(load_id.to_string())))
+        .and_then(|b| b.project(columns.iter().map(|c| sql::column(dialect, c)).collect::<Vec<_>>()))
+        .map_err(berth_plan::Error::from)?;
+    let query = sql::to_query(dialect, builder)?;
+    let batches = match destination.query(Statement::Query(Box::new(query))).await {
+        Ok(batches) => batches,
+        Err(e) if e.kind() == ErrorKind::UndefinedRelation => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for batch in &batches {
+        let jobs = crate::migrate::string_column(batch, 0)?;
+        let (first, end, rows) = (int_column(batch, 1)?, int_column(batch, 2)?, int_column(batch, 3)?);
+        for row in 0..batch.num_rows() {
+            let as_index = |v: i64| usize::try_from(v).unwrap_or_default();
+            let start = as_index(first[row].unwrap_or_default());
+            let part = match end[row] {
+                None if start == 0 => JobPart::Whole,
+                None => JobPart::RowGroups(start..usize::MAX),
+                Some(end) => JobPart::RowGroups(start..as_index(end)),
+            };
+            out.push(JournalEntry {
+                job_id: jobs[row].clone().unwrap_or_default(),
+                part,
+                rows: u64::try_from(rows[row].unwrap_or_default()).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The row groups of a file of `row_groups` row groups that `committed` does not cover, as
+/// contiguous ranges; empty when the whole file is committed.
+pub fn uncovered(row_groups: usize, committed: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut covered = vec![false; row_groups];
+    for range in committed {
+        for flag in covered.iter_mut().take(range.end.min(row_groups)).skip(range.start) {
+            *flag = true;
+        }
+    }
+    let mut out = Vec::new();
+    let mut start = None;
+    for (index, &done) in covered.iter().enumerate() {
+        match (done, start) {
+            (false, None) => start = Some(index),
+            (true, Some(s)) => {
+                out.push(s..index);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..row_groups);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncovered_ranges_are_the_gaps() {
+        assert_eq!(uncovered(5, &[]), vec![0..5]);
+        assert_eq!(uncovered(5, &[0..2, 3..4]), vec![2..3, 4..5]);
+        let whole = [Range { start: 0, end: 5 }];
+        assert_eq!(uncovered(5, &whole), Vec::<Range<usize>>::new());
+        let open_ended = [Range {
+            start: 1,
+            end: usize::MAX,
+        }];
+        assert_eq!(uncovered(4, &open_ended), vec![Range { start: 0, end: 1 }]);
+    }
+}
