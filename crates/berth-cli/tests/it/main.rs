@@ -215,3 +215,35 @@ fn bad_arguments_get_clear_errors() {
     let out = berth(dir.path(), &["--help"]);
     assert!(out.status.success() && text(&out.stdout).contains("berth load"));
 }
+
+#[test]
+fn bench_measures_berth_and_the_destination_ceiling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = berth(
+        dir.path(),
+        &[
+            "bench",
+            "--destination",
+            "duckdb:bench.duckdb",
+            "--rows",
+            "3000",
+            "--row-group-rows",
+            "1000",
+            "--runs",
+            "2",
+            "--work-dir",
+            "work",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["rows"], 3000);
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 2, "{report}");
+    assert_eq!(cases[0]["seconds"]["runs"].as_array().map(Vec::len), Some(2));
+    assert!(cases[0]["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{report}");
+    assert!(cases[1]["berth_ratio"].as_f64().is_some_and(|r| r > 0.0), "{report}");
+    // The generated package is reused by the next run with the same settings.
+    assert!(dir.path().join("work/narrow-3000-rg1000-seed0").exists());
+}
