@@ -137,15 +137,6 @@ pub struct BenchReport {
     pub cases: Vec<CaseReport>,
 }
 
-impl BenchReport {
-    /// berth's time over the ceiling's (median), when the ceiling was measured.
-    pub fn ratio_to_ceiling(&self) -> Option<f64> {
-        let berth = self.cases.first()?.seconds.median;
-        let ceiling = self.cases.get(1)?.seconds.median;
-        (ceiling > 0.0).then(|| berth / ceiling)
-    }
-}
-
 enum Target {
     Postgres(Arc<PostgresDestination>),
     DuckDb(Arc<DuckDbDestination>),

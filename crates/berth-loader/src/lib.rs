@@ -303,7 +303,7 @@ impl Loader {
                     // The file cannot even be inspected: the job fails, the others go on.
                     let outcome = JobOutcome::new(job, 0);
                     let error = berth_destination::Error::from(e);
-                    self.finish_job(&package, &mut summary, &mut failed_tables, outcome, Err(error))
+                    self.finish_job(&package, &mut summary, &mut failed_tables, &outcome, Err(error))
                         .await?;
                     continue;
                 }
@@ -315,8 +315,7 @@ impl Loader {
             jobs.push(JobOutcome::new(job, parts.len()));
         }
         // Jobs whose every part committed in an earlier run only need their folder move.
-        for outcome in jobs.iter_mut().filter(|o| o.remaining == 0) {
-            let outcome = std::mem::replace(outcome, JobOutcome::new(outcome.job.clone(), 0));
+        for outcome in jobs.iter().filter(|o| o.remaining == 0) {
             self.finish_job(&package, &mut summary, &mut failed_tables, outcome, Ok(()))
                 .await?;
         }
@@ -341,7 +340,6 @@ impl Loader {
                 }
             }
             if outcome.remaining == 0 {
-                let mut outcome = std::mem::replace(outcome, JobOutcome::new(job_files[index].clone(), 0));
                 let result = outcome.error.take().map_or(Ok(()), Err);
                 self.finish_job(&package, &mut summary, &mut failed_tables, outcome, result)
                     .await?;
@@ -467,7 +465,7 @@ impl Loader {
         package: &LoadPackage,
         summary: &mut PackageSummary,
         failed_tables: &mut std::collections::BTreeSet<String>,
-        outcome: JobOutcome,
+        outcome: &JobOutcome,
         result: std::result::Result<(), berth_destination::Error>,
     ) -> Result<()> {
         let result = result.map(|()| JobMetrics {
