@@ -39,6 +39,26 @@ async fn duckdb_replace_insert_from_staging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_merge_delete_insert() {
+    run(&scenario_dir("duckdb", "merge_delete_insert"), LoaderOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_merge_upsert() {
+    run(&scenario_dir("duckdb", "merge_upsert"), LoaderOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_merge_scd2() {
+    run(&scenario_dir("duckdb", "merge_scd2"), LoaderOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_merge_key_partition() {
+    run(&scenario_dir("duckdb", "merge_key_partition"), LoaderOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_schema_evolution() {
     run(&scenario_dir("duckdb", "schema_evolution"), LoaderOptions::default()).await;
 }

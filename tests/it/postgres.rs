@@ -22,7 +22,16 @@ fn destination(cluster: &PgCluster, database: &str) -> Arc<dyn Destination> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_fixtures_end_with_dlts_rows() {
     let cluster = PgCluster::start();
-    for (index, scenario) in ["append_types", "replace", "schema_evolution"].iter().enumerate() {
+    let scenarios = [
+        "append_types",
+        "replace",
+        "schema_evolution",
+        "merge_delete_insert",
+        "merge_upsert",
+        "merge_scd2",
+        "merge_key_partition",
+    ];
+    for (index, scenario) in scenarios.iter().enumerate() {
         let dest = destination(&cluster, &format!("conformance_{index}"));
         if let Err(e) = check_scenario(dest, &scenario_dir("postgres", scenario), LoaderOptions::default()).await {
             panic!("postgres/{scenario}: {e}");
@@ -30,6 +39,7 @@ async fn postgres_fixtures_end_with_dlts_rows() {
     }
     let options = LoaderOptions {
         replace_strategy: Some(ReplaceStrategy::InsertFromStaging),
+        keep_staging: true,
         ..LoaderOptions::default()
     };
     let dest = destination(&cluster, "conformance_staging");
@@ -38,7 +48,7 @@ async fn postgres_fixtures_end_with_dlts_rows() {
     }
     // Staging rows are rebuilt from the package after a crash: no need to WAL-log them.
     let persistence = table_persistence(dest.as_ref()).await;
-    let staging: Vec<_> = persistence.iter().filter(|(s, _, _)| s.ends_with("_staging")).collect();
+    let staging: Vec<_> = persistence.iter().filter(|(s, _, _)| s.contains("_staging_")).collect();
     assert!(
         !staging.is_empty() && staging.iter().all(|(_, _, p)| p == "u"),
         "{persistence:?}"

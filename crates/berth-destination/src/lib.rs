@@ -41,7 +41,9 @@ use berth_plan::sqlparser::ast::Statement;
 pub use capabilities::{Capabilities, DEFAULT_PARALLEL_JOBS};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered};
-pub use migrate::{MigrationReport, StorageColumn, complete_load, is_loaded, migrate, storage_columns, system_table};
+pub use migrate::{
+    MigrationReport, StorageColumn, complete_load, is_empty_table, is_loaded, migrate, storage_columns, system_table,
+};
 
 /// One job to load: a job file of a package into `dataset.table`.
 #[derive(Debug, Clone)]

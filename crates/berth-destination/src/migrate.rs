@@ -332,6 +332,16 @@ pub async fn is_loaded(destination: &dyn Destination, dataset: &str, load_id: &s
     any_rows(destination, builder).await
 }
 
+/// Does `dataset.table` hold no rows (or not exist)?
+pub async fn is_empty_table(destination: &dyn Destination, dataset: &str, table: &str) -> Result<bool> {
+    let dialect = &destination.capabilities().dialect;
+    let builder = sql::scan(dialect, dataset, table, &[])?
+        .project(vec![lit(1i64)])
+        .and_then(|b| b.limit(0, Some(1)))
+        .map_err(berth_plan::Error::from)?;
+    Ok(!any_rows(destination, builder).await?)
+}
+
 /// Writes the commit marker: the `_dlt_loads` row with status 0.
 pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage, dataset: &str) -> Result<()> {
     let dialect = &destination.capabilities().dialect;

@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 use std::collections::HashSet;
 
 use berth_destination::{
-    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load, is_loaded,
-    journal_insert, migrate, uncovered,
+    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load, is_empty_table,
+    is_loaded, journal_insert, migrate, uncovered,
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
 use berth_model::{FileFormat, JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
-use berth_plan::{ChainPlan, PackagePlan, PlanOptions};
+use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, staging_dataset_name};
 use futures::StreamExt;
 
 pub use progress::{NoProgress, Progress};
@@ -103,6 +103,9 @@ pub struct LoaderOptions {
     /// Parquet files from this size up are split into row-group parts that load in parallel (on
     /// destinations with [`berth_destination::Capabilities::row_group_parts`]).
     pub split_min_bytes: u64,
+    /// Keep each load's staging dataset after the commit (for inspecting what a merge saw);
+    /// by default it is dropped.
+    pub keep_staging: bool,
 }
 
 impl Default for LoaderOptions {
@@ -115,6 +118,7 @@ impl Default for LoaderOptions {
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             read_options: ReadOptions::default(),
             split_min_bytes: DEFAULT_SPLIT_MIN_BYTES,
+            keep_staging: false,
         }
     }
 }
@@ -220,7 +224,9 @@ impl Loader {
         let mut summary = PackageSummary::new(&package, &dataset, &self.destination.describe());
 
         if package.completed.is_some() || is_loaded(self.destination.as_ref(), &dataset, &package.load_id).await? {
-            // Committed before: at most the folder moves of a run that stopped after the commit remain.
+            // Committed before: at most the staging dataset and the folder moves of a run that
+            // stopped after the commit remain.
+            self.drop_staging(&dataset, &package.load_id).await;
             self.finish_folders(&package).await?;
             summary.status = PackageStatus::AlreadyLoaded;
             summary.elapsed = started.elapsed();
@@ -357,7 +363,8 @@ impl Loader {
             if journal.iter().any(|e| e.job_id == key) {
                 continue;
             }
-            let mut statements = plan.followup_statements(chain, &package, &caps.dialect)?;
+            let state = self.final_state(&plan, chain, &summary.migration).await?;
+            let mut statements = plan.followup_statements(chain, &package, &caps.dialect, &state)?;
             if !statements.is_empty() {
                 summary.followup_statements += statements.len();
                 let entry = JournalEntry {
@@ -372,6 +379,9 @@ impl Loader {
 
         if failed_tables.is_empty() {
             complete_load(self.destination.as_ref(), &package, &dataset).await?;
+            if plan.uses_staging() {
+                self.drop_staging(&dataset, &package.load_id).await;
+            }
             self.finish_folders(&package).await?;
             summary.status = PackageStatus::Loaded;
         } else {
@@ -380,6 +390,44 @@ impl Loader {
         summary.elapsed = started.elapsed();
         self.progress.package_finished(&summary);
         Ok(summary)
+    }
+
+    /// What the follow-up of `chain` may assume: its root table is empty when this package's
+    /// migration created it, or when it has no rows.
+    async fn final_state(
+        &self,
+        plan: &PackagePlan,
+        chain: &ChainPlan,
+        migration: &berth_destination::MigrationReport,
+    ) -> Result<FinalState> {
+        let mut state = FinalState::default();
+        if !matches!(chain.action, ChainAction::Merge(_)) {
+            return Ok(state);
+        }
+        for table in &chain.tables {
+            let created = migration
+                .created_tables
+                .iter()
+                .any(|t| t == &format!("{}.{table}", plan.dataset));
+            if created || is_empty_table(self.destination.as_ref(), &plan.dataset, table).await? {
+                state.empty_tables.insert(table.clone());
+            }
+        }
+        Ok(state)
+    }
+
+    /// Drops the load's staging dataset after the commit. Failing to is only worth a warning:
+    /// the rows are committed, and a later run of the same package drops it again.
+    async fn drop_staging(&self, dataset: &str, load_id: &str) {
+        if self.options.keep_staging {
+            return;
+        }
+        let dialect = &self.destination.capabilities().dialect;
+        let staging = staging_dataset_name(dataset, load_id);
+        let statement = berth_plan::sql::drop_schema_cascade(dialect, &staging);
+        if let Err(e) = self.destination.execute(vec![statement.into()], false).await {
+            tracing::warn!(dataset = %staging, error = %e, "could not drop the staging dataset");
+        }
     }
 
     /// The parts of `job` still to load: row-group ranges of a large Parquet file where the

@@ -20,6 +20,8 @@ pub const MAX_ENGINE_VERSION: u32 = 11;
 pub const DLT_PREFIX: &str = "_dlt_";
 /// dlt's load bookkeeping tables.
 pub const LOADS_TABLE: &str = "_dlt_loads";
+/// The row key column of every table (`_dlt_id`).
+pub const DLT_ID: &str = "_dlt_id";
 /// berth's journal of committed job parts, written in the same transaction as their rows.
 pub const JOURNAL_TABLE: &str = "_berth_journal";
 /// dlt's schema version table.

@@ -67,6 +67,14 @@ pub struct SqlDialect {
     /// A staging table can be moved into the final dataset (`ALTER TABLE … SET SCHEMA`), which
     /// makes the `staging-optimized` replace a swap instead of a copy.
     pub supports_set_schema: bool,
+    /// `MERGE INTO … USING … WHEN [NOT] MATCHED` exists (upsert runs as one statement). Without
+    /// it, upsert is lowered to a keyed `DELETE` and an `INSERT` in the same transaction.
+    pub supports_merge: bool,
+    /// `DELETE FROM t AS d` / `UPDATE t AS d` may alias the target table. Without it, columns of
+    /// the target are qualified with the full table name (Redshift, MSSQL).
+    pub dml_target_alias: bool,
+    /// `CREATE TABLE … AS SELECT` exists (else `SELECT … INTO`, MSSQL).
+    pub create_table_as: bool,
     /// Column type mapping.
     pub type_mapper: Arc<dyn TypeMapper>,
     /// Dialect the DataFusion unparser prints SELECT bodies in.
@@ -98,5 +106,117 @@ impl SqlDialect {
     /// The name as the destination stores it (after case folding), for catalog lookups.
     pub fn stored_name(&self, name: &str) -> String {
         self.casefold.apply(name)
+    }
+}
+
+/// An unparser dialect that never prints `QUALIFY`, forwarding everything else to `D`.
+///
+/// DataFusion 55's unparser looks for a window below a filter through derived-table aliases, and
+/// then prints the filter as `QUALIFY` on the outer `SELECT` with the window's column references
+/// re-qualified by the inner table's name: wrong SQL, and a filter that was meant to run after
+/// the window can land in a `WHERE` that runs before it. berth's plans put every window in its
+/// own derived table, so they need no `QUALIFY`; without it the unparser keeps that shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoQualify<D>(pub D);
+
+mod no_qualify {
+    use std::sync::Arc;
+
+    use arrow::datatypes::TimeUnit;
+    use datafusion::common::Result;
+    use datafusion::logical_expr::Expr;
+    use datafusion::sql::sqlparser::ast;
+    use datafusion::sql::sqlparser::ast::WindowFrameBound;
+    use datafusion::sql::unparser::Unparser;
+    use datafusion::sql::unparser::dialect::{
+        CharacterLengthStyle, DateFieldExtractStyle, Dialect, DistinctFromStyle, IntervalStyle,
+    };
+
+    use super::NoQualify;
+
+    impl<D: Dialect> Dialect for NoQualify<D> {
+        fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
+            self.0.identifier_quote_style(identifier)
+        }
+        fn supports_qualify(&self) -> bool {
+            false
+        }
+        fn use_array_keyword_for_array_literals(&self) -> bool {
+            self.0.use_array_keyword_for_array_literals()
+        }
+        fn supports_nulls_first_in_sort(&self) -> bool {
+            self.0.supports_nulls_first_in_sort()
+        }
+        fn use_timestamp_for_date64(&self) -> bool {
+            self.0.use_timestamp_for_date64()
+        }
+        fn interval_style(&self) -> IntervalStyle {
+            self.0.interval_style()
+        }
+        fn float64_ast_dtype(&self) -> ast::DataType {
+            self.0.float64_ast_dtype()
+        }
+        fn utf8_cast_dtype(&self) -> ast::DataType {
+            self.0.utf8_cast_dtype()
+        }
+        fn large_utf8_cast_dtype(&self) -> ast::DataType {
+            self.0.large_utf8_cast_dtype()
+        }
+        fn date_field_extract_style(&self) -> DateFieldExtractStyle {
+            self.0.date_field_extract_style()
+        }
+        fn distinct_from_style(&self) -> DistinctFromStyle {
+            self.0.distinct_from_style()
+        }
+        fn character_length_style(&self) -> CharacterLengthStyle {
+            self.0.character_length_style()
+        }
+        fn int64_cast_dtype(&self) -> ast::DataType {
+            self.0.int64_cast_dtype()
+        }
+        fn int8_cast_dtype(&self) -> ast::DataType {
+            self.0.int8_cast_dtype()
+        }
+        fn int32_cast_dtype(&self) -> ast::DataType {
+            self.0.int32_cast_dtype()
+        }
+        fn timestamp_cast_dtype(&self, time_unit: &TimeUnit, tz: &Option<Arc<str>>) -> ast::DataType {
+            self.0.timestamp_cast_dtype(time_unit, tz)
+        }
+        fn date32_cast_dtype(&self) -> ast::DataType {
+            self.0.date32_cast_dtype()
+        }
+        fn supports_column_alias_in_table_alias(&self) -> bool {
+            self.0.supports_column_alias_in_table_alias()
+        }
+        fn requires_derived_table_alias(&self) -> bool {
+            self.0.requires_derived_table_alias()
+        }
+        fn division_operator(&self) -> ast::BinaryOperator {
+            self.0.division_operator()
+        }
+        fn scalar_function_to_sql_overrides(
+            &self,
+            unparser: &Unparser,
+            func_name: &str,
+            args: &[Expr],
+        ) -> Result<Option<ast::Expr>> {
+            self.0.scalar_function_to_sql_overrides(unparser, func_name, args)
+        }
+        fn window_func_support_window_frame(
+            &self,
+            func_name: &str,
+            start_bound: &WindowFrameBound,
+            end_bound: &WindowFrameBound,
+        ) -> bool {
+            self.0
+                .window_func_support_window_frame(func_name, start_bound, end_bound)
+        }
+        fn full_qualified_col(&self) -> bool {
+            self.0.full_qualified_col()
+        }
+        fn supports_empty_select_list(&self) -> bool {
+            self.0.supports_empty_select_list()
+        }
     }
 }

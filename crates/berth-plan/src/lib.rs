@@ -23,13 +23,18 @@
 
 mod dialect;
 mod error;
+pub mod followup;
 mod load;
+pub mod lower;
 pub mod sql;
 mod statement;
 
-pub use dialect::{CaseFold, SqlDialect, TypeMapper};
+pub use dialect::{CaseFold, NoQualify, SqlDialect, TypeMapper};
 pub use error::{Error, Result};
-pub use load::{ChainAction, ChainPlan, PackagePlan, PlanCapabilities, PlanOptions, STAGING_SUFFIX};
+pub use followup::{FinalState, FollowupOp, TableRef};
+pub use load::{
+    ChainAction, ChainPlan, PackagePlan, PlanCapabilities, PlanOptions, STAGING_SUFFIX, staging_dataset_name,
+};
 pub use statement::{SqlStatement, statements};
 
 /// The sqlparser version berth builds statements with (DataFusion's).

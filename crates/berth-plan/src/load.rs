@@ -8,11 +8,26 @@ use berth_model::{LoadPackage, MergeStrategy, ReplaceStrategy, Table, WriteDispo
 
 use crate::dialect::SqlDialect;
 use crate::error::{Error, Result};
-use crate::sql;
+use crate::followup::{self, ChainInput, FinalState, FollowupOp, TableRef};
 use crate::statement::SqlStatement;
+use crate::{lower, sql};
 
 /// Suffix of the staging dataset's name, as dlt's `staging_dataset_name_layout`.
 pub const STAGING_SUFFIX: &str = "_staging";
+
+/// The staging dataset of one load: `<dataset>_staging_<load id>`.
+///
+/// dlt shares one `<dataset>_staging` between every load, so two loads into the same dataset at
+/// once copy or delete each other's staged rows (dlt #4297). berth stages each load in its own
+/// dataset, named from the load id so a resumed load finds its staged rows again, and drops it
+/// once the load is committed.
+pub fn staging_dataset_name(dataset: &str, load_id: &str) -> String {
+    let id: String = load_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{dataset}{STAGING_SUFFIX}_{id}")
+}
 
 /// What a destination can do, as far as planning is concerned.
 #[derive(Debug, Clone)]
@@ -83,8 +98,10 @@ pub struct ChainPlan {
 pub struct PackagePlan {
     /// Final dataset.
     pub dataset: String,
-    /// Staging dataset.
+    /// This load's staging dataset (see [`staging_dataset_name`]).
     pub staging_dataset: String,
+    /// scd2 validity boundary: the package's `created_at`.
+    pub boundary: Option<String>,
     /// Table chains with jobs, in schema order of their roots.
     pub chains: Vec<ChainPlan>,
 }
@@ -171,8 +188,9 @@ impl PackagePlan {
             });
         }
         Ok(Self {
-            staging_dataset: format!("{}{STAGING_SUFFIX}", options.dataset),
+            staging_dataset: staging_dataset_name(&options.dataset, &package.load_id),
             dataset: options.dataset.clone(),
+            boundary: package.state.created_at.map(|t| t.to_rfc3339()),
             chains,
         })
     }
@@ -257,50 +275,87 @@ impl PackagePlan {
         chain.action == ChainAction::StagingOptimized && dialect.supports_set_schema
     }
 
-    /// Statements that run after all jobs of `chain` loaded, in one transaction where the
-    /// destination has them.
-    pub fn followup_statements(
+    /// The staging dataset, when some chain loads into it.
+    pub fn uses_staging(&self) -> bool {
+        self.chains.iter().any(|c| c.action.loads_to_staging())
+    }
+
+    /// `DROP SCHEMA … CASCADE` of this load's staging dataset, run once the load is committed.
+    pub fn drop_staging(&self, dialect: &SqlDialect) -> Option<SqlStatement> {
+        self.uses_staging()
+            .then(|| sql::drop_schema_cascade(dialect, &self.staging_dataset).into())
+    }
+
+    /// The operations that run after all jobs of `chain` loaded, as DataFusion plans over the
+    /// staging and final tables.
+    pub fn followup_ops(
         &self,
         chain: &ChainPlan,
         package: &LoadPackage,
         dialect: &SqlDialect,
-    ) -> Result<Vec<SqlStatement>> {
-        let mut statements: Vec<SqlStatement> = Vec::new();
+        state: &FinalState,
+    ) -> Result<Vec<FollowupOp>> {
+        let mut ops = Vec::new();
         match chain.action {
             ChainAction::Append | ChainAction::TruncateAndInsert => {}
             ChainAction::StagingOptimized if self.swaps_staging(chain, dialect) => {
                 // Readers see the old rows until the commit, then the new ones: never an empty
-                // table (dlt #2428). Migration recreates the staging table for the next load.
+                // table (dlt #2428).
                 for name in &chain.tables {
-                    statements.push(sql::drop_table(dialect, &self.dataset, name).into());
-                    statements.push(SqlStatement::SetSchema {
-                        table: dialect.table_name(&self.staging_dataset, name),
-                        schema: dialect.ident(&self.dataset),
+                    ops.push(FollowupOp::MoveTable {
+                        source: TableRef::new(&self.staging_dataset, name),
+                        dataset: self.dataset.clone(),
                     });
                 }
             }
             // Without a way to swap, staging-optimized copies from staging like dlt does.
             ChainAction::InsertFromStaging | ChainAction::StagingOptimized => {
+                let builder = followup::PlanBuilder::new(dialect);
                 for name in &chain.tables {
                     let table = package.schema.table(name).ok_or_else(|| Error::Unsupported {
                         message: format!("table `{name}` is not in the package schema"),
                     })?;
-                    let columns: Vec<&str> = table.complete_columns().map(|c| c.name.as_str()).collect();
-                    statements.push(sql::delete_all(dialect, &self.dataset, name).into());
-                    let query = sql::select_columns(dialect, &self.staging_dataset, name, &columns)?;
-                    statements.push(sql::insert_select(dialect, &self.dataset, name, &columns, query).into());
+                    let columns: Vec<String> = table.complete_columns().map(|c| c.name.clone()).collect();
+                    let staging = TableRef::new(&self.staging_dataset, name);
+                    let query = builder
+                        .scan(&staging, table, None)?
+                        .project(columns.iter().map(|c| builder.bare(c)).collect::<Vec<_>>())?
+                        .build()?;
+                    ops.push(FollowupOp::Truncate {
+                        target: TableRef::new(&self.dataset, name),
+                    });
+                    ops.push(FollowupOp::Insert {
+                        target: TableRef::new(&self.dataset, name),
+                        columns,
+                        query,
+                    });
                 }
             }
-            ChainAction::Merge(_) => {
-                return Err(Error::Unsupported {
-                    message: format!(
-                        "table `{}`: {:?} is planned but has no SQL lowering yet",
-                        chain.root, chain.action
-                    ),
-                });
+            ChainAction::Merge(strategy) => {
+                let input = ChainInput {
+                    schema: &package.schema,
+                    tables: &chain.tables,
+                    dataset: &self.dataset,
+                    staging_dataset: &self.staging_dataset,
+                    boundary: self.boundary.clone(),
+                    state,
+                };
+                ops = followup::merge_ops(dialect, &input, strategy)?;
             }
         }
-        Ok(statements)
+        Ok(ops)
+    }
+
+    /// [`PackagePlan::followup_ops`] lowered to `dialect`'s statements; they run in one
+    /// transaction where the destination has them.
+    pub fn followup_statements(
+        &self,
+        chain: &ChainPlan,
+        package: &LoadPackage,
+        dialect: &SqlDialect,
+        state: &FinalState,
+    ) -> Result<Vec<SqlStatement>> {
+        lower::lower(dialect, &self.followup_ops(chain, package, dialect, state)?)
     }
 }
 

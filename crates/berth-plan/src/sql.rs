@@ -24,7 +24,7 @@ use datafusion::sql::unparser::Unparser;
 use crate::dialect::SqlDialect;
 use crate::error::{Error, Result};
 
-fn skeleton(sql: &str) -> Statement {
+pub(crate) fn skeleton(sql: &str) -> Statement {
     Parser::parse_sql(&GenericDialect {}, sql)
         .ok()
         .and_then(|mut statements| statements.pop())

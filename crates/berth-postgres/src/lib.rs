@@ -33,7 +33,7 @@ use berth_destination::{
     Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, LoadJob, Result, journal_insert_for,
 };
 use berth_model::read;
-use berth_model::{FileFormat, ReplaceStrategy};
+use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
 use berth_plan::{CaseFold, SqlDialect, SqlStatement, sql};
 use bytes::BytesMut;
@@ -60,6 +60,9 @@ pub fn capabilities() -> Capabilities {
             create_unique_constraints: true,
             unlogged_staging: true,
             supports_set_schema: true,
+            supports_merge: true,
+            dml_target_alias: true,
+            create_table_as: true,
             type_mapper: Arc::new(PostgresTypeMapper),
             unparser: Arc::new(PostgreSqlDialect {}),
         },
@@ -76,7 +79,12 @@ pub fn capabilities() -> Capabilities {
             ReplaceStrategy::InsertFromStaging,
             ReplaceStrategy::StagingOptimized,
         ],
-        merge_strategies: Vec::new(),
+        merge_strategies: vec![
+            MergeStrategy::DeleteInsert,
+            MergeStrategy::Upsert,
+            MergeStrategy::InsertOnly,
+            MergeStrategy::Scd2,
+        ],
         supports_ddl_transactions: true,
         supports_transactions: true,
         max_parallel_jobs: None,
