@@ -3,4 +3,5 @@
 mod bad_input;
 mod conformance;
 mod object_store;
+mod plan;
 mod postgres;

@@ -43,6 +43,14 @@ enum Command {
     /// itself (needs superuser or pg_read/write_server_files), DuckDB's read_parquet. Reports
     /// min/median/max seconds, rows/s, MB/s (of Parquet), berth's peak RSS and the ratio.
     Bench(BenchArgs),
+    /// Print the SQL a load would run, statement by statement, without touching a destination.
+    ///
+    /// Phases: migration (for a destination without the package's datasets yet), preparation,
+    /// the jobs (bulk loads, shown as notes), each table chain's follow-up (replace from staging;
+    /// merge: delete-insert, upsert, insert-only, scd2), the commit row and the staging clean-up.
+    /// --destination takes a destination URL or a dialect name: postgres, duckdb, snowflake,
+    /// bigquery, redshift, databricks, mssql, mysql.
+    Plan(PlanArgs),
     /// Inspect load packages.
     Package {
         #[command(subcommand)]
@@ -137,6 +145,30 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  berth plan testdata/dlt/postgres/merge_delete_insert/packages/1_1795379915.701633 --destination postgres
+  berth plan ./load/normalized --destination snowflake --dataset analytics
+  berth plan pkg --destination duckdb --assume-empty")]
+struct PlanArgs {
+    /// Package folders or URLs.
+    #[arg(required = true, value_name = "PACKAGE")]
+    packages: Vec<String>,
+    /// Destination URL or dialect name (postgres, duckdb, snowflake, bigquery, redshift,
+    /// databricks, mssql, mysql). Nothing is connected to.
+    #[arg(long, short, env = "BERTH_DESTINATION", default_value = "duckdb")]
+    destination: String,
+    /// Dataset (schema) to plan for [default: the one recorded in the package, else the schema name].
+    #[arg(long, env = "BERTH_DATASET")]
+    dataset: Option<String>,
+    /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized.
+    #[arg(long, value_parser = parse_replace_strategy)]
+    replace_strategy: Option<ReplaceStrategy>,
+    /// Plan follow-ups as for a first load into empty tables (no deletes, retirements or MERGE).
+    #[arg(long)]
+    assume_empty: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum PackageCommand {
     /// Show a package: schema, tables, jobs with their states, rows and bytes.
@@ -182,6 +214,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Load(args) => load(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Plan(args) => plan(args).await,
         Command::Package {
             command: PackageCommand::Show { package, json },
         } => render::show_package(&package, json).await.map(|()| ExitCode::SUCCESS),
@@ -216,6 +249,31 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_JOBS_FAILED)
     })
+}
+
+async fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let (dialect, caps) = berth::planning_dialect(&args.destination)?;
+    let locations = resolve_locations(&args.packages)?;
+    let mut out = String::new();
+    for location in locations {
+        let package = berth::model::LoadPackage::open(location).await?;
+        let dataset = args.dataset.clone().unwrap_or_else(|| package.default_dataset());
+        let options = berth::loader::explain::ExplainOptions {
+            plan: berth::plan::PlanOptions {
+                dataset,
+                replace_strategy: args
+                    .replace_strategy
+                    .or_else(|| caps.replace_strategies.first().copied())
+                    .unwrap_or_default(),
+            },
+            assume_empty: args.assume_empty,
+        };
+        let phases = berth::loader::explain::explain(&package, &dialect, &caps, &options)
+            .with_context(|| format!("cannot plan package {}", package.load_id))?;
+        render::print_plan(&mut out, &package.load_id, dialect.name, &phases);
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench(args: BenchArgs) -> Result<ExitCode> {

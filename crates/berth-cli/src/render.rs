@@ -278,3 +278,23 @@ pub fn print_bench(report: &berth_bench::BenchReport) {
     }
     println!("{table}");
 }
+
+/// Appends the phases of a planned load to `out`: one statement per line group, each ending in
+/// `;`, phases and jobs as `--` comments.
+pub fn print_plan(out: &mut String, load_id: &str, dialect: &str, phases: &[berth::loader::explain::Phase]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "-- package {load_id}, {dialect}");
+    for phase in phases {
+        let _ = writeln!(out, "\n-- {}", phase.title);
+        for step in &phase.steps {
+            match step {
+                berth::loader::explain::Step::Sql(statement) => {
+                    let _ = writeln!(out, "{statement};");
+                }
+                berth::loader::explain::Step::Note(note) => {
+                    let _ = writeln!(out, "-- {note}");
+                }
+            }
+        }
+    }
+}

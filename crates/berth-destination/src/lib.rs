@@ -42,7 +42,8 @@ pub use capabilities::{Capabilities, DEFAULT_PARALLEL_JOBS};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered};
 pub use migrate::{
-    MigrationReport, StorageColumn, complete_load, is_empty_table, is_loaded, migrate, storage_columns, system_table,
+    MigrationReport, StorageColumn, complete_load, is_empty_table, is_loaded, load_marker, migrate,
+    migration_for_empty_destination, storage_columns, system_table,
 };
 
 /// One job to load: a job file of a package into `dataset.table`.

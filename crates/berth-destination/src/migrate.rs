@@ -177,6 +177,27 @@ async fn migrate_dataset(
 ) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
     let dialect: &SqlDialect = &destination.capabilities().dialect;
     let existing = storage_columns(destination, dataset, tables).await?;
+    dataset_ddl(
+        dialect,
+        &destination.describe(),
+        package,
+        dataset,
+        tables,
+        &existing,
+        report,
+    )
+}
+
+/// The DDL that brings `tables` of `dataset` from the `existing` catalog to the package schema.
+fn dataset_ddl(
+    dialect: &SqlDialect,
+    describe: &str,
+    package: &LoadPackage,
+    dataset: &str,
+    tables: &[String],
+    existing: &HashMap<String, Vec<StorageColumn>>,
+    report: &mut MigrationReport,
+) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
     let mut statements = Vec::new();
     for name in tables {
         let Some(table) = schema_table(package, name) else {
@@ -200,7 +221,7 @@ async fn migrate_dataset(
                                 && !compatible(have, want)
                             {
                                 return Err(Error::SchemaMismatch {
-                                    destination: destination.describe(),
+                                    destination: describe.to_string(),
                                     table: format!("{dataset}.{name}"),
                                     column: column.name.clone(),
                                     expected: want.as_str(),
@@ -285,28 +306,7 @@ pub async fn migrate(
     let version_known = report.created_tables.is_empty()
         && has_schema_version(destination, &plan.dataset, &package.schema.version_hash).await?;
     if !version_known {
-        let schema = &package.schema;
-        ddl.push(sql::insert_values(
-            dialect,
-            &plan.dataset,
-            VERSION_TABLE,
-            &[
-                "version",
-                "engine_version",
-                "inserted_at",
-                "schema_name",
-                "version_hash",
-                "schema",
-            ],
-            vec![vec![
-                lit_i64(i64::try_from(schema.version).unwrap_or(i64::MAX)),
-                lit_i64(i64::from(schema.engine_version)),
-                lit_str(now_literal()),
-                lit_str(&schema.name),
-                lit_str(&schema.version_hash),
-                lit_str(&schema.json),
-            ]],
-        ));
+        ddl.push(version_insert(dialect, &plan.dataset, package));
         report.stored_schema_version = true;
     }
     if !ddl.is_empty() {
@@ -315,6 +315,68 @@ pub async fn migrate(
             .await?;
     }
     Ok(report)
+}
+
+/// The `_dlt_version` row of the package's schema.
+fn version_insert(dialect: &SqlDialect, dataset: &str, package: &LoadPackage) -> berth_plan::sqlparser::ast::Statement {
+    let schema = &package.schema;
+    sql::insert_values(
+        dialect,
+        dataset,
+        VERSION_TABLE,
+        &[
+            "version",
+            "engine_version",
+            "inserted_at",
+            "schema_name",
+            "version_hash",
+            "schema",
+        ],
+        vec![vec![
+            lit_i64(i64::try_from(schema.version).unwrap_or(i64::MAX)),
+            lit_i64(i64::from(schema.engine_version)),
+            lit_str(now_literal()),
+            lit_str(&schema.name),
+            lit_str(&schema.version_hash),
+            lit_str(&schema.json),
+        ]],
+    )
+}
+
+/// The migration [`migrate`] runs against a destination that has none of the package's datasets
+/// yet, without asking one (for `berth plan`).
+pub fn migration_for_empty_destination(
+    dialect: &SqlDialect,
+    package: &LoadPackage,
+    plan: &PackagePlan,
+) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
+    let mut report = MigrationReport::default();
+    let none = HashMap::new();
+    let mut statements = vec![sql::create_schema(dialect, &plan.dataset)];
+    let staging_tables = plan.staging_tables();
+    if !staging_tables.is_empty() {
+        statements.push(sql::create_schema(dialect, &plan.staging_dataset));
+    }
+    statements.extend(dataset_ddl(
+        dialect,
+        "plan",
+        package,
+        &plan.dataset,
+        &plan.final_tables(),
+        &none,
+        &mut report,
+    )?);
+    statements.extend(dataset_ddl(
+        dialect,
+        "plan",
+        package,
+        &plan.staging_dataset,
+        &staging_tables,
+        &none,
+        &mut report,
+    )?);
+    statements.push(version_insert(dialect, &plan.dataset, package));
+    Ok(statements)
 }
 
 /// Has `load_id` already been committed (a `_dlt_loads` row with status 0)?
@@ -342,10 +404,13 @@ pub async fn is_empty_table(destination: &dyn Destination, dataset: &str, table:
     Ok(!any_rows(destination, builder).await?)
 }
 
-/// Writes the commit marker: the `_dlt_loads` row with status 0.
-pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage, dataset: &str) -> Result<()> {
-    let dialect = &destination.capabilities().dialect;
-    let statement = sql::insert_values(
+/// The commit marker: the `_dlt_loads` row with status 0.
+pub fn load_marker(
+    dialect: &SqlDialect,
+    package: &LoadPackage,
+    dataset: &str,
+) -> berth_plan::sqlparser::ast::Statement {
+    sql::insert_values(
         dialect,
         dataset,
         LOADS_TABLE,
@@ -357,6 +422,11 @@ pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage,
             lit_str(now_literal()),
             lit_str(&package.schema.version_hash),
         ]],
-    );
+    )
+}
+
+/// Writes the commit marker (see [`load_marker`]).
+pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage, dataset: &str) -> Result<()> {
+    let statement = load_marker(&destination.capabilities().dialect, package, dataset);
     destination.execute(vec![statement.into()], true).await
 }

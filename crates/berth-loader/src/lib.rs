@@ -23,6 +23,7 @@
 //! `retry: terminal`, leaving the package pending, as dlt 1.31 does. Packages on object stores are
 //! never modified.
 
+pub mod explain;
 mod progress;
 mod summary;
 

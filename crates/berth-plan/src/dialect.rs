@@ -109,7 +109,8 @@ impl SqlDialect {
     }
 }
 
-/// An unparser dialect that never prints `QUALIFY`, forwarding everything else to `D`.
+/// An unparser dialect that never prints `QUALIFY` (nor a frame for `ROW_NUMBER()`), forwarding
+/// everything else to `D`.
 ///
 /// DataFusion 55's unparser looks for a window below a filter through derived-table aliases, and
 /// then prints the filter as `QUALIFY` on the outer `SELECT` with the window's column references
@@ -209,8 +210,11 @@ mod no_qualify {
             start_bound: &WindowFrameBound,
             end_bound: &WindowFrameBound,
         ) -> bool {
-            self.0
-                .window_func_support_window_frame(func_name, start_bound, end_bound)
+            // ROW_NUMBER() takes no frame on BigQuery and MSSQL, and ignores it everywhere else.
+            !func_name.eq_ignore_ascii_case("row_number")
+                && self
+                    .0
+                    .window_func_support_window_frame(func_name, start_bound, end_bound)
         }
         fn full_qualified_col(&self) -> bool {
             self.0.full_qualified_col()

@@ -184,7 +184,7 @@ impl<'a> PlanBuilder<'a> {
     /// The relation a target column is qualified with: the alias, or the full name.
     pub fn target_qualifier(&self, target: &TableRef) -> TableReference {
         if self.dialect.dml_target_alias {
-            TableReference::bare(self.name(TARGET_ALIAS))
+            self.relation(TARGET_ALIAS)
         } else {
             self.reference(target)
         }
@@ -205,9 +205,14 @@ impl<'a> PlanBuilder<'a> {
         let source = Arc::new(LogicalTableSource::new(Arc::new(self.arrow_schema(table))));
         let builder = LogicalPlanBuilder::scan(self.reference(at), source, None)?;
         Ok(match alias {
-            Some(alias) => builder.alias(self.name(alias))?,
+            Some(alias) => builder.alias(self.relation(alias))?,
             None => builder,
         })
+    }
+
+    /// The relation called `alias` (folded, and not parsed again: `"S"` stays upper-case).
+    pub fn relation(&self, alias: &str) -> TableReference {
+        TableReference::bare(self.name(alias))
     }
 
     /// Column `name` of the relation `qualifier`.
@@ -217,7 +222,7 @@ impl<'a> PlanBuilder<'a> {
 
     /// Column `name` of the aliased relation `alias`.
     pub fn acol(&self, alias: &str, name: &str) -> Expr {
-        self.col(&TableReference::bare(self.name(alias)), name)
+        self.col(&self.relation(alias), name)
     }
 
     /// Column `name` without a qualifier.
@@ -295,7 +300,7 @@ impl<'a> PlanBuilder<'a> {
         // never be printed into the same SELECT (a `WHERE` there runs before the window).
         Ok(input
             .window(vec![rn])?
-            .alias(self.name(DEDUP_NUMBERED))?
+            .alias(self.relation(DEDUP_NUMBERED))?
             .filter(self.bare(DEDUP_RN).eq(lit(1i64)))?)
     }
 
@@ -724,9 +729,9 @@ fn insert_only(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<Follow
         let final_table = input.final_ref(&table.name);
         let mut rows = staged_rows(b, input, table, if i == 0 { &pk } else { &[] }, &columns)?;
         if !root_empty {
-            let source = TableReference::bare(b.name(SOURCE_ALIAS));
+            let source = b.relation(SOURCE_ALIAS);
             let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &keys, None)?;
-            rows = rows.alias(b.name(SOURCE_ALIAS))?.filter(not_exists(seen))?;
+            rows = rows.alias(b.relation(SOURCE_ALIAS))?.filter(not_exists(seen))?;
             rows = rows.project(
                 columns
                     .iter()
@@ -812,10 +817,9 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
     // New versions: staged hashes without an active row (a retired record that came back gets a
     // new version).
     let columns = column_names(root);
-    let alias = b.name(SOURCE_ALIAS);
-    let mut rows = staged_rows(b, input, root, &[version], &columns)?.alias(alias.clone())?;
+    let mut rows = staged_rows(b, input, root, &[version], &columns)?.alias(b.relation(SOURCE_ALIAS))?;
     if !root_empty {
-        let source = TableReference::bare(alias.clone());
+        let source = b.relation(SOURCE_ALIAS);
         let active = b.correlated(
             &final_root,
             root,
@@ -853,7 +857,7 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
         let final_table = input.final_ref(&table.name);
         let mut rows = b.scan(&input.staging_ref(&table.name), table, Some(SOURCE_ALIAS))?;
         if !input.state.is_empty(&table.name) {
-            let source = TableReference::bare(b.name(SOURCE_ALIAS));
+            let source = b.relation(SOURCE_ALIAS);
             let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &[dlt_id(table)?], None)?;
             rows = rows.filter(not_exists(seen))?;
         }

@@ -22,6 +22,7 @@
 //! ```
 
 mod dialect;
+pub mod dialects;
 mod error;
 pub mod followup;
 mod load;

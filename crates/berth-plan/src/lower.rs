@@ -274,12 +274,12 @@ impl Lowering<'_> {
             message: format!("merge into `{}` has no key columns", merge.target),
         })?;
         let matched = LogicalPlanBuilder::from(merge.source.clone())
-            .alias(self.dialect.stored_name(SOURCE_ALIAS))?
+            .alias(self.plans.relation(SOURCE_ALIAS))?
             .filter(predicate)?
             .project(vec![lit(1i64).alias("one")])?
             .build()?;
         out.push(self.delete(&merge.target, &exists(Arc::new(matched)))?.into());
-        let mut rows = LogicalPlanBuilder::from(merge.source.clone()).alias(self.dialect.stored_name(SOURCE_ALIAS))?;
+        let mut rows = LogicalPlanBuilder::from(merge.source.clone()).alias(self.plans.relation(SOURCE_ALIAS))?;
         if let Some(when) = &merge.insert_when {
             rows = rows.filter(when.clone())?;
         }

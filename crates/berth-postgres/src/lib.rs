@@ -64,7 +64,7 @@ pub fn capabilities() -> Capabilities {
             dml_target_alias: true,
             create_table_as: true,
             type_mapper: Arc::new(PostgresTypeMapper),
-            unparser: Arc::new(PostgreSqlDialect {}),
+            unparser: Arc::new(berth_plan::NoQualify(PostgreSqlDialect {})),
         },
         loader_formats: vec![
             FileFormat::Parquet,

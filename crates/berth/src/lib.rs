@@ -70,6 +70,49 @@ pub fn open_destination(url: &str) -> Result<Arc<dyn Destination>> {
     }
 }
 
+/// The dialect and planning capabilities of a destination, from its URL or a dialect name
+/// (`postgres`, `duckdb`, or one of [`berth_plan::dialects::NAMES`]), without connecting: what
+/// `berth plan` prints SQL for.
+pub fn planning_dialect(destination: &str) -> Result<(berth_plan::SqlDialect, berth_plan::PlanCapabilities)> {
+    use berth_model::{MergeStrategy, ReplaceStrategy};
+    let scheme = destination.split(':').next().unwrap_or_default().to_ascii_lowercase();
+    match scheme.as_str() {
+        #[cfg(feature = "duckdb")]
+        "duckdb" => {
+            let caps = berth_duckdb::capabilities();
+            return Ok((caps.dialect.clone(), caps.plan_capabilities()));
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let caps = berth_postgres::capabilities();
+            return Ok((caps.dialect.clone(), caps.plan_capabilities()));
+        }
+        _ => {}
+    }
+    let dialect = berth_plan::dialects::by_name(&scheme).ok_or_else(|| Error::Config {
+        destination: redact(destination),
+        reason: format!(
+            "unknown destination or dialect; use a destination URL (duckdb:<file>, postgres://…) or one of \
+             postgres, duckdb, {}",
+            berth_plan::dialects::NAMES.join(", ")
+        ),
+    })?;
+    let caps = berth_plan::PlanCapabilities {
+        replace_strategies: vec![
+            ReplaceStrategy::TruncateAndInsert,
+            ReplaceStrategy::InsertFromStaging,
+            ReplaceStrategy::StagingOptimized,
+        ],
+        merge_strategies: vec![
+            MergeStrategy::DeleteInsert,
+            MergeStrategy::Upsert,
+            MergeStrategy::InsertOnly,
+            MergeStrategy::Scd2,
+        ],
+    };
+    Ok((dialect, caps))
+}
+
 /// A URL with any password replaced by `***`, for messages.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {

@@ -1,0 +1,112 @@
+//! What a load would run, without running it: the statements of every phase for one package, in
+//! a dialect, against a destination assumed to have none of the package's datasets yet (or,
+//! for the follow-ups, final tables that already hold rows).
+
+use berth_destination::{JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination};
+use berth_model::{JobState, LoadPackage};
+use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
+
+use crate::Result;
+
+/// One phase of a load and its statements.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// What the phase does.
+    pub title: String,
+    /// Its statements and notes, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A statement, or a note about work that is not a statement.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A statement berth sends.
+    Sql(SqlStatement),
+    /// Work done another way (a job's rows through the destination's bulk path).
+    Note(String),
+}
+
+/// How to explain.
+#[derive(Debug, Clone)]
+pub struct ExplainOptions {
+    /// Planning options (dataset, replace strategy).
+    pub plan: PlanOptions,
+    /// Assume the final tables are empty, as on a first load: the follow-ups leave out the work
+    /// that cannot matter then.
+    pub assume_empty: bool,
+}
+
+/// The phases of loading `package` with `dialect` and `caps`.
+pub fn explain(
+    package: &LoadPackage,
+    dialect: &SqlDialect,
+    caps: &PlanCapabilities,
+    options: &ExplainOptions,
+) -> Result<Vec<Phase>> {
+    let plan = PackagePlan::new(package, &options.plan, caps)?;
+    let mut phases = Vec::new();
+    let sql = |statements: Vec<SqlStatement>| statements.into_iter().map(Step::Sql).collect::<Vec<_>>();
+
+    let migration = migration_for_empty_destination(dialect, package, &plan)?;
+    phases.push(Phase {
+        title: "migrate: datasets, tables, schema version (one transaction)".into(),
+        steps: sql(berth_plan::statements(migration)),
+    });
+    let init = plan.init_statements(dialect);
+    if !init.is_empty() {
+        phases.push(Phase {
+            title: "prepare: empty the tables the jobs load into".into(),
+            steps: sql(init),
+        });
+    }
+    let mut jobs = Vec::new();
+    for job in package.jobs.iter().filter(|j| j.name.format.is_data()) {
+        let table = &job.name.table;
+        let target = dialect.table_name(plan.job_dataset(table), table);
+        let state = if job.state == JobState::Completed {
+            " (completed earlier)"
+        } else {
+            ""
+        };
+        jobs.push(Step::Note(format!(
+            "job {} ({} bytes){state}: rows into {target} through the bulk path, with its journal row \
+             in the same transaction",
+            job.name, job.size
+        )));
+    }
+    phases.push(Phase {
+        title: "load jobs (in parallel, each part in its own transaction)".into(),
+        steps: jobs,
+    });
+    for chain in &plan.chains {
+        let mut state = FinalState::default();
+        if options.assume_empty {
+            state.empty_tables.extend(chain.tables.iter().cloned());
+        }
+        let mut statements = plan.followup_statements(chain, package, dialect, &state)?;
+        if statements.is_empty() {
+            continue;
+        }
+        let entry = JournalEntry {
+            job_id: format!("followup:{}", chain.root),
+            part: JobPart::Whole,
+            rows: 0,
+        };
+        statements.push(journal_insert(dialect, &plan.dataset, &package.load_id, &entry).into());
+        phases.push(Phase {
+            title: format!("follow-up of `{}` ({:?}, one transaction)", chain.root, chain.action),
+            steps: sql(statements),
+        });
+    }
+    phases.push(Phase {
+        title: "commit: the load's `_dlt_loads` row".into(),
+        steps: sql(vec![load_marker(dialect, package, &plan.dataset).into()]),
+    });
+    if let Some(drop) = plan.drop_staging(dialect) {
+        phases.push(Phase {
+            title: "clean up: this load's staging dataset".into(),
+            steps: sql(vec![drop]),
+        });
+    }
+    Ok(phases)
+}

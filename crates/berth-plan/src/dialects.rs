@@ -1,0 +1,320 @@
+//! The SQL dialects of the warehouses berth plans for: Snowflake, BigQuery, Redshift, Databricks,
+//! MSSQL and MySQL. Each is a [`SqlDialect`] value (quoting, case folding, limits, statement
+//! support, dlt's type mapping from reference §5 and §6.2) with the DataFusion unparser dialect
+//! that prints its SELECT bodies, and the sqlparser dialect that parses its statements back.
+//!
+//! PostgreSQL and DuckDB, which berth also executes against, define theirs in their destination
+//! crates.
+
+use std::sync::Arc;
+
+use berth_model::{Column, DataType, Table};
+use datafusion::sql::sqlparser::ast::DataType as SqlType;
+use datafusion::sql::sqlparser::dialect as parse;
+use datafusion::sql::unparser::dialect::{
+    BigQueryDialect, CustomDialectBuilder, MySqlDialect, PostgreSqlDialect, SnowflakeDialect,
+};
+
+use crate::dialect::{CaseFold, NoQualify, SqlDialect, TypeMapper};
+use crate::error::Result;
+use crate::sql::type_named as named;
+
+/// Names [`by_name`] knows, for help texts.
+pub const NAMES: &[&str] = &["snowflake", "bigquery", "redshift", "databricks", "mssql", "mysql"];
+
+/// The dialect called `name` (one of [`NAMES`]).
+pub fn by_name(name: &str) -> Option<SqlDialect> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "snowflake" => snowflake(),
+        "bigquery" => bigquery(),
+        "redshift" => redshift(),
+        "databricks" => databricks(),
+        "mssql" | "sqlserver" => mssql(),
+        "mysql" => mysql(),
+        _ => return None,
+    })
+}
+
+/// The sqlparser dialect that parses statements printed for `dialect` (by its name).
+pub fn parser_dialect(dialect: &SqlDialect) -> Box<dyn parse::Dialect> {
+    match dialect.name {
+        "snowflake" => Box::new(parse::SnowflakeDialect {}),
+        "bigquery" => Box::new(parse::BigQueryDialect {}),
+        "redshift" => Box::new(parse::RedshiftSqlDialect {}),
+        "databricks" => Box::new(parse::DatabricksDialect {}),
+        "mssql" => Box::new(parse::MsSqlDialect {}),
+        "mysql" => Box::new(parse::MySqlDialect {}),
+        "postgres" => Box::new(parse::PostgreSqlDialect {}),
+        "duckdb" => Box::new(parse::DuckDbDialect {}),
+        _ => Box::new(parse::GenericDialect {}),
+    }
+}
+
+struct Base {
+    name: &'static str,
+    quote: char,
+    casefold: CaseFold,
+    max_identifier_length: usize,
+    types: Arc<dyn TypeMapper>,
+    unparser: Arc<dyn datafusion::sql::unparser::dialect::Dialect + Send + Sync>,
+}
+
+fn dialect(base: Base) -> SqlDialect {
+    SqlDialect {
+        name: base.name,
+        identifier_quote: base.quote,
+        casefold: base.casefold,
+        max_identifier_length: base.max_identifier_length,
+        supports_truncate: true,
+        alter_add_multi_column: true,
+        supports_create_table_if_not_exists: true,
+        create_unique_constraints: false,
+        unlogged_staging: false,
+        supports_set_schema: false,
+        supports_merge: true,
+        dml_target_alias: true,
+        create_table_as: true,
+        type_mapper: base.types,
+        unparser: base.unparser,
+    }
+}
+
+/// Snowflake: upper-case folding, `MERGE`.
+pub fn snowflake() -> SqlDialect {
+    dialect(Base {
+        name: "snowflake",
+        quote: '"',
+        casefold: CaseFold::Upper,
+        max_identifier_length: 255,
+        types: Arc::new(Types(snowflake_type)),
+        unparser: Arc::new(NoQualify(SnowflakeDialect::new())),
+    })
+}
+
+/// BigQuery: back-quoted, case kept, `MERGE`.
+pub fn bigquery() -> SqlDialect {
+    dialect(Base {
+        name: "bigquery",
+        quote: '`',
+        casefold: CaseFold::None,
+        max_identifier_length: 1024,
+        types: Arc::new(Types(bigquery_type)),
+        unparser: Arc::new(NoQualify(BigQueryDialect {})),
+    })
+}
+
+/// Redshift: lower-case folding, no alias in `DELETE`/`UPDATE`, no `MERGE` (upsert runs as a
+/// keyed delete and an insert), one column per `ALTER TABLE`.
+pub fn redshift() -> SqlDialect {
+    SqlDialect {
+        alter_add_multi_column: false,
+        supports_merge: false,
+        dml_target_alias: false,
+        ..dialect(Base {
+            name: "redshift",
+            quote: '"',
+            casefold: CaseFold::Lower,
+            max_identifier_length: 127,
+            types: Arc::new(Types(redshift_type)),
+            unparser: Arc::new(NoQualify(PostgreSqlDialect {})),
+        })
+    }
+}
+
+/// Databricks (Delta tables): back-quoted, `MERGE`.
+pub fn databricks() -> SqlDialect {
+    dialect(Base {
+        name: "databricks",
+        quote: '`',
+        casefold: CaseFold::None,
+        max_identifier_length: 255,
+        types: Arc::new(Types(databricks_type)),
+        unparser: Arc::new(NoQualify(
+            CustomDialectBuilder::new()
+                .with_identifier_quote_style('`')
+                .with_requires_derived_table_alias(true)
+                .build(),
+        )),
+    })
+}
+
+/// MSSQL: `SELECT … INTO` for work tables, no alias in `DELETE`/`UPDATE`, no `NULLS LAST`, no
+/// `CREATE TABLE IF NOT EXISTS`.
+pub fn mssql() -> SqlDialect {
+    SqlDialect {
+        supports_create_table_if_not_exists: false,
+        dml_target_alias: false,
+        create_table_as: false,
+        ..dialect(Base {
+            name: "mssql",
+            quote: '"',
+            casefold: CaseFold::None,
+            max_identifier_length: 128,
+            types: Arc::new(Types(mssql_type)),
+            unparser: Arc::new(NoQualify(
+                CustomDialectBuilder::new()
+                    .with_identifier_quote_style('"')
+                    .with_supports_nulls_first_in_sort(false)
+                    .with_requires_derived_table_alias(true)
+                    .build(),
+            )),
+        })
+    }
+}
+
+/// MySQL: back-quoted, no `MERGE` (upsert runs as a keyed delete and an insert).
+pub fn mysql() -> SqlDialect {
+    SqlDialect {
+        supports_merge: false,
+        ..dialect(Base {
+            name: "mysql",
+            quote: '`',
+            casefold: CaseFold::None,
+            max_identifier_length: 64,
+            types: Arc::new(Types(mysql_type)),
+            unparser: Arc::new(NoQualify(MySqlDialect {})),
+        })
+    }
+}
+
+/// A type mapper from a function (warehouses are only planned for, so reading their catalog
+/// types back is not needed yet).
+struct Types(fn(&Column, &Table) -> SqlType);
+
+impl std::fmt::Debug for Types {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Types")
+    }
+}
+
+impl TypeMapper for Types {
+    fn to_destination(&self, column: &Column, table: &Table) -> Result<SqlType> {
+        Ok((self.0)(column, table))
+    }
+
+    fn to_dlt_type(&self, _db_type: &str, _precision: Option<u32>, _scale: Option<u32>) -> Option<DataType> {
+        None
+    }
+}
+
+fn decimal(column: &Column, name: &str) -> SqlType {
+    match column.precision {
+        Some(p) => named(name, &[p, column.scale.unwrap_or(0)]),
+        None => named(name, &[38, 9]),
+    }
+}
+
+fn kind(column: &Column) -> DataType {
+    column.data_type.unwrap_or(DataType::Text)
+}
+
+fn snowflake_type(column: &Column, _: &Table) -> SqlType {
+    match kind(column) {
+        DataType::Text => named("VARCHAR", column.precision.as_slice()),
+        DataType::Double => named("FLOAT", &[]),
+        DataType::Bool => named("BOOLEAN", &[]),
+        DataType::Timestamp if column.timezone => named("TIMESTAMP_LTZ", column.precision.as_slice()),
+        DataType::Timestamp => named("TIMESTAMP_NTZ", column.precision.as_slice()),
+        DataType::Bigint => named("NUMBER", &[19, 0]),
+        DataType::Binary => named("BINARY", &[]),
+        DataType::Json => named("VARIANT", &[]),
+        DataType::Decimal => decimal(column, "NUMBER"),
+        DataType::Wei => named("NUMBER", &[38, 0]),
+        DataType::Date => named("DATE", &[]),
+        DataType::Time => named("TIME", column.precision.as_slice()),
+    }
+}
+
+fn bigquery_type(column: &Column, _: &Table) -> SqlType {
+    match kind(column) {
+        DataType::Text => named("STRING", &[]),
+        DataType::Double => named("FLOAT64", &[]),
+        DataType::Bool => named("BOOL", &[]),
+        DataType::Timestamp => named("TIMESTAMP", &[]),
+        DataType::Bigint => named("INT64", &[]),
+        DataType::Binary => named("BYTES", &[]),
+        DataType::Json => named("JSON", &[]),
+        DataType::Decimal => decimal(column, "NUMERIC"),
+        DataType::Wei => named("BIGNUMERIC", &[]),
+        DataType::Date => named("DATE", &[]),
+        DataType::Time => named("TIME", &[]),
+    }
+}
+
+fn redshift_type(column: &Column, _: &Table) -> SqlType {
+    match kind(column) {
+        DataType::Text => match column.precision {
+            Some(n) => named("varchar", &[n]),
+            None => named("varchar(max)", &[]),
+        },
+        DataType::Double => named("double precision", &[]),
+        DataType::Bool => named("boolean", &[]),
+        DataType::Timestamp if column.timezone => named("timestamp with time zone", &[]),
+        DataType::Timestamp => named("timestamp without time zone", &[]),
+        DataType::Bigint => named("bigint", &[]),
+        DataType::Binary => named("varbinary", column.precision.as_slice()),
+        DataType::Json => named("super", &[]),
+        DataType::Decimal => decimal(column, "numeric"),
+        DataType::Wei => named("numeric", &[38, 0]),
+        DataType::Date => named("date", &[]),
+        DataType::Time => named("time without time zone", &[]),
+    }
+}
+
+fn databricks_type(column: &Column, _: &Table) -> SqlType {
+    match kind(column) {
+        DataType::Text | DataType::Time => named("STRING", &[]),
+        DataType::Double => named("DOUBLE", &[]),
+        DataType::Bool => named("BOOLEAN", &[]),
+        DataType::Timestamp if column.timezone => named("TIMESTAMP", &[]),
+        DataType::Timestamp => named("TIMESTAMP_NTZ", &[]),
+        DataType::Bigint => named("BIGINT", &[]),
+        DataType::Binary => named("BINARY", &[]),
+        DataType::Json => named("STRING", &[]),
+        DataType::Decimal => decimal(column, "DECIMAL"),
+        DataType::Wei => named("DECIMAL", &[38, 0]),
+        DataType::Date => named("DATE", &[]),
+    }
+}
+
+fn mssql_type(column: &Column, _: &Table) -> SqlType {
+    match kind(column) {
+        DataType::Text => match column.precision {
+            Some(n) => named("nvarchar", &[n]),
+            None => named("nvarchar(max)", &[]),
+        },
+        DataType::Double => named("float", &[]),
+        DataType::Bool => named("bit", &[]),
+        DataType::Timestamp if column.timezone => named("datetimeoffset", column.precision.as_slice()),
+        DataType::Timestamp => named("datetime2", column.precision.as_slice()),
+        DataType::Bigint => named("bigint", &[]),
+        DataType::Binary => match column.precision {
+            Some(n) => named("varbinary", &[n]),
+            None => named("varbinary(max)", &[]),
+        },
+        DataType::Json => named("nvarchar(max)", &[]),
+        DataType::Decimal => decimal(column, "decimal"),
+        DataType::Wei => named("decimal", &[38, 0]),
+        DataType::Date => named("date", &[]),
+        DataType::Time => named("time", column.precision.as_slice()),
+    }
+}
+
+fn mysql_type(column: &Column, _: &Table) -> SqlType {
+    match kind(column) {
+        DataType::Text => match column.precision {
+            Some(n) => named("VARCHAR", &[n]),
+            None => named("LONGTEXT", &[]),
+        },
+        DataType::Double => named("DOUBLE", &[]),
+        DataType::Bool => named("BOOLEAN", &[]),
+        DataType::Timestamp => named("DATETIME", &[column.precision.unwrap_or(6).min(6)]),
+        DataType::Bigint => named("BIGINT", &[]),
+        DataType::Binary => named("LONGBLOB", &[]),
+        DataType::Json => named("JSON", &[]),
+        DataType::Decimal => decimal(column, "DECIMAL"),
+        DataType::Wei => named("DECIMAL", &[65, 0]),
+        DataType::Date => named("DATE", &[]),
+        DataType::Time => named("TIME", &[column.precision.unwrap_or(6).min(6)]),
+    }
+}

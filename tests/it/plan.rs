@@ -1,0 +1,159 @@
+//! The statements berth plans for every warehouse dialect, pinned by snapshots, and every
+//! statement parsed back by sqlparser in that dialect.
+
+use berth::loader::explain::{ExplainOptions, Phase, Step, explain};
+use berth::model::{LoadPackage, PackageLocation, ReplaceStrategy};
+use berth::plan::sqlparser::parser::Parser;
+use berth::plan::{PlanOptions, SqlDialect, dialects};
+use berth_tests::scenario_dir;
+
+/// The packages of a scenario, in load order.
+fn packages(scenario: &str) -> Vec<std::path::PathBuf> {
+    let dir = scenario_dir("postgres", scenario).join("packages");
+    let mut packages: Vec<_> = std::fs::read_dir(&dir)
+        .expect("packages folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    packages.sort();
+    packages
+}
+
+async fn phases(package: &std::path::Path, dialect: &SqlDialect, replace: ReplaceStrategy, empty: bool) -> Vec<Phase> {
+    let location = PackageLocation::local(package).expect("package path");
+    let package = LoadPackage::open(location).await.expect("open package");
+    let (_, caps) = berth::planning_dialect(dialect.name).expect("dialect");
+    let options = ExplainOptions {
+        plan: PlanOptions {
+            dataset: "ds".into(),
+            replace_strategy: replace,
+        },
+        assume_empty: empty,
+    };
+    explain(&package, dialect, &caps, &options).expect("plan")
+}
+
+/// The planned statements (not the migration's, whose `_dlt_version` row holds the whole
+/// schema, nor journal rows and timestamps): one per line.
+fn planned_sql(phases: &[Phase]) -> String {
+    let mut out = String::new();
+    for phase in phases
+        .iter()
+        .filter(|p| !p.title.starts_with("migrate") && !p.title.starts_with("commit"))
+    {
+        out.push_str(&format!("-- {}\n", phase.title));
+        for step in &phase.steps {
+            if let Step::Sql(statement) = step {
+                let text = statement.to_string();
+                if !text.to_ascii_lowercase().contains("_berth_journal") {
+                    out.push_str(&text);
+                    out.push_str(";\n");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every statement of every phase parses back in the dialect's own parser.
+fn parses_back(dialect: &SqlDialect, phases: &[Phase]) {
+    let parser = dialects::parser_dialect(dialect);
+    for phase in phases {
+        for step in &phase.steps {
+            if let Step::Sql(statement) = step {
+                let text = statement.to_string();
+                if let Err(e) = Parser::parse_sql(parser.as_ref(), &text) {
+                    panic!("{}: does not parse back ({e}):\n{text}", dialect.name);
+                }
+            }
+        }
+    }
+}
+
+async fn check(scenario: &str, replace: ReplaceStrategy) {
+    let package = packages(scenario).pop().expect("a package");
+    for name in dialects::NAMES {
+        let dialect = dialects::by_name(name).expect("dialect");
+        for empty in [false, true] {
+            let phases = phases(&package, &dialect, replace, empty).await;
+            parses_back(&dialect, &phases);
+            if !empty {
+                insta::assert_snapshot!(format!("{scenario}__{name}"), planned_sql(&phases));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn delete_insert_for_every_warehouse() {
+    check("merge_delete_insert", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn upsert_for_every_warehouse() {
+    check("merge_upsert", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn scd2_for_every_warehouse() {
+    check("merge_scd2", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn merge_key_for_every_warehouse() {
+    check("merge_key_partition", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn insert_from_staging_for_every_warehouse() {
+    check("replace", ReplaceStrategy::InsertFromStaging).await;
+}
+
+/// The last package of `scenario`, copied, with its schema edited.
+fn variant(scenario: &str, edit: impl Fn(&mut serde_json::Value)) -> (tempfile::TempDir, std::path::PathBuf) {
+    let source = packages(scenario).pop().expect("a package");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join(source.file_name().expect("name"));
+    berth_tests::copy_tree(&source, &target).expect("copy package");
+    let path = target.join("schema.json");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("json");
+    edit(&mut schema);
+    std::fs::write(&path, serde_json::to_string(&schema).expect("json")).expect("write schema");
+    (dir, target)
+}
+
+async fn check_variant(name: &str, package: &std::path::Path) {
+    for dialect_name in dialects::NAMES {
+        let dialect = dialects::by_name(dialect_name).expect("dialect");
+        let phases = phases(package, &dialect, ReplaceStrategy::default(), false).await;
+        parses_back(&dialect, &phases);
+        insta::assert_snapshot!(format!("{name}__{dialect_name}"), planned_sql(&phases));
+    }
+}
+
+#[tokio::test]
+async fn insert_only_for_every_warehouse() {
+    let (_dir, package) = variant("merge_upsert", |schema| {
+        schema["tables"]["users"]["x-merge-strategy"] = "insert-only".into();
+    });
+    check_variant("merge_insert_only", &package).await;
+}
+
+#[tokio::test]
+async fn scd2_with_a_compound_merge_key_and_an_active_record_timestamp() {
+    let (_dir, package) = variant("merge_scd2", |schema| {
+        let columns = &mut schema["tables"]["customers"]["columns"];
+        columns["cid"]["merge_key"] = true.into();
+        columns["city"]["merge_key"] = true.into();
+        columns["_dlt_valid_to"]["x-active-record-timestamp"] = "9999-12-31".into();
+    });
+    check_variant("merge_scd2_merge_key", &package).await;
+}
+
+#[tokio::test]
+async fn delete_insert_with_primary_and_merge_key() {
+    let (_dir, package) = variant("merge_delete_insert", |schema| {
+        schema["tables"]["users"]["columns"]["birthday"]["merge_key"] = true.into();
+    });
+    check_variant("merge_delete_insert_merge_key", &package).await;
+}
