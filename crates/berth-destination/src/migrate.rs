@@ -173,10 +173,18 @@ async fn migrate_dataset(
     package: &LoadPackage,
     dataset: &str,
     tables: &[String],
+    is_staging: bool,
     report: &mut MigrationReport,
 ) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
     let dialect: &SqlDialect = &destination.capabilities().dialect;
     let existing = storage_columns(destination, dataset, tables).await?;
+    // Staging rows are deduplicated by the follow-up: a package may hold a row twice, so staging
+    // tables get no UNIQUE constraints.
+    let staging = SqlDialect {
+        create_unique_constraints: false,
+        ..dialect.clone()
+    };
+    let dialect = if is_staging { &staging } else { dialect };
     dataset_ddl(
         dialect,
         &destination.describe(),
@@ -290,7 +298,15 @@ pub async fn migrate(
         .execute(berth_plan::statements(schemas), caps.supports_ddl_transactions)
         .await?;
 
-    let mut ddl = migrate_dataset(destination, package, &plan.dataset, &plan.final_tables(), &mut report).await?;
+    let mut ddl = migrate_dataset(
+        destination,
+        package,
+        &plan.dataset,
+        &plan.final_tables(),
+        false,
+        &mut report,
+    )
+    .await?;
     if !staging_tables.is_empty() {
         ddl.extend(
             migrate_dataset(
@@ -298,6 +314,7 @@ pub async fn migrate(
                 package,
                 &plan.staging_dataset,
                 &staging_tables,
+                true,
                 &mut report,
             )
             .await?,

@@ -27,6 +27,12 @@ pub enum Error {
         /// The destination.
         destination: &'static str,
     },
+    /// Reading a job file failed (memory execution).
+    #[error(transparent)]
+    Model(#[from] Box<berth_model::Error>),
+    /// An Arrow kernel failed (memory execution).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     /// DataFusion failed to build or print a plan (a bug in berth).
     #[error("internal error while planning: {0}")]
     DataFusion(#[from] Box<datafusion::error::DataFusionError>),
@@ -35,5 +41,11 @@ pub enum Error {
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         Self::DataFusion(Box::new(e))
+    }
+}
+
+impl From<berth_model::Error> for Error {
+    fn from(e: berth_model::Error) -> Self {
+        Self::Model(Box::new(e))
     }
 }

@@ -727,7 +727,7 @@ fn insert_only(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<Follow
         let keys = if i == 0 { pk.clone() } else { vec![dlt_id(table)?] };
         let columns = column_names(table);
         let final_table = input.final_ref(&table.name);
-        let mut rows = staged_rows(b, input, table, if i == 0 { &pk } else { &[] }, &columns)?;
+        let mut rows = staged_rows(b, input, table, &keys, &columns)?;
         if !root_empty {
             let source = b.relation(SOURCE_ALIAS);
             let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &keys, None)?;
@@ -855,7 +855,9 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
     for table in input.nested()? {
         let columns = column_names(table);
         let final_table = input.final_ref(&table.name);
-        let mut rows = b.scan(&input.staging_ref(&table.name), table, Some(SOURCE_ALIAS))?;
+        // Identical versions staged twice carry the same nested rows: keep one of each.
+        let id = dlt_id(table)?;
+        let mut rows = staged_rows(b, input, table, &[id], &columns)?.alias(b.relation(SOURCE_ALIAS))?;
         if !input.state.is_empty(&table.name) {
             let source = b.relation(SOURCE_ALIAS);
             let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &[dlt_id(table)?], None)?;

@@ -24,6 +24,7 @@
 mod dialect;
 pub mod dialects;
 mod error;
+pub mod exec;
 pub mod followup;
 mod load;
 pub mod lower;

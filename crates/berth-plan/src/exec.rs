@@ -1,0 +1,537 @@
+//! The follow-up plans executed by DataFusion itself, on in-memory Arrow tables.
+//!
+//! [`MemoryCatalog`] holds tables as Arrow batches and runs [`FollowupOp`]s on them: the scans
+//! of each plan are pointed at the current contents and DataFusion executes it. This is the
+//! reference result the SQL destinations are tested against (the same plans, no SQL in between),
+//! and the path a destination without a SQL engine takes. [`MemoryCatalog::load_package`] runs a
+//! whole package the way the loader does: tables from the schema, jobs into the final or staging
+//! tables, follow-ups per chain.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array, new_null_array};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef};
+use berth_model::{LoadPackage, read};
+use datafusion::common::tree_node::Transformed;
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::logical_expr::builder::LogicalTableSource;
+use datafusion::logical_expr::expr_fn::{exists, not_exists, out_ref_col};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScanBuilder, lit};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use crate::dialect::{CaseFold, NoQualify, SqlDialect};
+use crate::error::{Error, Result};
+use crate::followup::{FinalState, FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
+use crate::load::{ChainAction, PackagePlan, PlanCapabilities, PlanOptions};
+
+const ROW_ID: &str = "__berth_row";
+
+/// The dialect plans for [`MemoryCatalog`] are built in: names as they are, target aliased.
+pub fn memory_dialect() -> SqlDialect {
+    #[derive(Debug)]
+    struct NoTypes;
+    impl crate::TypeMapper for NoTypes {
+        fn to_destination(
+            &self,
+            column: &berth_model::Column,
+            _: &berth_model::Table,
+        ) -> Result<datafusion::sql::sqlparser::ast::DataType> {
+            Ok(crate::sql::type_named(
+                column.data_type.map_or("text", berth_model::DataType::as_str),
+                &[],
+            ))
+        }
+        fn to_dlt_type(&self, _: &str, _: Option<u32>, _: Option<u32>) -> Option<berth_model::DataType> {
+            None
+        }
+    }
+    SqlDialect {
+        name: "memory",
+        identifier_quote: '"',
+        casefold: CaseFold::None,
+        max_identifier_length: 1024,
+        supports_truncate: true,
+        alter_add_multi_column: true,
+        supports_create_table_if_not_exists: true,
+        create_unique_constraints: false,
+        unlogged_staging: false,
+        supports_set_schema: true,
+        supports_merge: true,
+        dml_target_alias: true,
+        create_table_as: true,
+        type_mapper: Arc::new(NoTypes),
+        unparser: Arc::new(NoQualify(datafusion::sql::unparser::dialect::DefaultDialect {})),
+    }
+}
+
+/// What the memory catalog supports: every replace and merge strategy berth plans.
+pub fn memory_capabilities() -> PlanCapabilities {
+    use berth_model::{MergeStrategy, ReplaceStrategy};
+    PlanCapabilities {
+        replace_strategies: vec![
+            ReplaceStrategy::TruncateAndInsert,
+            ReplaceStrategy::InsertFromStaging,
+            ReplaceStrategy::StagingOptimized,
+        ],
+        merge_strategies: vec![
+            MergeStrategy::DeleteInsert,
+            MergeStrategy::Upsert,
+            MergeStrategy::InsertOnly,
+            MergeStrategy::Scd2,
+        ],
+    }
+}
+
+/// A table: its schema and rows.
+#[derive(Debug, Clone)]
+pub struct MemoryTable {
+    /// Columns.
+    pub schema: SchemaRef,
+    /// Rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl MemoryTable {
+    fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The rows as one batch with exactly `schema`'s columns (by name; missing ones are NULL).
+    fn project_to(&self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let all = concat_batches(&self.schema, &self.batches)?;
+        conform(&all, schema)
+    }
+}
+
+/// Casts and reorders `batch` to `schema` by column name; columns it lacks are NULL.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.schema().index_of(field.name()) {
+            Ok(i) => Ok(cast(batch.column(i), field.data_type())?),
+            Err(_) => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<_>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
+/// Nullable copy of a schema (tables hold any row their plans produce).
+fn nullable(schema: &ArrowSchema) -> SchemaRef {
+    Arc::new(ArrowSchema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Tables in memory, by dataset and name.
+#[derive(Debug, Default)]
+pub struct MemoryCatalog {
+    tables: BTreeMap<TableRef, MemoryTable>,
+}
+
+impl MemoryCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The table at `at`.
+    pub fn table(&self, at: &TableRef) -> Option<&MemoryTable> {
+        self.tables.get(at)
+    }
+
+    /// Creates `at` with `schema`, or adds the columns it lacks.
+    pub fn create_table(&mut self, at: TableRef, schema: &ArrowSchema) -> Result<()> {
+        let schema = nullable(schema);
+        match self.tables.get_mut(&at) {
+            None => {
+                self.tables.insert(
+                    at,
+                    MemoryTable {
+                        schema,
+                        batches: Vec::new(),
+                    },
+                );
+            }
+            Some(table) => {
+                let mut fields: Vec<Field> = table.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                for field in schema.fields() {
+                    if table.schema.index_of(field.name()).is_err() {
+                        fields.push(field.as_ref().clone());
+                    }
+                }
+                let widened = Arc::new(ArrowSchema::new(fields));
+                table.batches = table
+                    .batches
+                    .iter()
+                    .map(|b| conform(b, &widened))
+                    .collect::<Result<_>>()?;
+                table.schema = widened;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends rows (matched to the table's columns by name).
+    pub fn append(&mut self, at: &TableRef, batches: impl IntoIterator<Item = RecordBatch>) -> Result<()> {
+        let table = self.tables.get_mut(at).ok_or_else(|| missing(at))?;
+        for batch in batches {
+            if batch.num_rows() > 0 {
+                table.batches.push(conform(&batch, &table.schema)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The table as a DataFusion source with `schema` (a plan's view of it).
+    fn source(
+        &self,
+        at: &TableRef,
+        schema: &SchemaRef,
+        row_ids: bool,
+    ) -> Result<Arc<dyn datafusion::logical_expr::TableSource>> {
+        let table = self.tables.get(at).ok_or_else(|| missing(at))?;
+        let mut batch = table.project_to(schema)?;
+        let mut schema = Arc::clone(schema);
+        if row_ids {
+            let ids = UInt64Array::from_iter_values(0..batch.num_rows() as u64);
+            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(ROW_ID, ArrowType::UInt64, false));
+            schema = Arc::new(ArrowSchema::new(fields));
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(ids));
+            batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        }
+        let provider = MemTable::try_new(schema, vec![vec![batch]])?;
+        Ok(provider_as_source(Arc::new(provider)))
+    }
+
+    /// Points every scan of `plan` (and of its subqueries) at the current table contents.
+    fn resolve(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let resolved = plan.transform_up_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            if scan.source.downcast_ref::<LogicalTableSource>().is_none() {
+                return Ok(Transformed::no(node));
+            }
+            let at = TableRef::new(scan.table_name.schema().unwrap_or_default(), scan.table_name.table());
+            let source = self
+                .source(&at, &scan.source.schema(), false)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            let scan = TableScanBuilder::new(scan.table_name.clone(), source)
+                .with_projection(scan.projection.clone())
+                .with_filters(scan.filters.clone())
+                .with_fetch(scan.fetch)
+                .build()?;
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })?;
+        Ok(resolved.data)
+    }
+
+    async fn collect(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+        let plan = self.resolve(plan)?;
+        let ctx = SessionContext::new();
+        Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+    }
+
+    /// The target table scanned with row ids, aliased like the target of a DML statement.
+    fn target(&self, at: &TableRef, dialect: &SqlDialect) -> Result<(LogicalPlanBuilder, SchemaRef)> {
+        let table = self.tables.get(at).ok_or_else(|| missing(at))?;
+        let schema = Arc::clone(&table.schema);
+        let source = self.source(at, &schema, true)?;
+        let b = PlanBuilder::new(dialect);
+        let builder = LogicalPlanBuilder::scan(b.reference(at), source, None)?.alias(b.target_qualifier(at))?;
+        Ok((builder, schema))
+    }
+
+    /// Row ids of `at` for which `predicate` holds.
+    async fn matching(&self, at: &TableRef, predicate: Expr, dialect: &SqlDialect) -> Result<HashSet<u64>> {
+        let (builder, _) = self.target(at, dialect)?;
+        let qualifier = PlanBuilder::new(dialect).target_qualifier(at);
+        let plan = builder
+            .filter(predicate)?
+            .project(vec![Expr::Column(datafusion::common::Column::new(
+                Some(qualifier),
+                ROW_ID,
+            ))])?
+            .build()?;
+        let mut ids = HashSet::new();
+        for batch in self.collect(plan).await? {
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| Error::Unsupported {
+                    message: "row ids are not UInt64".into(),
+                })?;
+            ids.extend(column.values().iter().copied());
+        }
+        Ok(ids)
+    }
+
+    /// Removes the rows whose ids are in `ids`.
+    fn remove_rows(&mut self, at: &TableRef, ids: &HashSet<u64>) -> Result<()> {
+        let table = self.tables.get_mut(at).ok_or_else(|| missing(at))?;
+        let all = concat_batches(&table.schema, &table.batches)?;
+        let keep: BooleanArray = (0..all.num_rows() as u64).map(|i| Some(!ids.contains(&i))).collect();
+        table.batches = vec![filter_record_batch(&all, &keep)?];
+        Ok(())
+    }
+
+    /// Runs `ops` (built with [`memory_dialect`]) in order.
+    pub async fn run(&mut self, ops: &[FollowupOp]) -> Result<()> {
+        let dialect = memory_dialect();
+        for op in ops {
+            self.run_op(op, &dialect).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_op(&mut self, op: &FollowupOp, dialect: &SqlDialect) -> Result<()> {
+        match op {
+            FollowupOp::CreateTableAs { target, query } => {
+                let batches = self.collect(query.clone()).await?;
+                let schema = nullable(query.schema().as_arrow());
+                self.create_table(target.clone(), &schema)?;
+                self.append(target, batches)?;
+            }
+            FollowupOp::Insert { target, columns, query } => {
+                let batches = self.collect(query.clone()).await?;
+                let renamed = batches
+                    .into_iter()
+                    .map(|b| rename(&b, columns))
+                    .collect::<Result<Vec<_>>>()?;
+                self.append(target, renamed)?;
+            }
+            FollowupOp::Delete { target, predicate } => {
+                let ids = self.matching(target, predicate.clone(), dialect).await?;
+                self.remove_rows(target, &ids)?;
+            }
+            FollowupOp::Truncate { target } => {
+                self.tables
+                    .get_mut(target)
+                    .ok_or_else(|| missing(target))?
+                    .batches
+                    .clear();
+            }
+            FollowupOp::Update {
+                target,
+                assignments,
+                predicate,
+            } => {
+                let (builder, schema) = self.target(target, dialect)?;
+                let b = PlanBuilder::new(dialect);
+                let qualifier = b.target_qualifier(target);
+                let projection: Vec<Expr> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let value = assignments
+                            .iter()
+                            .find(|(c, _)| c == f.name())
+                            .map_or_else(|| b.col(&qualifier, f.name()), |(_, v)| v.clone());
+                        value.alias(f.name())
+                    })
+                    .collect();
+                let updated = builder.filter(predicate.clone())?.project(projection)?.build()?;
+                let rows = self.collect(updated).await?;
+                let ids = self.matching(target, predicate.clone(), dialect).await?;
+                self.remove_rows(target, &ids)?;
+                self.append(target, rows)?;
+            }
+            FollowupOp::Merge(merge) => self.merge(merge, dialect).await?,
+            FollowupOp::DropTable { target } => {
+                self.tables.remove(target);
+            }
+            FollowupOp::MoveTable { source, dataset } => {
+                let table = self.tables.remove(source).ok_or_else(|| missing(source))?;
+                self.tables.insert(TableRef::new(dataset, &source.table), table);
+            }
+        }
+        Ok(())
+    }
+
+    /// `MERGE` whose matched rows are replaced by their source row (or deleted): the matched
+    /// target rows go, then the source rows that are not to be deleted come in.
+    async fn merge(&mut self, merge: &MergeInto, dialect: &SqlDialect) -> Result<()> {
+        let b = PlanBuilder::new(dialect);
+        let target_table = self.tables.get(&merge.target).ok_or_else(|| missing(&merge.target))?;
+        if merge.update_columns.len() != merge.insert_columns.len() {
+            return Err(Error::Unsupported {
+                message: "the memory catalog merges whole rows only".into(),
+            });
+        }
+        let target_schema = Arc::clone(&target_table.schema);
+        let qualifier = b.target_qualifier(&merge.target);
+        let source_schema = Arc::clone(merge.source.schema());
+        // Target rows with a source row of the same key.
+        let mut key_eq: Option<Expr> = None;
+        for key in &merge.on {
+            let field = source_schema.field_with_unqualified_name(key)?;
+            let eq = b.acol(SOURCE_ALIAS, key).eq(out_ref_col(
+                field.data_type().clone(),
+                datafusion::common::Column::new(Some(qualifier.clone()), key.clone()),
+            ));
+            key_eq = Some(key_eq.map_or(eq.clone(), |p| p.and(eq)));
+        }
+        let key_eq = key_eq.ok_or_else(|| Error::Unsupported {
+            message: format!("merge into `{}` has no key columns", merge.target),
+        })?;
+        let in_source = LogicalPlanBuilder::from(merge.source.clone())
+            .alias(b.relation(SOURCE_ALIAS))?
+            .filter(key_eq)?
+            .project(vec![lit(1i64).alias("one")])?
+            .build()?;
+        let matched_ids = self
+            .matching(&merge.target, exists(Arc::new(in_source)), dialect)
+            .await?;
+        // Source rows to insert: not deleted (matched) or wanted (unmatched).
+        let target_scan = {
+            let source = self.source(&merge.target, &target_schema, false)?;
+            LogicalPlanBuilder::scan(b.reference(&merge.target), source, None)?.alias(b.relation(TARGET_ALIAS))?
+        };
+        let mut target_key_eq: Option<Expr> = None;
+        for key in &merge.on {
+            let field = source_schema.field_with_unqualified_name(key)?;
+            let eq = b.acol(TARGET_ALIAS, key).eq(out_ref_col(
+                field.data_type().clone(),
+                datafusion::common::Column::new(Some(b.relation(SOURCE_ALIAS)), key.clone()),
+            ));
+            target_key_eq = Some(target_key_eq.map_or(eq.clone(), |p| p.and(eq)));
+        }
+        let in_target = Arc::new(
+            target_scan
+                .filter(target_key_eq.unwrap_or_else(|| lit(false)))?
+                .project(vec![lit(1i64).alias("one")])?
+                .build()?,
+        );
+        let source = || -> Result<LogicalPlanBuilder> {
+            Ok(LogicalPlanBuilder::from(merge.source.clone()).alias(b.relation(SOURCE_ALIAS))?)
+        };
+        let mut matched = source()?.filter(exists(Arc::clone(&in_target)))?;
+        if let Some(delete) = &merge.delete_when {
+            matched = matched.filter(delete.clone().is_not_true())?;
+        }
+        let mut unmatched = source()?.filter(not_exists(Arc::clone(&in_target)))?;
+        if let Some(when) = &merge.insert_when {
+            unmatched = unmatched.filter(when.clone())?;
+        }
+        let project = |rows: LogicalPlanBuilder| -> Result<LogicalPlan> {
+            Ok(rows
+                .project(
+                    merge
+                        .insert_columns
+                        .iter()
+                        .map(|c| b.acol(SOURCE_ALIAS, c).alias(c.clone()))
+                        .collect::<Vec<_>>(),
+                )?
+                .build()?)
+        };
+        // Evaluate both against the target as it was, before any change.
+        let matched_rows = self.collect(project(matched)?).await?;
+        let unmatched_rows = self.collect(project(unmatched)?).await?;
+        self.remove_rows(&merge.target, &matched_ids)?;
+        self.append(&merge.target, matched_rows)?;
+        self.append(&merge.target, unmatched_rows)?;
+        Ok(())
+    }
+
+    /// Loads a package the way the loader does, with the plans of [`memory_dialect`].
+    pub async fn load_package(&mut self, package: &LoadPackage, options: &PlanOptions) -> Result<()> {
+        let dialect = memory_dialect();
+        let plan = PackagePlan::new(package, options, &memory_capabilities())?;
+        let b = PlanBuilder::new(&dialect);
+        let table = |name: &str| {
+            package.schema.table(name).ok_or_else(|| Error::Unsupported {
+                message: format!("table `{name}` is not in the package schema"),
+            })
+        };
+        for chain in &plan.chains {
+            for name in &chain.tables {
+                let schema = b.arrow_schema(table(name)?);
+                self.create_table(TableRef::new(&plan.dataset, name), &schema)?;
+                if chain.action.loads_to_staging() {
+                    let at = TableRef::new(&plan.staging_dataset, name);
+                    self.create_table(at.clone(), &schema)?;
+                    self.tables.get_mut(&at).ok_or_else(|| missing(&at))?.batches.clear();
+                }
+                if chain.action == ChainAction::TruncateAndInsert {
+                    let at = TableRef::new(&plan.dataset, name);
+                    self.tables.get_mut(&at).ok_or_else(|| missing(&at))?.batches.clear();
+                }
+            }
+        }
+        for job in package.jobs.iter().filter(|j| j.name.format.is_data()) {
+            let Some(_) = plan.chain_of(&job.name.table) else {
+                continue;
+            };
+            let mut reader = read::open_job(package, job, &read::ReadOptions::default()).await?;
+            let mut batches = Vec::new();
+            while let Some(batch) = reader.stream.next().await {
+                batches.push(batch?);
+            }
+            let at = TableRef::new(plan.job_dataset(&job.name.table), &job.name.table);
+            self.append(&at, batches)?;
+        }
+        for chain in &plan.chains {
+            let mut state = FinalState::default();
+            for name in &chain.tables {
+                let at = TableRef::new(&plan.dataset, name);
+                if self.tables.get(&at).is_none_or(|t| t.rows() == 0) {
+                    state.empty_tables.insert(name.clone());
+                }
+            }
+            let ops = plan.followup_ops(chain, package, &dialect, &state)?;
+            self.run(&ops).await?;
+        }
+        // The load's staging dataset goes once the load is done, as in the loader.
+        self.tables.retain(|at, _| at.dataset != plan.staging_dataset);
+        Ok(())
+    }
+}
+
+fn rename(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {
+    if batch.num_columns() != columns.len() {
+        return Err(Error::Unsupported {
+            message: format!(
+                "an insert query returned {} columns for {} target columns",
+                batch.num_columns(),
+                columns.len()
+            ),
+        });
+    }
+    let schema = Arc::new(ArrowSchema::new(
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(columns)
+            .map(|(f, name)| Field::new(name, f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        batch.columns().to_vec(),
+        &options,
+    )?)
+}
+
+fn missing(at: &TableRef) -> Error {
+    Error::Unsupported {
+        message: format!("table `{at}` does not exist in the memory catalog"),
+    }
+}
