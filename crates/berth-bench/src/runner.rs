@@ -34,6 +34,12 @@ pub struct BenchConfig {
     pub runs: usize,
     /// Also measure the destination's own limit.
     pub ceiling: bool,
+    /// Merge instead of append: the first merge into an empty dataset, then a delta of
+    /// `delta_rows` (half updates of existing ids, half new ids), each next to plain appends of
+    /// the same rows.
+    pub merge: Option<berth::model::MergeStrategy>,
+    /// Rows of the merge delta.
+    pub delta_rows: u64,
     /// How berth loads.
     pub loader: LoaderOptions,
 }
@@ -51,6 +57,8 @@ impl BenchConfig {
             seed: 0,
             runs: 3,
             ceiling: true,
+            merge: None,
+            delta_rows: 500_000,
             loader: LoaderOptions::default(),
         }
     }
@@ -221,7 +229,211 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// Generates the package (once per shape, rows, row group size and seed; reused after) and runs
 /// the benchmark.
+/// Generates a package once into `work_dir` (reused by later runs with the same settings).
+fn generate(config: &BenchConfig, name: &str, package: SyntheticPackage, load_id: &str) -> Result<PathBuf> {
+    let dir = config.work_dir.join(name);
+    let pristine = dir.join(load_id);
+    if !pristine.join("schema.json").exists() {
+        tracing::info!("generating {}", dir.display());
+        let partial = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        package
+            .with_seed(config.seed)
+            .with_row_group_rows(config.row_group_rows)
+            .with_load_id(load_id)
+            .write(&partial)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&partial, &dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(pristine)
+}
+
+fn parquet_size(package: &Path) -> u64 {
+    std::fs::read_dir(package.join("new_jobs"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().and_then(|e| e.metadata().ok()))
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Loads a hard-linked copy of `pristine` into `dataset` and times it.
+async fn timed_load(
+    config: &BenchConfig,
+    destination: &Arc<dyn Destination>,
+    target: &Target,
+    pristine: &Path,
+    dataset: &str,
+    expected_rows: u64,
+) -> Result<(Duration, Option<u64>)> {
+    let load_id = pristine
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let run_dir = config.work_dir.join(format!("run-{dataset}"));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    link_tree(pristine, &run_dir.join(&load_id))?;
+    let location =
+        PackageLocation::parse(&run_dir.join(&load_id).to_string_lossy()).map_err(berth::loader::Error::from)?;
+    let options = LoaderOptions {
+        dataset: Some(dataset.to_string()),
+        ..config.loader.clone()
+    };
+    let loader = Loader::new(Arc::clone(destination)).with_options(options);
+    target.settle().await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let summary = loader.load(location).await?;
+    let elapsed = started.elapsed();
+    let rss = peak_rss();
+    let _ = std::fs::remove_dir_all(&run_dir);
+    if summary.status != PackageStatus::Loaded || summary.rows() != expected_rows {
+        let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
+        return Err(Error::Config(format!(
+            "{dataset}: the load ended {:?} with {} of {expected_rows} rows: {}",
+            summary.status,
+            summary.rows(),
+            errors.join("; ")
+        )));
+    }
+    Ok((elapsed, rss))
+}
+
+/// The merge benchmark: (a) the first merge of `rows` into an empty dataset, (b) a delta of
+/// `delta_rows` merged into it; each next to a plain append of the same rows in the same run.
+async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) -> Result<BenchReport> {
+    let target = Target::open(&config.destination)?;
+    let destination = target.destination();
+    let shape = config.shape;
+    let base_load = "1800000000.000001";
+    let delta_load = "1800000000.000002";
+    let delta_first = config.rows.saturating_sub(config.delta_rows / 2) + 1;
+    let suffix = format!("{}-rg{}-seed{}", config.rows, config.row_group_rows, config.seed);
+    let packages = [
+        generate(
+            config,
+            &format!("{}-{suffix}", shape.table()),
+            SyntheticPackage::new(shape, config.rows),
+            base_load,
+        )?,
+        generate(
+            config,
+            &format!("{}-{suffix}-{strategy}", shape.table()),
+            SyntheticPackage::new(shape, config.rows).with_merge(strategy),
+            base_load,
+        )?,
+        generate(
+            config,
+            &format!("{}-{suffix}-delta{}", shape.table(), config.delta_rows),
+            SyntheticPackage::new(shape, config.delta_rows).with_first_id(delta_first),
+            delta_load,
+        )?,
+        generate(
+            config,
+            &format!("{}-{suffix}-delta{}-{strategy}", shape.table(), config.delta_rows),
+            SyntheticPackage::new(shape, config.delta_rows)
+                .with_first_id(delta_first)
+                .with_merge(strategy),
+            delta_load,
+        )?,
+    ];
+    let dialect = destination.capabilities().dialect.clone();
+    // times[i]: append base, merge base, append delta, merge delta
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut rss: [Option<u64>; 4] = [None; 4];
+    for run in 0..config.runs {
+        for (kind, (base, delta)) in [
+            (0usize, (&packages[0], &packages[2])),
+            (1, (&packages[1], &packages[3])),
+        ] {
+            let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { "merge" });
+            let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
+            destination.execute(drop.clone(), false).await?;
+            let (a, a_rss) = timed_load(config, &destination, &target, base, &dataset, config.rows).await?;
+            let (b, b_rss) = timed_load(config, &destination, &target, delta, &dataset, config.delta_rows).await?;
+            tracing::info!(
+                "run {run} {dataset}: (a) {:.2} s, (b) {:.2} s",
+                a.as_secs_f64(),
+                b.as_secs_f64()
+            );
+            times[kind].push(a);
+            times[kind + 2].push(b);
+            rss[kind] = rss[kind].max(a_rss);
+            rss[kind + 2] = rss[kind + 2].max(b_rss);
+            destination.execute(drop, false).await?;
+        }
+    }
+    let case = |name: String, times: &[Duration], rows: u64, bytes: u64, rss: Option<u64>| {
+        let seconds = Stats::from(times);
+        let per_second = |amount: f64| {
+            if seconds.median > 0.0 {
+                amount / seconds.median
+            } else {
+                0.0
+            }
+        };
+        CaseReport {
+            name,
+            rows_per_second: per_second(rows as f64),
+            mb_per_second: per_second(bytes as f64 / 1e6),
+            seconds,
+            peak_rss_bytes: rss,
+            berth_ratio: None,
+        }
+    };
+    let (base_bytes, delta_bytes) = (parquet_size(&packages[0]), parquet_size(&packages[2]));
+    let mut cases = vec![
+        case(
+            format!("(a) merge {strategy} into empty"),
+            &times[1],
+            config.rows,
+            base_bytes,
+            rss[1],
+        ),
+        case(
+            "(a) append, same rows".into(),
+            &times[0],
+            config.rows,
+            base_bytes,
+            rss[0],
+        ),
+        case(
+            format!("(b) merge {strategy}, delta {}", config.delta_rows),
+            &times[3],
+            config.delta_rows,
+            delta_bytes,
+            rss[3],
+        ),
+        case(
+            "(b) append, same rows".into(),
+            &times[2],
+            config.delta_rows,
+            delta_bytes,
+            rss[2],
+        ),
+    ];
+    for pair in cases.chunks_mut(2) {
+        let merge = pair[0].seconds.median;
+        let append = pair[1].seconds.median;
+        pair[1].berth_ratio = (append > 0.0).then(|| merge / append);
+    }
+    Ok(BenchReport {
+        destination: destination.describe(),
+        shape: format!("{:?}", config.shape).to_lowercase(),
+        rows: config.rows,
+        parquet_bytes: base_bytes,
+        row_group_rows: config.row_group_rows,
+        parallel_jobs: config.loader.parallel_jobs,
+        cases,
+    })
+}
+
 pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
+    if let Some(strategy) = config.merge {
+        return run_merge(config, strategy).await;
+    }
     let target = Target::open(&config.destination)?;
     let destination = target.destination();
     let table = config.shape.table();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::TimestampMicrosecondBuilder;
 use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use berth::model::MergeStrategy;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -53,6 +54,12 @@ impl Shape {
 
     /// dlt's `schema.json` for a package of this shape.
     pub fn schema_json(self, schema_name: &str) -> serde_json::Value {
+        self.schema_json_with(schema_name, None)
+    }
+
+    /// [`Shape::schema_json`] for a `merge` table with `strategy`, keyed by `id`, or an append
+    /// table for `None`.
+    pub fn schema_json_with(self, schema_name: &str, merge: Option<MergeStrategy>) -> serde_json::Value {
         let column = |name: &str, data_type: &str, nullable: bool| {
             (
                 name.to_string(),
@@ -70,22 +77,33 @@ impl Shape {
         ]
         .into_iter()
         .collect();
+        let mut columns = columns;
+        if merge.is_some()
+            && let Some(id) = columns.get_mut("id")
+        {
+            id["primary_key"] = true.into();
+        }
         let table = self.table();
-        serde_json::json!({
+        let disposition = if merge.is_some() { "merge" } else { "append" };
+        let mut schema = serde_json::json!({
             "name": schema_name,
             "version": 1,
-            "version_hash": format!("berth-bench-{table}-1"),
+            "version_hash": format!("berth-bench-{table}-{disposition}-1"),
             "engine_version": 11,
             "tables": {
                 table: {
                     "name": table,
-                    "write_disposition": "append",
+                    "write_disposition": disposition,
                     "resource": table,
                     "x-normalizer": {"seen-data": true},
                     "columns": columns,
                 }
             }
-        })
+        });
+        if let Some(strategy) = merge {
+            schema["tables"][table]["x-merge-strategy"] = strategy.as_str().into();
+        }
+        schema
     }
 }
 
@@ -109,6 +127,8 @@ pub struct SyntheticPackage {
     files: usize,
     load_id: String,
     schema_name: String,
+    merge: Option<MergeStrategy>,
+    first_id: u64,
 }
 
 impl SyntheticPackage {
@@ -122,6 +142,8 @@ impl SyntheticPackage {
             files: 1,
             load_id: "1800000000.000001".into(),
             schema_name: "bench".into(),
+            merge: None,
+            first_id: 1,
         }
     }
 
@@ -149,6 +171,19 @@ impl SyntheticPackage {
         self
     }
 
+    /// Make the table a `merge` table keyed by `id` with `strategy`.
+    pub fn with_merge(mut self, strategy: MergeStrategy) -> Self {
+        self.merge = Some(strategy);
+        self
+    }
+
+    /// The first `id` (ids run from it, one per row): a delta overlapping an earlier package
+    /// updates the ids they share.
+    pub fn with_first_id(mut self, id: u64) -> Self {
+        self.first_id = id.max(1);
+        self
+    }
+
     /// The schema name (the default dataset).
     pub fn with_schema_name(mut self, name: impl Into<String>) -> Self {
         self.schema_name = name.into();
@@ -160,14 +195,14 @@ impl SyntheticPackage {
         let package = dir.as_ref().join(&self.load_id);
         let jobs = package.join("new_jobs");
         std::fs::create_dir_all(&jobs).map_err(|e| Error::io(&jobs, e))?;
-        let schema = serde_json::to_string_pretty(&self.shape.schema_json(&self.schema_name))
+        let schema = serde_json::to_string_pretty(&self.shape.schema_json_with(&self.schema_name, self.merge))
             .map_err(|e| Error::Generate(e.to_string()))?;
         let schema_path = package.join("schema.json");
         std::fs::write(&schema_path, schema).map_err(|e| Error::io(&schema_path, e))?;
 
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let files = u64::try_from(self.files).unwrap_or(1);
-        let mut next_id = 1u64;
+        let mut next_id = self.first_id;
         for file in 0..files {
             let rows = self.rows / files + u64::from(file < self.rows % files);
             let path = jobs.join(format!("{}.s{:04}x{}.0.parquet", self.shape.table(), file, self.seed));

@@ -120,6 +120,14 @@ struct BenchArgs {
     /// Table shape: narrow (id, ts, amount, qty, category, name, flag).
     #[arg(long, default_value = "narrow", value_parser = ["narrow"])]
     shape: String,
+    /// What to measure: append, or merge:<strategy> (delete-insert, upsert, insert-only): (a) the
+    /// first merge of --rows into an empty dataset and (b) a merge of --delta-rows (half updates
+    /// of existing ids, half new ids) into it, each next to a plain append of the same rows.
+    #[arg(long, default_value = "append", value_parser = ["append", "merge:delete-insert", "merge:upsert", "merge:insert-only"])]
+    disposition: String,
+    /// Rows of the merge delta (with --disposition merge:<strategy>).
+    #[arg(long, default_value_t = 500_000)]
+    delta_rows: u64,
     /// Timed runs (min, median and max are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -283,6 +291,10 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     config.row_group_rows = args.row_group_rows.max(1);
     config.seed = args.seed;
     config.ceiling = !args.no_ceiling;
+    if let Some(strategy) = args.disposition.strip_prefix("merge:") {
+        config.merge = Some(strategy.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+        config.delta_rows = args.delta_rows.max(1);
+    }
     config.loader.parallel_jobs = args.parallel.max(1);
     args.tuning.apply(&mut config.loader);
     let report = berth_bench::run(&config).await.context("benchmark failed")?;

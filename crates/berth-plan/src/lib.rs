@@ -1,10 +1,14 @@
 //! # berth-plan
 //!
 //! Load planning. For a package, [`PackagePlan`] decides which table chains load into the final
-//! dataset and which into `<dataset>_staging`, what is emptied before the jobs run, and the
-//! statements that finish a chain (replace from staging; merge in a later step). Statements are
-//! sqlparser ASTs; SELECT bodies are DataFusion logical plans printed by DataFusion's unparser in
-//! the destination's [`SqlDialect`].
+//! dataset and which into this load's staging dataset ([`staging_dataset_name`]), what is emptied
+//! before the jobs run, and the follow-up that finishes a chain: replace from staging, or merge
+//! (delete-insert, upsert, insert-only, scd2).
+//!
+//! A follow-up is built once as [`FollowupOp`]s over DataFusion logical plans ([`followup`]), then
+//! either lowered to a dialect's statements ([`lower`]: sqlparser ASTs whose SELECT bodies and
+//! predicates DataFusion's unparser prints in the destination's [`SqlDialect`]) or executed by
+//! DataFusion on in-memory Arrow tables ([`exec`]). [`dialects`] holds the warehouse dialects.
 //!
 //! ```no_run
 //! use berth_model::{LoadPackage, PackageLocation};

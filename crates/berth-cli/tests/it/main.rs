@@ -247,3 +247,27 @@ fn bench_measures_berth_and_the_destination_ceiling() {
     // The generated package is reused by the next run with the same settings.
     assert!(dir.path().join("work/narrow-3000-rg1000-seed0").exists());
 }
+
+#[test]
+fn plan_prints_the_sql_of_a_merge_without_touching_a_destination() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = scenario_dir("postgres", "merge_upsert").join("packages/1_1795379925.8411157");
+    let package = package.to_string_lossy().to_string();
+    let out = berth(dir.path(), &["plan", &package, "--destination", "snowflake"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(r#"MERGE INTO "FX_MERGE_UPSERT_0"."USERS" AS "D""#) && stdout.contains("-- job users."),
+        "{stdout}"
+    );
+    // Nothing was created where it ran.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+
+    let out = berth(dir.path(), &["plan", &package, "--destination", "oracle"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("snowflake, bigquery"),
+        "{}",
+        text(&out.stderr)
+    );
+}
