@@ -43,7 +43,7 @@ use berth_destination::{
     Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, Result, journal_insert,
 };
 use berth_model::read::{self, JobReader};
-use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
+use berth_model::{FileFormat, ReplaceStrategy};
 use berth_plan::sql;
 use berth_plan::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, Query, SelectItem, SetExpr, Statement, TableFactor,
@@ -89,12 +89,7 @@ pub fn capabilities() -> Capabilities {
             FileFormat::InsertValues,
         ],
         replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
-        merge_strategies: vec![
-            MergeStrategy::DeleteInsert,
-            MergeStrategy::Upsert,
-            MergeStrategy::InsertOnly,
-            MergeStrategy::Scd2,
-        ],
+        merge_strategies: berth_plan::PLANNED_MERGE_STRATEGIES.to_vec(),
         supports_ddl_transactions: true,
         supports_transactions: true,
         max_parallel_jobs: None,

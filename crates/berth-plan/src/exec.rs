@@ -69,19 +69,9 @@ pub fn memory_dialect() -> SqlDialect {
 
 /// What the memory catalog supports: every replace and merge strategy berth plans.
 pub fn memory_capabilities() -> PlanCapabilities {
-    use berth_model::{MergeStrategy, ReplaceStrategy};
     PlanCapabilities {
-        replace_strategies: vec![
-            ReplaceStrategy::TruncateAndInsert,
-            ReplaceStrategy::InsertFromStaging,
-            ReplaceStrategy::StagingOptimized,
-        ],
-        merge_strategies: vec![
-            MergeStrategy::DeleteInsert,
-            MergeStrategy::Upsert,
-            MergeStrategy::InsertOnly,
-            MergeStrategy::Scd2,
-        ],
+        replace_strategies: crate::ALL_REPLACE_STRATEGIES.to_vec(),
+        merge_strategies: crate::PLANNED_MERGE_STRATEGIES.to_vec(),
     }
 }
 

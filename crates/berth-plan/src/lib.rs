@@ -39,7 +39,8 @@ pub use dialect::{CaseFold, NoQualify, SqlDialect, TypeMapper};
 pub use error::{Error, Result};
 pub use followup::{FinalState, FollowupOp, TableRef};
 pub use load::{
-    ChainAction, ChainPlan, PackagePlan, PlanCapabilities, PlanOptions, STAGING_SUFFIX, staging_dataset_name,
+    ALL_REPLACE_STRATEGIES, ChainAction, ChainPlan, PLANNED_MERGE_STRATEGIES, PackagePlan, PlanCapabilities,
+    PlanOptions, STAGING_SUFFIX, staging_dataset_name,
 };
 pub use statement::{SqlStatement, statements};
 

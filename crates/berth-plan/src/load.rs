@@ -29,6 +29,21 @@ pub fn staging_dataset_name(dataset: &str, load_id: &str) -> String {
     format!("{dataset}{STAGING_SUFFIX}_{id}")
 }
 
+/// The merge strategies berth plans (every one but `cdc`).
+pub const PLANNED_MERGE_STRATEGIES: [MergeStrategy; 4] = [
+    MergeStrategy::DeleteInsert,
+    MergeStrategy::Upsert,
+    MergeStrategy::InsertOnly,
+    MergeStrategy::Scd2,
+];
+
+/// Every replace strategy.
+pub const ALL_REPLACE_STRATEGIES: [ReplaceStrategy; 3] = [
+    ReplaceStrategy::TruncateAndInsert,
+    ReplaceStrategy::InsertFromStaging,
+    ReplaceStrategy::StagingOptimized,
+];
+
 /// What a destination can do, as far as planning is concerned.
 #[derive(Debug, Clone)]
 pub struct PlanCapabilities {

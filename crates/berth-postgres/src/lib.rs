@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use berth_destination::{
     Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, LoadJob, Result, journal_insert_for,
 };
+use berth_model::FileFormat;
 use berth_model::read;
-use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
 use berth_plan::{CaseFold, SqlDialect, SqlStatement, sql};
 use bytes::BytesMut;
@@ -74,17 +74,8 @@ pub fn capabilities() -> Capabilities {
             FileFormat::Csv,
             FileFormat::InsertValues,
         ],
-        replace_strategies: vec![
-            ReplaceStrategy::TruncateAndInsert,
-            ReplaceStrategy::InsertFromStaging,
-            ReplaceStrategy::StagingOptimized,
-        ],
-        merge_strategies: vec![
-            MergeStrategy::DeleteInsert,
-            MergeStrategy::Upsert,
-            MergeStrategy::InsertOnly,
-            MergeStrategy::Scd2,
-        ],
+        replace_strategies: berth_plan::ALL_REPLACE_STRATEGIES.to_vec(),
+        merge_strategies: berth_plan::PLANNED_MERGE_STRATEGIES.to_vec(),
         supports_ddl_transactions: true,
         supports_transactions: true,
         max_parallel_jobs: None,

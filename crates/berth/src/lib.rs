@@ -74,7 +74,6 @@ pub fn open_destination(url: &str) -> Result<Arc<dyn Destination>> {
 /// (`postgres`, `duckdb`, or one of [`berth_plan::dialects::NAMES`]), without connecting: what
 /// `berth plan` prints SQL for.
 pub fn planning_dialect(destination: &str) -> Result<(berth_plan::SqlDialect, berth_plan::PlanCapabilities)> {
-    use berth_model::{MergeStrategy, ReplaceStrategy};
     let scheme = destination.split(':').next().unwrap_or_default().to_ascii_lowercase();
     match scheme.as_str() {
         #[cfg(feature = "duckdb")]
@@ -98,17 +97,8 @@ pub fn planning_dialect(destination: &str) -> Result<(berth_plan::SqlDialect, be
         ),
     })?;
     let caps = berth_plan::PlanCapabilities {
-        replace_strategies: vec![
-            ReplaceStrategy::TruncateAndInsert,
-            ReplaceStrategy::InsertFromStaging,
-            ReplaceStrategy::StagingOptimized,
-        ],
-        merge_strategies: vec![
-            MergeStrategy::DeleteInsert,
-            MergeStrategy::Upsert,
-            MergeStrategy::InsertOnly,
-            MergeStrategy::Scd2,
-        ],
+        replace_strategies: berth_plan::ALL_REPLACE_STRATEGIES.to_vec(),
+        merge_strategies: berth_plan::PLANNED_MERGE_STRATEGIES.to_vec(),
     };
     Ok((dialect, caps))
 }
