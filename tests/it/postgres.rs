@@ -106,6 +106,50 @@ async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
         !finals.is_empty() && finals.iter().all(|(_, _, p)| p == "p"),
         "{persistence:?}"
     );
+    // Staging tables have no UNIQUE constraints; the swapped-in tables get theirs back: every
+    // final table with a `_dlt_id` (unique in dlt's schemas) has a UNIQUE constraint on it.
+    let triples = |sql: &str| {
+        let statement = berth::plan::sqlparser::parser::Parser::parse_sql(
+            &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
+            sql,
+        )
+        .expect("parses")
+        .remove(0);
+        let dest = Arc::clone(&dest);
+        async move {
+            let batches = dest.query(statement).await.expect("catalog");
+            let mut out = std::collections::BTreeSet::new();
+            for batch in &batches {
+                let column = |i: usize| {
+                    let array = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8).expect("cast");
+                    let array = array
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .expect("text")
+                        .clone();
+                    (0..array.len()).map(|r| array.value(r).to_string()).collect::<Vec<_>>()
+                };
+                let (a, b) = (column(0), column(1));
+                out.extend(a.into_iter().zip(b));
+            }
+            out
+        }
+    };
+    let with_id = triples(
+        "SELECT table_schema::text, table_name::text FROM information_schema.columns \
+         WHERE column_name = '_dlt_id' AND table_schema NOT LIKE '%staging%' AND table_name NOT LIKE '_dlt_%'",
+    )
+    .await;
+    let unique = triples(
+        "SELECT tc.table_schema::text, tc.table_name::text FROM information_schema.table_constraints tc \
+         JOIN information_schema.constraint_column_usage cu ON cu.constraint_name = tc.constraint_name \
+         AND cu.table_schema = tc.table_schema \
+         WHERE tc.constraint_type = 'UNIQUE' AND cu.column_name = '_dlt_id'",
+    )
+    .await;
+    assert!(!with_id.is_empty());
+    let missing: Vec<_> = with_id.difference(&unique).collect();
+    assert!(missing.is_empty(), "no UNIQUE (_dlt_id) on {missing:?}");
 }
 
 /// Delegates to PostgreSQL but fails, terminally, every part that covers row group `fail_at`.

@@ -3,7 +3,11 @@
 //! for the follow-ups, final tables that already hold rows).
 
 use berth_destination::{JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination};
-use berth_model::{JobState, LoadPackage};
+use std::collections::BTreeSet;
+
+use berth_model::{JobState, LoadPackage, MergeStrategy};
+use berth_plan::followup::{TableRef, staged_facts_plan};
+use berth_plan::{ChainAction, ChainPlan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
 
 use crate::Result;
@@ -52,7 +56,13 @@ pub fn explain(
         title: "migrate: datasets, tables, schema version (one transaction)".into(),
         steps: sql(berth_plan::statements(migration)),
     });
-    let init = plan.init_statements(dialect);
+    // With --assume-empty, the migration's tables are new: the planned staging moves apply.
+    let new_tables: BTreeSet<String> = if options.assume_empty {
+        plan.chains.iter().flat_map(|c| c.tables.iter().cloned()).collect()
+    } else {
+        BTreeSet::new()
+    };
+    let init = plan.init_statements_for(dialect, plan.chains.iter(), &new_tables);
     if !init.is_empty() {
         phases.push(Phase {
             title: "prepare: empty the tables the jobs load into".into(),
@@ -83,6 +93,37 @@ pub fn explain(
         if options.assume_empty {
             state.empty_tables.extend(chain.tables.iter().cloned());
         }
+        if let Some(check) = staged_check(package, &plan, chain, dialect)? {
+            phases.push(Phase {
+                title: format!(
+                    "measure the staged rows of `{}`: with unique keys the follow-up leaves deduplication out, and \
+                     key matches look only at final rows inside the staged key range",
+                    chain.root
+                ),
+                steps: vec![Step::Sql(check)],
+            });
+        }
+        let mut steps = Vec::new();
+        if plan.may_move_staging(chain, dialect, &new_tables) {
+            let mut moved = state.clone();
+            moved.new_tables.clone_from(&new_tables);
+            moved.staged.insert(
+                chain.root.clone(),
+                berth_plan::followup::StagedFacts {
+                    rows: 1,
+                    distinct_keys: 1,
+                    deleted_rows: 0,
+                    key_range: None,
+                },
+            );
+            steps.push(Step::Note(
+                "if the staged keys are unique and no row is marked deleted, the staging table takes the final \
+                 table's place instead of being copied:"
+                    .into(),
+            ));
+            steps.extend(sql(plan.followup_statements(chain, package, dialect, &moved)?));
+            steps.push(Step::Note("otherwise:".into()));
+        }
         let mut statements = plan.followup_statements(chain, package, dialect, &state)?;
         if statements.is_empty() {
             continue;
@@ -93,9 +134,10 @@ pub fn explain(
             rows: 0,
         };
         statements.push(journal_insert(dialect, &plan.dataset, &package.load_id, &entry).into());
+        steps.extend(sql(statements));
         phases.push(Phase {
             title: format!("follow-up of `{}` ({:?}, one transaction)", chain.root, chain.action),
-            steps: sql(statements),
+            steps,
         });
     }
     phases.push(Phase {
@@ -109,4 +151,29 @@ pub fn explain(
         });
     }
     Ok(phases)
+}
+
+/// The query that measures a merge root's staged rows before its follow-up, where the loader runs
+/// one.
+fn staged_check(
+    package: &LoadPackage,
+    plan: &PackagePlan,
+    chain: &ChainPlan,
+    dialect: &SqlDialect,
+) -> Result<Option<SqlStatement>> {
+    let measured = matches!(
+        chain.action,
+        ChainAction::Merge(MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly)
+    );
+    let Some(root) = package.schema.table(&chain.root).filter(|_| measured) else {
+        return Ok(None);
+    };
+    let staging = TableRef::new(&plan.staging_dataset, &root.name);
+    let Some(query) = staged_facts_plan(dialect, root, &staging)? else {
+        return Ok(None);
+    };
+    let query = berth_plan::sql::to_query(dialect, query.into())?;
+    Ok(Some(
+        berth_plan::sqlparser::ast::Statement::Query(Box::new(query)).into(),
+    ))
 }

@@ -30,7 +30,7 @@ mod summary;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{
     Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load, is_empty_table,
@@ -38,7 +38,9 @@ use berth_destination::{
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
-use berth_model::{FileFormat, JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
+use berth_model::{FileFormat, JobFile, JobState, LoadPackage, MergeStrategy, PackageLocation, ReplaceStrategy};
+use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
+use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, staging_dataset_name};
 use futures::StreamExt;
 
@@ -276,7 +278,8 @@ impl Loader {
             .iter()
             .filter(|c| !c.tables_with_jobs.iter().any(has_progress))
             .collect();
-        let init = plan.init_statements_for(&caps.dialect, fresh);
+        let new_tables = new_tables(&plan, &summary.migration);
+        let init = plan.init_statements_for(&caps.dialect, fresh, &new_tables);
         if !init.is_empty() {
             self.destination.execute(init, caps.supports_transactions).await?;
         }
@@ -364,7 +367,7 @@ impl Loader {
             if journal.iter().any(|e| e.job_id == key) {
                 continue;
             }
-            let state = self.final_state(&plan, chain, &summary.migration).await?;
+            let state = self.final_state(&package, &plan, chain, &new_tables).await?;
             let mut statements = plan.followup_statements(chain, &package, &caps.dialect, &state)?;
             if !statements.is_empty() {
                 summary.followup_statements += statements.len();
@@ -393,25 +396,43 @@ impl Loader {
         Ok(summary)
     }
 
-    /// What the follow-up of `chain` may assume: its root table is empty when this package's
-    /// migration created it, or when it has no rows.
+    /// What the follow-up of `chain` may assume: which final tables are empty (and which of
+    /// those this package's migration created), and for merges that can use them, facts about
+    /// the staged root rows (duplicate keys, deleted rows, key range).
     async fn final_state(
         &self,
+        package: &LoadPackage,
         plan: &PackagePlan,
         chain: &ChainPlan,
-        migration: &berth_destination::MigrationReport,
+        new_tables: &BTreeSet<String>,
     ) -> Result<FinalState> {
         let mut state = FinalState::default();
-        if !matches!(chain.action, ChainAction::Merge(_)) {
+        let ChainAction::Merge(strategy) = chain.action else {
             return Ok(state);
-        }
+        };
         for table in &chain.tables {
-            let created = migration
-                .created_tables
-                .iter()
-                .any(|t| t == &format!("{}.{table}", plan.dataset));
-            if created || is_empty_table(self.destination.as_ref(), &plan.dataset, table).await? {
+            // Checked even when created: a concurrent load may have filled it since.
+            if is_empty_table(self.destination.as_ref(), &plan.dataset, table).await? {
                 state.empty_tables.insert(table.clone());
+                if new_tables.contains(table) {
+                    state.new_tables.insert(table.clone());
+                }
+            }
+        }
+        let measured = matches!(
+            strategy,
+            MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly
+        );
+        let root = package.schema.table(&chain.root);
+        if let (true, Some(root)) = (measured, root) {
+            let dialect = &self.destination.capabilities().dialect;
+            let staging = TableRef::new(&plan.staging_dataset, &root.name);
+            if let Some(query) = staged_facts_plan(dialect, root, &staging)? {
+                let query = berth_plan::sql::to_query(dialect, query.into())?;
+                let batches = self.destination.query(Statement::Query(Box::new(query))).await?;
+                let facts = StagedFacts::from_batches(root, &batches)?;
+                tracing::debug!(table = %root.name, ?facts, "staged rows measured");
+                state.staged.insert(root.name.clone(), facts);
             }
         }
         Ok(state)
@@ -614,6 +635,17 @@ impl Loader {
         }
         Ok(())
     }
+}
+
+/// Final tables of `plan` that its migration created.
+fn new_tables(plan: &PackagePlan, migration: &berth_destination::MigrationReport) -> BTreeSet<String> {
+    let prefix = format!("{}.", plan.dataset);
+    migration
+        .created_tables
+        .iter()
+        .filter_map(|t| t.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Exponential backoff with up to 25% jitter.

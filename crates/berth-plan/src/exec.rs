@@ -346,7 +346,7 @@ impl MemoryCatalog {
             FollowupOp::DropTable { target } => {
                 self.tables.remove(target);
             }
-            FollowupOp::MoveTable { source, dataset } => {
+            FollowupOp::MoveTable { source, dataset, .. } => {
                 let table = self.tables.remove(source).ok_or_else(|| missing(source))?;
                 self.tables.insert(TableRef::new(dataset, &source.table), table);
             }

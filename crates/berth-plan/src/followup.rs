@@ -21,6 +21,7 @@
 //! - the work that cannot matter when the final root table is empty (deletes, retirement,
 //!   `MERGE`) is left out.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema as ArrowSchema};
@@ -85,6 +86,8 @@ pub struct MergeInto {
     pub update_columns: Vec<String>,
     /// Columns inserted for unmatched source rows.
     pub insert_columns: Vec<String>,
+    /// The range the source keys fall in: target rows outside it are not looked at.
+    pub target_range: Option<KeyRange>,
     /// Unmatched source rows are inserted only when this (over `s`) holds.
     pub insert_when: Option<Expr>,
 }
@@ -137,12 +140,16 @@ pub enum FollowupOp {
         /// The table.
         target: TableRef,
     },
-    /// Moves a staging table into the final dataset (`ALTER TABLE … SET SCHEMA`).
+    /// Moves a staging table into the final dataset in place of the final table of that name
+    /// (`DROP TABLE`, `ALTER TABLE … SET SCHEMA`), made crash-safe first where staging is
+    /// unlogged, with the final table's `UNIQUE` constraints added (staging tables have none).
     MoveTable {
         /// The staging table.
         source: TableRef,
         /// The dataset it moves to.
         dataset: String,
+        /// Columns that carry a `UNIQUE` constraint in the final dataset.
+        unique_columns: Vec<String>,
     },
 }
 
@@ -150,13 +157,153 @@ pub enum FollowupOp {
 #[derive(Debug, Clone, Default)]
 pub struct FinalState {
     /// Final tables known to hold no rows (created by this package's migration, or checked).
-    pub empty_tables: std::collections::BTreeSet<String>,
+    pub empty_tables: BTreeSet<String>,
+    /// Final tables this package's migration created: nothing else (views, grants, indexes) can
+    /// refer to them yet, so a staging table may take their place.
+    pub new_tables: BTreeSet<String>,
+    /// What was measured on staging tables once their jobs loaded (see [`staged_facts_plan`]).
+    pub staged: BTreeMap<String, StagedFacts>,
 }
 
 impl FinalState {
     fn is_empty(&self, table: &str) -> bool {
         self.empty_tables.contains(table)
     }
+
+    /// Staged rows of `table` hold each key once: deduplication has nothing to do.
+    fn unique_keys(&self, table: &str) -> bool {
+        self.staged.get(table).is_some_and(StagedFacts::unique_keys)
+    }
+
+    fn key_range(&self, table: &str) -> Option<&KeyRange> {
+        self.staged.get(table).and_then(|f| f.key_range.as_ref())
+    }
+
+    /// The staged rows of `table` are already what the merge inserts into an empty table: keys
+    /// unique, none marked deleted.
+    fn staged_is_result(&self, table: &str) -> bool {
+        self.staged
+            .get(table)
+            .is_some_and(|f| f.unique_keys() && f.deleted_rows == 0)
+    }
+}
+
+/// Facts about one staging table, measured after its jobs loaded and before its follow-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedFacts {
+    /// Rows staged.
+    pub rows: u64,
+    /// Distinct primary key values among them.
+    pub distinct_keys: u64,
+    /// Rows marked deleted by the hard-delete column (0 without one).
+    pub deleted_rows: u64,
+    /// Smallest and largest staged key, for an integer primary key with rows.
+    pub key_range: Option<KeyRange>,
+}
+
+impl StagedFacts {
+    /// No key is staged twice.
+    pub fn unique_keys(&self) -> bool {
+        self.distinct_keys == self.rows
+    }
+
+    /// Reads the one row of [`staged_facts_plan`]'s result.
+    pub fn from_batches(table: &Table, batches: &[arrow::record_batch::RecordBatch]) -> Result<Self> {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{DataType as ArrowType, Int64Type};
+        let batch = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::Unsupported {
+                message: format!("the staged-rows check of `{}` returned no row", table.name),
+            })?;
+        let value = |name: &str| -> Result<Option<i64>> {
+            let Some(index) = batch
+                .schema()
+                .fields()
+                .iter()
+                .position(|f| f.name().eq_ignore_ascii_case(name))
+            else {
+                return Ok(None);
+            };
+            let column = arrow::compute::cast(batch.column(index), &ArrowType::Int64)?;
+            let column = column.as_primitive::<Int64Type>();
+            Ok((!column.is_null(0)).then(|| column.value(0)))
+        };
+        let count = |name: &str| -> Result<u64> { Ok(value(name)?.unwrap_or(0).max(0).unsigned_abs()) };
+        let key_range = match (table.primary_key().first(), value(MIN_KEY)?, value(MAX_KEY)?) {
+            (Some(key), Some(min), Some(max)) => Some(KeyRange {
+                column: key.name.clone(),
+                min,
+                max,
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            rows: count(ROWS)?,
+            distinct_keys: count(KEYS)?,
+            deleted_rows: count(DELETED)?,
+            key_range,
+        })
+    }
+}
+
+/// The range the staged values of an integer key fall in. A final row outside it cannot match a
+/// staged row, so a match only needs to look at the rows inside: the scan of the final table
+/// filters them out before the join instead of probing every one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The key column (schema name).
+    pub column: String,
+    /// Smallest staged value.
+    pub min: i64,
+    /// Largest staged value.
+    pub max: i64,
+}
+
+impl KeyRange {
+    /// `qualifier.column BETWEEN min AND max`.
+    pub fn predicate(&self, b: &PlanBuilder<'_>, qualifier: &TableReference) -> Expr {
+        b.col(qualifier, &self.column).between(lit(self.min), lit(self.max))
+    }
+}
+
+const ROWS: &str = "staged_rows";
+const KEYS: &str = "staged_keys";
+const DELETED: &str = "deleted_rows";
+const MIN_KEY: &str = "min_key";
+const MAX_KEY: &str = "max_key";
+
+/// The query measuring a merge root's staging table: `rows, distinct keys, deleted rows[, min
+/// key, max key]`, for a table with a one-column primary key (none otherwise). Its answer lets
+/// the follow-up skip deduplication, narrow key matches to the staged key range, and move the
+/// staging table into an empty dataset instead of copying it.
+pub fn staged_facts_plan(dialect: &SqlDialect, table: &Table, staging: &TableRef) -> Result<Option<LogicalPlan>> {
+    use datafusion::functions_aggregate::count::count_all;
+    use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min};
+    let pk = table.primary_key();
+    let [key] = pk.as_slice() else {
+        return Ok(None);
+    };
+    let b = PlanBuilder::new(dialect);
+    let value = b.bare(&key.name);
+    let mut aggregates = vec![
+        count_all().alias(b.name(ROWS)),
+        count_distinct(value.clone()).alias(b.name(KEYS)),
+    ];
+    if let Some(hd) = hard_delete(table) {
+        // `count` skips the NULL of rows that are kept.
+        aggregates.push(count(when(hd.deleted(b.bare(&hd.column.name)), lit(1i64)).end()?).alias(b.name(DELETED)));
+    }
+    if key.data_type == Some(DataType::Bigint) {
+        aggregates.push(min(value.clone()).alias(b.name(MIN_KEY)));
+        aggregates.push(max(value).alias(b.name(MAX_KEY)));
+    }
+    Ok(Some(
+        b.scan(staging, table, None)?
+            .aggregate(Vec::<Expr>::new(), aggregates)?
+            .build()?,
+    ))
 }
 
 /// Builds plans for one dialect: names are case-folded by it, and the target alias follows its
@@ -447,8 +594,8 @@ pub fn merge_ops(dialect: &SqlDialect, input: &ChainInput<'_>, strategy: MergeSt
     let b = PlanBuilder::new(dialect);
     match strategy {
         MergeStrategy::DeleteInsert => delete_insert(&b, dialect, input),
-        MergeStrategy::Upsert => upsert(&b, input),
-        MergeStrategy::InsertOnly => insert_only(&b, input),
+        MergeStrategy::Upsert => upsert(&b, dialect, input),
+        MergeStrategy::InsertOnly => insert_only(&b, dialect, input),
         MergeStrategy::Scd2 => scd2(&b, input),
         MergeStrategy::Cdc => Err(Error::Unsupported {
             message: format!(
@@ -469,7 +616,8 @@ fn staged_rows(
     columns: &[String],
 ) -> Result<LogicalPlanBuilder> {
     let mut rows = b.scan(&input.staging_ref(&table.name), table, None)?;
-    if !keys.is_empty() && !table.stage_data_deduplicated {
+    let measured_unique = input.state.unique_keys(&table.name) && same_columns(keys, &table.primary_key());
+    if !keys.is_empty() && !table.stage_data_deduplicated && !measured_unique {
         rows = b.dedup(rows, table, keys)?;
     }
     if let Some(hd) = hard_delete(table) {
@@ -478,7 +626,53 @@ fn staged_rows(
     b.project_columns(rows, columns)
 }
 
+fn same_columns(a: &[&SchemaColumn], b: &[&SchemaColumn]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name)
+}
+
+/// The staged key range of `table`, when `keys` is the key it was measured on.
+fn range_of<'s>(input: &ChainInput<'s>, table: &Table, keys: &[&SchemaColumn]) -> Option<&'s KeyRange> {
+    input
+        .state
+        .key_range(&table.name)
+        .filter(|r| matches!(keys, [k] if k.name == r.column))
+}
+
+/// The merge of a chain that is only its root into an empty table it created, when the staged
+/// rows are already the result (keys unique, none deleted): the staging table takes the final
+/// table's place instead of being copied into it, which writes every row once instead of twice.
+fn move_into_empty(dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Option<Vec<FollowupOp>>> {
+    let root = input.root()?;
+    let name = &root.name;
+    let state = input.state;
+    if input.tables.len() != 1
+        || !dialect.supports_set_schema
+        || !state.new_tables.contains(name)
+        || !state.is_empty(name)
+        || !state.staged_is_result(name)
+    {
+        return Ok(None);
+    }
+    Ok(Some(vec![FollowupOp::MoveTable {
+        source: input.staging_ref(name),
+        dataset: input.dataset.to_string(),
+        unique_columns: unique_columns(root),
+    }]))
+}
+
+/// Columns of `table` with a `unique` hint.
+pub fn unique_columns(table: &Table) -> Vec<String> {
+    table
+        .complete_columns()
+        .filter(|c| c.unique)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+    if let Some(ops) = move_into_empty(dialect, input)? {
+        return Ok(ops);
+    }
     let root = input.root()?;
     let nested = input.nested()?;
     let pk = root.primary_key();
@@ -513,9 +707,13 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
         if !root_empty {
             for keys in &key_clauses {
                 let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
+                let predicate = match range_of(input, root, keys) {
+                    Some(range) => range.predicate(b, &target).and(exists(matched)),
+                    None => exists(matched),
+                };
                 ops.push(FollowupOp::Delete {
                     target: final_root.clone(),
-                    predicate: exists(matched),
+                    predicate,
                 });
             }
         }
@@ -547,9 +745,14 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
         });
         for (i, keys) in key_clauses.iter().enumerate() {
             let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
+            let scanned = b.relation(TARGET_ALIAS);
+            let predicate = match range_of(input, root, keys) {
+                Some(range) => range.predicate(b, &scanned).and(exists(matched)),
+                None => exists(matched),
+            };
             let query = b
                 .scan(&final_root, root, Some(TARGET_ALIAS))?
-                .filter(exists(matched))?
+                .filter(predicate)?
                 .project(vec![b.acol(TARGET_ALIAS, DLT_ID).alias(b.name(DLT_ID))])?
                 .build()?;
             ops.push(if i == 0 {
@@ -625,7 +828,10 @@ fn require_primary_key<'t>(root: &'t Table, strategy: &str) -> Result<Vec<&'t Sc
     Ok(pk)
 }
 
-fn upsert(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+    if let Some(ops) = move_into_empty(dialect, input)? {
+        return Ok(ops);
+    }
     let root = input.root()?;
     let pk = require_primary_key(root, "upsert")?;
     let columns = column_names(root);
@@ -653,7 +859,7 @@ fn upsert(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>
 
     // Deleted rows must still reach the MERGE (to delete their match), so only deduplicate.
     let mut source = b.scan(&input.staging_ref(&root.name), root, None)?;
-    if !root.stage_data_deduplicated {
+    if !root.stage_data_deduplicated && !input.state.unique_keys(&root.name) {
         source = b.dedup(source, root, &pk)?;
     }
     let source = b.project_columns(source, &columns)?.build()?;
@@ -666,6 +872,7 @@ fn upsert(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>
         update_columns: columns.clone(),
         insert_columns: columns,
         insert_when: hd.as_ref().map(|hd| hd.kept(s(&hd.column.name))),
+        target_range: range_of(input, root, &pk).cloned(),
     })));
 
     let staging_root = input.staging_ref(&root.name);
@@ -684,6 +891,7 @@ fn upsert(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>
             update_columns: columns.clone(),
             insert_columns: columns,
             insert_when: None,
+            target_range: None,
         })));
         // List elements that are gone from an updated root row.
         let qualifier = b.target_qualifier(&final_nested);
@@ -718,7 +926,10 @@ fn upsert(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>
     Ok(ops)
 }
 
-fn insert_only(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+fn insert_only(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+    if let Some(ops) = move_into_empty(dialect, input)? {
+        return Ok(ops);
+    }
     let root = input.root()?;
     let pk = require_primary_key(root, "insert-only")?;
     let root_empty = input.state.is_empty(&root.name);
@@ -730,7 +941,8 @@ fn insert_only(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<Follow
         let mut rows = staged_rows(b, input, table, &keys, &columns)?;
         if !root_empty {
             let source = b.relation(SOURCE_ALIAS);
-            let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &keys, None)?;
+            let range = range_of(input, table, &keys).map(|r| r.predicate(b, &b.relation(TARGET_ALIAS)));
+            let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &keys, range)?;
             rows = rows.alias(b.relation(SOURCE_ALIAS))?.filter(not_exists(seen))?;
             rows = rows.project(
                 columns

@@ -106,6 +106,8 @@ pub struct ChainPlan {
     pub tables: Vec<String>,
     /// Tables of the chain that have jobs in this package.
     pub tables_with_jobs: BTreeSet<String>,
+    /// Columns of the root's primary key.
+    pub primary_key_columns: usize,
 }
 
 /// The plan of one package.
@@ -188,6 +190,7 @@ impl PackagePlan {
             let include =
                 |t: &&Table| with_jobs.contains(t.name.as_str()) || (action != ChainAction::Append && t.seen_data);
             chains.push(ChainPlan {
+                primary_key_columns: root.primary_key().len(),
                 root: root.name.clone(),
                 action,
                 tables: chain_tables
@@ -253,15 +256,18 @@ impl PackagePlan {
     /// truncate-and-insert chains and the staging tables of staging chains (all of a chain's
     /// staging tables, so rows of an earlier package can never be copied again).
     pub fn init_statements(&self, dialect: &SqlDialect) -> Vec<SqlStatement> {
-        self.init_statements_for(dialect, self.chains.iter())
+        self.init_statements_for(dialect, self.chains.iter(), &BTreeSet::new())
     }
 
     /// [`PackagePlan::init_statements`] for some chains only: a resumed package must not empty a
-    /// chain some of whose jobs already committed.
+    /// chain some of whose jobs already committed. `new_tables` are the final tables this
+    /// package's migration created: the staging tables of merges that may be moved into them
+    /// stay logged (see [`PackagePlan::may_move_staging`]).
     pub fn init_statements_for<'a>(
         &'a self,
         dialect: &SqlDialect,
         chains: impl IntoIterator<Item = &'a ChainPlan>,
+        new_tables: &BTreeSet<String>,
     ) -> Vec<SqlStatement> {
         let mut statements = Vec::new();
         for chain in chains {
@@ -277,7 +283,7 @@ impl PackagePlan {
                     // dataset must be logged, or it would lose its rows in a crash.
                     statements.push(SqlStatement::SetLogged {
                         table: dialect.table_name(dataset, table),
-                        logged: self.swaps_staging(chain, dialect),
+                        logged: self.swaps_staging(chain, dialect) || self.may_move_staging(chain, dialect, new_tables),
                     });
                 }
             }
@@ -288,6 +294,20 @@ impl PackagePlan {
     /// Does `chain` finish by moving its staging tables into the dataset?
     fn swaps_staging(&self, chain: &ChainPlan, dialect: &SqlDialect) -> bool {
         chain.action == ChainAction::StagingOptimized && dialect.supports_set_schema
+    }
+
+    /// Might the merge of `chain` end by moving its staging table into the dataset? When it is
+    /// only a root table the migration created, with a one-column primary key (whose staged
+    /// values are checked for duplicates), with a strategy that inserts every staged row into an
+    /// empty table, on a destination that can move tables.
+    pub fn may_move_staging(&self, chain: &ChainPlan, dialect: &SqlDialect, new_tables: &BTreeSet<String>) -> bool {
+        matches!(
+            chain.action,
+            ChainAction::Merge(MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly)
+        ) && chain.tables.len() == 1
+            && chain.primary_key_columns == 1
+            && dialect.supports_set_schema
+            && new_tables.contains(&chain.root)
     }
 
     /// The staging dataset, when some chain loads into it.
@@ -320,6 +340,11 @@ impl PackagePlan {
                     ops.push(FollowupOp::MoveTable {
                         source: TableRef::new(&self.staging_dataset, name),
                         dataset: self.dataset.clone(),
+                        unique_columns: package
+                            .schema
+                            .table(name)
+                            .map(followup::unique_columns)
+                            .unwrap_or_default(),
                     });
                 }
             }

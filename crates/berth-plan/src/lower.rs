@@ -97,10 +97,21 @@ impl Lowering<'_> {
             FollowupOp::DropTable { target } => {
                 out.push(sql::drop_table(self.dialect, &target.dataset, &target.table).into());
             }
-            FollowupOp::MoveTable { source, dataset } => {
+            FollowupOp::MoveTable {
+                source,
+                dataset,
+                unique_columns,
+            } => {
                 if !self.dialect.supports_set_schema {
                     return Err(Error::Unsupported {
                         message: format!("{} cannot move a table between datasets", self.dialect.name),
+                    });
+                }
+                if self.dialect.unlogged_staging {
+                    // Nothing to do for a staging table that was logged from the start.
+                    out.push(SqlStatement::SetLogged {
+                        table: self.name(source),
+                        logged: true,
                     });
                 }
                 out.push(sql::drop_table(self.dialect, dataset, &source.table).into());
@@ -108,6 +119,15 @@ impl Lowering<'_> {
                     table: self.name(source),
                     schema: self.dialect.ident(dataset),
                 });
+                if self.dialect.create_unique_constraints {
+                    let moved = TableRef::new(dataset, &source.table);
+                    for column in unique_columns {
+                        out.push(SqlStatement::AddUnique {
+                            table: self.name(&moved),
+                            column: self.dialect.ident(column),
+                        });
+                    }
+                }
             }
         }
         Ok(())
@@ -172,12 +192,16 @@ impl Lowering<'_> {
     }
 
     fn key_match(&self, merge: &MergeInto) -> DfExpr {
-        merge
+        let keys = merge
             .on
             .iter()
             .map(|k| self.plans.acol(TARGET_ALIAS, k).eq(self.plans.acol(SOURCE_ALIAS, k)))
             .reduce(DfExpr::and)
-            .unwrap_or_else(|| lit(false))
+            .unwrap_or_else(|| lit(false));
+        match &merge.target_range {
+            Some(range) => keys.and(range.predicate(&self.plans, &self.plans.relation(TARGET_ALIAS))),
+            None => keys,
+        }
     }
 
     fn merge(&self, merge: &MergeInto) -> Result<Statement> {
@@ -278,7 +302,12 @@ impl Lowering<'_> {
             .filter(predicate)?
             .project(vec![lit(1i64).alias("one")])?
             .build()?;
-        out.push(self.delete(&merge.target, &exists(Arc::new(matched)))?.into());
+        let matched = exists(Arc::new(matched));
+        let predicate = match &merge.target_range {
+            Some(range) => range.predicate(&self.plans, &target).and(matched),
+            None => matched,
+        };
+        out.push(self.delete(&merge.target, &predicate)?.into());
         let mut rows = LogicalPlanBuilder::from(merge.source.clone()).alias(self.plans.relation(SOURCE_ALIAS))?;
         if let Some(when) = &merge.insert_when {
             rows = rows.filter(when.clone())?;

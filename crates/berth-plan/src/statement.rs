@@ -26,6 +26,14 @@ pub enum SqlStatement {
         /// `true`: crash-safe (WAL-logged); `false`: unlogged, for staging data.
         logged: bool,
     },
+    /// `ALTER TABLE <table> ADD UNIQUE (<column>)`: the constraint a `unique` column gets at
+    /// `CREATE TABLE`, added to a table that was built without it.
+    AddUnique {
+        /// The table.
+        table: ObjectName,
+        /// The column.
+        column: Ident,
+    },
 }
 
 impl From<Statement> for SqlStatement {
@@ -46,6 +54,7 @@ impl fmt::Display for SqlStatement {
                     if *logged { "LOGGED" } else { "UNLOGGED" }
                 )
             }
+            Self::AddUnique { table, column } => write!(f, "ALTER TABLE {table} ADD UNIQUE ({column})"),
         }
     }
 }
@@ -74,6 +83,11 @@ mod tests {
         assert_eq!(set.to_string(), r#"ALTER TABLE "ds_staging"."a""b" SET SCHEMA "ds""#);
         let unlogged = SqlStatement::SetLogged { table, logged: false };
         assert_eq!(unlogged.to_string(), r#"ALTER TABLE "ds_staging"."a""b" SET UNLOGGED"#);
+        let unique = SqlStatement::AddUnique {
+            table: ObjectName::from(vec![Ident::with_quote('"', "ds"), Ident::with_quote('"', "t")]),
+            column: Ident::with_quote('"', "_dlt_id"),
+        };
+        assert_eq!(unique.to_string(), r#"ALTER TABLE "ds"."t" ADD UNIQUE ("_dlt_id")"#);
         let ast: SqlStatement = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1")
             .unwrap()
             .remove(0)
