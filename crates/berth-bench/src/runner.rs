@@ -478,33 +478,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         let dataset = format!("berth_bench_{run}");
         let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
         destination.execute(drop.clone(), false).await?;
-        let run_dir = config.work_dir.join(format!("run-{run}"));
-        let _ = std::fs::remove_dir_all(&run_dir);
-        link_tree(&pristine, &run_dir.join(load_id))?;
-        let location =
-            PackageLocation::parse(&run_dir.join(load_id).to_string_lossy()).map_err(berth::loader::Error::from)?;
-        let options = LoaderOptions {
-            dataset: Some(dataset.clone()),
-            ..config.loader.clone()
-        };
-        let loader = Loader::new(Arc::clone(&destination)).with_options(options);
-
-        target.settle().await?;
-        reset_peak_rss();
-        let started = Instant::now();
-        let summary = loader.load(location).await?;
-        let elapsed = started.elapsed();
-        berth_rss = berth_rss.max(peak_rss());
-        if summary.status != PackageStatus::Loaded || summary.rows() != config.rows {
-            let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
-            return Err(Error::Config(format!(
-                "run {run}: the load ended {:?} with {} of {} rows: {}",
-                summary.status,
-                summary.rows(),
-                config.rows,
-                errors.join("; ")
-            )));
-        }
+        let (elapsed, rss) = timed_load(config, &destination, &target, &pristine, &dataset, config.rows).await?;
+        berth_rss = berth_rss.max(rss);
         berth_times.push(elapsed);
         tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
 
@@ -514,7 +489,6 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
             ceiling_times.push(ceiling);
         }
         destination.execute(drop, false).await?;
-        let _ = std::fs::remove_dir_all(&run_dir);
     }
 
     let case = |name: String, times: &[Duration], rss: Option<u64>| {

@@ -936,28 +936,42 @@ fn insert_only(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>
     let mut ops = Vec::new();
     for (i, table) in std::iter::once(root).chain(input.nested()?).enumerate() {
         let keys = if i == 0 { pk.clone() } else { vec![dlt_id(table)?] };
-        let columns = column_names(table);
-        let final_table = input.final_ref(&table.name);
-        let mut rows = staged_rows(b, input, table, &keys, &columns)?;
-        if !root_empty {
-            let source = b.relation(SOURCE_ALIAS);
-            let range = range_of(input, table, &keys).map(|r| r.predicate(b, &b.relation(TARGET_ALIAS)));
-            let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &keys, range)?;
-            rows = rows.alias(b.relation(SOURCE_ALIAS))?.filter(not_exists(seen))?;
-            rows = rows.project(
+        ops.push(insert_unseen(b, input, table, &keys, !root_empty)?);
+    }
+    Ok(ops)
+}
+
+/// `INSERT` of the staged rows of `table`, one per `keys`, without the ones whose keys the final
+/// table already holds (when `check_final`; an empty final table holds none).
+fn insert_unseen(
+    b: &PlanBuilder<'_>,
+    input: &ChainInput<'_>,
+    table: &Table,
+    keys: &[&SchemaColumn],
+    check_final: bool,
+) -> Result<FollowupOp> {
+    let columns = column_names(table);
+    let final_table = input.final_ref(&table.name);
+    let mut rows = staged_rows(b, input, table, keys, &columns)?;
+    if check_final {
+        let source = b.relation(SOURCE_ALIAS);
+        let range = range_of(input, table, keys).map(|r| r.predicate(b, &b.relation(TARGET_ALIAS)));
+        let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, keys, range)?;
+        rows = rows
+            .alias(b.relation(SOURCE_ALIAS))?
+            .filter(not_exists(seen))?
+            .project(
                 columns
                     .iter()
                     .map(|c| b.acol(SOURCE_ALIAS, c).alias(b.name(c)))
                     .collect::<Vec<_>>(),
             )?;
-        }
-        ops.push(FollowupOp::Insert {
-            target: final_table,
-            columns,
-            query: rows.build()?,
-        });
     }
-    Ok(ops)
+    Ok(FollowupOp::Insert {
+        target: final_table,
+        columns,
+        query: rows.build()?,
+    })
 }
 
 fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
@@ -1063,29 +1077,16 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
         query: rows.project(projection)?.build()?,
     });
 
-    // Nested tables are insert-only by their deterministic `_dlt_id`.
+    // Nested tables are insert-only by their deterministic `_dlt_id`; identical versions staged
+    // twice carry the same nested rows, so one of each is kept.
     for table in input.nested()? {
-        let columns = column_names(table);
-        let final_table = input.final_ref(&table.name);
-        // Identical versions staged twice carry the same nested rows: keep one of each.
-        let id = dlt_id(table)?;
-        let mut rows = staged_rows(b, input, table, &[id], &columns)?.alias(b.relation(SOURCE_ALIAS))?;
-        if !input.state.is_empty(&table.name) {
-            let source = b.relation(SOURCE_ALIAS);
-            let seen = b.correlated(&final_table, table, TARGET_ALIAS, &source, &[dlt_id(table)?], None)?;
-            rows = rows.filter(not_exists(seen))?;
-        }
-        let rows = rows.project(
-            columns
-                .iter()
-                .map(|c| b.acol(SOURCE_ALIAS, c).alias(b.name(c)))
-                .collect::<Vec<_>>(),
-        )?;
-        ops.push(FollowupOp::Insert {
-            target: final_table,
-            columns,
-            query: rows.build()?,
-        });
+        ops.push(insert_unseen(
+            b,
+            input,
+            table,
+            &[dlt_id(table)?],
+            !input.state.is_empty(&table.name),
+        )?);
     }
     Ok(ops)
 }
