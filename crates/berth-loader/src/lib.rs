@@ -256,6 +256,7 @@ impl Loader {
         };
         let plan = PackagePlan::new(&package, &options, &caps.plan_capabilities())?;
 
+        tracing::info!(load_id = %package.load_id, phase = "migrate", "migrating {dataset}");
         summary.migration = migrate(self.destination.as_ref(), &package, &plan).await?;
         if package.tracks_job_folders() && package.schema_update_pending {
             package
@@ -281,6 +282,7 @@ impl Loader {
         let new_tables = new_tables(&plan, &summary.migration);
         let init = plan.init_statements_for(&caps.dialect, fresh, &new_tables);
         if !init.is_empty() {
+            tracing::info!(load_id = %package.load_id, phase = "prepare", "emptying the tables jobs load into");
             self.destination.execute(init, caps.supports_transactions).await?;
         }
 
@@ -330,6 +332,7 @@ impl Loader {
                 .await?;
         }
 
+        tracing::info!(load_id = %package.load_id, phase = "jobs", "loading {} part(s)", units.len());
         let job_files: Vec<JobFile> = jobs.iter().map(|o| o.job.clone()).collect();
         let (package_ref, plan_ref, files) = (&package, &plan, &job_files);
         let mut results = futures::stream::iter(units)
@@ -367,6 +370,9 @@ impl Loader {
             if journal.iter().any(|e| e.job_id == key) {
                 continue;
             }
+            if chain.action.loads_to_staging() {
+                tracing::info!(load_id = %package.load_id, phase = "followup", "follow-up of {}", chain.root);
+            }
             let state = self.final_state(&package, &plan, chain, &new_tables).await?;
             let mut statements = plan.followup_statements(chain, &package, &caps.dialect, &state)?;
             if !statements.is_empty() {
@@ -382,7 +388,9 @@ impl Loader {
         }
 
         if failed_tables.is_empty() {
+            tracing::info!(load_id = %package.load_id, phase = "commit", "writing the load marker");
             complete_load(self.destination.as_ref(), &package, &dataset).await?;
+            tracing::info!(load_id = %package.load_id, phase = "finish", "committed; cleaning up");
             if plan.uses_staging() {
                 self.drop_staging(&dataset, &package.load_id).await;
             }

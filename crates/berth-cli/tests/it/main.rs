@@ -5,6 +5,8 @@ use std::process::{Command, Output};
 
 use berth_tests::{copy_tree, scenario_dir, testdata};
 
+mod crash;
+
 const QUICKSTART: &str = "1795381980.7559764";
 
 fn berth(dir: &Path, args: &[&str]) -> Output {

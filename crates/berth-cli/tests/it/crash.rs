@@ -1,0 +1,370 @@
+//! Exactly-once under crashes: `berth load` is killed with SIGKILL at seeded moments in every
+//! phase (migration, preparing, mid-COPY, between jobs, merge SQL, the commit, the clean-up), run
+//! again until it finishes, and the destination must then hold exactly the rows of an
+//! uninterrupted load of the same packages: nothing twice, nothing missing.
+//!
+//! Two packages load in a row: a merge table (delete-insert with duplicate keys in the package and
+//! a nested table) whose second package updates rows of the first, and an append table whose
+//! files load in row-group parts over two connections.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{Field, Schema};
+use berth::destination::Destination;
+use berth_tests::pg::PgCluster;
+use berth_tests::{copy_tree, table_rows};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+/// Kills at least this many runs across phases, per destination.
+const MIN_KILLS: usize = 20;
+
+const TABLES: [(&str, &[&str]); 3] = [
+    ("users", &["id", "name", "seq", "_dlt_load_id", "_dlt_id"]),
+    (
+        "users__tags",
+        &["value", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"],
+    ),
+    ("events", &["id", "payload", "_dlt_load_id", "_dlt_id"]),
+];
+
+fn schema() -> serde_json::Value {
+    let text = |name: &str, extra: serde_json::Value| {
+        let mut c = json!({"name": name, "data_type": "text", "nullable": false});
+        c.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        c
+    };
+    json!({
+        "name": "crash", "version": 1, "version_hash": "crash-1", "engine_version": 11,
+        "tables": {
+            "users": {
+                "name": "users", "write_disposition": "merge", "x-merge-strategy": "delete-insert",
+                "resource": "users", "x-normalizer": {"seen-data": true},
+                "columns": {
+                    "id": {"name": "id", "data_type": "bigint", "nullable": false, "primary_key": true},
+                    "name": {"name": "name", "data_type": "text", "nullable": true},
+                    "seq": {"name": "seq", "data_type": "bigint", "nullable": true, "dedup_sort": "desc"},
+                    "_dlt_load_id": text("_dlt_load_id", json!({})),
+                    "_dlt_id": text("_dlt_id", json!({"unique": true, "row_key": true})),
+                }
+            },
+            "users__tags": {
+                "name": "users__tags", "parent": "users", "x-normalizer": {"seen-data": true},
+                "columns": {
+                    "value": {"name": "value", "data_type": "text", "nullable": true},
+                    "_dlt_root_id": text("_dlt_root_id", json!({"root_key": true})),
+                    "_dlt_parent_id": text("_dlt_parent_id", json!({"parent_key": true})),
+                    "_dlt_list_idx": {"name": "_dlt_list_idx", "data_type": "bigint", "nullable": false},
+                    "_dlt_id": text("_dlt_id", json!({"unique": true, "row_key": true})),
+                }
+            },
+            "events": {
+                "name": "events", "write_disposition": "append", "resource": "events",
+                "x-normalizer": {"seen-data": true},
+                "columns": {
+                    "id": {"name": "id", "data_type": "bigint", "nullable": false},
+                    "payload": {"name": "payload", "data_type": "text", "nullable": true},
+                    "_dlt_load_id": text("_dlt_load_id", json!({})),
+                    "_dlt_id": text("_dlt_id", json!({"unique": true, "row_key": true})),
+                }
+            }
+        }
+    })
+}
+
+fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .expect("batch");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .build();
+    let file = std::fs::File::create(path).expect("create parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+fn strings(values: impl IntoIterator<Item = String>) -> ArrayRef {
+    let mut b = StringBuilder::new();
+    for v in values {
+        b.append_value(v);
+    }
+    Arc::new(b.finish())
+}
+
+fn ints(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
+    let mut b = Int64Builder::new();
+    for v in values {
+        b.append_option(v);
+    }
+    Arc::new(b.finish())
+}
+
+/// Package `index` (0 or 1) in `dir`; the second updates half of the first's users.
+fn write_package(dir: &Path, index: i64, rng: &mut ChaCha8Rng) {
+    let load_id = format!("1795500000.{}", index + 1);
+    let package = dir.join(&load_id);
+    let jobs = package.join("new_jobs");
+    std::fs::create_dir_all(&jobs).expect("mkdir");
+    std::fs::write(package.join("schema.json"), schema().to_string()).expect("schema");
+    let state = json!({"_state_version": 1, "_state_engine_version": 1,
+        "created_at": format!("2026-11-23T10:00:0{index}.000000+00:00")});
+    std::fs::write(package.join("load_package_state.json"), state.to_string()).expect("state");
+
+    // Users: 12,000 keys from index * 6,000 on, 2,000 of them staged twice.
+    let first = index * 6_000;
+    let mut ids: Vec<i64> = (first..first + 12_000).collect();
+    for _ in 0..2_000 {
+        ids.push(rng.random_range(first..first + 12_000));
+    }
+    let n = ids.len();
+    let dlt_ids: Vec<String> = (0..n).map(|r| format!("u{index}-{r}")).collect();
+    write_parquet(
+        &jobs.join(format!("users.{:010x}.0.parquet", 10 + index)),
+        vec![
+            ("id", ints(ids.iter().map(|i| Some(*i)))),
+            (
+                "name",
+                strings((0..n).map(|_| format!("n{}", rng.random_range(0..1000)))),
+            ),
+            ("seq", ints((0..n).map(|_| Some(rng.random_range(0..50))))),
+            ("_dlt_load_id", strings((0..n).map(|_| load_id.clone()))),
+            ("_dlt_id", strings(dlt_ids.clone())),
+        ],
+        4_000,
+    );
+    let (mut value, mut root, mut idx, mut tag_id) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (r, parent) in dlt_ids.iter().enumerate() {
+        for k in 0..(r % 3) as i64 {
+            value.push(format!("t{}", rng.random_range(0..20)));
+            root.push(parent.clone());
+            idx.push(Some(k));
+            tag_id.push(format!("t{index}-{r}-{k}"));
+        }
+    }
+    write_parquet(
+        &jobs.join(format!("users__tags.{:010x}.0.parquet", 20 + index)),
+        vec![
+            ("value", strings(value)),
+            ("_dlt_root_id", strings(root.clone())),
+            ("_dlt_parent_id", strings(root)),
+            ("_dlt_list_idx", ints(idx)),
+            ("_dlt_id", strings(tag_id)),
+        ],
+        4_000,
+    );
+    // Events: three files of 40,000 rows in row groups of 5,000.
+    for file in 0..3i64 {
+        let base = index * 1_000_000 + file * 100_000;
+        write_parquet(
+            &jobs.join(format!("events.{:010x}.0.parquet", 30 + index * 3 + file)),
+            vec![
+                ("id", ints((0..40_000).map(|r| Some(base + r)))),
+                (
+                    "payload",
+                    strings((0..40_000).map(|r| format!("payload {r} {}", rng.random_range(0..1_000_000)))),
+                ),
+                ("_dlt_load_id", strings((0..40_000).map(|_| load_id.clone()))),
+                ("_dlt_id", strings((0..40_000).map(|r| format!("e{base}-{r}")))),
+            ],
+            5_000,
+        );
+    }
+}
+
+fn packages(dir: &Path) -> PathBuf {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let out = dir.join("packages");
+    for index in 0..2 {
+        write_package(&out, index, &mut rng);
+    }
+    out
+}
+
+fn load_command(packages: &Path, destination: &str, dataset: &str, log: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(["load", &packages.to_string_lossy(), "--destination", destination])
+        .args(["--dataset", dataset, "--parallel", "2", "--split-mib", "0", "--json"])
+        .env("BERTH_LOG", "berth_loader=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    command
+}
+
+/// The phases the loader logs, in order (see `berth_loader`'s `phase` events).
+const PHASES: [&str; 6] = ["migrate", "prepare", "jobs", "followup", "commit", "finish"];
+
+fn phases_seen(log: &Path) -> Vec<String> {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        let _ = f.read_to_string(&mut text);
+    }
+    text.lines()
+        .filter_map(|l| l.split("phase=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+async fn rows_of(destination: &dyn Destination, dataset: &str) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (table, columns) in TABLES {
+        let (rows, _) = table_rows(destination, dataset, table, columns)
+            .await
+            .unwrap_or_else(|e| panic!("{dataset}.{table}: {e}"));
+        out.insert(table, rows);
+    }
+    let (loads, _) = table_rows(destination, dataset, "_dlt_loads", &["load_id", "status"])
+        .await
+        .unwrap_or_else(|e| panic!("{dataset}._dlt_loads: {e}"));
+    out.insert("_dlt_loads", loads);
+    out
+}
+
+/// Kills `berth load` at seeded moments until at least [`MIN_KILLS`] runs died, each round on a
+/// fresh dataset and package copy, and checks every round against an uninterrupted load.
+async fn kill_and_resume(url: &str, open: impl Fn() -> Arc<dyn Destination>, seed: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pristine = packages(dir.path());
+
+    let reference_copy = dir.path().join("reference");
+    copy_tree(&pristine, &reference_copy).expect("copy");
+    let log = dir.path().join("reference.log");
+    let started = Instant::now();
+    let status = load_command(&reference_copy, url, "reference", &log)
+        .status()
+        .expect("run berth");
+    let full = started.elapsed();
+    assert!(
+        status.success(),
+        "uninterrupted load: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let expected = rows_of(open().as_ref(), "reference").await;
+    assert_eq!(expected["_dlt_loads"].len(), 2);
+    assert!(expected["events"].len() == 240_000 && expected["users"].len() == 18_000);
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut kills: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total = 0;
+    let mut round = 0;
+    while total < MIN_KILLS {
+        assert!(round < 20, "only {total} kills landed in {round} rounds: {kills:?}");
+        let copy = dir.path().join(format!("round-{round}"));
+        copy_tree(&pristine, &copy).expect("copy");
+        let dataset = format!("crash_{round}");
+        for attempt in 0..8 {
+            // Kill at a random moment after the aimed phase began.
+            // Aim at each phase in turn, so every one of them gets its kills.
+            let target = PHASES[(total + attempt) % PHASES.len()];
+            let occurrence = rng.random_range(0..2usize);
+            let extra = if target == "jobs" {
+                full.mul_f64(rng.random_range(0.0..0.5))
+            } else {
+                Duration::from_millis(rng.random_range(0..40))
+            };
+            let log = dir.path().join(format!("round-{round}-{attempt}.log"));
+            let mut child = load_command(&copy, url, &dataset, &log).spawn().expect("spawn berth");
+            let deadline = Instant::now() + full * 3 + Duration::from_secs(10);
+            let mut aimed = None;
+            let exited = loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break Some(status);
+                }
+                let seen = phases_seen(&log);
+                if aimed.is_none() && seen.iter().filter(|p| *p == target).count() > occurrence {
+                    aimed = Some(Instant::now() + extra);
+                }
+                if aimed.is_some_and(|at| Instant::now() >= at) || Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            match exited {
+                Some(status) => {
+                    // It finished before the aimed moment: this round is done.
+                    assert!(
+                        status.success(),
+                        "round {round}: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                    break;
+                }
+                None => {
+                    child.kill().expect("SIGKILL");
+                    let _ = child.wait();
+                    let phase = phases_seen(&log).last().cloned().unwrap_or_else(|| "startup".into());
+                    *kills.entry(phase).or_default() += 1;
+                    total += 1;
+                }
+            }
+        }
+        // Then it runs to the end.
+        let log = dir.path().join(format!("round-{round}-final.log"));
+        let status = load_command(&copy, url, &dataset, &log).status().expect("run berth");
+        assert!(
+            status.success(),
+            "round {round} after kills: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let actual = rows_of(open().as_ref(), &dataset).await;
+        for (table, rows) in &expected {
+            let got = &actual[table];
+            if let Err(diff) = berth_tests::diff_rows(table, got, rows) {
+                panic!("round {round} ({kills:?}): {dataset}.{table} differs from an uninterrupted load\n{diff}");
+            }
+        }
+        round += 1;
+    }
+    eprintln!("{url}: {total} kills by phase: {kills:?}");
+    for phase in ["migrate", "jobs", "followup"] {
+        assert!(kills.contains_key(phase), "no kill landed in `{phase}`: {kills:?}");
+    }
+    assert!(
+        kills.contains_key("commit") || kills.contains_key("finish"),
+        "no kill landed at the commit: {kills:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_loads_resume_with_every_row_exactly_once_in_postgres() {
+    let cluster = PgCluster::start();
+    let url = cluster.database_url("crash");
+    let open_url = url.clone();
+    kill_and_resume(
+        &url,
+        move || Arc::new(berth::postgres::PostgresDestination::from_url(&open_url).expect("postgres")),
+        1,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_loads_resume_with_every_row_exactly_once_in_duckdb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("crash.duckdb");
+    let url = format!("duckdb:{}", file.display());
+    kill_and_resume(
+        &url,
+        move || Arc::new(berth::duckdb::DuckDbDestination::open(&file).expect("duckdb")),
+        2,
+    )
+    .await;
+}
