@@ -1,5 +1,5 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` in a temporary folder, a free port on
-//! loopback, fsync off, stopped and deleted on drop. Needs the server binaries (Debian's
+//! loopback, fsync and synchronous commit off (see [`PgCluster::configure`]), stopped and deleted on drop. Needs the server binaries (Debian's
 //! `postgresql` package; `scripts/test` installs it when missing).
 
 use std::net::TcpListener;
@@ -93,9 +93,33 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Fast and not durable (a test cluster), in postgresql.conf so that `configure` can
+        // change it.
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        std::fs::write(&conf, text).expect("write postgresql.conf");
         cluster.start_server();
         cluster.port = port;
         cluster
+    }
+
+    /// Sets a server parameter (`name = value` in postgresql.conf) and reloads the server.
+    /// `configure("synchronous_commit = on")` makes commits survive [`PgCluster::restart`].
+    pub fn configure(&self, setting: &str) {
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(setting);
+        text.push('\n');
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        let status = self
+            .command("pg_ctl")
+            .args(["-D"])
+            .arg(self.data_dir())
+            .arg("reload")
+            .stdout(Stdio::null())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "pg_ctl reload");
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -104,7 +128,7 @@ impl PgCluster {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             self.dir.path().display()
         );

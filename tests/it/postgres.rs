@@ -358,3 +358,122 @@ async fn tls_modes_follow_libpq() {
     let err = connects(&with(&plain, "sslmode=disable")).await.expect_err("no TLS");
     assert!(err.contains("pg_hba.conf") && !err.contains("unused-password"), "{err}");
 }
+
+/// Runs `sql` on `destination` and returns how many rows it gave.
+async fn query_count(destination: &dyn Destination, sql: &str) -> usize {
+    let statement =
+        berth::plan::sqlparser::parser::Parser::parse_sql(&berth::plan::sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .expect("parses")
+            .remove(0);
+    match destination.query(statement).await {
+        Ok(batches) => batches.iter().map(|b| b.num_rows()).sum(),
+        Err(_) => 0,
+    }
+}
+
+const ACTIVE_COPY: &str = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY %'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_backends_and_a_server_restart_mid_copy_are_retried_to_exact_rows() {
+    let cluster = Arc::new(PgCluster::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = 300_000;
+    let package = SyntheticPackage::new(Shape::Narrow, rows)
+        .with_row_group_rows(10_000)
+        .with_seed(3)
+        .write(dir.path())
+        .expect("package");
+    // A pristine copy for the second load (loading moves the job files).
+    let fresh = dir.path().join("again").join(package.file_name().expect("name"));
+    berth_tests::copy_tree(&package, &fresh).expect("copy");
+    let options = LoaderOptions {
+        split_min_bytes: 1,
+        parallel_jobs: 2,
+        max_attempts: 12,
+        retry_backoff: std::time::Duration::from_millis(100),
+        ..LoaderOptions::default()
+    };
+    let url = cluster.database_url("faults");
+    let pg: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("postgres"));
+    let check = |dataset: &'static str| {
+        let pg = Arc::clone(&pg);
+        async move {
+            let (ids, _) = table_rows(pg.as_ref(), dataset, "narrow", &["id"]).await.expect("rows");
+            let distinct: BTreeSet<&String> = ids.iter().collect();
+            assert_eq!(
+                (ids.len(), distinct.len()),
+                (rows as usize, rows as usize),
+                "{dataset}: every row exactly once"
+            );
+        }
+    };
+
+    // 1. Backends terminated mid-COPY (SQLSTATE 57P01): the parts retry on new connections.
+    let killer: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("postgres"));
+    let kills = tokio::spawn(async move {
+        let mut terminated = 0;
+        let started = std::time::Instant::now();
+        while terminated < 3 && started.elapsed() < std::time::Duration::from_secs(60) {
+            if query_count(killer.as_ref(), ACTIVE_COPY).await > 0 {
+                terminated += query_count(
+                    killer.as_ref(),
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE state = 'active' AND query LIKE 'COPY %'",
+                )
+                .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        terminated
+    });
+    let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
+    let summary = Loader::new(Arc::clone(&pg))
+        .with_options(LoaderOptions {
+            dataset: Some("terminated".into()),
+            ..options.clone()
+        })
+        .load(location())
+        .await
+        .expect("load survives terminated backends");
+    let terminated = kills.await.expect("killer");
+    assert!(terminated >= 1, "no COPY was caught to terminate");
+    assert_eq!(summary.status, PackageStatus::Loaded, "{:?}", summary.jobs);
+    assert!(summary.jobs.iter().any(|j| j.attempts > 1), "a part must have retried");
+    check("terminated").await;
+
+    // 2. The server stops dead (`pg_ctl -m immediate`) and starts again mid-COPY. Committed
+    // work must survive that, as on any production server: commits are made durable first.
+    cluster.configure("synchronous_commit = on");
+    let watcher: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("postgres"));
+    let restarter = {
+        let cluster = Arc::clone(&cluster);
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(60) {
+                if query_count(watcher.as_ref(), ACTIVE_COPY).await > 0 {
+                    tokio::task::spawn_blocking(move || cluster.restart())
+                        .await
+                        .expect("restart");
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            false
+        })
+    };
+    let summary = Loader::new(Arc::clone(&pg))
+        .with_options(LoaderOptions {
+            dataset: Some("restarted".into()),
+            ..options
+        })
+        .load(PackageLocation::parse(&fresh.to_string_lossy()).expect("location"))
+        .await
+        .expect("load survives a server restart");
+    assert!(
+        restarter.await.expect("restarter"),
+        "the server was never restarted mid-COPY"
+    );
+    assert_eq!(summary.status, PackageStatus::Loaded, "{:?}", summary.jobs);
+    assert!(summary.jobs.iter().any(|j| j.attempts > 1), "a part must have retried");
+    check("restarted").await;
+}
