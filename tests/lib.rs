@@ -238,6 +238,36 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Runs one PostgreSQL-dialect `sql` statement on `destination` and returns its rows with
+/// every value cast to text (NULL as `None`): for catalog checks in tests.
+pub async fn query_text(destination: &dyn Destination, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let statement =
+        berth::plan::sqlparser::parser::Parser::parse_sql(&berth::plan::sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .map_err(|e| format!("{sql}: {e}"))?
+            .remove(0);
+    let batches = destination.query(statement).await.map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &ArrowType::Utf8).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let text = c.as_string::<i32>();
+                        (!text.is_null(row)).then(|| text.value(row).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
 /// Rows of a destination table as canonical JSON, sorted.
 pub async fn table_rows(
     destination: &dyn Destination,

@@ -18,7 +18,7 @@ use berth::loader::{Loader, LoaderOptions};
 use berth::model::{LoadPackage, PackageLocation};
 use berth::plan::TableRef;
 use berth::plan::exec::MemoryCatalog;
-use berth_tests::{cell, table_rows};
+use berth_tests::{cell, query_text, table_rows};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -357,14 +357,7 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
             "SELECT constraint_name FROM information_schema.table_constraints \
              WHERE table_schema = '{dataset}' AND table_name = '{root}' AND constraint_type = 'UNIQUE'"
         );
-        let statement = berth::plan::sqlparser::parser::Parser::parse_sql(
-            &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
-            &sql,
-        )
-        .expect("sql")
-        .remove(0);
-        let batches = destination.query(statement).await.expect("constraints");
-        let count: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let count = query_text(destination.as_ref(), &sql).await.expect("constraints").len();
         assert_eq!(
             count, 1,
             "seed {seed}: {name} `{root}` should have one UNIQUE constraint"

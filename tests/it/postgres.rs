@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::array::Array;
 use async_trait::async_trait;
 use berth::destination::{Capabilities, Destination, ErrorKind, JobMetrics, JobPart, LoadJob};
 use berth::loader::{Loader, LoaderOptions, PackageStatus};
@@ -13,7 +12,7 @@ use berth::plan::sqlparser::ast::Statement;
 use berth::postgres::PostgresDestination;
 use berth_bench::synth::{Shape, SyntheticPackage};
 use berth_tests::pg::PgCluster;
-use berth_tests::{check_scenario, scenario_dir, table_rows};
+use berth_tests::{check_scenario, query_text, scenario_dir, table_rows};
 
 fn destination(cluster: &PgCluster, database: &str) -> Arc<dyn Destination> {
     Arc::new(PostgresDestination::from_url(&cluster.database_url(database)).expect("postgres url"))
@@ -57,32 +56,25 @@ async fn postgres_fixtures_end_with_dlts_rows() {
 
 /// (schema, table, relpersistence) of every user table.
 async fn table_persistence(destination: &dyn Destination) -> Vec<(String, String, String)> {
-    let query = berth::plan::sqlparser::parser::Parser::parse_sql(
-        &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
-        "SELECT n.nspname::text, c.relname::text, c.relpersistence::text FROM pg_class c \
+    let rows = query_text(
+        destination,
+        "SELECT n.nspname, c.relname, c.relpersistence::text FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
          AND n.nspname NOT LIKE 'pg_toast%'",
     )
-    .expect("parses")
-    .remove(0);
-    let batches = destination.query(query).await.expect("pg_class");
-    let mut out = Vec::new();
-    for batch in &batches {
-        let column = |i: usize| {
-            let array = batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .expect("text");
-            (0..array.len()).map(|r| array.value(r).to_string()).collect::<Vec<_>>()
-        };
-        let (a, b, c) = (column(0), column(1), column(2));
-        for i in 0..a.len() {
-            out.push((a[i].clone(), b[i].clone(), c[i].clone()));
-        }
-    }
-    out
+    .await
+    .expect("pg_class");
+    rows.into_iter()
+        .map(|r| {
+            let [schema, table, persistence] = <[Option<String>; 3]>::try_from(r).expect("three columns");
+            (
+                schema.unwrap_or_default(),
+                table.unwrap_or_default(),
+                persistence.unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,39 +100,19 @@ async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
     );
     // Staging tables have no UNIQUE constraints; the swapped-in tables get theirs back: every
     // final table with a `_dlt_id` (unique in dlt's schemas) has a UNIQUE constraint on it.
-    let triples = |sql: &str| {
-        let statement = berth::plan::sqlparser::parser::Parser::parse_sql(
-            &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
-            sql,
-        )
-        .expect("parses")
-        .remove(0);
+    let pairs = |sql: &'static str| {
         let dest = Arc::clone(&dest);
         async move {
-            let batches = dest.query(statement).await.expect("catalog");
-            let mut out = std::collections::BTreeSet::new();
-            for batch in &batches {
-                let column = |i: usize| {
-                    let array = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8).expect("cast");
-                    let array = array
-                        .as_any()
-                        .downcast_ref::<arrow::array::StringArray>()
-                        .expect("text")
-                        .clone();
-                    (0..array.len()).map(|r| array.value(r).to_string()).collect::<Vec<_>>()
-                };
-                let (a, b) = (column(0), column(1));
-                out.extend(a.into_iter().zip(b));
-            }
-            out
+            let rows = query_text(dest.as_ref(), sql).await.expect("catalog");
+            rows.into_iter().collect::<BTreeSet<_>>()
         }
     };
-    let with_id = triples(
+    let with_id = pairs(
         "SELECT table_schema::text, table_name::text FROM information_schema.columns \
          WHERE column_name = '_dlt_id' AND table_schema NOT LIKE '%staging%' AND table_name NOT LIKE '_dlt_%'",
     )
     .await;
-    let unique = triples(
+    let unique = pairs(
         "SELECT tc.table_schema::text, tc.table_name::text FROM information_schema.table_constraints tc \
          JOIN information_schema.constraint_column_usage cu ON cu.constraint_name = tc.constraint_name \
          AND cu.table_schema = tc.table_schema \
@@ -280,19 +252,12 @@ fn certificates() -> (String, String, String) {
 
 async fn connects(url: &str) -> Result<(), String> {
     let destination = PostgresDestination::from_url(url).map_err(|e| e.to_string())?;
-    let query = berth::plan::sqlparser::parser::Parser::parse_sql(
-        &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
+    let rows = query_text(
+        &destination,
         "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
     )
-    .expect("parses")
-    .remove(0);
-    let batches = destination.query(query).await.map_err(|e| e.to_string())?;
-    let array = batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
-        .expect("text");
-    if array.value(0) == "true" {
+    .await?;
+    if rows.first().and_then(|r| r.first()).cloned().flatten().as_deref() == Some("true") {
         Ok(())
     } else {
         Err("connected without TLS".into())
@@ -361,14 +326,7 @@ async fn tls_modes_follow_libpq() {
 
 /// Runs `sql` on `destination` and returns how many rows it gave.
 async fn query_count(destination: &dyn Destination, sql: &str) -> usize {
-    let statement =
-        berth::plan::sqlparser::parser::Parser::parse_sql(&berth::plan::sqlparser::dialect::PostgreSqlDialect {}, sql)
-            .expect("parses")
-            .remove(0);
-    match destination.query(statement).await {
-        Ok(batches) => batches.iter().map(|b| b.num_rows()).sum(),
-        Err(_) => 0,
-    }
+    query_text(destination, sql).await.map_or(0, |rows| rows.len())
 }
 
 const ACTIVE_COPY: &str = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY %'";

@@ -126,6 +126,28 @@ pub struct CaseReport {
     pub berth_ratio: Option<f64>,
 }
 
+impl CaseReport {
+    /// A case from its run times, with throughput at the median over `rows` and `bytes`.
+    fn measured(name: String, times: &[Duration], rows: u64, bytes: u64, rss: Option<u64>) -> Self {
+        let seconds = Stats::from(times);
+        let per_second = |amount: f64| {
+            if seconds.median > 0.0 {
+                amount / seconds.median
+            } else {
+                0.0
+            }
+        };
+        Self {
+            name,
+            rows_per_second: per_second(rows as f64),
+            mb_per_second: per_second(bytes as f64 / 1e6),
+            seconds,
+            peak_rss_bytes: rss,
+            berth_ratio: None,
+        }
+    }
+}
+
 /// A benchmark's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -365,24 +387,7 @@ async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) 
             destination.execute(drop, false).await?;
         }
     }
-    let case = |name: String, times: &[Duration], rows: u64, bytes: u64, rss: Option<u64>| {
-        let seconds = Stats::from(times);
-        let per_second = |amount: f64| {
-            if seconds.median > 0.0 {
-                amount / seconds.median
-            } else {
-                0.0
-            }
-        };
-        CaseReport {
-            name,
-            rows_per_second: per_second(rows as f64),
-            mb_per_second: per_second(bytes as f64 / 1e6),
-            seconds,
-            peak_rss_bytes: rss,
-            berth_ratio: None,
-        }
-    };
+    let case = CaseReport::measured;
     let (base_bytes, delta_bytes) = (parquet_size(&packages[0]), parquet_size(&packages[2]));
     let mut cases = vec![
         case(
@@ -492,22 +497,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     }
 
     let case = |name: String, times: &[Duration], rss: Option<u64>| {
-        let seconds = Stats::from(times);
-        let per_second = |amount: f64| {
-            if seconds.median > 0.0 {
-                amount / seconds.median
-            } else {
-                0.0
-            }
-        };
-        CaseReport {
-            name,
-            rows_per_second: per_second(config.rows as f64),
-            mb_per_second: per_second(parquet_bytes as f64 / 1e6),
-            seconds,
-            peak_rss_bytes: rss,
-            berth_ratio: None,
-        }
+        CaseReport::measured(name, times, config.rows, parquet_bytes, rss)
     };
     let mut cases = vec![case("berth append".into(), &berth_times, berth_rss)];
     if !ceiling_times.is_empty() {

@@ -5,9 +5,9 @@
 use berth_destination::{JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination};
 use std::collections::BTreeSet;
 
-use berth_model::{JobState, LoadPackage, MergeStrategy};
+use berth_model::{JobState, LoadPackage};
+use berth_plan::ChainPlan;
 use berth_plan::followup::{TableRef, staged_facts_plan};
-use berth_plan::{ChainAction, ChainPlan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
 
 use crate::Result;
@@ -161,11 +161,11 @@ fn staged_check(
     chain: &ChainPlan,
     dialect: &SqlDialect,
 ) -> Result<Option<SqlStatement>> {
-    let measured = matches!(
-        chain.action,
-        ChainAction::Merge(MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly)
-    );
-    let Some(root) = package.schema.table(&chain.root).filter(|_| measured) else {
+    let Some(root) = package
+        .schema
+        .table(&chain.root)
+        .filter(|_| chain.action.measures_staged_rows())
+    else {
         return Ok(None);
     };
     let staging = TableRef::new(&plan.staging_dataset, &root.name);

@@ -38,7 +38,7 @@ use berth_destination::{
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
-use berth_model::{FileFormat, JobFile, JobState, LoadPackage, MergeStrategy, PackageLocation, ReplaceStrategy};
+use berth_model::{FileFormat, JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
 use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, staging_dataset_name};
@@ -415,9 +415,9 @@ impl Loader {
         new_tables: &BTreeSet<String>,
     ) -> Result<FinalState> {
         let mut state = FinalState::default();
-        let ChainAction::Merge(strategy) = chain.action else {
+        if !matches!(chain.action, ChainAction::Merge(_)) {
             return Ok(state);
-        };
+        }
         for table in &chain.tables {
             // Checked even when created: a concurrent load may have filled it since.
             if is_empty_table(self.destination.as_ref(), &plan.dataset, table).await? {
@@ -427,12 +427,8 @@ impl Loader {
                 }
             }
         }
-        let measured = matches!(
-            strategy,
-            MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly
-        );
         let root = package.schema.table(&chain.root);
-        if let (true, Some(root)) = (measured, root) {
+        if let Some(root) = root.filter(|_| chain.action.measures_staged_rows()) {
             let dialect = &self.destination.capabilities().dialect;
             let staging = TableRef::new(&plan.staging_dataset, &root.name);
             if let Some(query) = staged_facts_plan(dialect, root, &staging)? {

@@ -88,6 +88,16 @@ pub enum ChainAction {
 }
 
 impl ChainAction {
+    /// Is this a merge whose staged root rows the loader measures before the follow-up (see
+    /// [`crate::followup::staged_facts_plan`])? The strategies that insert every staged row into
+    /// an empty table: delete-insert, upsert and insert-only.
+    pub fn measures_staged_rows(self) -> bool {
+        matches!(
+            self,
+            Self::Merge(MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly)
+        )
+    }
+
     /// Do this chain's jobs load into the staging dataset?
     pub fn loads_to_staging(self) -> bool {
         matches!(self, Self::InsertFromStaging | Self::StagingOptimized | Self::Merge(_))
@@ -301,10 +311,8 @@ impl PackagePlan {
     /// values are checked for duplicates), with a strategy that inserts every staged row into an
     /// empty table, on a destination that can move tables.
     pub fn may_move_staging(&self, chain: &ChainPlan, dialect: &SqlDialect, new_tables: &BTreeSet<String>) -> bool {
-        matches!(
-            chain.action,
-            ChainAction::Merge(MergeStrategy::DeleteInsert | MergeStrategy::Upsert | MergeStrategy::InsertOnly)
-        ) && chain.tables.len() == 1
+        chain.action.measures_staged_rows()
+            && chain.tables.len() == 1
             && chain.primary_key_columns == 1
             && dialect.supports_set_schema
             && new_tables.contains(&chain.root)
