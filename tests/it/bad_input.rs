@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use berth::destination::Destination;
 use berth::duckdb::DuckDbDestination;
-use berth::loader::{Loader, PackageStatus};
+use berth::loader::{Loader, LoaderOptions, PackageStatus};
 use berth::model::PackageLocation;
 use berth_tests::{copy_tree, scenario_dir, table_rows};
 
@@ -322,4 +322,140 @@ async fn arrow_ipc_files_and_streams_and_typed_jsonl_load() {
         .and_then(|j| j.error.clone())
         .expect("fails");
     assert!(error.contains("`surprise`") && error.contains("iiiiiiiiii"), "{error}");
+}
+
+async fn load_with(f: &Fixture, options: LoaderOptions) -> berth::loader::PackageSummary {
+    let location = PackageLocation::parse(&f.package.to_string_lossy()).expect("location");
+    Loader::new(Arc::clone(&f.destination))
+        .with_options(options)
+        .load(location)
+        .await
+        .expect("the package opens")
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_failed_jobs_go_to_failed_jobs_and_the_package_commits_without_them() {
+    let f = fixture();
+    let users = job(&f.package, "users.");
+    std::fs::write(&users, b"PAR1 truncated").expect("break");
+    let options = LoaderOptions {
+        allow_failed_jobs: true,
+        ..LoaderOptions::default()
+    };
+    let summary = load_with(&f, options).await;
+    assert_eq!(summary.status, PackageStatus::LoadedWithFailedJobs, "{summary:?}");
+    let name = users.file_name().expect("name").to_string_lossy().into_owned();
+    assert_eq!(
+        files_in(&f.package.join("failed_jobs")),
+        vec![name.clone(), format!("{name}.exception")]
+    );
+    let exception =
+        std::fs::read_to_string(f.package.join("failed_jobs").join(format!("{name}.exception"))).expect("read");
+    assert!(exception.contains(&name) && exception.contains(PACKAGE), "{exception}");
+    assert_eq!(count(&f, "users", "id").await.expect("users"), 0);
+    assert_eq!(count(&f, "users__tags", "value").await.expect("tags"), 12);
+    assert_eq!(count(&f, "_dlt_loads", "load_id").await.expect("loads"), 1);
+    assert!(files_in(&f.package.join(".pending_transitions")).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(f.package.join("package_completed.json")).expect("marker"),
+        "loaded"
+    );
+}
+
+/// A run with --allow-failed-jobs failed `users` and stopped before its commit.
+fn failed_before_the_commit() -> (Fixture, String) {
+    let f = fixture();
+    let users = job(&f.package, "users.");
+    let name = users.file_name().expect("name").to_string_lossy().into_owned();
+    std::fs::create_dir_all(f.package.join("failed_jobs")).expect("mkdir");
+    std::fs::rename(&users, f.package.join("failed_jobs").join(&name)).expect("fail it");
+    std::fs::write(
+        f.package.join("failed_jobs").join(format!("{name}.exception")),
+        "the destination refused it",
+    )
+    .expect("exception");
+    (f, name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_of_an_uncommitted_package_are_retried_unless_failures_are_allowed() {
+    // Allowed again: the job stays failed, with its error in the summary.
+    let (f, name) = failed_before_the_commit();
+    let options = LoaderOptions {
+        allow_failed_jobs: true,
+        ..LoaderOptions::default()
+    };
+    let summary = load_with(&f, options).await;
+    assert_eq!(summary.status, PackageStatus::LoadedWithFailedJobs, "{summary:?}");
+    let failed: Vec<_> = summary.failed_jobs().collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error.as_deref(), Some("the destination refused it"));
+    assert_eq!(count(&f, "users", "id").await.expect("users"), 0);
+    assert_eq!(
+        files_in(&f.package.join("failed_jobs")),
+        vec![name.clone(), format!("{name}.exception")]
+    );
+
+    // Not allowed: the job is queued again and, the file being fine, loads.
+    let (f, _) = failed_before_the_commit();
+    let summary = load_with(&f, LoaderOptions::default()).await;
+    assert_eq!(summary.status, PackageStatus::Loaded, "{summary:?}");
+    assert_eq!(count(&f, "users", "id").await.expect("users"), 12);
+    assert!(files_in(&f.package.join("failed_jobs")).is_empty());
+    let exceptions = files_in(&f.package.join(".exceptions"));
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    let text = std::fs::read_to_string(f.package.join(".exceptions").join(&exceptions[0])).expect("read");
+    assert_eq!(text, "retry: terminal\nthe destination refused it\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_transitions_are_replayed_and_cleared() {
+    // dlt's crash-safety markers: a job in started_jobs/ whose marker says `completed` was
+    // committed by the run that wrote it (dlt or berth) and is not loaded again; one whose marker
+    // says `failed` is queued again with its error.
+    let f = fixture();
+    let users = job(&f.package, "users.");
+    let tags = job(&f.package, "users__tags.");
+    std::fs::create_dir_all(f.package.join("started_jobs")).expect("mkdir");
+    std::fs::create_dir_all(f.package.join(".pending_transitions")).expect("mkdir");
+    for (file, marker) in [
+        (&users, r#"{"state": "completed", "failed_message": null}"#),
+        (&tags, r#"{"state": "failed", "failed_message": "boom"}"#),
+    ] {
+        let name = file.file_name().expect("name");
+        std::fs::rename(file, f.package.join("started_jobs").join(name)).expect("start");
+        std::fs::write(f.package.join(".pending_transitions").join(name), marker).expect("marker");
+    }
+    let summary = load_with(&f, LoaderOptions::default()).await;
+    assert_eq!(summary.status, PackageStatus::Loaded, "{summary:?}");
+    assert_eq!(
+        count(&f, "users", "id").await.expect("users"),
+        0,
+        "committed before: not loaded twice"
+    );
+    assert_eq!(count(&f, "users__tags", "value").await.expect("tags"), 12, "retried");
+    assert!(files_in(&f.package.join(".pending_transitions")).is_empty());
+    let completed = files_in(&f.package.join("completed_jobs"));
+    let users_name = users.file_name().expect("name").to_string_lossy().into_owned();
+    assert!(completed.contains(&users_name), "{completed:?}");
+    assert!(
+        completed
+            .iter()
+            .any(|n| n.starts_with("users__tags.") && n.contains(".1.")),
+        "retried with its retry count raised: {completed:?}"
+    );
+    let exceptions = files_in(&f.package.join(".exceptions"));
+    let text = std::fs::read_to_string(f.package.join(".exceptions").join(&exceptions[0])).expect("read");
+    assert_eq!(text, "retry: terminal\nboom\n");
 }

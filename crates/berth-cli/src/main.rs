@@ -31,9 +31,17 @@ enum Command {
     /// Load packages into a destination, in the order given.
     ///
     /// A PACKAGE is a package folder, a folder of packages (such as a dlt pipeline's
-    /// `load/normalized/`, loaded in load-id order), or a `file://` URL. Exits 0
-    /// only when every job of every package loaded; 3 when jobs failed (the package stays pending
-    /// and can be loaded again); 2 on bad arguments; 1 on any other error.
+    /// `load/normalized/`, loaded in load-id order), or a `file://` URL.
+    ///
+    /// Loading is exactly-once: a load that is killed, loses its connection or is interrupted
+    /// resumes where it stopped when run again, and a package that is already loaded is skipped.
+    /// Ctrl-C (or SIGTERM) stops starting jobs, lets the running ones finish or roll back, and
+    /// leaves the package to resume; a second Ctrl-C stops at once (still safe to resume).
+    ///
+    /// Exit status: 0 every package loaded; 3 jobs failed and their package stays pending (fix
+    /// the cause and load again; `berth package show` lists the errors); 4 packages were
+    /// committed without jobs that failed (--allow-failed-jobs); 130 interrupted; 2 bad
+    /// arguments; 1 any other error.
     Load(LoadArgs),
     /// Measure load throughput against a destination, next to the destination's own limit.
     ///
@@ -81,6 +89,11 @@ struct LoadArgs {
     /// Attempts per job when the destination reports a transient error.
     #[arg(long, default_value_t = berth::loader::DEFAULT_MAX_ATTEMPTS)]
     max_attempts: u32,
+    /// Commit a package even when some of its jobs fail terminally (bad data, a type the table
+    /// cannot take): those jobs move to the package's failed_jobs/ with their error and their rows
+    /// are not loaded (dlt's raise_on_failed_jobs=false). By default the package stays pending.
+    #[arg(long)]
+    allow_failed_jobs: bool,
     #[command(flatten)]
     tuning: Tuning,
     /// Print the load summary as JSON on stdout (and no progress bar).
@@ -191,6 +204,10 @@ enum PackageCommand {
 
 /// Exit status when some jobs failed and their packages stay pending.
 const EXIT_JOBS_FAILED: u8 = 3;
+/// Exit status when packages were committed without jobs that failed (--allow-failed-jobs).
+const EXIT_LOADED_WITH_FAILED_JOBS: u8 = 4;
+/// Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 fn parse_replace_strategy(s: &str) -> Result<ReplaceStrategy, String> {
     s.parse()
@@ -234,19 +251,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn load(args: LoadArgs) -> Result<ExitCode> {
     let destination = berth::open_destination(&args.destination)?;
     let locations = resolve_locations(&args.packages)?;
+    let total = locations.len();
     let mut options = LoaderOptions {
         dataset: args.dataset,
         replace_strategy: args.replace_strategy,
         parallel_jobs: args.parallel.max(1),
         max_attempts: args.max_attempts.max(1),
+        allow_failed_jobs: args.allow_failed_jobs,
         ..LoaderOptions::default()
     };
     args.tuning.apply(&mut options);
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let progress = Arc::new(render::ProgressBars::new(show_progress));
+    let cancel = berth::loader::CancellationToken::new();
+    tokio::spawn(stop_on_signals(cancel.clone(), Arc::clone(&progress)));
     let loader = Loader::new(destination)
         .with_options(options)
-        .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>);
+        .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
+        .with_cancel(cancel.clone());
     let summary = loader.load_all(locations).await.context("load failed")?;
     progress.finish();
     if args.json {
@@ -254,11 +276,47 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     } else {
         render::print_summary(&summary);
     }
-    Ok(if summary.all_loaded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_JOBS_FAILED)
-    })
+    Ok(
+        if summary.interrupted() || (cancel.is_cancelled() && !summary.all_loaded()) {
+            ExitCode::from(EXIT_INTERRUPTED)
+        } else if cancel.is_cancelled() && summary.packages.len() < total {
+            eprintln!("interrupted: packages after the last one shown were not loaded; load them again");
+            ExitCode::from(EXIT_INTERRUPTED)
+        } else if summary.any_pending() {
+            ExitCode::from(EXIT_JOBS_FAILED)
+        } else if summary.has_failed_jobs() {
+            ExitCode::from(EXIT_LOADED_WITH_FAILED_JOBS)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// First Ctrl-C or SIGTERM: stop starting jobs (`cancel`), let running ones finish. Second: exit
+/// at once; the journal in the destination makes that as safe as a crash.
+async fn stop_on_signals(cancel: berth::loader::CancellationToken, progress: Arc<render::ProgressBars>) {
+    let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return;
+    };
+    let mut signal = async || {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            s = terminate.recv() => s.is_some(),
+        }
+    };
+    if !signal().await {
+        return;
+    }
+    progress.finish();
+    eprintln!(
+        "interrupted: finishing the jobs that are loading and starting no new ones; the package resumes on the \
+         next run (press Ctrl-C again to stop at once)"
+    );
+    cancel.cancel();
+    if signal().await {
+        eprintln!("stopped; load the package again to resume it");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }
 }
 
 async fn plan(args: PlanArgs) -> Result<ExitCode> {

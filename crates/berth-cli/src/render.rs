@@ -93,8 +93,12 @@ pub fn print_summary(summary: &LoadSummary) {
     for package in &summary.packages {
         let status = match package.status {
             PackageStatus::Loaded => "LOADED",
+            PackageStatus::LoadedWithFailedJobs => {
+                "LOADED WITH FAILED JOBS (their rows are not loaded; see failed_jobs/)"
+            }
             PackageStatus::AlreadyLoaded => "ALREADY LOADED (nothing to do)",
             PackageStatus::Pending => "PENDING (jobs failed; load it again to retry them)",
+            PackageStatus::Interrupted => "INTERRUPTED (load it again to resume)",
         };
         println!(
             "Package {} ({}) into dataset `{}` at {}: {status}",
@@ -136,6 +140,12 @@ pub fn print_summary(summary: &LoadSummary) {
                 m.added_columns.len()
             );
         }
+        if package.interrupted_jobs > 0 {
+            println!(
+                "{} job(s) were left unfinished by the interruption; their committed parts stay",
+                package.interrupted_jobs
+            );
+        }
         if package.previously_completed_jobs > 0 {
             println!(
                 "{} job(s) had been loaded by an earlier run",
@@ -153,31 +163,45 @@ pub fn print_summary(summary: &LoadSummary) {
     }
 }
 
+/// Rows in a data job file; `None` for other formats.
+async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile) -> Result<Option<u64>> {
+    Ok(match job.name.format {
+        FileFormat::Parquet => Some(read::inspect_parquet(package, job).await?.num_rows),
+        f if f.is_data() => {
+            let reader = read::open_job(package, job, &ReadOptions::default()).await?;
+            Some(
+                reader
+                    .stream
+                    .try_fold(0u64, |n, b| async move { Ok(n + b.num_rows() as u64) })
+                    .await?,
+            )
+        }
+        _ => None,
+    })
+}
+
 pub async fn show_package(location: &str, json: bool) -> Result<()> {
     let package = LoadPackage::open(PackageLocation::parse(location)?).await?;
     let mut jobs = Vec::new();
     for job in &package.jobs {
-        let rows = match job.name.format {
-            FileFormat::Parquet => Some(read::inspect_parquet(&package, job).await?.num_rows),
-            f if f.is_data() => {
-                let reader = read::open_job(&package, job, &ReadOptions::default()).await?;
-                Some(
-                    reader
-                        .stream
-                        .try_fold(0u64, |n, b| async move { Ok(n + b.num_rows() as u64) })
-                        .await?,
-                )
-            }
-            _ => None,
+        // A file that cannot be read is shown, not fatal: `package show` is how one finds it.
+        let (rows, unreadable) = match count_rows(&package, job).await {
+            Ok(rows) => (rows, None),
+            Err(e) => (None, Some(e.to_string())),
         };
+        let failure = package.job_failure(job).await?;
         jobs.push(serde_json::json!({
             "file": job.name.to_string(),
+            "path": job.relative_path(),
             "table": job.name.table,
             "format": job.name.format.as_str(),
             "state": job.state.to_string(),
             "retry_count": job.name.retry_count,
             "bytes": job.size,
             "rows": rows,
+            "unreadable": unreadable,
+            "error": failure.as_ref().map(|f| &f.message),
+            "error_kind": failure.as_ref().map(|f| f.kind),
         }));
     }
     let state = match (&package.completed, package.jobs_in(JobState::New).count()) {
@@ -195,6 +219,7 @@ pub async fn show_package(location: &str, json: bool) -> Result<()> {
             "dataset": package.default_dataset(),
             "created_at": package.state.created_at.map(|t| t.to_rfc3339()),
             "state": state,
+            "pending_transitions": package.pending_transitions.len(),
             "jobs": jobs,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -242,6 +267,21 @@ pub async fn show_package(location: &str, json: bool) -> Result<()> {
         ]);
     }
     println!("{table}");
+    for job in &jobs {
+        if let Some(problem) = job["unreadable"].as_str() {
+            println!("UNREADABLE {}: {problem}", job["path"].as_str().unwrap_or_default());
+        }
+        let Some(error) = job["error"].as_str() else { continue };
+        let what = match (job["state"].as_str(), job["error_kind"].as_str()) {
+            (Some("failed"), _) => "FAILED",
+            (_, Some("terminal")) => "FAILED (queued again)",
+            _ => "RETRYING after a transient error",
+        };
+        println!("{what} {}:", job["path"].as_str().unwrap_or_default());
+        for line in error.lines() {
+            println!("  {line}");
+        }
+    }
     Ok(())
 }
 

@@ -18,10 +18,16 @@
 //! ```
 //!
 //! Job states follow dlt's protocol on packages whose folder can be renamed atomically (local
-//! disk): `new_jobs → started_jobs → completed_jobs`; a job that failed terminally goes back to
+//! disk): `new_jobs → started_jobs → completed_jobs`, with a `.pending_transitions/` marker
+//! between the destination's commit and the folder move. A job that failed goes back to
 //! `new_jobs` with its retry count raised and a `.exceptions/` file whose first line is
-//! `retry: terminal`, leaving the package pending, as dlt 1.31 does. Packages on object stores are
-//! never modified.
+//! `retry: terminal` (or `transient`), leaving the package pending, as dlt 1.31 does; with
+//! [`LoaderOptions::allow_failed_jobs`] a terminally failed job goes to `failed_jobs/` next to a
+//! `.exception` file and the package is committed without it (dlt's `raise_on_failed_jobs=false`).
+//! Packages on object stores are never modified.
+//!
+//! Cancelling the loader's [`CancellationToken`] (the CLI does on Ctrl-C) stops it starting new
+//! jobs; jobs already loading finish or roll back, and the package stays resumable.
 
 pub mod explain;
 mod progress;
@@ -38,7 +44,10 @@ use berth_destination::{
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
-use berth_model::{FileFormat, JobFile, JobState, LoadPackage, PackageLocation, ReplaceStrategy};
+use berth_model::{
+    FailureKind, FileFormat, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition,
+    ReplaceStrategy,
+};
 use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, staging_dataset_name};
@@ -46,6 +55,7 @@ use futures::StreamExt;
 
 pub use progress::{NoProgress, Progress};
 pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, TableSummary};
+pub use tokio_util::sync::CancellationToken;
 
 /// Default number of jobs loading at once.
 pub const DEFAULT_PARALLEL_JOBS: usize = berth_destination::DEFAULT_PARALLEL_JOBS;
@@ -109,6 +119,9 @@ pub struct LoaderOptions {
     /// Keep each load's staging dataset after the commit (for inspecting what a merge saw);
     /// by default it is dropped.
     pub keep_staging: bool,
+    /// Commit a package whose jobs failed terminally without those jobs (they go to
+    /// `failed_jobs/`); by default the package stays pending until every job loads.
+    pub allow_failed_jobs: bool,
 }
 
 impl Default for LoaderOptions {
@@ -122,6 +135,7 @@ impl Default for LoaderOptions {
             read_options: ReadOptions::default(),
             split_min_bytes: DEFAULT_SPLIT_MIN_BYTES,
             keep_staging: false,
+            allow_failed_jobs: false,
         }
     }
 }
@@ -132,6 +146,7 @@ pub struct Loader {
     destination: Arc<dyn Destination>,
     options: LoaderOptions,
     progress: Arc<dyn Progress>,
+    cancel: CancellationToken,
 }
 
 /// A job while its parts load.
@@ -142,6 +157,8 @@ struct JobOutcome {
     attempts: u32,
     started: Instant,
     error: Option<berth_destination::Error>,
+    /// A part was not started because the load was cancelled.
+    cancelled: bool,
 }
 
 impl JobOutcome {
@@ -153,6 +170,7 @@ impl JobOutcome {
             attempts: 0,
             started: Instant::now(),
             error: None,
+            cancelled: false,
         }
     }
 }
@@ -160,6 +178,28 @@ impl JobOutcome {
 struct UnitOutcome {
     result: std::result::Result<JobMetrics, berth_destination::Error>,
     attempts: u32,
+    cancelled: bool,
+}
+
+impl UnitOutcome {
+    fn cancelled(attempts: u32) -> Self {
+        Self {
+            result: Ok(JobMetrics::default()),
+            attempts,
+            cancelled: true,
+        }
+    }
+}
+
+/// How a job's failure is handled.
+fn failure_of(error: &berth_destination::Error) -> JobFailure {
+    JobFailure {
+        kind: match error.kind() {
+            ErrorKind::Transient => FailureKind::Transient,
+            _ => FailureKind::Terminal,
+        },
+        message: error.to_string(),
+    }
 }
 
 /// The journal key of a chain's follow-up statements.
@@ -174,7 +214,14 @@ impl Loader {
             destination,
             options: LoaderOptions::default(),
             progress: Arc::new(NoProgress),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Stops starting jobs once `cancel` is cancelled; see the crate docs.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Sets the options.
@@ -200,8 +247,11 @@ impl Loader {
         let started = Instant::now();
         let mut packages = Vec::new();
         for location in locations {
+            if self.cancel.is_cancelled() {
+                break;
+            }
             let summary = self.load(location).await?;
-            let stop = summary.status == PackageStatus::Pending;
+            let stop = matches!(summary.status, PackageStatus::Pending | PackageStatus::Interrupted);
             packages.push(summary);
             if stop {
                 break;
@@ -237,6 +287,7 @@ impl Loader {
             return Ok(summary);
         }
 
+        let package = self.reconcile_folders(package).await?;
         for job in &package.jobs {
             if job.name.format.is_data() && !caps.loader_formats.contains(&job.name.format) {
                 return Err(berth_model::Error::UnknownFormat {
@@ -293,12 +344,18 @@ impl Loader {
             .cloned()
             .collect();
         summary.record_completed(package.jobs_in(JobState::Completed));
+        // Jobs in `failed_jobs/` now failed in an earlier run that allowed failed jobs.
+        for job in package.jobs_in(JobState::Failed) {
+            let failure = package.job_failure(job).await?;
+            summary.push_job(JobSummary::previously_failed(&package, job, failure));
+        }
         self.progress.package_started(&package, pending.len());
 
         let parallel = caps
             .max_parallel_jobs
             .map_or(self.options.parallel_jobs, |m| m.min(self.options.parallel_jobs))
             .max(1);
+        // Tables with a job that failed and keeps the package pending.
         let mut failed_tables = std::collections::BTreeSet::new();
         let mut jobs = Vec::new();
         let mut units = Vec::new();
@@ -336,14 +393,19 @@ impl Loader {
         let job_files: Vec<JobFile> = jobs.iter().map(|o| o.job.clone()).collect();
         let (package_ref, plan_ref, files) = (&package, &plan, &job_files);
         let mut results = futures::stream::iter(units)
-            .map(
-                |(index, part)| async move { (index, self.run_unit(package_ref, plan_ref, &files[index], part).await) },
-            )
+            .map(|(index, part)| async move {
+                // Checked as each part is about to start: a cancelled load starts nothing new.
+                if self.cancel.is_cancelled() {
+                    return (index, UnitOutcome::cancelled(0));
+                }
+                (index, self.run_unit(package_ref, plan_ref, &files[index], part).await)
+            })
             .buffer_unordered(parallel);
         while let Some((index, unit)) = results.next().await {
             let outcome = &mut jobs[index];
             outcome.remaining -= 1;
             outcome.attempts = outcome.attempts.max(unit.attempts);
+            outcome.cancelled |= unit.cancelled;
             match unit.result {
                 Ok(metrics) => outcome.rows += metrics.rows,
                 Err(e) => {
@@ -353,18 +415,30 @@ impl Loader {
                 }
             }
             if outcome.remaining == 0 {
+                if outcome.cancelled && outcome.error.is_none() {
+                    // Not all of it ran: it stays in `started_jobs/`; its committed parts are in
+                    // the journal and the next run loads the rest.
+                    summary.interrupted_jobs += 1;
+                    continue;
+                }
                 let result = outcome.error.take().map_or(Ok(()), Err);
                 self.finish_job(&package, &mut summary, &mut failed_tables, outcome, result)
                     .await?;
             }
         }
         drop(results);
+        if self.cancel.is_cancelled() {
+            return Ok(self.interrupted(summary, started));
+        }
 
         // A chain's follow-up runs once all its jobs loaded, exactly once: its journal row commits
         // with it.
         for chain in &plan.chains {
             if chain.tables_with_jobs.iter().any(|t| failed_tables.contains(t)) {
                 continue;
+            }
+            if self.cancel.is_cancelled() {
+                return Ok(self.interrupted(summary, started));
             }
             let key = followup_key(chain);
             if journal.iter().any(|e| e.job_id == key) {
@@ -395,13 +469,88 @@ impl Loader {
                 self.drop_staging(&dataset, &package.load_id).await;
             }
             self.finish_folders(&package).await?;
-            summary.status = PackageStatus::Loaded;
+            summary.status = if summary.failed_jobs().next().is_some() {
+                PackageStatus::LoadedWithFailedJobs
+            } else {
+                PackageStatus::Loaded
+            };
         } else {
             summary.status = PackageStatus::Pending;
         }
         summary.elapsed = started.elapsed();
         self.progress.package_finished(&summary);
         Ok(summary)
+    }
+
+    /// Ends a load that was cancelled before its commit: nothing more runs, the package stays
+    /// resumable.
+    fn interrupted(&self, mut summary: PackageSummary, started: Instant) -> PackageSummary {
+        tracing::warn!(load_id = %summary.load_id, "interrupted before the commit; the package resumes on the next run");
+        summary.status = PackageStatus::Interrupted;
+        summary.elapsed = started.elapsed();
+        self.progress.package_finished(&summary);
+        summary
+    }
+
+    /// Brings the job folders of a resumed package in line with what happened: replays the
+    /// `.pending_transitions/` markers of a run that stopped between a commit and a folder move,
+    /// and, unless failed jobs are allowed, queues jobs in `failed_jobs/` again (they failed in a
+    /// run that allowed failed jobs but stopped before its commit). Reopens the package when
+    /// anything moved.
+    async fn reconcile_folders(&self, package: LoadPackage) -> Result<LoadPackage> {
+        if !package.tracks_job_folders() {
+            return Ok(package);
+        }
+        let mut moved = false;
+        for (file, transition) in &package.pending_transitions {
+            let started = package
+                .jobs
+                .iter()
+                .find(|j| j.state == JobState::Started && j.name.to_string() == *file);
+            if let Some(job) = started {
+                if transition.state == "completed" {
+                    package.move_job(job, JobState::Completed).await?;
+                } else {
+                    let failure = JobFailure {
+                        kind: FailureKind::Terminal,
+                        message: transition.failed_message.clone().unwrap_or_default(),
+                    };
+                    self.settle_failed(&package, job, &failure).await?;
+                }
+            }
+            package.clear_pending_transition(file).await?;
+            moved = true;
+        }
+        if !self.options.allow_failed_jobs {
+            for job in package.jobs_in(JobState::Failed) {
+                let failure = package.job_failure(job).await?.unwrap_or(JobFailure {
+                    kind: FailureKind::Terminal,
+                    message: String::new(),
+                });
+                package.requeue_job(job, &failure).await?;
+                moved = true;
+            }
+        }
+        if moved {
+            return Ok(LoadPackage::open(package.location.clone()).await?);
+        }
+        Ok(package)
+    }
+
+    /// Moves a failed job where dlt's protocol puts it: `failed_jobs/` when failed jobs are
+    /// allowed and the failure is terminal, else back to `new_jobs/` for the next run.
+    async fn settle_failed(&self, package: &LoadPackage, job: &JobFile, failure: &JobFailure) -> Result<()> {
+        if self.accepts(failure) {
+            package.fail_job(job, &failure.message).await?;
+        } else {
+            package.requeue_job(job, failure).await?;
+        }
+        Ok(())
+    }
+
+    /// Is a job that failed this way left out of the package rather than keeping it pending?
+    fn accepts(&self, failure: &JobFailure) -> bool {
+        self.options.allow_failed_jobs && failure.kind == FailureKind::Terminal
     }
 
     /// What the follow-up of `chain` may assume: which final tables are empty (and which of
@@ -506,6 +655,7 @@ impl Loader {
             return UnitOutcome {
                 result: Err(error.into()),
                 attempts: 0,
+                cancelled: false,
             };
         };
         let dataset = plan.job_dataset(&table.name);
@@ -525,12 +675,19 @@ impl Loader {
                 Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {
                     let wait = backoff(self.options.retry_backoff, attempts);
                     tracing::warn!(job = %job.name, %part, attempt = attempts, "transient error, retrying in {wait:?}: {e}");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.cancel.cancelled() => return UnitOutcome::cancelled(attempts),
+                    }
                 }
                 other => break other,
             }
         };
-        UnitOutcome { result, attempts }
+        UnitOutcome {
+            result,
+            attempts,
+            cancelled: false,
+        }
     }
 
     /// Records a finished job: folder move (or requeue when it failed), summary, progress.
@@ -556,56 +713,39 @@ impl Loader {
         match &result {
             Ok(_) => {
                 if package.tracks_job_folders() {
+                    // dlt's protocol: the marker says "committed" until the file has moved.
+                    let transition = PendingTransition {
+                        state: "completed".into(),
+                        failed_message: None,
+                    };
+                    package.write_pending_transition(&outcome.job, &transition).await?;
                     package.move_job(&outcome.job, JobState::Completed).await?;
+                    package.clear_pending_transition(&outcome.job.name.to_string()).await?;
                 }
             }
             Err(e) => {
-                failed_tables.insert(outcome.job.name.table.clone());
+                let failure = failure_of(e);
+                if !self.accepts(&failure) {
+                    failed_tables.insert(outcome.job.name.table.clone());
+                }
                 if package.tracks_job_folders() {
-                    self.requeue_failed(package, &outcome.job, e).await?;
+                    let terminal = failure.kind == FailureKind::Terminal;
+                    if terminal {
+                        let transition = PendingTransition {
+                            state: "failed".into(),
+                            failed_message: Some(failure.message.clone()),
+                        };
+                        package.write_pending_transition(&outcome.job, &transition).await?;
+                    }
+                    self.settle_failed(package, &outcome.job, &failure).await?;
+                    if terminal {
+                        package.clear_pending_transition(&outcome.job.name.to_string()).await?;
+                    }
                 }
             }
         }
         self.progress.job_finished(&job_summary);
         summary.push_job(job_summary);
-        Ok(())
-    }
-
-    /// dlt 1.31's terminal-failure protocol: back to `new_jobs` with the retry count raised, and an
-    /// `.exceptions/` file saying why. The package stays pending; a later run retries the job.
-    async fn requeue_failed(
-        &self,
-        package: &LoadPackage,
-        job: &JobFile,
-        error: &berth_destination::Error,
-    ) -> Result<()> {
-        let retry = if error.kind() == ErrorKind::Transient {
-            "transient"
-        } else {
-            "terminal"
-        };
-        let exception = format!(
-            "{}/{}.{}.{}.exception",
-            layout::EXCEPTIONS,
-            job.name.table,
-            job.name.file_id,
-            job.name.retry_count
-        );
-        package
-            .location
-            .write(&exception, format!("retry: {retry}\n{error}\n"))
-            .await?;
-        let requeued = JobFile {
-            name: job.name.with_retry(job.name.retry_count + 1),
-            ..job.clone()
-        };
-        package
-            .location
-            .rename(
-                &job.relative_path(),
-                &format!("{}/{}", JobState::New.folder(), requeued.name),
-            )
-            .await?;
         Ok(())
     }
 

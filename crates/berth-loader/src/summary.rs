@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_destination::{JobMetrics, MigrationReport};
-use berth_model::{JobFile, LoadPackage};
+use berth_model::{JobFailure, JobFile, LoadPackage};
 use serde::Serialize;
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -17,10 +17,15 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 pub enum PackageStatus {
     /// Every job loaded and the load was committed (`_dlt_loads`).
     Loaded,
+    /// Committed without the jobs that failed terminally (they are in `failed_jobs/`); only with
+    /// [`crate::LoaderOptions::allow_failed_jobs`].
+    LoadedWithFailedJobs,
     /// It had been loaded before; nothing was done.
     AlreadyLoaded,
     /// Some jobs failed; the package stays pending and can be loaded again.
     Pending,
+    /// The load was cancelled (Ctrl-C) before its commit; loading it again resumes it.
+    Interrupted,
 }
 
 /// One job's result.
@@ -48,6 +53,21 @@ pub struct JobSummary {
 }
 
 impl JobSummary {
+    /// A job found in `failed_jobs/`: it failed in an earlier run that allowed failed jobs.
+    pub(crate) fn previously_failed(package: &LoadPackage, job: &JobFile, failure: Option<JobFailure>) -> Self {
+        Self {
+            job_id: job.name.job_id(),
+            table: job.name.table.clone(),
+            file: package.job_display(job),
+            state: "failed".into(),
+            rows: 0,
+            bytes: job.size,
+            attempts: 0,
+            seconds: Duration::ZERO,
+            error: Some(failure.map_or_else(|| "failed in an earlier run".into(), |f| f.message)),
+        }
+    }
+
     pub(crate) fn from_outcome(
         package: &LoadPackage,
         job: &JobFile,
@@ -110,6 +130,8 @@ pub struct PackageSummary {
     pub jobs: Vec<JobSummary>,
     /// Jobs found already completed by an earlier run.
     pub previously_completed_jobs: usize,
+    /// Jobs left unfinished because the load was cancelled.
+    pub interrupted_jobs: usize,
     /// Schema changes made.
     pub migration: MigrationReport,
     /// Follow-up statements run (replace from staging, merge).
@@ -131,6 +153,7 @@ impl PackageSummary {
             tables: BTreeMap::new(),
             jobs: Vec::new(),
             previously_completed_jobs: 0,
+            interrupted_jobs: 0,
             migration: MigrationReport::default(),
             followup_statements: 0,
             elapsed: Duration::ZERO,
@@ -178,8 +201,28 @@ pub struct LoadSummary {
 }
 
 impl LoadSummary {
-    /// Did every package load (or had it loaded before)?
+    /// Was every package committed (now or before), possibly without failed jobs?
     pub fn all_loaded(&self) -> bool {
-        self.packages.iter().all(|p| p.status != PackageStatus::Pending)
+        self.packages.iter().all(|p| {
+            matches!(
+                p.status,
+                PackageStatus::Loaded | PackageStatus::LoadedWithFailedJobs | PackageStatus::AlreadyLoaded
+            )
+        })
+    }
+
+    /// Did any package stay pending because jobs failed?
+    pub fn any_pending(&self) -> bool {
+        self.packages.iter().any(|p| p.status == PackageStatus::Pending)
+    }
+
+    /// Was the load cancelled before every package was committed?
+    pub fn interrupted(&self) -> bool {
+        self.packages.iter().any(|p| p.status == PackageStatus::Interrupted)
+    }
+
+    /// Were jobs left out of a committed package?
+    pub fn has_failed_jobs(&self) -> bool {
+        self.packages.iter().any(|p| p.failed_jobs().next().is_some())
     }
 }

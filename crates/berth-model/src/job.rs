@@ -145,6 +145,12 @@ impl JobFileName {
         format!("{}.{}.{}{gz}", self.table, self.file_id, self.format)
     }
 
+    /// Its file in `.exceptions/`, recording why this attempt failed:
+    /// `<table>.<file_id>.<retry_count>.exception`.
+    pub fn exception_file_name(&self) -> String {
+        format!("{}.{}.{}.exception", self.table, self.file_id, self.retry_count)
+    }
+
     /// The same job with another retry count.
     pub fn with_retry(&self, retry_count: u32) -> Self {
         Self {

@@ -34,6 +34,6 @@ pub mod typed_json;
 
 pub use error::{Error, Result};
 pub use job::{FileFormat, JobFileName};
-pub use package::{JobFile, JobState, LoadPackage, PackageLocation};
+pub use package::{FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition};
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
 pub use state::{PackageState, RestoreState};

@@ -74,6 +74,45 @@ impl JobState {
     }
 }
 
+/// Whether a failed attempt may succeed when tried again (dlt's `retry: transient|terminal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A later attempt may succeed (connection lost, server restarting, ...).
+    Transient,
+    /// The job itself is wrong (bad data, a type the table cannot take, ...).
+    Terminal,
+}
+
+impl FailureKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Terminal => "terminal",
+        }
+    }
+}
+
+/// Why a job last failed, as recorded in the package: `failed_jobs/<job>.exception` for a failed
+/// job, `.exceptions/<table>.<file_id>.<retry>.exception` for a job queued again after a failure.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobFailure {
+    /// Transient or terminal.
+    pub kind: FailureKind,
+    /// The error message.
+    pub message: String,
+}
+
+/// A crash-safety marker of dlt's protocol (`.pending_transitions/<job file>`): the destination
+/// committed the job's outcome, the job file has not moved yet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingTransition {
+    /// `completed` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub failed_message: Option<String>,
+}
+
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -298,6 +337,8 @@ pub struct LoadPackage {
     pub completed: Option<String>,
     /// All jobs, sorted by table then name.
     pub jobs: Vec<JobFile>,
+    /// `.pending_transitions/`: job file name and marker, sorted by name.
+    pub pending_transitions: Vec<(String, PendingTransition)>,
 }
 
 impl LoadPackage {
@@ -369,6 +410,7 @@ impl LoadPackage {
             }
         }
         jobs.sort_by(|a, b| (&a.name.table, a.name.to_string()).cmp(&(&b.name.table, b.name.to_string())));
+        let pending_transitions = read_pending_transitions(&location).await?;
 
         Ok(Self {
             load_id: load_id_from_folder(&location.folder_name()),
@@ -379,6 +421,7 @@ impl LoadPackage {
             schema_update_pending,
             completed,
             jobs,
+            pending_transitions,
         })
     }
 
@@ -407,11 +450,17 @@ impl LoadPackage {
 
     /// Moves a job to another folder (dlt's protocol). Returns the moved job.
     pub async fn move_job(&self, job: &JobFile, to: JobState) -> Result<JobFile> {
+        self.move_job_as(job, to, job.name.clone()).await
+    }
+
+    /// Moves a job to another folder under another name (a raised retry count).
+    async fn move_job_as(&self, job: &JobFile, to: JobState, name: JobFileName) -> Result<JobFile> {
         let moved = JobFile {
             state: to,
+            name,
             ..job.clone()
         };
-        if job.state != to {
+        if job.relative_path() != moved.relative_path() {
             if let Some(dir) = self.location.local_dir() {
                 std::fs::create_dir_all(dir.join(to.folder())).map_err(|e| {
                     Error::store(
@@ -430,6 +479,125 @@ impl LoadPackage {
         }
         Ok(moved)
     }
+}
+
+impl LoadPackage {
+    /// Why `job` last failed: the `.exception` file next to a job in `failed_jobs/`, or for a job
+    /// queued again after failing (retry count above 0) its last `.exceptions/` file. `None` for
+    /// jobs that never failed or whose record is gone.
+    pub async fn job_failure(&self, job: &JobFile) -> Result<Option<JobFailure>> {
+        if job.state == JobState::Failed {
+            let path = format!("{}.exception", job.relative_path());
+            return Ok(self.location.read_optional(&path).await?.map(|bytes| JobFailure {
+                kind: FailureKind::Terminal,
+                message: String::from_utf8_lossy(&bytes).trim_end().to_string(),
+            }));
+        }
+        let Some(previous) = job.name.retry_count.checked_sub(1) else {
+            return Ok(None);
+        };
+        let path = format!(
+            "{}/{}",
+            layout::EXCEPTIONS,
+            job.name.with_retry(previous).exception_file_name()
+        );
+        let Some(bytes) = self.location.read_optional(&path).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+        let (kind, message) = match first.trim() {
+            "retry: terminal" => (FailureKind::Terminal, rest),
+            "retry: transient" => (FailureKind::Transient, rest),
+            // No header: dlt treats the job as retryable.
+            _ => (FailureKind::Transient, &*text),
+        };
+        Ok(Some(JobFailure {
+            kind,
+            message: message.trim_end().to_string(),
+        }))
+    }
+
+    /// dlt's terminal failure with `raise_on_failed_jobs=false`: the message goes to
+    /// `failed_jobs/<job file>.exception`, the job to `failed_jobs/`.
+    pub async fn fail_job(&self, job: &JobFile, message: &str) -> Result<JobFile> {
+        let exception = format!("{}/{}.exception", JobState::Failed.folder(), job.name);
+        self.location.write(&exception, message.to_string()).await?;
+        self.move_job(job, JobState::Failed).await
+    }
+
+    /// dlt's retry: records the failure in `.exceptions/` (first line `retry: transient` or
+    /// `retry: terminal`) and moves the job back to `new_jobs/` with its retry count raised.
+    pub async fn requeue_job(&self, job: &JobFile, failure: &JobFailure) -> Result<JobFile> {
+        let exception = format!("{}/{}", layout::EXCEPTIONS, job.name.exception_file_name());
+        self.location
+            .write(
+                &exception,
+                format!("retry: {}\n{}\n", failure.kind.as_str(), failure.message),
+            )
+            .await?;
+        let requeued = self
+            .move_job_as(job, JobState::New, job.name.with_retry(job.name.retry_count + 1))
+            .await?;
+        if job.state == JobState::Failed {
+            // Its message now lives in `.exceptions/`.
+            let sibling = self.location.child(&format!("{}.exception", job.relative_path()));
+            match self.location.store().delete(&sibling).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store("delete", sibling.to_string(), e)),
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Writes the `.pending_transitions/` marker of `job`: the destination committed its outcome.
+    pub async fn write_pending_transition(&self, job: &JobFile, transition: &PendingTransition) -> Result<()> {
+        let path = format!("{}/{}", layout::PENDING_TRANSITIONS, job.name);
+        let body = serde_json::to_string(transition).unwrap_or_default();
+        self.location.write(&path, body).await
+    }
+
+    /// Removes the `.pending_transitions/` marker named `file` (a job file name), if any.
+    pub async fn clear_pending_transition(&self, file: &str) -> Result<()> {
+        let path = format!("{}/{file}", layout::PENDING_TRANSITIONS);
+        match self.location.store().delete(&self.location.child(&path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store("delete", self.location.display_child(&path), e)),
+        }
+    }
+}
+
+/// Reads every marker in `.pending_transitions/`.
+async fn read_pending_transitions(location: &PackageLocation) -> Result<Vec<(String, PendingTransition)>> {
+    let folder = location.child(layout::PENDING_TRANSITIONS);
+    let mut names = Vec::new();
+    let mut listing = location.store().list(Some(&folder));
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|e| Error::store("list", location.display_child(layout::PENDING_TRANSITIONS), e))?
+    {
+        if let Some(parts) = meta.location.prefix_match(&folder) {
+            let parts: Vec<_> = parts.collect();
+            if let [file] = parts.as_slice() {
+                names.push(file.as_ref().to_string());
+            }
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let path = format!("{}/{name}", layout::PENDING_TRANSITIONS);
+        let Some(bytes) = location.read_optional(&path).await? else {
+            continue;
+        };
+        let transition = serde_json::from_slice(&bytes).map_err(|e| Error::PackageState {
+            path: location.display_child(&path),
+            message: e.to_string(),
+        })?;
+        out.push((name, transition));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -368,3 +368,97 @@ async fn killed_loads_resume_with_every_row_exactly_once_in_duckdb() {
     )
     .await;
 }
+
+/// Ctrl-C (SIGINT) while jobs load: berth starts no new jobs, lets the running ones finish or roll
+/// back, exits 130 saying so, and the next run resumes to exactly the rows of an uninterrupted
+/// load. Each round interrupts at a different moment of the jobs phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_starting_jobs_and_the_load_resumes_exactly() {
+    let cluster = PgCluster::start();
+    let url = cluster.database_url("interrupt");
+    let open = || -> Arc<dyn Destination> {
+        Arc::new(berth::postgres::PostgresDestination::from_url(&url).expect("postgres"))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pristine = packages(dir.path());
+    let reference = dir.path().join("reference");
+    copy_tree(&pristine, &reference).expect("copy");
+    let log = dir.path().join("reference.log");
+    assert!(
+        load_command(&reference, &url, "reference", &log)
+            .status()
+            .expect("run")
+            .success()
+    );
+    let expected = rows_of(open().as_ref(), "reference").await;
+
+    let mut interrupted_packages = 0;
+    for (round, delay_ms) in [0u64, 150, 400].into_iter().enumerate() {
+        let copy = dir.path().join(format!("round-{round}"));
+        copy_tree(&pristine, &copy).expect("copy");
+        let dataset = format!("interrupt_{round}");
+        let log = dir.path().join(format!("round-{round}.log"));
+        let out = dir.path().join(format!("round-{round}.json"));
+        let mut command = load_command(&copy, &url, &dataset, &log);
+        command.stdout(std::fs::File::create(&out).expect("out"));
+        let mut child = command.spawn().expect("spawn berth");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !phases_seen(&log).iter().any(|p| p == "jobs") {
+            let exited = child.try_wait().expect("wait").is_some();
+            assert!(
+                !exited && Instant::now() < deadline,
+                "no jobs phase: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: sends a signal to our own child process; no memory is touched.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let status = child.wait().expect("wait");
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(status.code(), Some(130), "round {round}: {stderr}");
+        assert!(
+            stderr.contains("interrupted: finishing the jobs that are loading"),
+            "{stderr}"
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("summary")).expect("json summary");
+        let statuses: Vec<&str> = summary["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .filter_map(|p| p["status"].as_str())
+            .collect();
+        let unstarted: u64 = summary["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .filter_map(|p| p["interrupted_jobs"].as_u64())
+            .sum();
+        eprintln!("round {round}: {statuses:?}, {unstarted} job(s) left unfinished");
+        interrupted_packages += statuses.iter().filter(|s| **s == "interrupted").count();
+        assert!(
+            statuses.len() < 2 || statuses.contains(&"interrupted"),
+            "round {round}: the second package must not run to the end after Ctrl-C: {statuses:?}"
+        );
+        // Nothing of the interrupted package is committed yet unless it finished before the signal.
+        let resumed = dir.path().join(format!("round-{round}-resume.log"));
+        let status = load_command(&copy, &url, &dataset, &resumed)
+            .status()
+            .expect("run berth");
+        assert!(
+            status.success(),
+            "resume: {}",
+            std::fs::read_to_string(&resumed).unwrap_or_default()
+        );
+        let actual = rows_of(open().as_ref(), &dataset).await;
+        for (table, rows) in &expected {
+            if let Err(diff) = berth_tests::diff_rows(table, &actual[table], rows) {
+                panic!("round {round}: {dataset}.{table} differs from an uninterrupted load\n{diff}");
+            }
+        }
+    }
+    assert!(interrupted_packages > 0, "no round stopped a package half way");
+}

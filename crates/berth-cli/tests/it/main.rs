@@ -120,6 +120,78 @@ fn failed_jobs_exit_3_and_a_fixed_package_loads_on_the_next_run() {
 }
 
 #[test]
+fn allow_failed_jobs_commits_without_the_job_exits_4_and_package_show_lists_the_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = quickstart_copy(dir.path()).join(QUICKSTART);
+    std::fs::write(
+        package.join("new_jobs/rides.9da9325730.0.parquet"),
+        b"not parquet at all",
+    )
+    .expect("break");
+    let show = |dir: &Path| {
+        let out = berth(dir, &["package", "show", &package.to_string_lossy()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json = berth(dir, &["package", "show", &package.to_string_lossy(), "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+        (text(&out.stdout), doc)
+    };
+
+    // Default: the package stays pending; `package show` says which job failed and why.
+    let out = berth(dir.path(), &["load", "packages"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let (stdout, doc) = show(dir.path());
+    assert!(
+        stdout.contains("FAILED (queued again) new_jobs/rides.9da9325730.1.parquet")
+            && stdout.contains("UNREADABLE")
+            && stdout.contains("Parquet"),
+        "{stdout}"
+    );
+    let rides = doc["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .find(|j| j["table"] == "rides")
+        .expect("rides")
+        .clone();
+    assert_eq!(
+        (rides["state"].as_str(), rides["error_kind"].as_str()),
+        (Some("new"), Some("terminal"))
+    );
+    assert!(
+        rides["error"].as_str().is_some_and(|e| e.contains("rides.9da9325730")),
+        "{rides}"
+    );
+
+    // --allow-failed-jobs: committed without it, exit 4, the job in failed_jobs/ with its error.
+    let out = berth(dir.path(), &["load", "packages", "--allow-failed-jobs"]);
+    assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("LOADED WITH FAILED JOBS") && stdout.contains("FAILED"),
+        "{stdout}"
+    );
+    let failed = package.join("failed_jobs/rides.9da9325730.1.parquet");
+    assert!(failed.exists());
+    let exception = std::fs::read_to_string(package.join("failed_jobs/rides.9da9325730.1.parquet.exception"))
+        .expect("the error is kept next to the job, as dlt does");
+    assert!(exception.contains("rides.9da9325730"), "{exception}");
+    assert!(package.join("package_completed.json").exists());
+    let (stdout, doc) = show(dir.path());
+    assert!(
+        stdout.contains("FAILED failed_jobs/rides.9da9325730.1.parquet"),
+        "{stdout}"
+    );
+    assert_eq!(doc["state"], "loaded");
+    assert_eq!(doc["pending_transitions"], 0);
+
+    // It is committed: loading again does nothing.
+    let out = berth(dir.path(), &["load", "packages", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(summary["packages"][0]["status"], "already_loaded");
+}
+
+#[test]
 fn a_dlt_pipeline_folder_moves_from_normalized_to_loaded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let normalized = dir.path().join("pipe/load/normalized");
