@@ -68,6 +68,7 @@ pub fn capabilities() -> Capabilities {
             identifier_quote: '"',
             casefold: CaseFold::None,
             max_identifier_length: 65_536,
+            identifier_length_in_bytes: false,
             supports_truncate: false,
             alter_add_multi_column: false,
             supports_create_table_if_not_exists: true,

@@ -48,6 +48,7 @@ pub fn explain(
     options: &ExplainOptions,
 ) -> Result<Vec<Phase>> {
     let plan = PackagePlan::new(package, &options.plan, caps)?;
+    plan.check_names(package, dialect)?;
     let mut phases = Vec::new();
     let sql = |statements: Vec<SqlStatement>| statements.into_iter().map(Step::Sql).collect::<Vec<_>>();
 

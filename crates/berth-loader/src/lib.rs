@@ -306,6 +306,7 @@ impl Loader {
                 .unwrap_or_default(),
         };
         let plan = PackagePlan::new(&package, &options, &caps.plan_capabilities())?;
+        plan.check_names(&package, &caps.dialect)?;
 
         tracing::info!(load_id = %package.load_id, phase = "migrate", "migrating {dataset}");
         summary.migration = migrate(self.destination.as_ref(), &package, &plan).await?;

@@ -163,7 +163,7 @@ impl PackageLocation {
                     Self::local(&path).map_err(|e| bad(e.to_string()))
                 }
                 "memory" => {
-                    let root = Path::from(url.path().trim_matches('/'));
+                    let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
                     Ok(Self::from_store(Arc::new(InMemory::new()), root, location))
                 }
                 other => Err(bad(format!(
@@ -221,10 +221,15 @@ impl PackageLocation {
 
     /// Path of a file inside the package.
     pub fn child(&self, relative: &str) -> Path {
-        relative
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .fold(self.root.clone(), |p, part| p.join(part))
+        // `Path::parse` keeps the name as listings return it (unicode as is); `join` would
+        // percent-encode non-ASCII characters, which a local store then looks for literally.
+        let joined = format!("{}/{}", self.root.as_ref(), relative.trim_matches('/'));
+        Path::parse(&joined).unwrap_or_else(|_| {
+            relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .fold(self.root.clone(), |p, part| p.join(part))
+        })
     }
 
     /// Display form of a file inside the package, for messages.

@@ -51,8 +51,12 @@ pub struct SqlDialect {
     pub identifier_quote: char,
     /// Case folding applied to every identifier before quoting.
     pub casefold: CaseFold,
-    /// Longest identifier the destination accepts.
+    /// Longest identifier the destination accepts, in characters, or in UTF-8 bytes where
+    /// [`Self::identifier_length_in_bytes`] (PostgreSQL's 63 are bytes: a longer name is cut
+    /// silently, so berth must refuse it first).
     pub max_identifier_length: usize,
+    /// [`Self::max_identifier_length`] counts UTF-8 bytes, not characters.
+    pub identifier_length_in_bytes: bool,
     /// `TRUNCATE TABLE` exists (else `DELETE FROM t WHERE 1=1`).
     pub supports_truncate: bool,
     /// One `ALTER TABLE` may add several columns.
@@ -101,6 +105,32 @@ impl SqlDialect {
     /// `"dataset"."table"`.
     pub fn table_name(&self, dataset: &str, table: &str) -> ObjectName {
         ObjectName::from(vec![self.ident(dataset), self.ident(table)])
+    }
+
+    /// The length of `name` as the destination counts it (characters or UTF-8 bytes).
+    pub fn identifier_length(&self, name: &str) -> usize {
+        if self.identifier_length_in_bytes {
+            name.len()
+        } else {
+            name.chars().count()
+        }
+    }
+
+    /// The longest prefix of `name` whose [`Self::identifier_length`] is at most `max`.
+    pub fn identifier_prefix<'a>(&self, name: &'a str, max: usize) -> &'a str {
+        let mut end = 0;
+        for (count, (index, c)) in name.char_indices().enumerate() {
+            let length = if self.identifier_length_in_bytes {
+                index + c.len_utf8()
+            } else {
+                count + 1
+            };
+            if length > max {
+                break;
+            }
+            end = index + c.len_utf8();
+        }
+        &name[..end]
     }
 
     /// The name as the destination stores it (after case folding), for catalog lookups.

@@ -65,6 +65,7 @@ fn dialect(base: Base) -> SqlDialect {
         identifier_quote: base.quote,
         casefold: base.casefold,
         max_identifier_length: base.max_identifier_length,
+        identifier_length_in_bytes: false,
         supports_truncate: true,
         alter_add_multi_column: true,
         supports_create_table_if_not_exists: true,
@@ -110,6 +111,8 @@ pub fn redshift() -> SqlDialect {
         alter_add_multi_column: false,
         supports_merge: false,
         dml_target_alias: false,
+        // Redshift's 127 are bytes of UTF-8.
+        identifier_length_in_bytes: true,
         ..dialect(Base {
             name: "redshift",
             quote: '"',

@@ -14,14 +14,14 @@ pub enum Error {
         message: String,
     },
     /// A name the destination cannot take.
-    #[error("{kind} name `{name}` is {len} characters long; {destination} allows at most {max}")]
+    #[error("{what} is {len} {unit} long; {destination} allows at most {max} (it would cut the name, not refuse it)")]
     IdentifierTooLong {
-        /// `table` or `column`.
-        kind: &'static str,
-        /// The name.
-        name: String,
+        /// The name and what it names: "column name `c` of table `t`".
+        what: String,
         /// Its length.
         len: usize,
+        /// `characters` or `bytes` (of UTF-8).
+        unit: &'static str,
         /// The limit.
         max: usize,
         /// The destination.

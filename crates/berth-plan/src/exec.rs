@@ -53,6 +53,7 @@ pub fn memory_dialect() -> SqlDialect {
         identifier_quote: '"',
         casefold: CaseFold::None,
         max_identifier_length: 1024,
+        identifier_length_in_bytes: false,
         supports_truncate: true,
         alter_add_multi_column: true,
         supports_create_table_if_not_exists: true,

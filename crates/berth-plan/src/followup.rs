@@ -534,13 +534,10 @@ impl ChainInput<'_> {
     fn work_table(&self, dialect: &SqlDialect, op: &str, root: &str) -> TableRef {
         let mut name = format!("_berth_{op}_{root}");
         let max = dialect.max_identifier_length;
-        if name.chars().count() > max {
+        if dialect.identifier_length(&name) > max {
             let digest = fnv(root.as_bytes());
             let keep = max.saturating_sub(17 + op.len() + 8);
-            name = format!(
-                "_berth_{op}_{}_{digest:016x}",
-                root.chars().take(keep).collect::<String>()
-            );
+            name = format!("_berth_{op}_{}_{digest:016x}", dialect.identifier_prefix(root, keep));
         }
         self.staging_ref(&name)
     }

@@ -223,6 +223,30 @@ impl PackagePlan {
         })
     }
 
+    /// Refuses names the destination would cut, before anything is created: the dataset's, this
+    /// load's staging dataset's when the load uses one, and those of every table it loads and
+    /// their columns.
+    pub fn check_names(&self, package: &LoadPackage, dialect: &SqlDialect) -> Result<()> {
+        for table in self.final_tables().iter().filter_map(|t| package.schema.table(t)) {
+            crate::sql::check_length(dialect, &table.name, || format!("table name `{}`", table.name))?;
+            for column in table.complete_columns() {
+                crate::sql::check_length(dialect, &column.name, || {
+                    format!("column name `{}` of table `{}`", column.name, table.name)
+                })?;
+            }
+        }
+        crate::sql::check_length(dialect, &self.dataset, || format!("dataset name `{}`", self.dataset))?;
+        if self.uses_staging() {
+            crate::sql::check_length(dialect, &self.staging_dataset, || {
+                format!(
+                    "the staging dataset name `{}` (of dataset `{}`; choose a shorter dataset)",
+                    self.staging_dataset, self.dataset
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Tables to create or extend in the final dataset: every chain table plus dlt's own and
     /// berth's journal.
     pub fn final_tables(&self) -> Vec<String> {

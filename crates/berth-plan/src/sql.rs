@@ -64,13 +64,18 @@ pub fn create_schema(dialect: &SqlDialect, dataset: &str) -> Statement {
     statement
 }
 
-fn check_length(dialect: &SqlDialect, kind: &'static str, name: &str) -> Result<()> {
-    let len = name.chars().count();
+/// Refuses `name` when it is longer than the destination takes; `what` says what it names.
+pub fn check_length(dialect: &SqlDialect, name: &str, what: impl FnOnce() -> String) -> Result<()> {
+    let len = dialect.identifier_length(name);
     if len > dialect.max_identifier_length {
         return Err(Error::IdentifierTooLong {
-            kind,
-            name: name.to_string(),
+            what: what(),
             len,
+            unit: if dialect.identifier_length_in_bytes {
+                "bytes"
+            } else {
+                "characters"
+            },
             max: dialect.max_identifier_length,
             destination: dialect.name,
         });
@@ -93,7 +98,9 @@ fn unique_option() -> ColumnOption {
 }
 
 fn column_def(dialect: &SqlDialect, table: &Table, column: &Column, in_create: bool) -> Result<ColumnDef> {
-    check_length(dialect, "column", &column.name)?;
+    check_length(dialect, &column.name, || {
+        format!("column name `{}` of table `{}`", column.name, table.name)
+    })?;
     let mut options = Vec::new();
     // UNIQUE is applied at CREATE only, as dlt does; adding it later fails on duplicate rows.
     if column.unique && dialect.create_unique_constraints && in_create {
@@ -123,7 +130,7 @@ pub fn create_table(
     columns: &[&Column],
     if_not_exists: bool,
 ) -> Result<Statement> {
-    check_length(dialect, "table", &table.name)?;
+    check_length(dialect, &table.name, || format!("table name `{}`", table.name))?;
     let mut statement = skeleton("CREATE TABLE t (c INT)");
     if let Statement::CreateTable(create) = &mut statement {
         create.name = dialect.table_name(dataset, &table.name);

@@ -54,6 +54,7 @@ pub fn capabilities() -> Capabilities {
             identifier_quote: '"',
             casefold: CaseFold::Lower,
             max_identifier_length: 63,
+            identifier_length_in_bytes: true,
             supports_truncate: true,
             alter_add_multi_column: true,
             supports_create_table_if_not_exists: true,
@@ -157,6 +158,9 @@ fn message(error: &tokio_postgres::Error) -> String {
             }
             if let Some(column) = db.column() {
                 text.push_str(&format!("; column `{column}`"));
+            } else if let Some(place) = db.where_() {
+                // COPY's errors name the column here: "COPY t, line 2, column amount".
+                text.push_str(&format!("; {place}"));
             }
             text
         }
@@ -571,11 +575,12 @@ impl Destination for PostgresDestination {
             let batch = batch?
                 .project(&keep)
                 .map_err(|e| Error::Internal(format!("projecting a batch of {display}: {e}")))?;
-            let bad_data = |message| {
-                Error::Package(berth_model::Error::Decode {
-                    job: display.clone(),
-                    message,
-                })
+            // Values the target column cannot take: the job fails terminally, naming them.
+            let bad_data = |message| Error::Database {
+                kind: ErrorKind::Terminal,
+                destination: self.display.clone(),
+                context: context.clone(),
+                message,
             };
             let prepared = copy::prepare_batch(&batch, &targets).map_err(bad_data)?;
             let encoder = copy::Encoder::new(&prepared, batch.num_rows()).map_err(bad_data)?;
