@@ -122,6 +122,35 @@ impl PgCluster {
         assert!(status.is_ok_and(|s| s.success()), "pg_ctl reload");
     }
 
+    /// Creates a login role `user` that must authenticate with `password` (SCRAM) and owns a
+    /// fresh database `database`; returns its URL, password included.
+    pub fn password_user_url(&self, user: &str, password: &str, database: &str) -> String {
+        let out = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "berth",
+                "-d",
+                "postgres",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1"])
+            .args(["-c", &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'")])
+            .args(["-c", &format!("CREATE DATABASE {database} OWNER {user}")])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let hba = self.data_dir().join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(&hba, format!("host all {user} all scram-sha-256\n{text}")).expect("write pg_hba.conf");
+        // Reloads the server, which rereads pg_hba.conf.
+        self.configure("password_encryption = 'scram-sha-256'");
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{database}", self.port)
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

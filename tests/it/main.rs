@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod conformance;
+mod fuzz;
 mod hostile;
 mod merge_property;
 mod object_store;

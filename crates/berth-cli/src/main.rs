@@ -74,7 +74,7 @@ struct LoadArgs {
     /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory:,
     /// postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]
     /// (libpq's sslmode values; the password never appears in output).
-    #[arg(long, short, env = "BERTH_DESTINATION", default_value = berth::DEFAULT_DESTINATION)]
+    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
     /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].
     #[arg(long, env = "BERTH_DATASET")]
@@ -125,7 +125,7 @@ impl Tuning {
 struct BenchArgs {
     /// Where to load: postgres://user:password@host:port/database or duckdb:<file>. Scratch
     /// datasets `berth_bench_<run>` are created and dropped.
-    #[arg(long, short, env = "BERTH_DESTINATION", default_value = berth::DEFAULT_DESTINATION)]
+    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
     /// Rows in the generated package.
     #[arg(long, default_value_t = 1_000_000)]
@@ -177,7 +177,13 @@ struct PlanArgs {
     packages: Vec<String>,
     /// Destination URL or dialect name (postgres, duckdb, snowflake, bigquery, redshift,
     /// databricks, mssql, mysql). Nothing is connected to.
-    #[arg(long, short, env = "BERTH_DESTINATION", default_value = "duckdb")]
+    #[arg(
+        long,
+        short,
+        env = "BERTH_DESTINATION",
+        hide_env_values = true,
+        default_value = "duckdb"
+    )]
     destination: String,
     /// Dataset (schema) to plan for [default: the one recorded in the package, else the schema name].
     #[arg(long, env = "BERTH_DATASET")]

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use berth_tests::{copy_tree, scenario_dir, testdata};
 
 mod crash;
+mod secrets;
 
 const QUICKSTART: &str = "1795381980.7559764";
 

@@ -51,7 +51,12 @@ impl<'a> Cursor<'a> {
     fn eat(&mut self, token: &str) -> bool {
         self.skip_ws();
         let rest = self.rest();
-        if rest.len() >= token.len() && rest[..token.len()].eq_ignore_ascii_case(token) {
+        // Byte-wise: `rest` may hold a multi-byte character where the token would end.
+        if rest
+            .as_bytes()
+            .get(..token.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(token.as_bytes()))
+        {
             self.pos += token.len();
             true
         } else {
