@@ -459,3 +459,24 @@ async fn pending_transitions_are_replayed_and_cleared() {
     let text = std::fs::read_to_string(f.package.join(".exceptions").join(&exceptions[0])).expect("read");
     assert_eq!(text, "retry: terminal\nboom\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_package_state_files_are_named_and_touch_nothing() {
+    for (file, body) in [
+        ("load_package_state.json", "{\"created_at\": "),
+        ("load_package_state.json", "[1, 2]"),
+        (".restore/state.json", "{\"dataset_name\": 7"),
+        (".pending_transitions/users.x.0.parquet", "{\"state\": 1}"),
+    ] {
+        let f = fixture();
+        let path = f.package.join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, body).expect("write");
+        let err = load(&f).await.expect_err("corrupt state").to_string();
+        assert!(err.contains(file) && err.contains(PACKAGE), "{file}: {err}");
+        assert!(
+            count(&f, "_dlt_loads", "load_id").await.is_err(),
+            "{file}: nothing may be created"
+        );
+    }
+}
