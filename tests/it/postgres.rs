@@ -433,5 +433,13 @@ async fn terminated_backends_and_a_server_restart_mid_copy_are_retried_to_exact_
     );
     assert_eq!(summary.status, PackageStatus::Loaded, "{:?}", summary.jobs);
     assert!(summary.jobs.iter().any(|j| j.attempts > 1), "a part must have retried");
+    // The COPY path times each of its steps.
+    let phases = summary.phases;
+    assert!(
+        [phases.decode, phases.encode, phases.transfer, phases.jobs]
+            .iter()
+            .all(|d| !d.is_zero()),
+        "{phases:?}"
+    );
     check("restarted").await;
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use berth::destination::Destination;
 use berth::duckdb::DuckDbDestination;
-use berth::loader::{Loader, LoaderOptions, PackageStatus};
+use berth::loader::{Loader, LoaderOptions, PackageStatus, PhaseTimes};
 use berth::model::PackageLocation;
 use berth::plan::sql;
 use berth::postgres::PostgresDestination;
@@ -124,6 +124,40 @@ pub struct CaseReport {
     pub peak_rss_bytes: Option<u64>,
     /// This case's median over berth's median, for ceilings.
     pub berth_ratio: Option<f64>,
+    /// Where berth's time went: each phase's median over the runs, in seconds, in phase order
+    /// (see [`berth::loader::PhaseTimes`]); empty for ceilings.
+    pub phases: Vec<PhaseMedian>,
+}
+
+/// One phase's median over the runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseMedian {
+    /// `migrate`, `jobs`, `decode`, `encode`, `transfer`, `followup` or `commit`.
+    pub phase: String,
+    /// Median seconds.
+    pub seconds: f64,
+}
+
+/// Each phase's median over `runs`.
+fn phase_medians(runs: &[PhaseTimes]) -> Vec<PhaseMedian> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .named()
+        .iter()
+        .enumerate()
+        .map(|(index, (name, _))| {
+            let samples: Vec<Duration> = runs
+                .iter()
+                .map(|r| Duration::from_secs_f64(r.named()[index].1))
+                .collect();
+            PhaseMedian {
+                phase: (*name).to_string(),
+                seconds: Stats::from(&samples).median,
+            }
+        })
+        .collect()
 }
 
 impl CaseReport {
@@ -144,7 +178,13 @@ impl CaseReport {
             seconds,
             peak_rss_bytes: rss,
             berth_ratio: None,
+            phases: Vec::new(),
         }
+    }
+
+    fn with_phases(mut self, runs: &[PhaseTimes]) -> Self {
+        self.phases = phase_medians(runs);
+        self
     }
 }
 
@@ -289,7 +329,7 @@ async fn timed_load(
     pristine: &Path,
     dataset: &str,
     expected_rows: u64,
-) -> Result<(Duration, Option<u64>)> {
+) -> Result<(Duration, Option<u64>, PhaseTimes)> {
     let load_id = pristine
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -320,7 +360,7 @@ async fn timed_load(
             errors.join("; ")
         )));
     }
-    Ok((elapsed, rss))
+    Ok((elapsed, rss, summary.phases))
 }
 
 /// The merge benchmark: (a) the first merge of `rows` into an empty dataset, (b) a delta of
@@ -364,6 +404,7 @@ async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) 
     let dialect = destination.capabilities().dialect.clone();
     // times[i]: append base, merge base, append delta, merge delta
     let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut phases: [Vec<PhaseTimes>; 4] = Default::default();
     let mut rss: [Option<u64>; 4] = [None; 4];
     for run in 0..config.runs {
         for (kind, (base, delta)) in [
@@ -373,8 +414,11 @@ async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) 
             let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { "merge" });
             let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
             destination.execute(drop.clone(), false).await?;
-            let (a, a_rss) = timed_load(config, &destination, &target, base, &dataset, config.rows).await?;
-            let (b, b_rss) = timed_load(config, &destination, &target, delta, &dataset, config.delta_rows).await?;
+            let (a, a_rss, a_phases) = timed_load(config, &destination, &target, base, &dataset, config.rows).await?;
+            let (b, b_rss, b_phases) =
+                timed_load(config, &destination, &target, delta, &dataset, config.delta_rows).await?;
+            phases[kind].push(a_phases);
+            phases[kind + 2].push(b_phases);
             tracing::info!(
                 "run {run} {dataset}: (a) {:.2} s, (b) {:.2} s",
                 a.as_secs_f64(),
@@ -387,37 +431,20 @@ async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) 
             destination.execute(drop, false).await?;
         }
     }
-    let case = CaseReport::measured;
+    let case = |name, index: usize, rows, bytes| {
+        CaseReport::measured(name, &times[index], rows, bytes, rss[index]).with_phases(&phases[index])
+    };
     let (base_bytes, delta_bytes) = (parquet_size(&packages[0]), parquet_size(&packages[2]));
     let mut cases = vec![
-        case(
-            format!("(a) merge {strategy} into empty"),
-            &times[1],
-            config.rows,
-            base_bytes,
-            rss[1],
-        ),
-        case(
-            "(a) append, same rows".into(),
-            &times[0],
-            config.rows,
-            base_bytes,
-            rss[0],
-        ),
+        case(format!("(a) merge {strategy} into empty"), 1, config.rows, base_bytes),
+        case("(a) append, same rows".into(), 0, config.rows, base_bytes),
         case(
             format!("(b) merge {strategy}, delta {}", config.delta_rows),
-            &times[3],
+            3,
             config.delta_rows,
             delta_bytes,
-            rss[3],
         ),
-        case(
-            "(b) append, same rows".into(),
-            &times[2],
-            config.delta_rows,
-            delta_bytes,
-            rss[2],
-        ),
+        case("(b) append, same rows".into(), 2, config.delta_rows, delta_bytes),
     ];
     for pair in cases.chunks_mut(2) {
         let merge = pair[0].seconds.median;
@@ -479,12 +506,15 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut berth_times = Vec::new();
     let mut ceiling_times = Vec::new();
     let mut berth_rss = None::<u64>;
+    let mut berth_phases = Vec::new();
     for run in 0..config.runs {
         let dataset = format!("berth_bench_{run}");
         let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
         destination.execute(drop.clone(), false).await?;
-        let (elapsed, rss) = timed_load(config, &destination, &target, &pristine, &dataset, config.rows).await?;
+        let (elapsed, rss, phases) =
+            timed_load(config, &destination, &target, &pristine, &dataset, config.rows).await?;
         berth_rss = berth_rss.max(rss);
+        berth_phases.push(phases);
         berth_times.push(elapsed);
         tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
 
@@ -499,7 +529,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let case = |name: String, times: &[Duration], rss: Option<u64>| {
         CaseReport::measured(name, times, config.rows, parquet_bytes, rss)
     };
-    let mut cases = vec![case("berth append".into(), &berth_times, berth_rss)];
+    let mut cases = vec![case("berth append".into(), &berth_times, berth_rss).with_phases(&berth_phases)];
     if !ceiling_times.is_empty() {
         let mut ceiling = case(target.ceiling_name().into(), &ceiling_times, None);
         let berth = cases[0].seconds.median;

@@ -159,7 +159,20 @@ pub fn print_summary(summary: &LoadSummary) {
                 failed.error.as_deref().unwrap_or_default()
             );
         }
-        println!("{} rows in {:.2}s", package.rows(), package.elapsed.as_secs_f64());
+        let p = &package.phases;
+        println!(
+            "{} rows in {:.2}s (migrate {:.2}s, jobs {:.2}s, follow-up {:.2}s, commit {:.2}s; summed over job parts: \
+             decode {:.2}s, encode {:.2}s, transfer {:.2}s)",
+            package.rows(),
+            package.elapsed.as_secs_f64(),
+            p.migrate.as_secs_f64(),
+            p.jobs.as_secs_f64(),
+            p.followup.as_secs_f64(),
+            p.commit.as_secs_f64(),
+            p.decode.as_secs_f64(),
+            p.encode.as_secs_f64(),
+            p.transfer.as_secs_f64()
+        );
     }
 }
 
@@ -317,6 +330,21 @@ pub fn print_bench(report: &berth_bench::BenchReport) {
         ]);
     }
     println!("{table}");
+    let with_phases: Vec<_> = report.cases.iter().filter(|c| !c.phases.is_empty()).collect();
+    if let Some(first) = with_phases.first() {
+        println!("Where berth's time goes (median seconds; decode, encode and transfer are summed over job parts):");
+        let mut phases = Table::new();
+        phases.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+        let mut header = vec!["case".to_string()];
+        header.extend(first.phases.iter().map(|p| p.phase.clone()));
+        phases.set_header(header);
+        for case in with_phases {
+            let mut row = vec![Cell::new(&case.name)];
+            row.extend(case.phases.iter().map(|p| right(format!("{:.2}", p.seconds))));
+            phases.add_row(row);
+        }
+        println!("{phases}");
+    }
 }
 
 /// Appends the phases of a planned load to `out`: one statement per line group, each ending in

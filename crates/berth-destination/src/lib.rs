@@ -101,6 +101,29 @@ pub struct JobMetrics {
     pub rows: u64,
     /// Bytes of the job file.
     pub bytes: u64,
+    /// Where the time went.
+    pub timings: JobTimings,
+}
+
+/// Where a job's time went, as far as the destination can tell (zero where it cannot). The three
+/// overlap where reading runs ahead of sending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobTimings {
+    /// Reading and decoding the job file into Arrow batches.
+    pub decode: std::time::Duration,
+    /// Turning batches into what the destination takes (PostgreSQL's binary COPY rows).
+    pub encode: std::time::Duration,
+    /// The destination taking the data and committing it (for DuckDB reading Parquet itself,
+    /// its decoding too).
+    pub transfer: std::time::Duration,
+}
+
+impl std::ops::AddAssign for JobTimings {
+    fn add_assign(&mut self, other: Self) {
+        self.decode += other.decode;
+        self.encode += other.encode;
+        self.transfer += other.transfer;
+    }
 }
 
 /// A place berth loads into.

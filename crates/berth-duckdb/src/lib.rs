@@ -32,6 +32,7 @@ mod types;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchReader, StructArray};
 use arrow::compute::{CastOptions, cast_with_options};
@@ -40,7 +41,8 @@ use arrow::error::ArrowError;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, Result, journal_insert,
+    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, JournalEntry, LoadJob, Result,
+    journal_insert,
 };
 use berth_model::read::{self, JobReader};
 use berth_model::{FileFormat, ReplaceStrategy};
@@ -472,8 +474,13 @@ impl Destination for DuckDbDestination {
             let query = select_from_parquet(&dialect, &path.to_string_lossy(), &columns);
             let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
             let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+            let started = Instant::now();
             let rows = self.insert_in_transaction(insert, context, None, journal).await?;
-            return Ok(JobMetrics { rows, bytes });
+            let timings = JobTimings {
+                transfer: started.elapsed(),
+                ..JobTimings::default()
+            };
+            return Ok(JobMetrics { rows, bytes, timings });
         }
 
         let JobReader { schema, mut stream } = read::open_job(job.package, job.job, &job.read_options).await?;
@@ -503,8 +510,14 @@ impl Destination for DuckDbDestination {
         let pump_error = Arc::clone(&read_error);
         let pump_schema = Arc::clone(&target_schema);
         let pump_job = display.clone();
+        let decode_nanos = Arc::new(AtomicU64::new(0));
+        let pump_nanos = Arc::clone(&decode_nanos);
         let pump = tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
+            loop {
+                let decoding = Instant::now();
+                let Some(item) = stream.next().await else { break };
+                let nanos = u64::try_from(decoding.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                pump_nanos.fetch_add(nanos, Ordering::Relaxed);
                 let converted = item.and_then(|batch| {
                     batch
                         .project(&keep)
@@ -533,6 +546,7 @@ impl Destination for DuckDbDestination {
             rx,
         };
         let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+        let started = Instant::now();
         let result = self
             .insert_in_transaction(
                 insert,
@@ -547,7 +561,15 @@ impl Destination for DuckDbDestination {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         match (result, read_error) {
-            (Ok(rows), _) => Ok(JobMetrics { rows, bytes }),
+            (Ok(rows), _) => {
+                let decode = Duration::from_nanos(decode_nanos.load(Ordering::Relaxed));
+                let timings = JobTimings {
+                    decode,
+                    transfer: started.elapsed().saturating_sub(decode),
+                    ..JobTimings::default()
+                };
+                Ok(JobMetrics { rows, bytes, timings })
+            }
             (Err(_), Some(read)) => Err(read.into()),
             (Err(e), None) => Err(e),
         }

@@ -54,7 +54,7 @@ use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, s
 use futures::StreamExt;
 
 pub use progress::{NoProgress, Progress};
-pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, TableSummary};
+pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary};
 pub use tokio_util::sync::CancellationToken;
 
 /// Default number of jobs loading at once.
@@ -154,6 +154,7 @@ struct JobOutcome {
     job: JobFile,
     remaining: usize,
     rows: u64,
+    timings: berth_destination::JobTimings,
     attempts: u32,
     started: Instant,
     error: Option<berth_destination::Error>,
@@ -167,6 +168,7 @@ impl JobOutcome {
             job,
             remaining: parts,
             rows: 0,
+            timings: berth_destination::JobTimings::default(),
             attempts: 0,
             started: Instant::now(),
             error: None,
@@ -308,6 +310,7 @@ impl Loader {
         let plan = PackagePlan::new(&package, &options, &caps.plan_capabilities())?;
         plan.check_names(&package, &caps.dialect)?;
 
+        let phase = Instant::now();
         tracing::info!(load_id = %package.load_id, phase = "migrate", "migrating {dataset}");
         summary.migration = migrate(self.destination.as_ref(), &package, &plan).await?;
         if package.tracks_job_folders() && package.schema_update_pending {
@@ -390,6 +393,8 @@ impl Loader {
                 .await?;
         }
 
+        summary.phases.migrate = phase.elapsed();
+        let phase = Instant::now();
         tracing::info!(load_id = %package.load_id, phase = "jobs", "loading {} part(s)", units.len());
         let job_files: Vec<JobFile> = jobs.iter().map(|o| o.job.clone()).collect();
         let (package_ref, plan_ref, files) = (&package, &plan, &job_files);
@@ -408,7 +413,13 @@ impl Loader {
             outcome.attempts = outcome.attempts.max(unit.attempts);
             outcome.cancelled |= unit.cancelled;
             match unit.result {
-                Ok(metrics) => outcome.rows += metrics.rows,
+                Ok(metrics) => {
+                    outcome.rows += metrics.rows;
+                    outcome.timings += metrics.timings;
+                    summary.phases.decode += metrics.timings.decode;
+                    summary.phases.encode += metrics.timings.encode;
+                    summary.phases.transfer += metrics.timings.transfer;
+                }
                 Err(e) => {
                     if outcome.error.is_none() {
                         outcome.error = Some(e);
@@ -428,6 +439,8 @@ impl Loader {
             }
         }
         drop(results);
+        summary.phases.jobs = phase.elapsed();
+        let phase = Instant::now();
         if self.cancel.is_cancelled() {
             return Ok(self.interrupted(summary, started));
         }
@@ -462,6 +475,8 @@ impl Loader {
             }
         }
 
+        summary.phases.followup = phase.elapsed();
+        let phase = Instant::now();
         if failed_tables.is_empty() {
             tracing::info!(load_id = %package.load_id, phase = "commit", "writing the load marker");
             complete_load(self.destination.as_ref(), &package, &dataset).await?;
@@ -478,6 +493,7 @@ impl Loader {
         } else {
             summary.status = PackageStatus::Pending;
         }
+        summary.phases.commit = phase.elapsed();
         summary.elapsed = started.elapsed();
         self.progress.package_finished(&summary);
         Ok(summary)
@@ -703,6 +719,7 @@ impl Loader {
         let result = result.map(|()| JobMetrics {
             rows: outcome.rows,
             bytes: outcome.job.size,
+            timings: outcome.timings,
         });
         let job_summary = JobSummary::from_outcome(
             package,

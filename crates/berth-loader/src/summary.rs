@@ -93,6 +93,50 @@ impl JobSummary {
     }
 }
 
+/// Where a package's time went, in seconds. `migrate` through `commit` are the loader's phases
+/// one after the other (their sum is about the package's wall time); `decode`, `encode` and
+/// `transfer` split the job time, summed over every job part (parts overlap when parallel, and
+/// reading runs ahead of sending, so they add up to more than `jobs`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PhaseTimes {
+    /// Creating and altering tables, and emptying what the load replaces.
+    #[serde(serialize_with = "seconds")]
+    pub migrate: Duration,
+    /// The jobs, wall time.
+    #[serde(serialize_with = "seconds")]
+    pub jobs: Duration,
+    /// Reading and decoding job files (summed over parts).
+    #[serde(serialize_with = "seconds")]
+    pub decode: Duration,
+    /// Encoding for the destination (summed over parts).
+    #[serde(serialize_with = "seconds")]
+    pub encode: Duration,
+    /// The destination taking and committing the data (summed over parts).
+    #[serde(serialize_with = "seconds")]
+    pub transfer: Duration,
+    /// Follow-up SQL: merges and replaces from staging, with their measuring queries.
+    #[serde(serialize_with = "seconds")]
+    pub followup: Duration,
+    /// The `_dlt_loads` row, dropping the staging dataset, marking and moving the package.
+    #[serde(serialize_with = "seconds")]
+    pub commit: Duration,
+}
+
+impl PhaseTimes {
+    /// The phases by name, in order, in seconds.
+    pub fn named(&self) -> [(&'static str, f64); 7] {
+        [
+            ("migrate", self.migrate.as_secs_f64()),
+            ("jobs", self.jobs.as_secs_f64()),
+            ("decode", self.decode.as_secs_f64()),
+            ("encode", self.encode.as_secs_f64()),
+            ("transfer", self.transfer.as_secs_f64()),
+            ("followup", self.followup.as_secs_f64()),
+            ("commit", self.commit.as_secs_f64()),
+        ]
+    }
+}
+
 /// Per-table totals.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TableSummary {
@@ -136,6 +180,8 @@ pub struct PackageSummary {
     pub migration: MigrationReport,
     /// Follow-up statements run (replace from staging, merge).
     pub followup_statements: usize,
+    /// Where the time went.
+    pub phases: PhaseTimes,
     /// Wall time.
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
@@ -156,6 +202,7 @@ impl PackageSummary {
             interrupted_jobs: 0,
             migration: MigrationReport::default(),
             followup_statements: 0,
+            phases: PhaseTimes::default(),
             elapsed: Duration::ZERO,
         }
     }

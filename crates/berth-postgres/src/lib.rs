@@ -22,6 +22,7 @@ mod types;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
@@ -30,7 +31,7 @@ use arrow::array::{
 use arrow::datatypes::{Field, Schema};
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, LoadJob, Result, journal_insert_for,
+    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, Result, journal_insert_for,
 };
 use berth_model::FileFormat;
 use berth_model::read;
@@ -571,7 +572,12 @@ impl Destination for PostgresDestination {
         let chunk_bytes = job.read_options.chunk_bytes.max(1 << 12);
         let mut buffer = BytesMut::new();
         buffer.extend_from_slice(copy::HEADER);
-        while let Some(batch) = reader.stream.next().await {
+        let mut timings = JobTimings::default();
+        let started = Instant::now();
+        loop {
+            let decoding = Instant::now();
+            let Some(batch) = reader.stream.next().await else { break };
+            timings.decode += decoding.elapsed();
             let batch = batch?
                 .project(&keep)
                 .map_err(|e| Error::Internal(format!("projecting a batch of {display}: {e}")))?;
@@ -582,14 +588,18 @@ impl Destination for PostgresDestination {
                 context: context.clone(),
                 message,
             };
+            let encoding = Instant::now();
             let prepared = copy::prepare_batch(&batch, &targets).map_err(bad_data)?;
             let encoder = copy::Encoder::new(&prepared, batch.num_rows()).map_err(bad_data)?;
+            timings.encode += encoding.elapsed();
             // Encode in slices of about a chunk: the buffer never holds a whole batch.
             let step = encoder.rows_for(chunk_bytes);
             let mut start = 0;
             while start < encoder.rows() {
                 let end = (start + step).min(encoder.rows());
+                let encoding = Instant::now();
                 encoder.encode(start..end, &mut buffer).map_err(bad_data)?;
+                timings.encode += encoding.elapsed();
                 start = end;
                 if buffer.len() >= chunk_bytes {
                     sink.send(buffer.split().freeze())
@@ -612,9 +622,11 @@ impl Destination for PostgresDestination {
             .await
             .map_err(|e| self.error(format!("committing {display}"), &e))?;
         self.release(session);
+        timings.transfer = started.elapsed().saturating_sub(timings.decode + timings.encode);
         Ok(JobMetrics {
             rows,
             bytes: job.job.size,
+            timings,
         })
     }
 }

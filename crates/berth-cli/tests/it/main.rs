@@ -93,6 +93,9 @@ fn json_summary_names_tables_rows_and_the_destination() {
     assert_eq!(package["tables"]["rides"]["rows"], 40);
     assert_eq!(package["tables"]["rides__stops"]["rows"], 80);
     assert_eq!(summary["destination"], "duckdb:x.duckdb");
+    let phases = &package["phases"];
+    assert!(phases["jobs"].as_f64().is_some_and(|s| s > 0.0), "{phases}");
+    assert!(phases["transfer"].as_f64().is_some_and(|s| s > 0.0), "{phases}");
 }
 
 #[test]
@@ -319,6 +322,19 @@ fn bench_measures_berth_and_the_destination_ceiling() {
     assert_eq!(cases[0]["seconds"]["runs"].as_array().map(Vec::len), Some(2));
     assert!(cases[0]["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{report}");
     assert!(cases[1]["berth_ratio"].as_f64().is_some_and(|r| r > 0.0), "{report}");
+    // Where the time went, per phase; DuckDB reads the Parquet itself: it is all transfer.
+    let phases: Vec<&str> = cases[0]["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["phase"].as_str())
+        .collect();
+    assert_eq!(
+        phases,
+        ["migrate", "jobs", "decode", "encode", "transfer", "followup", "commit"]
+    );
+    let transfer = &cases[0]["phases"][4]["seconds"];
+    assert!(transfer.as_f64().is_some_and(|s| s > 0.0), "{report}");
     // The generated package is reused by the next run with the same settings.
     assert!(dir.path().join("work/narrow-3000-rg1000-seed0").exists());
 }
