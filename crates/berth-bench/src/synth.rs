@@ -28,18 +28,106 @@ pub enum Shape {
     /// (8 values), `name` text (~16 chars), `flag` bool.
     #[default]
     Narrow,
+    /// 50 columns: `id`, then 49 of bigint, double, text, bool, timestamp, date and
+    /// decimal(38,9) in turn, about 2% NULL.
+    Wide,
+    /// A root table `nested` (`id`, `ts`, `name`, `_dlt_id`) and its child table
+    /// `nested__items` (0 to 5 items per row, linked by `_dlt_parent_id` / `_dlt_root_id`), as
+    /// dlt normalizes a list in each record.
+    Nested,
+}
+
+/// The dlt types of [`Shape::Wide`]'s columns, in turn.
+const WIDE_TYPES: [&str; 7] = ["bigint", "double", "text", "bool", "timestamp", "date", "decimal"];
+/// Columns of [`Shape::Wide`], `id` included.
+const WIDE_COLUMNS: usize = 50;
+/// The child table of [`Shape::Nested`].
+const NESTED_CHILD: &str = "nested__items";
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "narrow" => Ok(Self::Narrow),
+            "wide" => Ok(Self::Wide),
+            "nested" => Ok(Self::Nested),
+            other => Err(format!("unknown shape `{other}`: narrow, wide or nested")),
+        }
+    }
 }
 
 impl Shape {
-    /// The table's name.
+    /// The (root) table's name.
     pub fn table(self) -> &'static str {
         match self {
             Self::Narrow => "narrow",
+            Self::Wide => "wide",
+            Self::Nested => "nested",
         }
     }
 
-    /// The Arrow schema of the job files.
+    /// Every table a package of this shape loads, root first.
+    pub fn tables(self) -> Vec<&'static str> {
+        match self {
+            Self::Nested => vec!["nested", NESTED_CHILD],
+            other => vec![other.table()],
+        }
+    }
+
+    /// The columns of `table`: name, dlt type, nullable, extra dlt hints.
+    fn columns(self, table: &str) -> Vec<(String, &'static str, bool, serde_json::Value)> {
+        let plain = |name: &str, data_type: &'static str, nullable: bool| {
+            (name.to_string(), data_type, nullable, serde_json::json!({}))
+        };
+        let key = |name: &str, hints: serde_json::Value| (name.to_string(), "text", false, hints);
+        match (self, table) {
+            (Self::Narrow, _) => vec![
+                plain("id", "bigint", false),
+                plain("ts", "timestamp", true),
+                plain("amount", "double", true),
+                plain("qty", "bigint", true),
+                plain("category", "text", true),
+                plain("name", "text", true),
+                plain("flag", "bool", true),
+            ],
+            (Self::Wide, _) => std::iter::once(plain("id", "bigint", false))
+                .chain((1..WIDE_COLUMNS).map(|i| {
+                    let data_type = WIDE_TYPES[i % WIDE_TYPES.len()];
+                    plain(&format!("{data_type}_{i:02}"), data_type, true)
+                }))
+                .collect(),
+            (Self::Nested, NESTED_CHILD) => vec![
+                plain("value", "text", true),
+                plain("qty", "bigint", true),
+                key("_dlt_root_id", serde_json::json!({"root_key": true})),
+                key("_dlt_parent_id", serde_json::json!({"parent_key": true})),
+                plain("_dlt_list_idx", "bigint", false),
+                key("_dlt_id", serde_json::json!({"unique": true, "row_key": true})),
+            ],
+            (Self::Nested, _) => vec![
+                plain("id", "bigint", false),
+                plain("ts", "timestamp", true),
+                plain("name", "text", true),
+                key("_dlt_id", serde_json::json!({"unique": true, "row_key": true})),
+            ],
+        }
+    }
+
+    /// The Arrow schema of `table`'s job files.
+    pub fn table_arrow_schema(self, table: &str) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns(table)
+            .into_iter()
+            .map(|(name, data_type, nullable, _)| Field::new(name, arrow_type(data_type), nullable))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The Arrow schema of the (root) table's job files.
     pub fn arrow_schema(self) -> SchemaRef {
+        if self != Self::Narrow {
+            return self.table_arrow_schema(self.table());
+        }
         let utc = Some(Arc::<str>::from("UTC"));
         Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -60,50 +148,60 @@ impl Shape {
     /// [`Shape::schema_json`] for a `merge` table with `strategy`, keyed by `id`, or an append
     /// table for `None`.
     pub fn schema_json_with(self, schema_name: &str, merge: Option<MergeStrategy>) -> serde_json::Value {
-        let column = |name: &str, data_type: &str, nullable: bool| {
-            (
-                name.to_string(),
-                serde_json::json!({"name": name, "data_type": data_type, "nullable": nullable}),
-            )
+        let columns_of = |table: &str| -> serde_json::Map<String, serde_json::Value> {
+            self.columns(table)
+                .into_iter()
+                .map(|(name, data_type, nullable, hints)| {
+                    let mut column = serde_json::json!({"name": name, "data_type": data_type, "nullable": nullable});
+                    if data_type == "decimal" {
+                        column["precision"] = 38.into();
+                        column["scale"] = 9.into();
+                    }
+                    if let (Some(column), Some(hints)) = (column.as_object_mut(), hints.as_object()) {
+                        column.extend(hints.clone());
+                    }
+                    (name, column)
+                })
+                .collect()
         };
-        let columns: serde_json::Map<String, serde_json::Value> = [
-            column("id", "bigint", false),
-            column("ts", "timestamp", true),
-            column("amount", "double", true),
-            column("qty", "bigint", true),
-            column("category", "text", true),
-            column("name", "text", true),
-            column("flag", "bool", true),
-        ]
-        .into_iter()
-        .collect();
-        let mut columns = columns;
+        let root = self.table();
+        let mut root_columns = columns_of(root);
         if merge.is_some()
-            && let Some(id) = columns.get_mut("id")
+            && let Some(id) = root_columns.get_mut("id")
         {
             id["primary_key"] = true.into();
         }
-        let table = self.table();
         let disposition = if merge.is_some() { "merge" } else { "append" };
-        let mut schema = serde_json::json!({
-            "name": schema_name,
-            "version": 1,
-            "version_hash": format!("berth-bench-{table}-{disposition}-1"),
-            "engine_version": 11,
-            "tables": {
-                table: {
-                    "name": table,
-                    "write_disposition": disposition,
-                    "resource": table,
-                    "x-normalizer": {"seen-data": true},
-                    "columns": columns,
-                }
-            }
+        let mut tables = serde_json::Map::new();
+        let mut root_table = serde_json::json!({
+            "name": root,
+            "write_disposition": disposition,
+            "resource": root,
+            "x-normalizer": {"seen-data": true},
+            "columns": root_columns,
         });
         if let Some(strategy) = merge {
-            schema["tables"][table]["x-merge-strategy"] = strategy.as_str().into();
+            root_table["x-merge-strategy"] = strategy.as_str().into();
         }
-        schema
+        tables.insert(root.to_string(), root_table);
+        for child in self.tables().into_iter().skip(1) {
+            tables.insert(
+                child.to_string(),
+                serde_json::json!({
+                    "name": child,
+                    "parent": root,
+                    "x-normalizer": {"seen-data": true},
+                    "columns": columns_of(child),
+                }),
+            );
+        }
+        serde_json::json!({
+            "name": schema_name,
+            "version": 1,
+            "version_hash": format!("berth-bench-{root}-{disposition}-1"),
+            "engine_version": 11,
+            "tables": tables,
+        })
     }
 }
 
@@ -205,23 +303,35 @@ impl SyntheticPackage {
         let mut next_id = self.first_id;
         for file in 0..files {
             let rows = self.rows / files + u64::from(file < self.rows % files);
-            let path = jobs.join(format!("{}.s{:04}x{}.0.parquet", self.shape.table(), file, self.seed));
-            let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let properties = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(self.row_group_rows))
-                .build();
-            let mut writer = ArrowWriter::try_new(out, self.shape.arrow_schema(), Some(properties))
-                .map_err(|e| Error::Generate(e.to_string()))?;
+            let mut writers = Vec::new();
+            for table in self.shape.tables() {
+                let path = jobs.join(format!("{table}.s{file:04}x{}.0.parquet", self.seed));
+                let out = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(self.row_group_rows))
+                    .build();
+                let writer = ArrowWriter::try_new(out, self.shape.table_arrow_schema(table), Some(properties))
+                    .map_err(|e| Error::Generate(e.to_string()))?;
+                writers.push(writer);
+            }
             let mut left = rows;
             while left > 0 {
                 let n = usize::try_from(left.min(GENERATE_BATCH as u64)).unwrap_or(GENERATE_BATCH);
-                let batch = narrow_batch(&mut rng, next_id, n)?;
-                writer.write(&batch).map_err(|e| Error::Generate(e.to_string()))?;
+                let batches = match self.shape {
+                    Shape::Narrow => vec![narrow_batch(&mut rng, next_id, n)?],
+                    Shape::Wide => vec![wide_batch(&mut rng, next_id, n)?],
+                    Shape::Nested => nested_batches(&mut rng, &self.load_id, next_id, n)?,
+                };
+                for (writer, batch) in writers.iter_mut().zip(&batches) {
+                    writer.write(batch).map_err(|e| Error::Generate(e.to_string()))?;
+                }
                 next_id += n as u64;
                 left -= n as u64;
             }
-            writer.close().map_err(|e| Error::Generate(e.to_string()))?;
+            for writer in writers {
+                writer.close().map_err(|e| Error::Generate(e.to_string()))?;
+            }
         }
         Ok(package)
     }
@@ -300,6 +410,164 @@ fn narrow_batch(rng: &mut ChaCha8Rng, first_id: u64, rows: usize) -> Result<Reco
         Arc::new(flag.finish()),
     ];
     RecordBatch::try_new(Shape::Narrow.arrow_schema(), columns).map_err(|e| Error::Generate(e.to_string()))
+}
+
+/// The Arrow type berth reads a dlt type as (as `berth_model::read::arrow_type` does).
+fn arrow_type(data_type: &str) -> DataType {
+    match data_type {
+        "bigint" => DataType::Int64,
+        "double" => DataType::Float64,
+        "bool" => DataType::Boolean,
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        "date" => DataType::Date32,
+        "decimal" => DataType::Decimal128(38, 9),
+        _ => DataType::Utf8,
+    }
+}
+
+/// A word of `min_len` characters or more from [`SYLLABLES`].
+fn word(rng: &mut ChaCha8Rng, text: &mut String, min_len: usize) {
+    text.clear();
+    while text.len() < min_len {
+        text.push_str(SYLLABLES[rng.random_range(0..SYLLABLES.len())]);
+    }
+}
+
+fn wide_batch(rng: &mut ChaCha8Rng, first_id: u64, rows: usize) -> Result<RecordBatch> {
+    let schema = Shape::Wide.arrow_schema();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(WIDE_COLUMNS);
+    let first = i64::try_from(first_id).unwrap_or(i64::MAX);
+    columns.push(Arc::new(arrow::array::Int64Array::from_iter_values(
+        (0..rows as i64).map(|o| first + o),
+    )));
+    let mut text = String::with_capacity(24);
+    for i in 1..WIDE_COLUMNS {
+        let null = |rng: &mut ChaCha8Rng| rng.random_ratio(1, 50);
+        let column: ArrayRef = match WIDE_TYPES[i % WIDE_TYPES.len()] {
+            "bigint" => {
+                let mut b = Int64Builder::with_capacity(rows);
+                for _ in 0..rows {
+                    let v = (!null(rng)).then(|| rng.random_range(0..1_000_000i64));
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            "double" => {
+                let mut b = Float64Builder::with_capacity(rows);
+                for _ in 0..rows {
+                    let v = (!null(rng)).then(|| rng.random::<f64>() * 1000.0);
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            "text" => {
+                let mut b = StringBuilder::with_capacity(rows, rows * 12);
+                for _ in 0..rows {
+                    if null(rng) {
+                        b.append_null();
+                    } else {
+                        let len = rng.random_range(4..20);
+                        word(rng, &mut text, len);
+                        b.append_value(&text);
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            "bool" => {
+                let mut b = BooleanBuilder::with_capacity(rows);
+                for _ in 0..rows {
+                    let v = (!null(rng)).then(|| rng.random_ratio(1, 2));
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            "timestamp" => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+                for _ in 0..rows {
+                    let v = (!null(rng)).then(|| 1_704_067_200_000_000i64 + rng.random_range(0..31_536_000_000_000i64));
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            "date" => {
+                let mut b = arrow::array::Date32Builder::with_capacity(rows);
+                for _ in 0..rows {
+                    let v = (!null(rng)).then(|| 19_723 + rng.random_range(0..3650));
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            _ => {
+                let mut b = arrow::array::Decimal128Builder::with_capacity(rows);
+                for _ in 0..rows {
+                    // Amounts with cents, at scale 9.
+                    let v = (!null(rng)).then(|| i128::from(rng.random_range(0..10_000_000i64)) * 10_000_000);
+                    b.append_option(v);
+                }
+                Arc::new(
+                    b.finish()
+                        .with_precision_and_scale(38, 9)
+                        .map_err(|e| Error::Generate(e.to_string()))?,
+                )
+            }
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema, columns).map_err(|e| Error::Generate(e.to_string()))
+}
+
+/// A batch of `nested` rows and the batch of their `nested__items`. Row keys (`_dlt_id`) are
+/// unique across packages, as dlt's are: they start with the load id.
+fn nested_batches(rng: &mut ChaCha8Rng, load_id: &str, first_id: u64, rows: usize) -> Result<Vec<RecordBatch>> {
+    let mut id = Int64Builder::with_capacity(rows);
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut name = StringBuilder::with_capacity(rows, rows * 16);
+    let mut row_key = StringBuilder::with_capacity(rows, rows * 12);
+    let items = rows * 5 / 2;
+    let mut value = StringBuilder::with_capacity(items, items * 10);
+    let mut qty = Int64Builder::with_capacity(items);
+    let mut root_key = StringBuilder::with_capacity(items, items * 12);
+    let mut parent_key = StringBuilder::with_capacity(items, items * 12);
+    let mut list_idx = Int64Builder::with_capacity(items);
+    let mut item_key = StringBuilder::with_capacity(items, items * 14);
+    let mut text = String::with_capacity(24);
+    for offset in 0..rows {
+        let row = i64::try_from(first_id).unwrap_or(i64::MAX) + offset as i64;
+        let key = format!("{load_id}.{row}");
+        id.append_value(row);
+        ts.append_value(1_704_067_200_000_000i64 + row * 6_000_000);
+        word(rng, &mut text, 12);
+        name.append_value(&text);
+        for index in 0..rng.random_range(0..=5i64) {
+            word(rng, &mut text, 6);
+            value.append_value(&text);
+            qty.append_value(rng.random_range(1..10));
+            root_key.append_value(&key);
+            parent_key.append_value(&key);
+            list_idx.append_value(index);
+            item_key.append_value(format!("{key}.{index}"));
+        }
+        row_key.append_value(&key);
+    }
+    let root: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(name.finish()),
+        Arc::new(row_key.finish()),
+    ];
+    let child: Vec<ArrayRef> = vec![
+        Arc::new(value.finish()),
+        Arc::new(qty.finish()),
+        Arc::new(root_key.finish()),
+        Arc::new(parent_key.finish()),
+        Arc::new(list_idx.finish()),
+        Arc::new(item_key.finish()),
+    ];
+    let batch = |table: &str, columns| {
+        RecordBatch::try_new(Shape::Nested.table_arrow_schema(table), columns)
+            .map_err(|e| Error::Generate(e.to_string()))
+    };
+    Ok(vec![batch("nested", root)?, batch(NESTED_CHILD, child)?])
 }
 
 #[cfg(test)]

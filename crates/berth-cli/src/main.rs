@@ -130,8 +130,10 @@ struct BenchArgs {
     /// Rows in the generated package.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
-    /// Table shape: narrow (id, ts, amount, qty, category, name, flag).
-    #[arg(long, default_value = "narrow", value_parser = ["narrow"])]
+    /// Table shape: narrow (7 columns: id, ts, amount, qty, category, name, flag); wide (50
+    /// columns of bigint, double, text, bool, timestamp, date and decimal); nested (a root table
+    /// and a child table of 0-5 items per row, as dlt normalizes lists). --rows counts root rows.
+    #[arg(long, default_value = "narrow", value_parser = ["narrow", "wide", "nested"])]
     shape: String,
     /// What to measure: append, or merge:<strategy> (delete-insert, upsert, insert-only): (a) the
     /// first merge of --rows into an empty dataset and (b) a merge of --delta-rows (half updates
@@ -355,6 +357,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         .with_rows(args.rows)
         .with_runs(args.runs);
     config.row_group_rows = args.row_group_rows.max(1);
+    config.shape = args.shape.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     config.seed = args.seed;
     config.ceiling = !args.no_ceiling;
     if let Some(strategy) = args.disposition.strip_prefix("merge:") {

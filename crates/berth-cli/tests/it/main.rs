@@ -340,6 +340,59 @@ fn bench_measures_berth_and_the_destination_ceiling() {
 }
 
 #[test]
+fn bench_generates_wide_and_nested_shapes_for_postgres_and_duckdb() {
+    let cluster = berth_tests::pg::PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = cluster.database_url("shapes");
+    for destination in [postgres.as_str(), "duckdb:shapes.duckdb"] {
+        for (shape, disposition, cases) in [
+            ("wide", "append", 2),
+            ("nested", "append", 1),
+            ("nested", "merge:delete-insert", 4),
+        ] {
+            let out = berth(
+                dir.path(),
+                &[
+                    "bench",
+                    "--destination",
+                    destination,
+                    "--shape",
+                    shape,
+                    "--disposition",
+                    disposition,
+                    "--rows",
+                    "3000",
+                    "--delta-rows",
+                    "1000",
+                    "--row-group-rows",
+                    "1000",
+                    "--runs",
+                    "1",
+                    "--work-dir",
+                    "work",
+                    "--json",
+                ],
+            );
+            let what = format!("{destination} {shape} {disposition}");
+            assert!(
+                out.status.success(),
+                "{what}: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+            assert_eq!(report["shape"], shape, "{what}");
+            let all = report["cases"].as_array().expect("cases");
+            assert_eq!(all.len(), cases, "{what}: {report}");
+            assert!(
+                all[0]["rows_per_second"].as_f64().is_some_and(|r| r > 0.0),
+                "{what}: {report}"
+            );
+        }
+    }
+}
+
+#[test]
 fn plan_prints_the_sql_of_a_merge_without_touching_a_destination() {
     let dir = tempfile::tempdir().expect("tempdir");
     let package = scenario_dir("postgres", "merge_upsert").join("packages/1_1795379925.8411157");
