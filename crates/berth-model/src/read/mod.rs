@@ -39,6 +39,19 @@ const BYTE_CHUNKS_IN_FLIGHT: usize = 4;
 /// Record batches buffered between a decoder and its consumer.
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// A decoded Parquet batch is kept to about this many bytes: wide rows get fewer rows per batch
+/// than [`ReadOptions::batch_size`], so memory stays bounded by row width too.
+pub const TARGET_BATCH_BYTES: u64 = 8 << 20;
+/// Fewest rows per batch, however wide the rows.
+const MIN_BATCH_ROWS: usize = 1024;
+
+/// Rows per batch for a Parquet file whose rows take about `row_bytes` decoded: `batch_size`,
+/// or fewer when that would exceed [`TARGET_BATCH_BYTES`].
+pub fn batch_rows_for(batch_size: usize, row_bytes: u64) -> usize {
+    let fitting = usize::try_from(TARGET_BATCH_BYTES / row_bytes.max(1)).unwrap_or(usize::MAX);
+    batch_size.min(fitting.max(MIN_BATCH_ROWS)).max(1)
+}
+
 /// Default size of the chunks data is sent to a destination in, where it is sent in chunks.
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -173,6 +186,14 @@ pub async fn open_job_part(
                 }
                 builder = builder.with_row_groups(range.collect());
             }
+            // Decoded bytes per row, from the footer's uncompressed row group sizes.
+            let metadata = builder.metadata();
+            let (bytes, rows) = metadata
+                .row_groups()
+                .iter()
+                .fold((0i64, 0i64), |(b, r), g| (b + g.total_byte_size(), r + g.num_rows()));
+            let row_bytes = u64::try_from(bytes / rows.max(1)).unwrap_or(0);
+            let batch_size = batch_rows_for(batch_size, row_bytes);
             let stream = builder
                 .with_batch_size(batch_size)
                 .build()
@@ -523,4 +544,21 @@ pub async fn read_job_to_end(package: &LoadPackage, job: &JobFile) -> Result<Vec
         .stream
         .try_collect()
         .await
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn wide_rows_get_smaller_batches() {
+        // Narrow rows (~40 bytes): the configured size.
+        assert_eq!(batch_rows_for(65_536, 40), 65_536);
+        // 500-byte rows: about 8 MiB per batch.
+        assert_eq!(batch_rows_for(65_536, 500), 16_777);
+        // Huge rows: never fewer than 1,024 rows; unknown widths keep the configured size.
+        assert_eq!(batch_rows_for(65_536, 1 << 20), 1024);
+        assert_eq!(batch_rows_for(65_536, 0), 65_536);
+        assert_eq!(batch_rows_for(100, 1 << 20), 100);
+    }
 }
