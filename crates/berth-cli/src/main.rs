@@ -71,7 +71,8 @@ struct LoadArgs {
     /// Package folders or URLs.
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<String>,
-    /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory:,
+    /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory: (DuckDB
+    /// settings as parameters: ?memory_limit=256MB&threads=2),
     /// postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]
     /// (libpq's sslmode values; the password never appears in output).
     #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]

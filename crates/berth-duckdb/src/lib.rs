@@ -139,9 +139,34 @@ impl DuckDbDestination {
         }
     }
 
-    /// Opens `duckdb:///abs/path.duckdb`, `duckdb:relative/path.duckdb` or `duckdb::memory:`.
+    /// Opens `duckdb:///abs/path.duckdb`, `duckdb:relative/path.duckdb` or `duckdb::memory:`,
+    /// optionally with DuckDB settings as query parameters: `?memory_limit=256MB&threads=2`
+    /// (also `temp_directory`, `max_temp_directory_size`, `preserve_insertion_order`).
     pub fn from_url(url: &str) -> Result<Self> {
-        Self::open_path(&parse_url(url)?)
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let settings = parse_settings(url, query)?;
+        let destination = Self::open_path(&parse_url(base)?)?;
+        destination.apply_settings(url, &settings)?;
+        Ok(destination)
+    }
+
+    /// Sets DuckDB settings for the whole database (every later connection).
+    fn apply_settings(&self, url: &str, settings: &[(String, String)]) -> Result<()> {
+        if settings.is_empty() {
+            return Ok(());
+        }
+        let conn = self.db.connect().map_err(|e| Error::Config {
+            destination: url.to_string(),
+            reason: e.message,
+        })?;
+        for (key, value) in settings {
+            conn.execute(&format!("SET {key} = '{value}'"))
+                .map_err(|e| Error::Config {
+                    destination: url.to_string(),
+                    reason: format!("setting {key}: {}", e.message),
+                })?;
+        }
+        Ok(())
     }
 
     fn open_path(path: &DuckDbPath) -> Result<Self> {
@@ -210,6 +235,41 @@ pub enum DuckDbPath {
     Memory,
     /// A database file.
     File(PathBuf),
+}
+
+/// DuckDB settings a destination URL may carry.
+const URL_SETTINGS: [&str; 5] = [
+    "memory_limit",
+    "threads",
+    "temp_directory",
+    "max_temp_directory_size",
+    "preserve_insertion_order",
+];
+
+/// The `key=value` settings of a DuckDB URL's query, checked against [`URL_SETTINGS`].
+fn parse_settings(url: &str, query: &str) -> Result<Vec<(String, String)>> {
+    let bad = |reason: String| Error::Config {
+        destination: url.to_string(),
+        reason,
+    };
+    let mut settings = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`{pair}` is not key=value")))?;
+        if !URL_SETTINGS.contains(&key) {
+            return Err(bad(format!(
+                "unknown DuckDB setting `{key}`; berth takes {}",
+                URL_SETTINGS.join(", ")
+            )));
+        }
+        let plain = |c: char| c.is_ascii_alphanumeric() || "._-/ ".contains(c);
+        if value.is_empty() || !value.chars().all(plain) {
+            return Err(bad(format!("`{key}` has a value berth does not pass on: `{value}`")));
+        }
+        settings.push((key.to_string(), value.to_string()));
+    }
+    Ok(settings)
 }
 
 /// Parses a DuckDB destination URL.
@@ -573,5 +633,24 @@ impl Destination for DuckDbDestination {
             (Err(_), Some(read)) => Err(read.into()),
             (Err(e), None) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn settings_ride_on_the_url_and_unknown_ones_are_refused() {
+        assert!(DuckDbDestination::from_url("duckdb::memory:?memory_limit=100MB&threads=1").is_ok());
+        let unknown = DuckDbDestination::from_url("duckdb::memory:?access_mode=READ_ONLY").unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown DuckDB setting `access_mode`"),
+            "{unknown}"
+        );
+        let quoted = DuckDbDestination::from_url("duckdb::memory:?memory_limit=1GB';DROP").unwrap_err();
+        assert!(quoted.to_string().contains("does not pass on"), "{quoted}");
+        let wrong = DuckDbDestination::from_url("duckdb::memory:?memory_limit=lots").unwrap_err();
+        assert!(wrong.to_string().contains("setting memory_limit"), "{wrong}");
     }
 }
