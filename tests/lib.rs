@@ -268,6 +268,28 @@ pub async fn query_text(destination: &dyn Destination, sql: &str) -> Result<Vec<
     Ok(rows)
 }
 
+/// A Parquet file of the named `columns` (every field nullable), in row groups of at most
+/// `row_group_rows` rows.
+pub fn parquet_bytes(columns: Vec<(&str, arrow::array::ArrayRef)>, row_group_rows: usize) -> Vec<u8> {
+    let fields: Vec<arrow::datatypes::Field> = columns
+        .iter()
+        .map(|(name, array)| arrow::datatypes::Field::new(*name, array.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .expect("batch");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    out
+}
+
 /// Rows of a destination table as canonical JSON, sorted.
 pub async fn table_rows(
     destination: &dyn Destination,

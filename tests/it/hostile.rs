@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{Field, Schema};
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray};
 use berth::destination::Destination;
 use berth::loader::{Loader, LoaderOptions, PackageStatus, PackageSummary};
 use berth::model::PackageLocation;
@@ -46,20 +45,7 @@ fn table(name: &str, columns: &[Value]) -> Value {
 }
 
 fn parquet(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
-        .collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .expect("batch");
-    let mut out = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
-    out
+    berth_tests::parquet_bytes(columns, 1 << 20)
 }
 
 struct Destinations {

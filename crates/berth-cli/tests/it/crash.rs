@@ -14,8 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
-use arrow::datatypes::{Field, Schema};
+use arrow::array::{ArrayRef, Int64Builder, StringBuilder};
 use berth::destination::Destination;
 use berth_tests::pg::PgCluster;
 use berth_tests::{copy_tree, table_rows};
@@ -82,22 +81,7 @@ fn schema() -> serde_json::Value {
 }
 
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
-        .collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .expect("batch");
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_max_row_group_row_count(Some(row_group_rows))
-        .build();
-    let file = std::fs::File::create(path).expect("create parquet");
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+    std::fs::write(path, berth_tests::parquet_bytes(columns, row_group_rows)).expect("write parquet");
 }
 
 fn strings(values: impl IntoIterator<Item = String>) -> ArrayRef {

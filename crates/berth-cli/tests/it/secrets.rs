@@ -131,42 +131,14 @@ fn passwords_appear_in_no_output() {
     }
 
     // Reports of the other commands.
-    let out = berth(
-        dir.path(),
-        &[
-            "bench",
-            "--destination",
-            &url,
-            "--rows",
-            "2000",
-            "--runs",
-            "1",
-            "--no-ceiling",
-            "--work-dir",
-            "bench",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_output_clean("bench", &out);
-    let out = berth(
-        dir.path(),
-        &[
-            "bench",
-            "--destination",
-            &url,
-            "--rows",
-            "2000",
-            "--runs",
-            "1",
-            "--no-ceiling",
-            "--work-dir",
-            "bench",
-            "--json",
-        ],
-        &[],
-    );
-    assert_output_clean("bench --json", &out);
+    for json in [None, Some("--json")] {
+        let mut args = vec!["bench", "--destination", &url, "--rows", "2000", "--runs", "1"];
+        args.extend(["--no-ceiling", "--work-dir", "bench"]);
+        args.extend(json);
+        let out = berth(dir.path(), &args, &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_output_clean(&format!("bench {}", json.unwrap_or_default()), &out);
+    }
     let out = berth(
         dir.path(),
         &["plan", &packages.to_string_lossy(), "--destination", &url],
