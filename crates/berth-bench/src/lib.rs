@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod html;
 mod runner;
 pub mod synth;
 

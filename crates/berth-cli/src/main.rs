@@ -167,6 +167,10 @@ struct BenchArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write the report as a self-contained HTML page with charts (time per case, and
+    /// where berth's time goes phase by phase).
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +372,10 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     config.loader.parallel_jobs = args.parallel.max(1);
     args.tuning.apply(&mut config.loader);
     let report = berth_bench::run(&config).await.context("benchmark failed")?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, berth_bench::html::render(&report))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

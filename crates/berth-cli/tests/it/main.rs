@@ -312,11 +312,24 @@ fn bench_measures_berth_and_the_destination_ceiling() {
             "--work-dir",
             "work",
             "--json",
+            "--report",
+            "report.html",
         ],
     );
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report["rows"], 3000);
+    // The HTML report: the cases in a table, and both charts as inline SVG.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).expect("--report writes the page");
+    assert!(
+        html.contains("<td>berth append</td>") && html.contains("DuckDB CREATE TABLE AS read_parquet"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<svg").count(), 2, "{html}");
+    assert!(
+        html.contains("<title>transfer: ") && html.contains("berth append: job parts"),
+        "{html}"
+    );
     let cases = report["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 2, "{report}");
     assert_eq!(cases[0]["seconds"]["runs"].as_array().map(Vec::len), Some(2));
