@@ -79,9 +79,10 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = write!(
         page,
-        "<h1>berth bench</h1><p>{} rows of <b>{}</b> ({:.1} MiB of Parquet, row groups of {} rows) into <b>{}</b>, {} parallel.</p>",
+        "<h1>berth bench</h1><p>{} rows of <b>{}</b>, {} ({:.1} MiB of Parquet, row groups of {} rows) into <b>{}</b>, {} parallel.</p>",
         report.rows,
         escape(&report.shape),
+        escape(&report.disposition),
         report.parquet_bytes as f64 / (1 << 20) as f64,
         report.row_group_rows,
         escape(&report.destination),

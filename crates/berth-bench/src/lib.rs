@@ -25,6 +25,7 @@ pub mod synth;
 use std::path::{Path, PathBuf};
 
 pub use runner::{BenchConfig, BenchReport, CaseReport, Stats, run};
+pub use synth::{Disposition, Shape};
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

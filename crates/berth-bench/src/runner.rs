@@ -12,7 +12,7 @@ use berth::plan::sql;
 use berth::postgres::PostgresDestination;
 use serde::Serialize;
 
-use crate::synth::{Shape, SyntheticPackage};
+use crate::synth::{Disposition, Shape, SyntheticPackage};
 use crate::{Error, Result};
 
 /// What to benchmark.
@@ -34,10 +34,12 @@ pub struct BenchConfig {
     pub runs: usize,
     /// Also measure the destination's own limit.
     pub ceiling: bool,
-    /// Merge instead of append: the first merge into an empty dataset, then a delta of
-    /// `delta_rows` (half updates of existing ids, half new ids), each next to plain appends of
-    /// the same rows.
-    pub merge: Option<berth::model::MergeStrategy>,
+    /// What to measure. `Append`: one load into an empty dataset, next to the destination's
+    /// ceiling. `Merge`: (a) the first merge into an empty dataset, then (b) a delta of
+    /// `delta_rows` (half updates of existing ids, half new ids). `Replace`: (a) the first replace
+    /// into an empty dataset, then (b) a full refresh of `rows` over it. Each step runs next to a
+    /// plain append of the same rows.
+    pub disposition: Disposition,
     /// Rows of the merge delta.
     pub delta_rows: u64,
     /// How berth loads.
@@ -57,7 +59,7 @@ impl BenchConfig {
             seed: 0,
             runs: 3,
             ceiling: true,
-            merge: None,
+            disposition: Disposition::Append,
             delta_rows: 500_000,
             loader: LoaderOptions::default(),
         }
@@ -193,8 +195,10 @@ impl CaseReport {
 pub struct BenchReport {
     /// Destination, without credentials.
     pub destination: String,
-    /// Shape of the table.
+    /// Shape of the table: `narrow`, `wide`, `nested` or the schema file's name.
     pub shape: String,
+    /// `append`, `replace:<strategy>` or `merge:<strategy>`.
+    pub disposition: String,
     /// Rows loaded per run.
     pub rows: u64,
     /// Size of the Parquet job files.
@@ -289,8 +293,6 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Generates the package (once per shape, rows, row group size and seed; reused after) and runs
-/// the benchmark.
 /// Generates a package once into `work_dir` (reused by later runs with the same settings).
 fn generate(config: &BenchConfig, name: &str, package: SyntheticPackage, load_id: &str) -> Result<PathBuf> {
     let dir = config.work_dir.join(name);
@@ -382,61 +384,79 @@ async fn timed_load(
     Ok((elapsed, rss, summary.phases))
 }
 
-/// The merge benchmark: (a) the first merge of `rows` into an empty dataset, (b) a delta of
-/// `delta_rows` merged into it; each next to a plain append of the same rows in the same run.
-async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) -> Result<BenchReport> {
+/// The two-step benchmark of a merge or replace `disposition`: (a) the first load of `rows` into an
+/// empty dataset, (b) a second package into it: for merge a delta of `delta_rows` (half updates of
+/// existing ids, half new ids), for replace a full refresh of `rows`. Each step runs next to a plain
+/// append of the same rows in the same run.
+async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<BenchReport> {
     let target = Target::open(&config.destination)?;
     let destination = target.destination();
-    let shape = config.shape;
+    let shape = &config.shape;
     let base_load = "1800000000.000001";
-    let delta_load = "1800000000.000002";
-    let delta_first = config.rows.saturating_sub(config.delta_rows / 2) + 1;
-    let suffix = format!("{}-rg{}-seed{}", config.rows, config.row_group_rows, config.seed);
+    let second_load = "1800000000.000002";
+    let (second_rows, second_first) = match disposition {
+        Disposition::Merge(_) => (config.delta_rows, config.rows.saturating_sub(config.delta_rows / 2) + 1),
+        _ => (config.rows, 1),
+    };
+    let label = disposition.to_string().replace(':', "-");
+    let suffix = format!(
+        "{}-{}-rg{}-seed{}",
+        shape.cache_key(),
+        config.rows,
+        config.row_group_rows,
+        config.seed
+    );
+    let second_name = format!("{suffix}-second{second_rows}from{second_first}");
+    let package = |rows| SyntheticPackage::new(shape.clone(), rows);
     let packages = [
+        generate(config, &suffix, package(config.rows), base_load)?,
         generate(
             config,
-            &format!("{}-{suffix}", shape.table()),
-            SyntheticPackage::new(shape, config.rows),
+            &format!("{suffix}-{label}"),
+            package(config.rows).with_disposition(disposition),
             base_load,
         )?,
         generate(
             config,
-            &format!("{}-{suffix}-{strategy}", shape.table()),
-            SyntheticPackage::new(shape, config.rows).with_merge(strategy),
-            base_load,
+            &second_name,
+            package(second_rows).with_first_id(second_first),
+            second_load,
         )?,
         generate(
             config,
-            &format!("{}-{suffix}-delta{}", shape.table(), config.delta_rows),
-            SyntheticPackage::new(shape, config.delta_rows).with_first_id(delta_first),
-            delta_load,
-        )?,
-        generate(
-            config,
-            &format!("{}-{suffix}-delta{}-{strategy}", shape.table(), config.delta_rows),
-            SyntheticPackage::new(shape, config.delta_rows)
-                .with_first_id(delta_first)
-                .with_merge(strategy),
-            delta_load,
+            &format!("{second_name}-{label}"),
+            package(second_rows)
+                .with_first_id(second_first)
+                .with_disposition(disposition),
+            second_load,
         )?,
     ];
+    let mut loader_options = config.loader.clone();
+    if let Disposition::Replace(strategy) = disposition {
+        loader_options.replace_strategy = Some(strategy);
+    }
+    let config = &BenchConfig {
+        loader: loader_options,
+        ..config.clone()
+    };
     let dialect = destination.capabilities().dialect.clone();
-    // times[i]: append base, merge base, append delta, merge delta
+    // times[i]: append (a), disposition (a), append (b), disposition (b)
     let mut times: [Vec<Duration>; 4] = Default::default();
     let mut phases: [Vec<PhaseTimes>; 4] = Default::default();
     let mut rss: [Option<u64>; 4] = [None; 4];
+    let kind_name = disposition.write_disposition();
     for run in 0..config.runs {
-        for (kind, (base, delta)) in [
+        for (kind, (first, second)) in [
             (0usize, (&packages[0], &packages[2])),
             (1, (&packages[1], &packages[3])),
         ] {
-            let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { "merge" });
+            let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { kind_name });
             let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
             destination.execute(drop.clone(), false).await?;
             let (a, a_rss, a_phases) =
-                timed_load(config, &destination, &target, base, &dataset, parquet_rows(base)?).await?;
+                timed_load(config, &destination, &target, first, &dataset, parquet_rows(first)?).await?;
             let (b, b_rss, b_phases) =
-                timed_load(config, &destination, &target, delta, &dataset, parquet_rows(delta)?).await?;
+                timed_load(config, &destination, &target, second, &dataset, parquet_rows(second)?).await?;
             phases[kind].push(a_phases);
             phases[kind + 2].push(b_phases);
             tracing::info!(
@@ -454,26 +474,27 @@ async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) 
     let case = |name, index: usize, rows, bytes| {
         CaseReport::measured(name, &times[index], rows, bytes, rss[index]).with_phases(&phases[index])
     };
-    let (base_bytes, delta_bytes) = (parquet_size(&packages[0]), parquet_size(&packages[2]));
+    let (base_bytes, second_bytes) = (parquet_size(&packages[0]), parquet_size(&packages[2]));
+    let (base_rows, second_rows) = (parquet_rows(&packages[0])?, parquet_rows(&packages[2])?);
+    let second = match disposition {
+        Disposition::Merge(_) => format!("(b) {disposition}, delta {}", config.delta_rows),
+        _ => format!("(b) {disposition} over the table (full refresh)"),
+    };
     let mut cases = vec![
-        case(format!("(a) merge {strategy} into empty"), 1, config.rows, base_bytes),
-        case("(a) append, same rows".into(), 0, config.rows, base_bytes),
-        case(
-            format!("(b) merge {strategy}, delta {}", config.delta_rows),
-            3,
-            config.delta_rows,
-            delta_bytes,
-        ),
-        case("(b) append, same rows".into(), 2, config.delta_rows, delta_bytes),
+        case(format!("(a) {disposition} into empty"), 1, base_rows, base_bytes),
+        case("(a) append, same rows".into(), 0, base_rows, base_bytes),
+        case(second, 3, second_rows, second_bytes),
+        case("(b) append, same rows".into(), 2, second_rows, second_bytes),
     ];
     for pair in cases.chunks_mut(2) {
-        let merge = pair[0].seconds.median;
+        let measured = pair[0].seconds.median;
         let append = pair[1].seconds.median;
-        pair[1].berth_ratio = (append > 0.0).then(|| merge / append);
+        pair[1].berth_ratio = (append > 0.0).then(|| measured / append);
     }
     Ok(BenchReport {
         destination: destination.describe(),
-        shape: format!("{:?}", config.shape).to_lowercase(),
+        shape: config.shape.name(),
+        disposition: disposition.to_string(),
         rows: config.rows,
         parquet_bytes: base_bytes,
         row_group_rows: config.row_group_rows,
@@ -482,35 +503,27 @@ async fn run_merge(config: &BenchConfig, strategy: berth::model::MergeStrategy) 
     })
 }
 
+/// Generates the packages (once per shape, rows, row group size and seed; reused after) and runs
+/// the benchmark.
 pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
-    if let Some(strategy) = config.merge {
-        return run_merge(config, strategy).await;
+    if config.disposition != Disposition::Append {
+        return run_two_step(config, config.disposition).await;
     }
     let target = Target::open(&config.destination)?;
     let destination = target.destination();
     let table = config.shape.table();
-    let pristine_dir = config.work_dir.join(format!(
-        "{table}-{}-rg{}-seed{}",
-        config.rows, config.row_group_rows, config.seed
-    ));
-    let load_id = "1800000000.000001";
-    let pristine = pristine_dir.join(load_id);
-    if !pristine.join("schema.json").exists() {
-        tracing::info!(
-            "generating {} rows of {table} in {}",
+    let pristine = generate(
+        config,
+        &format!(
+            "{}-{}-rg{}-seed{}",
+            config.shape.cache_key(),
             config.rows,
-            pristine_dir.display()
-        );
-        let partial = pristine_dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&partial);
-        SyntheticPackage::new(config.shape, config.rows)
-            .with_seed(config.seed)
-            .with_row_group_rows(config.row_group_rows)
-            .with_load_id(load_id)
-            .write(&partial)?;
-        let _ = std::fs::remove_dir_all(&pristine_dir);
-        std::fs::rename(&partial, &pristine_dir).map_err(|e| Error::io(&pristine_dir, e))?;
-    }
+            config.row_group_rows,
+            config.seed
+        ),
+        SyntheticPackage::new(config.shape.clone(), config.rows),
+        "1800000000.000001",
+    )?;
     let jobs_dir = pristine.join("new_jobs");
     let files: Vec<PathBuf> = std::fs::read_dir(&jobs_dir)
         .map_err(|e| Error::io(&jobs_dir, e))?
@@ -561,7 +574,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     }
     Ok(BenchReport {
         destination: destination.describe(),
-        shape: format!("{:?}", config.shape).to_lowercase(),
+        shape: config.shape.name(),
+        disposition: Disposition::Append.to_string(),
         rows: config.rows,
         parquet_bytes,
         row_group_rows: config.row_group_rows,

@@ -133,13 +133,22 @@ struct BenchArgs {
     rows: u64,
     /// Table shape: narrow (7 columns: id, ts, amount, qty, category, name, flag); wide (50
     /// columns of bigint, double, text, bool, timestamp, date and decimal); nested (a root table
-    /// and a child table of 0-5 items per row, as dlt normalizes lists). --rows counts root rows.
-    #[arg(long, default_value = "narrow", value_parser = ["narrow", "wide", "nested"])]
+    /// and a child table of 0-5 items per row, as dlt normalizes lists); or the path of a dlt
+    /// schema file (a package's schema.json): every data table of it, values by column type, keys
+    /// kept unique, nested tables 0-5 rows per parent row. --rows counts root rows.
+    #[arg(long, default_value = "narrow", value_name = "narrow|wide|nested|SCHEMA.json")]
     shape: String,
-    /// What to measure: append, or merge:<strategy> (delete-insert, upsert, insert-only): (a) the
-    /// first merge of --rows into an empty dataset and (b) a merge of --delta-rows (half updates
-    /// of existing ids, half new ids) into it, each next to a plain append of the same rows.
-    #[arg(long, default_value = "append", value_parser = ["append", "merge:delete-insert", "merge:upsert", "merge:insert-only"])]
+    /// What to measure. append: one load into an empty dataset, next to the destination's own
+    /// ceiling. merge:<strategy> (delete-insert, upsert, insert-only, scd2): (a) the first merge
+    /// of --rows into an empty dataset, (b) a merge of --delta-rows (half updates of existing
+    /// ids, half new ids) into it. replace[:<strategy>] (truncate-and-insert, insert-from-staging,
+    /// staging-optimized): (a) the first replace into an empty dataset, (b) a full refresh of
+    /// --rows over it. Each step runs next to a plain append of the same rows.
+    #[arg(
+        long,
+        default_value = "append",
+        value_name = "append|replace[:STRATEGY]|merge:STRATEGY"
+    )]
     disposition: String,
     /// Rows of the merge delta (with --disposition merge:<strategy>).
     #[arg(long, default_value_t = 500_000)]
@@ -365,10 +374,8 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     config.shape = args.shape.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     config.seed = args.seed;
     config.ceiling = !args.no_ceiling;
-    if let Some(strategy) = args.disposition.strip_prefix("merge:") {
-        config.merge = Some(strategy.parse().map_err(|e: String| anyhow::anyhow!(e))?);
-        config.delta_rows = args.delta_rows.max(1);
-    }
+    config.disposition = args.disposition.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    config.delta_rows = args.delta_rows.max(1);
     config.loader.parallel_jobs = args.parallel.max(1);
     args.tuning.apply(&mut config.loader);
     let report = berth_bench::run(&config).await.context("benchmark failed")?;

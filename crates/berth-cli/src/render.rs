@@ -301,9 +301,10 @@ pub async fn show_package(location: &str, json: bool) -> Result<()> {
 /// The benchmark report as a table.
 pub fn print_bench(report: &berth_bench::BenchReport) {
     println!(
-        "{} rows of `{}` ({} of Parquet, row groups of {} rows) into {}, {} parallel",
+        "{} rows of `{}`, {} ({} of Parquet, row groups of {} rows) into {}, {} parallel",
         report.rows,
         report.shape,
+        report.disposition,
         human_bytes(report.parquet_bytes),
         report.row_group_rows,
         report.destination,

@@ -357,11 +357,17 @@ fn bench_generates_wide_and_nested_shapes_for_postgres_and_duckdb() {
     let cluster = berth_tests::pg::PgCluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let postgres = cluster.database_url("shapes");
+    // A real dlt schema: a merge root with four nested tables, binary, decimal, date and more.
+    let schema = scenario_dir("postgres", "merge_upsert").join("packages/0_1795379925.146528/schema.json");
+    let schema = schema.to_string_lossy().to_string();
     for destination in [postgres.as_str(), "duckdb:shapes.duckdb"] {
         for (shape, disposition, cases) in [
             ("wide", "append", 2),
             ("nested", "append", 1),
             ("nested", "merge:delete-insert", 4),
+            ("narrow", "replace:insert-from-staging", 4),
+            (schema.as_str(), "merge:upsert", 4),
+            (schema.as_str(), "replace", 4),
         ] {
             let out = berth(
                 dir.path(),
@@ -394,7 +400,15 @@ fn bench_generates_wide_and_nested_shapes_for_postgres_and_duckdb() {
                 text(&out.stderr)
             );
             let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
-            assert_eq!(report["shape"], shape, "{what}");
+            let name = shape.rsplit('/').next().unwrap_or(shape);
+            assert_eq!(report["shape"], name, "{what}");
+            // A bare `replace` is dlt's default strategy.
+            let expected = if disposition == "replace" {
+                "replace:truncate-and-insert"
+            } else {
+                disposition
+            };
+            assert_eq!(report["disposition"], expected, "{what}");
             let all = report["cases"].as_array().expect("cases");
             assert_eq!(all.len(), cases, "{what}: {report}");
             assert!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::TimestampMicrosecondBuilder;
 use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use berth::model::MergeStrategy;
+use berth::model::{MergeStrategy, ReplaceStrategy};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -17,11 +17,14 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{Error, Result};
 
+mod custom;
+pub use custom::SchemaShape;
+
 /// Rows generated per record batch.
 const GENERATE_BATCH: usize = 65_536;
 
 /// The table shapes berth can generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum Shape {
     /// 7 columns: `id` bigint, `ts` timestamptz, `amount` double, `qty` bigint, `category` text
@@ -35,6 +38,58 @@ pub enum Shape {
     /// `nested__items` (0 to 5 items per row, linked by `_dlt_parent_id` / `_dlt_root_id`), as
     /// dlt normalizes a list in each record.
     Nested,
+    /// The data tables of a dlt schema file, nested tables included (see [`SchemaShape`]).
+    Schema(Arc<SchemaShape>),
+}
+
+/// What a benchmark package's root tables are loaded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Disposition {
+    /// `append`.
+    #[default]
+    Append,
+    /// `replace` with a strategy.
+    Replace(ReplaceStrategy),
+    /// `merge` with a strategy.
+    Merge(MergeStrategy),
+}
+
+impl Disposition {
+    /// dlt's `write_disposition`.
+    pub fn write_disposition(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Replace(_) => "replace",
+            Self::Merge(_) => "merge",
+        }
+    }
+}
+
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Append => f.write_str("append"),
+            Self::Replace(strategy) => write!(f, "replace:{strategy}"),
+            Self::Merge(strategy) => write!(f, "merge:{strategy}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Disposition {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "append" => Ok(Self::Append),
+            None if s == "replace" => Ok(Self::Replace(ReplaceStrategy::default())),
+            None if s == "merge" => Ok(Self::Merge(MergeStrategy::default())),
+            Some(("replace", strategy)) => strategy.parse().map(Self::Replace),
+            Some(("merge", strategy)) => strategy.parse().map(Self::Merge),
+            _ => Err(format!(
+                "unknown disposition `{s}`: append, replace[:<strategy>] or merge[:<strategy>]"
+            )),
+        }
+    }
 }
 
 /// The dlt types of [`Shape::Wide`]'s columns, in turn.
@@ -51,31 +106,55 @@ impl std::str::FromStr for Shape {
             "narrow" => Ok(Self::Narrow),
             "wide" => Ok(Self::Wide),
             "nested" => Ok(Self::Nested),
-            other => Err(format!("unknown shape `{other}`: narrow, wide or nested")),
+            path if std::path::Path::new(path).is_file() => SchemaShape::from_file(std::path::Path::new(path))
+                .map(|shape| Self::Schema(Arc::new(shape)))
+                .map_err(|e| e.to_string()),
+            other => Err(format!(
+                "unknown shape `{other}`: narrow, wide, nested, or the path of a dlt schema file (schema.json)"
+            )),
         }
     }
 }
 
 impl Shape {
-    /// The (root) table's name.
-    pub fn table(self) -> &'static str {
+    /// The (first root) table's name.
+    pub fn table(&self) -> &str {
         match self {
             Self::Narrow => "narrow",
             Self::Wide => "wide",
             Self::Nested => "nested",
+            Self::Schema(shape) => shape.root(),
         }
     }
 
-    /// Every table a package of this shape loads, root first.
-    pub fn tables(self) -> Vec<&'static str> {
+    /// The shape's name in reports: `narrow`, `wide`, `nested` or the schema file's name.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Schema(shape) => shape.label().to_string(),
+            other => other.table().to_string(),
+        }
+    }
+
+    /// Names the generated packages in a work folder: the table, and for a schema file a hash of
+    /// its text, so two schemas never share a cached package.
+    pub fn cache_key(&self) -> String {
+        match self {
+            Self::Schema(shape) => format!("{}-{:016x}", shape.root(), shape.content_hash()),
+            other => other.table().to_string(),
+        }
+    }
+
+    /// Every table a package of this shape loads, parents before their children.
+    pub fn tables(&self) -> Vec<&str> {
         match self {
             Self::Nested => vec!["nested", NESTED_CHILD],
+            Self::Schema(shape) => shape.tables(),
             other => vec![other.table()],
         }
     }
 
-    /// The columns of `table`: name, dlt type, nullable, extra dlt hints.
-    fn columns(self, table: &str) -> Vec<(String, &'static str, bool, serde_json::Value)> {
+    /// The columns of `table` of a built-in shape: name, dlt type, nullable, extra dlt hints.
+    fn columns(&self, table: &str) -> Vec<(String, &'static str, bool, serde_json::Value)> {
         let plain = |name: &str, data_type: &'static str, nullable: bool| {
             (name.to_string(), data_type, nullable, serde_json::json!({}))
         };
@@ -110,11 +189,15 @@ impl Shape {
                 plain("name", "text", true),
                 key("_dlt_id", serde_json::json!({"unique": true, "row_key": true})),
             ],
+            (Self::Schema(_), _) => Vec::new(),
         }
     }
 
     /// The Arrow schema of `table`'s job files.
-    pub fn table_arrow_schema(self, table: &str) -> SchemaRef {
+    pub fn table_arrow_schema(&self, table: &str) -> SchemaRef {
+        if let Self::Schema(shape) = self {
+            return shape.arrow_schema(table).unwrap_or_else(|| Arc::new(Schema::empty()));
+        }
         let fields: Vec<Field> = self
             .columns(table)
             .into_iter()
@@ -124,8 +207,8 @@ impl Shape {
     }
 
     /// The Arrow schema of the (root) table's job files.
-    pub fn arrow_schema(self) -> SchemaRef {
-        if self != Self::Narrow {
+    pub fn arrow_schema(&self) -> SchemaRef {
+        if !matches!(self, Self::Narrow) {
             return self.table_arrow_schema(self.table());
         }
         let utc = Some(Arc::<str>::from("UTC"));
@@ -140,14 +223,21 @@ impl Shape {
         ]))
     }
 
-    /// dlt's `schema.json` for a package of this shape.
-    pub fn schema_json(self, schema_name: &str) -> serde_json::Value {
-        self.schema_json_with(schema_name, None)
+    /// dlt's `schema.json` for an append package of this shape.
+    pub fn schema_json(&self, schema_name: &str) -> Result<serde_json::Value> {
+        self.schema_json_with(schema_name, Disposition::Append)
     }
 
-    /// [`Shape::schema_json`] for a `merge` table with `strategy`, keyed by `id`, or an append
-    /// table for `None`.
-    pub fn schema_json_with(self, schema_name: &str, merge: Option<MergeStrategy>) -> serde_json::Value {
+    /// [`Shape::schema_json`] with the root table's write disposition; merge tables are keyed by
+    /// `id` (for a schema file: by its own keys, which it must have). A schema file keeps its name.
+    pub fn schema_json_with(&self, schema_name: &str, disposition: Disposition) -> Result<serde_json::Value> {
+        if let Self::Schema(shape) = self {
+            return shape.schema_json(disposition);
+        }
+        let merge = match disposition {
+            Disposition::Merge(strategy) => Some(strategy),
+            _ => None,
+        };
         let columns_of = |table: &str| -> serde_json::Map<String, serde_json::Value> {
             self.columns(table)
                 .into_iter()
@@ -171,7 +261,7 @@ impl Shape {
         {
             id["primary_key"] = true.into();
         }
-        let disposition = if merge.is_some() { "merge" } else { "append" };
+        let disposition = disposition.write_disposition();
         let mut tables = serde_json::Map::new();
         let mut root_table = serde_json::json!({
             "name": root,
@@ -195,13 +285,13 @@ impl Shape {
                 }),
             );
         }
-        serde_json::json!({
+        Ok(serde_json::json!({
             "name": schema_name,
             "version": 1,
             "version_hash": format!("berth-bench-{root}-{disposition}-1"),
             "engine_version": 11,
             "tables": tables,
-        })
+        }))
     }
 }
 
@@ -225,7 +315,7 @@ pub struct SyntheticPackage {
     files: usize,
     load_id: String,
     schema_name: String,
-    merge: Option<MergeStrategy>,
+    disposition: Disposition,
     first_id: u64,
 }
 
@@ -240,7 +330,7 @@ impl SyntheticPackage {
             files: 1,
             load_id: "1800000000.000001".into(),
             schema_name: "bench".into(),
-            merge: None,
+            disposition: Disposition::Append,
             first_id: 1,
         }
     }
@@ -271,7 +361,13 @@ impl SyntheticPackage {
 
     /// Make the table a `merge` table keyed by `id` with `strategy`.
     pub fn with_merge(mut self, strategy: MergeStrategy) -> Self {
-        self.merge = Some(strategy);
+        self.disposition = Disposition::Merge(strategy);
+        self
+    }
+
+    /// Load the root tables with `disposition` (merge tables are keyed by `id`).
+    pub fn with_disposition(mut self, disposition: Disposition) -> Self {
+        self.disposition = disposition;
         self
     }
 
@@ -293,7 +389,7 @@ impl SyntheticPackage {
         let package = dir.as_ref().join(&self.load_id);
         let jobs = package.join("new_jobs");
         std::fs::create_dir_all(&jobs).map_err(|e| Error::io(&jobs, e))?;
-        let schema = serde_json::to_string_pretty(&self.shape.schema_json_with(&self.schema_name, self.merge))
+        let schema = serde_json::to_string_pretty(&self.shape.schema_json_with(&self.schema_name, self.disposition)?)
             .map_err(|e| Error::Generate(e.to_string()))?;
         let schema_path = package.join("schema.json");
         std::fs::write(&schema_path, schema).map_err(|e| Error::io(&schema_path, e))?;
@@ -318,10 +414,11 @@ impl SyntheticPackage {
             let mut left = rows;
             while left > 0 {
                 let n = usize::try_from(left.min(GENERATE_BATCH as u64)).unwrap_or(GENERATE_BATCH);
-                let batches = match self.shape {
+                let batches = match &self.shape {
                     Shape::Narrow => vec![narrow_batch(&mut rng, next_id, n)?],
                     Shape::Wide => vec![wide_batch(&mut rng, next_id, n)?],
                     Shape::Nested => nested_batches(&mut rng, &self.load_id, next_id, n)?,
+                    Shape::Schema(shape) => shape.batches(&mut rng, &self.load_id, next_id, n)?,
                 };
                 for (writer, batch) in writers.iter_mut().zip(&batches) {
                     writer.write(batch).map_err(|e| Error::Generate(e.to_string()))?;
