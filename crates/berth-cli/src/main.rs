@@ -84,8 +84,9 @@ struct LoadArgs {
     /// [default: the destination's first, truncate-and-insert].
     #[arg(long, value_parser = parse_replace_strategy)]
     replace_strategy: Option<ReplaceStrategy>,
-    /// Jobs loading at once.
-    #[arg(long, default_value_t = berth::loader::DEFAULT_PARALLEL_JOBS)]
+    /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
+    /// Memory grows with it: each holds about a decoded batch and a Parquet page per column.
+    #[arg(long, default_value_t = berth::loader::default_parallel_jobs())]
     parallel: usize,
     /// Attempts per job when the destination reports a transient error.
     #[arg(long, default_value_t = berth::loader::DEFAULT_MAX_ATTEMPTS)]
@@ -162,8 +163,8 @@ struct BenchArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Jobs (and row-group parts of large files) loading at once.
-    #[arg(long, default_value_t = berth::loader::DEFAULT_PARALLEL_JOBS)]
+    /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
+    #[arg(long, default_value_t = berth::loader::default_parallel_jobs())]
     parallel: usize,
     /// Folder for the generated package (reused by later runs with the same settings).
     #[arg(long, default_value = "target/berth-bench")]

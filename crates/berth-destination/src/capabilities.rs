@@ -3,8 +3,12 @@
 use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
 use berth_plan::{PlanCapabilities, SqlDialect};
 
-/// Default number of jobs loading at once.
-pub const DEFAULT_PARALLEL_JOBS: usize = 4;
+/// Default number of jobs (or row-group parts) loading at once: one per core, at least 2 (one
+/// decodes and encodes while another waits on the destination), at most 8. Memory grows with it:
+/// each part holds about a decoded batch and a page per column.
+pub fn default_parallel_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
 
 /// A destination's capabilities.
 #[derive(Debug, Clone)]

@@ -38,7 +38,7 @@ use berth_model::{JobFile, LoadPackage, Table};
 use berth_plan::SqlStatement;
 use berth_plan::sqlparser::ast::Statement;
 
-pub use capabilities::{Capabilities, DEFAULT_PARALLEL_JOBS};
+pub use capabilities::{Capabilities, default_parallel_jobs};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered};
 pub use migrate::{

@@ -57,8 +57,7 @@ pub use progress::{NoProgress, Progress};
 pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary};
 pub use tokio_util::sync::CancellationToken;
 
-/// Default number of jobs loading at once.
-pub const DEFAULT_PARALLEL_JOBS: usize = berth_destination::DEFAULT_PARALLEL_JOBS;
+pub use berth_destination::default_parallel_jobs;
 /// Default attempts at a job that fails with a transient error.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default wait before the first retry; doubled for each further one.
@@ -129,7 +128,7 @@ impl Default for LoaderOptions {
         Self {
             dataset: None,
             replace_strategy: None,
-            parallel_jobs: DEFAULT_PARALLEL_JOBS,
+            parallel_jobs: default_parallel_jobs(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             read_options: ReadOptions::default(),

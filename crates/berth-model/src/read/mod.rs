@@ -1,7 +1,9 @@
 //! Job files as streams of Arrow [`RecordBatch`]es, with bounded memory.
 //!
-//! Parquet is read with the async reader straight from the object store (range reads, one row group
-//! at a time). The other formats are decoded on a blocking thread that pulls the file's bytes from
+//! Parquet in a local package is decoded on a blocking thread that reads each page from the file as
+//! the decoder reaches it, so memory is a page per column and a batch, however large the row groups.
+//! Parquet on an object store is read with the async reader (range reads, one row group at a time:
+//! the row group's column chunks are in memory while it is decoded). The other formats are decoded on a blocking thread that pulls the file's bytes from
 //! the store through a small bounded channel, and hands batches over another one: at most a few
 //! chunks and batches are in memory, whatever the file size.
 
@@ -22,6 +24,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderBuilder};
 use tokio::sync::mpsc;
 
 pub use insert_values::parse_insert_values;
@@ -36,12 +39,15 @@ use crate::schema::{DataType, Table};
 pub const DEFAULT_BATCH_SIZE: usize = 65_536;
 /// Byte chunks buffered between the store and a blocking decoder.
 const BYTE_CHUNKS_IN_FLIGHT: usize = 4;
-/// Record batches buffered between a decoder and its consumer.
-const BATCHES_IN_FLIGHT: usize = 2;
+/// Record batches buffered between a decoder and its consumer (one more is being decoded and one
+/// being sent: enough to keep both sides busy).
+const BATCHES_IN_FLIGHT: usize = 1;
 
 /// A decoded Parquet batch is kept to about this many bytes: wide rows get fewer rows per batch
-/// than [`ReadOptions::batch_size`], so memory stays bounded by row width too.
-pub const TARGET_BATCH_BYTES: u64 = 8 << 20;
+/// than [`ReadOptions::batch_size`], so memory stays bounded by row width too. Measured on the
+/// 50-column bench shape (PostgreSQL, 2 parts): 2 MiB batches load as fast as 8 MiB ones and peak
+/// about 50 MiB lower.
+pub const TARGET_BATCH_BYTES: u64 = 2 << 20;
 /// Fewest rows per batch, however wide the rows.
 const MIN_BATCH_ROWS: usize = 1024;
 
@@ -170,32 +176,14 @@ pub async fn open_job_part(
     }
     match job.name.format {
         FileFormat::Parquet => {
-            let mut builder = parquet_builder(package, job, &display).await?;
+            if let Some(dir) = package.location.local_dir() {
+                let path = dir.join(job.relative_path());
+                return open_local_parquet(&path, &table, display, batch_size, row_groups);
+            }
+            let builder = parquet_builder(package, job, &display).await?;
             check_file_schema(builder.schema(), &table, &display)?;
             let schema = Arc::clone(builder.schema());
-            if let Some(range) = row_groups {
-                let available = builder.metadata().num_row_groups();
-                if range.end > available || range.start > range.end {
-                    return Err(decode_error(
-                        &display,
-                        format!(
-                            "row groups {}..{} asked for, the file has {available}",
-                            range.start, range.end
-                        ),
-                    ));
-                }
-                builder = builder.with_row_groups(range.collect());
-            }
-            // Decoded bytes per row, from the footer's uncompressed row group sizes.
-            let metadata = builder.metadata();
-            let (bytes, rows) = metadata
-                .row_groups()
-                .iter()
-                .fold((0i64, 0i64), |(b, r), g| (b + g.total_byte_size(), r + g.num_rows()));
-            let row_bytes = u64::try_from(bytes / rows.max(1)).unwrap_or(0);
-            let batch_size = batch_rows_for(batch_size, row_bytes);
-            let stream = builder
-                .with_batch_size(batch_size)
+            let stream = configure_parquet(builder, &display, batch_size, row_groups)?
                 .build()
                 .map_err(|e| decode_error(&display, e.to_string()))?
                 .map_err(move |e| decode_error(&display, e.to_string()));
@@ -244,6 +232,65 @@ pub async fn open_job_part(
     }
 }
 
+/// Selects `row_groups` (all for `None`) and sets the batch size from the footer's row width.
+fn configure_parquet<T>(
+    mut builder: ArrowReaderBuilder<T>,
+    display: &str,
+    batch_size: usize,
+    row_groups: Option<std::ops::Range<usize>>,
+) -> Result<ArrowReaderBuilder<T>> {
+    if let Some(range) = row_groups {
+        let available = builder.metadata().num_row_groups();
+        if range.end > available || range.start > range.end {
+            return Err(decode_error(
+                display,
+                format!(
+                    "row groups {}..{} asked for, the file has {available}",
+                    range.start, range.end
+                ),
+            ));
+        }
+        builder = builder.with_row_groups(range.collect());
+    }
+    // Decoded bytes per row, from the footer's uncompressed row group sizes.
+    let (bytes, rows) = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .fold((0i64, 0i64), |(b, r), g| (b + g.total_byte_size(), r + g.num_rows()));
+    let row_bytes = u64::try_from(bytes / rows.max(1)).unwrap_or(0);
+    Ok(builder.with_batch_size(batch_rows_for(batch_size, row_bytes)))
+}
+
+/// A local Parquet file, decoded on a blocking thread that reads pages from the file as it needs
+/// them (the async reader would hold a whole row group's column chunks in memory).
+fn open_local_parquet(
+    path: &std::path::Path,
+    table: &Table,
+    display: String,
+    batch_size: usize,
+    row_groups: Option<std::ops::Range<usize>>,
+) -> Result<JobReader> {
+    let file = std::fs::File::open(path).map_err(|e| decode_error(&display, format!("cannot open the file: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| decode_error(&display, format!("not a readable Parquet file: {e}")))?;
+    check_file_schema(builder.schema(), table, &display)?;
+    let schema = Arc::clone(builder.schema());
+    let reader = configure_parquet(builder, &display, batch_size, row_groups)?
+        .build()
+        .map_err(|e| decode_error(&display, e.to_string()))?;
+    let stream = spawn_blocking_decoder(display, None, move |emit, display| {
+        for batch in reader {
+            let batch = batch.map_err(|e| decode_error(display, e.to_string()))?;
+            if !emit(batch) {
+                break;
+            }
+        }
+        Ok(())
+    });
+    Ok(JobReader { schema, stream })
+}
+
 /// The Arrow schema of an IPC file is only known once its first message is read.
 async fn open_ipc(package: &LoadPackage, job: &JobFile, display: &str) -> Result<JobReader> {
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
@@ -279,10 +326,8 @@ where
     let path = package.location.child(&job.relative_path());
     let compressed = job.name.compressed;
     let (bytes_tx, bytes_rx) = mpsc::channel::<std::io::Result<Bytes>>(BYTE_CHUNKS_IN_FLIGHT);
-    let (batch_tx, batch_rx) = mpsc::channel::<Result<RecordBatch>>(BATCHES_IN_FLIGHT);
     let fetch = tokio::spawn(fetch_bytes(store, path, bytes_tx));
-    let error_tx = batch_tx.clone();
-    let decoder = tokio::task::spawn_blocking(move || {
+    spawn_blocking_decoder(display, Some(AbortOnDrop(fetch)), move |emit, display| {
         let raw = ChannelReader {
             rx: bytes_rx,
             current: Bytes::new(),
@@ -292,9 +337,27 @@ where
         } else {
             Box::new(BufReader::with_capacity(1 << 16, raw))
         };
+        decode(input, emit, display)
+    })
+}
+
+/// Runs `decode` on a blocking thread; the batches it emits become the stream (at most
+/// [`BATCHES_IN_FLIGHT`] waiting), its error or panic the stream's last item. `emit` returns
+/// false once the stream was dropped: the decoder should stop then.
+fn spawn_blocking_decoder<F>(
+    display: String,
+    fetch: Option<AbortOnDrop>,
+    decode: F,
+) -> BoxStream<'static, Result<RecordBatch>>
+where
+    F: FnOnce(Emit<'_>, &str) -> Result<()> + Send + 'static,
+{
+    let (batch_tx, batch_rx) = mpsc::channel::<Result<RecordBatch>>(BATCHES_IN_FLIGHT);
+    let error_tx = batch_tx.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
         let mut emit = |batch: RecordBatch| batch_tx.blocking_send(Ok(batch)).is_ok();
         // A panic must not look like the end of the file: report it as an error of this job.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(input, &mut emit, &display)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(&mut emit, &display)));
         let error = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,
@@ -304,7 +367,7 @@ where
     });
     DecodeStream {
         rx: batch_rx,
-        _fetch: AbortOnDrop(fetch),
+        _fetch: fetch,
         _decoder: decoder,
     }
     .boxed()
@@ -358,7 +421,7 @@ impl Drop for AbortOnDrop {
 /// next send. Decoder panics surface as the channel closing early, which `poll_next` reports.
 struct DecodeStream {
     rx: mpsc::Receiver<Result<RecordBatch>>,
-    _fetch: AbortOnDrop,
+    _fetch: Option<AbortOnDrop>,
     _decoder: tokio::task::JoinHandle<()>,
 }
 
@@ -552,10 +615,10 @@ mod batch_tests {
 
     #[test]
     fn wide_rows_get_smaller_batches() {
-        // Narrow rows (~40 bytes): the configured size.
-        assert_eq!(batch_rows_for(65_536, 40), 65_536);
-        // 500-byte rows: about 8 MiB per batch.
-        assert_eq!(batch_rows_for(65_536, 500), 16_777);
+        // Narrow rows (30 bytes): the configured size.
+        assert_eq!(batch_rows_for(65_536, 30), 65_536);
+        // 500-byte rows: about 2 MiB per batch.
+        assert_eq!(batch_rows_for(65_536, 500), 4194);
         // Huge rows: never fewer than 1,024 rows; unknown widths keep the configured size.
         assert_eq!(batch_rows_for(65_536, 1 << 20), 1024);
         assert_eq!(batch_rows_for(65_536, 0), 65_536);
