@@ -2,6 +2,7 @@
 //! destination's tables back as normalized JSON rows, and the destination conformance suite —
 //! plain async functions taking a destination, so every destination is proven by the same tests.
 
+pub mod http;
 pub mod pg;
 mod types;
 

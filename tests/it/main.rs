@@ -8,3 +8,4 @@ mod merge_property;
 mod object_store;
 mod plan;
 mod postgres;
+mod sink;

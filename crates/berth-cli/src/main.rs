@@ -74,9 +74,13 @@ struct LoadArgs {
     /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory: (DuckDB
     /// settings as parameters: ?memory_limit=256MB&threads=2),
     /// postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]
-    /// (libpq's sslmode values; the password never appears in output).
+    /// (libpq's sslmode values; the password never appears in output). Sinks, for reverse ETL:
+    /// webhook+https://host/path (each batch one POST; see the Sink options) and ndjson:<file>
+    /// or ndjson:- (standard output): rows as JSON lines with their table under `_table`.
     #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
+    #[command(flatten)]
+    sink: SinkArgs,
     /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].
     #[arg(long, env = "BERTH_DATASET")]
     dataset: Option<String>,
@@ -121,6 +125,32 @@ impl Tuning {
         options.read_options.batch_size = self.batch_size.max(1);
         options.split_min_bytes = (self.split_mib << 20).max(1);
     }
+}
+
+/// Options of sink destinations (webhook+http(s)://…, ndjson:…). Progress is recorded in the
+/// package after every batch the sink acknowledged: a rerun resumes at the first unsent batch.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sink options (webhook+…, ndjson:…)")]
+struct SinkArgs {
+    /// Rows per batch (one webhook request per batch).
+    #[arg(long, default_value_t = 100)]
+    sink_batch_size: usize,
+    /// A header for every webhook request, `Name: value` (repeat for more). Values never appear
+    /// in output. Also from BERTH_WEBHOOK_HEADERS, one header per line.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Webhook body: json ({"table", "load_id", "batch", "rows": [...]}) or ndjson (a row per line).
+    #[arg(long, default_value = "json", value_parser = ["json", "ndjson"])]
+    body: String,
+    /// At most this many webhook requests per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<f64>,
+    /// Send dlt's `_dlt_*` columns and tables too.
+    #[arg(long)]
+    keep_dlt_columns: bool,
+    /// Flatten struct columns this many levels into `parent__child` columns (0: keep them nested).
+    #[arg(long, default_value_t = 0)]
+    max_nesting: usize,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +302,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn load(args: LoadArgs) -> Result<ExitCode> {
+    if berth::sink::is_sink_url(&args.destination) {
+        return load_into_sink(args).await;
+    }
     let destination = berth::open_destination(&args.destination)?;
     let locations = resolve_locations(&args.packages)?;
     let total = locations.len();
@@ -293,26 +326,96 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
         .with_cancel(cancel.clone());
     let summary = loader.load_all(locations).await.context("load failed")?;
+    finish_load(&summary, args.json, &cancel, total, &progress)
+}
+
+/// `berth load` into a sink: the same summary, exit codes and Ctrl-C handling as a database.
+async fn load_into_sink(args: LoadArgs) -> Result<ExitCode> {
+    let mut headers = Vec::new();
+    let from_env = std::env::var("BERTH_WEBHOOK_HEADERS").unwrap_or_default();
+    for header in args.sink.headers.iter().map(String::as_str).chain(from_env.lines()) {
+        if header.trim().is_empty() {
+            continue;
+        }
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("a header is `Name: value`; one given has no `:`"))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    anyhow::ensure!(args.sink.sink_batch_size > 0, "--sink-batch-size must be at least 1");
+    let webhook = berth::sink::WebhookConfig {
+        headers,
+        body: args.sink.body.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        requests_per_second: args.sink.rate_limit,
+        ..berth::sink::WebhookConfig::default()
+    };
+    let sink = berth::sink::open_sink(&args.destination, webhook).map_err(|e| anyhow::anyhow!(e.message))?;
+    let locations = resolve_locations(&args.packages)?;
+    let total = locations.len();
+    let mut options = berth::sink::SinkOptions {
+        batch_size: args.sink.sink_batch_size,
+        skip_dlt: !args.sink.keep_dlt_columns,
+        max_nesting: args.sink.max_nesting,
+        parallel_jobs: args.parallel.max(1),
+        max_attempts: args.max_attempts.max(1),
+        allow_failed_jobs: args.allow_failed_jobs,
+        ..berth::sink::SinkOptions::default()
+    };
+    options.read_options.batch_size = args.tuning.batch_size.max(1);
+    // Lines on standard output are the data: progress bars stay off then.
+    let to_stdout = matches!(args.destination.as_str(), "ndjson:" | "ndjson:-");
+    let show_progress = !args.json && !to_stdout && std::io::stderr().is_terminal();
+    let progress = Arc::new(render::ProgressBars::new(show_progress));
+    let cancel = berth::loader::CancellationToken::new();
+    tokio::spawn(stop_on_signals(cancel.clone(), Arc::clone(&progress)));
+    let loader = berth::sink::SinkLoader::new(sink)
+        .with_options(options)
+        .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
+        .with_cancel(cancel.clone());
+    let summary = loader.load_all(locations).await.context("load failed")?;
+    if to_stdout && !args.json {
+        // The summary goes to standard error, out of the data's way.
+        progress.finish();
+        render::eprint_summary(&summary);
+        return Ok(exit_code(&summary, &cancel, total));
+    }
+    finish_load(&summary, args.json, &cancel, total, &progress)
+}
+
+/// Prints a load's summary and picks the exit code.
+fn finish_load(
+    summary: &berth::loader::LoadSummary,
+    json: bool,
+    cancel: &berth::loader::CancellationToken,
+    total: usize,
+    progress: &render::ProgressBars,
+) -> Result<ExitCode> {
     progress.finish();
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        render::print_summary(&summary);
+        render::print_summary(summary);
     }
-    Ok(
-        if summary.interrupted() || (cancel.is_cancelled() && !summary.all_loaded()) {
-            ExitCode::from(EXIT_INTERRUPTED)
-        } else if cancel.is_cancelled() && summary.packages.len() < total {
-            eprintln!("interrupted: packages after the last one shown were not loaded; load them again");
-            ExitCode::from(EXIT_INTERRUPTED)
-        } else if summary.any_pending() {
-            ExitCode::from(EXIT_JOBS_FAILED)
-        } else if summary.has_failed_jobs() {
-            ExitCode::from(EXIT_LOADED_WITH_FAILED_JOBS)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    Ok(exit_code(summary, cancel, total))
+}
+
+fn exit_code(
+    summary: &berth::loader::LoadSummary,
+    cancel: &berth::loader::CancellationToken,
+    total: usize,
+) -> ExitCode {
+    if summary.interrupted() || (cancel.is_cancelled() && !summary.all_loaded()) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if cancel.is_cancelled() && summary.packages.len() < total {
+        eprintln!("interrupted: packages after the last one shown were not loaded; load them again");
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if summary.any_pending() {
+        ExitCode::from(EXIT_JOBS_FAILED)
+    } else if summary.has_failed_jobs() {
+        ExitCode::from(EXIT_LOADED_WITH_FAILED_JOBS)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// First Ctrl-C or SIGTERM: stop starting jobs (`cancel`), let running ones finish. Second: exit

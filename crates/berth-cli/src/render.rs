@@ -89,7 +89,19 @@ fn right(text: impl ToString) -> Cell {
     Cell::new(text).set_alignment(CellAlignment::Right)
 }
 
+/// Prints a load's summary on standard output.
 pub fn print_summary(summary: &LoadSummary) {
+    print!("{}", summary_text(summary));
+}
+
+/// Prints a load's summary on standard error (when standard output carries data).
+pub fn eprint_summary(summary: &LoadSummary) {
+    eprint!("{}", summary_text(summary));
+}
+
+fn summary_text(summary: &LoadSummary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     for package in &summary.packages {
         let status = match package.status {
             PackageStatus::Loaded => "LOADED",
@@ -100,7 +112,8 @@ pub fn print_summary(summary: &LoadSummary) {
             PackageStatus::Pending => "PENDING (jobs failed; load it again to retry them)",
             PackageStatus::Interrupted => "INTERRUPTED (load it again to resume)",
         };
-        println!(
+        let _ = writeln!(
+            out,
             "Package {} ({}) into dataset `{}` at {}: {status}",
             package.load_id, package.schema, package.dataset, package.destination
         );
@@ -131,36 +144,41 @@ pub fn print_summary(summary: &LoadSummary) {
                 right(rate),
             ]);
         }
-        println!("{table}");
+        let _ = writeln!(out, "{table}");
         let m = &package.migration;
         if !m.created_tables.is_empty() || !m.added_columns.is_empty() {
-            println!(
+            let _ = writeln!(
+                out,
                 "Schema: {} table(s) created, {} column(s) added",
                 m.created_tables.len(),
                 m.added_columns.len()
             );
         }
         if package.interrupted_jobs > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "{} job(s) were left unfinished by the interruption; their committed parts stay",
                 package.interrupted_jobs
             );
         }
         if package.previously_completed_jobs > 0 {
-            println!(
+            let _ = writeln!(
+                out,
                 "{} job(s) had been loaded by an earlier run",
                 package.previously_completed_jobs
             );
         }
         for failed in package.failed_jobs() {
-            println!(
+            let _ = writeln!(
+                out,
                 "FAILED {}: {}",
                 failed.file,
                 failed.error.as_deref().unwrap_or_default()
             );
         }
         let p = &package.phases;
-        println!(
+        let _ = writeln!(
+            out,
             "{} rows in {:.2}s (migrate {:.2}s, jobs {:.2}s, follow-up {:.2}s, commit {:.2}s; summed over job parts: \
              decode {:.2}s, encode {:.2}s, transfer {:.2}s)",
             package.rows(),
@@ -174,6 +192,7 @@ pub fn print_summary(summary: &LoadSummary) {
             p.transfer.as_secs_f64()
         );
     }
+    out
 }
 
 /// Rows in a data job file; `None` for other formats.

@@ -768,34 +768,40 @@ impl Loader {
 
     /// Completion marker, then the move to `load/loaded/` when the package sits in a dlt pipeline.
     async fn finish_folders(&self, package: &LoadPackage) -> Result<()> {
-        let Some(dir) = package.location.local_dir() else {
-            return Ok(());
-        };
-        if package.completed.is_none() {
-            package.location.write(layout::COMPLETED, "loaded").await?;
-        }
-        let parent = dir.parent();
-        if let Some(load_dir) = parent
-            .filter(|p| p.file_name().is_some_and(|n| n == "normalized"))
-            .and_then(|p| p.parent())
-        {
-            let loaded = load_dir.join("loaded");
-            let target = loaded.join(dir.file_name().unwrap_or_default());
-            let moved = std::fs::create_dir_all(&loaded).and_then(|()| std::fs::rename(dir, &target));
-            if let Err(e) = moved {
-                return Err(berth_model::Error::store(
-                    "move package to",
-                    target.display().to_string(),
-                    object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    },
-                )
-                .into());
-            }
-        }
-        Ok(())
+        finish_package_folders(package).await
     }
+}
+
+/// After a package's commit: writes `package_completed.json` and, for a package in a dlt pipeline
+/// folder (`load/normalized/<load id>`), moves it to `load/loaded/`. Packages elsewhere stay put.
+pub async fn finish_package_folders(package: &LoadPackage) -> Result<()> {
+    let Some(dir) = package.location.local_dir() else {
+        return Ok(());
+    };
+    if package.completed.is_none() {
+        package.location.write(layout::COMPLETED, "loaded").await?;
+    }
+    let parent = dir.parent();
+    if let Some(load_dir) = parent
+        .filter(|p| p.file_name().is_some_and(|n| n == "normalized"))
+        .and_then(|p| p.parent())
+    {
+        let loaded = load_dir.join("loaded");
+        let target = loaded.join(dir.file_name().unwrap_or_default());
+        let moved = std::fs::create_dir_all(&loaded).and_then(|()| std::fs::rename(dir, &target));
+        if let Err(e) = moved {
+            return Err(berth_model::Error::store(
+                "move package to",
+                target.display().to_string(),
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Final tables of `plan` that its migration created.

@@ -188,7 +188,8 @@ pub struct PackageSummary {
 }
 
 impl PackageSummary {
-    pub(crate) fn new(package: &LoadPackage, dataset: &str, destination: &str) -> Self {
+    /// An empty summary of `package` (status `Pending`), for loaders of other kinds (sinks).
+    pub fn new(package: &LoadPackage, dataset: &str, destination: &str) -> Self {
         Self {
             load_id: package.load_id.clone(),
             package: package.location.to_string(),
@@ -207,11 +208,13 @@ impl PackageSummary {
         }
     }
 
-    pub(crate) fn record_completed<'a>(&mut self, jobs: impl Iterator<Item = &'a JobFile>) {
+    /// Counts jobs an earlier run completed.
+    pub fn record_completed<'a>(&mut self, jobs: impl Iterator<Item = &'a JobFile>) {
         self.previously_completed_jobs += jobs.count();
     }
 
-    pub(crate) fn push_job(&mut self, job: JobSummary) {
+    /// Adds a job's result and its table's totals.
+    pub fn push_job(&mut self, job: JobSummary) {
         let table = self.tables.entry(job.table.clone()).or_default();
         if job.error.is_some() {
             table.failed_jobs += 1;

@@ -48,6 +48,8 @@ pub use berth_model as model;
 pub use berth_plan as plan;
 #[cfg(feature = "postgres")]
 pub use berth_postgres as postgres;
+#[cfg(feature = "sink")]
+pub use berth_sink as sink;
 
 use berth_destination::{Destination, Error, Result};
 

@@ -442,3 +442,100 @@ fn plan_prints_the_sql_of_a_merge_without_touching_a_destination() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_webhook_load_killed_half_way_resumes_without_resending_acknowledged_batches() {
+    use berth_tests::http::{Reply, TestServer};
+    // Three batches are acknowledged, the fourth request never gets an answer: the process is
+    // killed while it waits. After the restart everything is acknowledged.
+    let server = TestServer::start(|n| {
+        if n == 3 {
+            Reply::Hang
+        } else {
+            Reply::Status(200, vec![])
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = berth_bench::synth::SyntheticPackage::new(berth_bench::synth::Shape::Narrow, 1000)
+        .write(dir.path())
+        .expect("package");
+    let package = package.to_string_lossy().to_string();
+    let destination = format!("webhook+{}/hook", server.url);
+    let args = [
+        "load",
+        package.as_str(),
+        "--destination",
+        destination.as_str(),
+        "--sink-batch-size",
+        "100",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start berth");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.received().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "the fourth request never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    let out = berth(dir.path(), &args);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("LOADED"), "{}", text(&out.stdout));
+    let received = server.received();
+    let key = |i: usize| received[i].header("idempotency-key").expect("key").to_string();
+    // The batch in flight when the process died is sent again under the same key; the three
+    // acknowledged before are not sent again.
+    assert_eq!(key(3), key(4));
+    let first_three: Vec<String> = (0..3).map(key).collect();
+    assert!((4..received.len()).all(|i| !first_three.contains(&key(i))));
+    let mut ids = Vec::new();
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for request in received.iter().filter(|r| r.acknowledged()) {
+        assert!(acknowledged.insert(request.header("idempotency-key").expect("key").to_string()));
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
+        ids.extend(
+            body["rows"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .map(|r| r["id"].as_i64().expect("id")),
+        );
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
+    assert_eq!(received.len(), 11);
+}
+
+#[test]
+fn ndjson_sink_pipes_rows_to_standard_output_with_the_summary_on_standard_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = berth_bench::synth::SyntheticPackage::new(berth_bench::synth::Shape::Nested, 50)
+        .write(dir.path())
+        .expect("package");
+    let out = berth(
+        dir.path(),
+        &[
+            "load",
+            &package.to_string_lossy(),
+            "--destination",
+            "ndjson:-",
+            "--sink-batch-size",
+            "7",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.iter().filter(|l| l["_table"] == "nested").count(), 50);
+    assert!(lines.iter().any(|l| l["_table"] == "nested__items"));
+    assert!(lines.iter().all(|l| l.get("_dlt_id").is_none()));
+    assert!(text(&out.stderr).contains("LOADED"), "{}", text(&out.stderr));
+}
