@@ -245,24 +245,7 @@ impl Loader {
     /// Loads packages in the order given; stops at the first that does not load completely (later
     /// packages may depend on it, as dlt's do).
     pub async fn load_all(&self, locations: Vec<PackageLocation>) -> Result<LoadSummary> {
-        let started = Instant::now();
-        let mut packages = Vec::new();
-        for location in locations {
-            if self.cancel.is_cancelled() {
-                break;
-            }
-            let summary = self.load(location).await?;
-            let stop = matches!(summary.status, PackageStatus::Pending | PackageStatus::Interrupted);
-            packages.push(summary);
-            if stop {
-                break;
-            }
-        }
-        Ok(LoadSummary {
-            destination: self.destination.describe(),
-            packages,
-            elapsed: started.elapsed(),
-        })
+        load_in_order(self.destination.describe(), &self.cancel, locations, |l| self.load(l)).await
     }
 
     /// Loads one package.
@@ -770,6 +753,38 @@ impl Loader {
     async fn finish_folders(&self, package: &LoadPackage) -> Result<()> {
         finish_package_folders(package).await
     }
+}
+
+/// Loads `locations` one after the other with `load`, stopping at the first package that stays
+/// pending or was interrupted (later packages must not overtake it), or once `cancel` fires.
+pub async fn load_in_order<F, Fut>(
+    destination: String,
+    cancel: &CancellationToken,
+    locations: Vec<PackageLocation>,
+    mut load: F,
+) -> Result<LoadSummary>
+where
+    F: FnMut(PackageLocation) -> Fut,
+    Fut: std::future::Future<Output = Result<PackageSummary>>,
+{
+    let started = Instant::now();
+    let mut packages = Vec::new();
+    for location in locations {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let summary = load(location).await?;
+        let stop = matches!(summary.status, PackageStatus::Pending | PackageStatus::Interrupted);
+        packages.push(summary);
+        if stop {
+            break;
+        }
+    }
+    Ok(LoadSummary {
+        destination,
+        packages,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// After a package's commit: writes `package_completed.json` and, for a package in a dlt pipeline

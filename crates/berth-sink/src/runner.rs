@@ -171,24 +171,7 @@ impl SinkLoader {
 
     /// Loads packages in order; stops at the first that does not complete.
     pub async fn load_all(&self, locations: Vec<PackageLocation>) -> Result<LoadSummary> {
-        let started = Instant::now();
-        let mut packages = Vec::new();
-        for location in locations {
-            if self.cancel.is_cancelled() {
-                break;
-            }
-            let summary = self.load(location).await?;
-            let stop = matches!(summary.status, PackageStatus::Pending | PackageStatus::Interrupted);
-            packages.push(summary);
-            if stop {
-                break;
-            }
-        }
-        Ok(LoadSummary {
-            destination: self.sink.describe(),
-            packages,
-            elapsed: started.elapsed(),
-        })
+        berth_loader::load_in_order(self.sink.describe(), &self.cancel, locations, |l| self.load(l)).await
     }
 
     /// Sends one package.
