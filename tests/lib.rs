@@ -2,8 +2,10 @@
 //! destination's tables back as normalized JSON rows, and the destination conformance suite —
 //! plain async functions taking a destination, so every destination is proven by the same tests.
 
+pub mod azurite;
 pub mod http;
 pub mod pg;
+pub mod s3;
 mod types;
 
 pub use types::check_type_round_trip;
@@ -415,20 +417,32 @@ pub async fn check_scenario(
             ));
         }
     }
+    check_scenario_tables(destination.as_ref(), scenario_dir).await?;
+    // Loading a package again is a no-op.
+    let again = PackageLocation::parse(&work.path().join(&scenario.packages[0]).to_string_lossy())
+        .map_err(|e| e.to_string())?;
+    let summary = loader.load(again).await.map_err(|e| e.to_string())?;
+    if summary.status != PackageStatus::AlreadyLoaded {
+        return Err(format!(
+            "{}: reloading a loaded package did {:?}",
+            scenario.name, summary.status
+        ));
+    }
+    Ok(())
+}
+
+/// Conformance after a scenario's packages loaded: every table against dlt's `expected/` rows, one
+/// committed `_dlt_loads` row per package, a schema version and the pipeline state.
+pub async fn check_scenario_tables(destination: &dyn Destination, scenario_dir: &Path) -> Result<(), String> {
+    let scenario = Scenario::read(scenario_dir);
     for (table, columns) in &scenario.tables {
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-        let (actual, types) = table_rows(destination.as_ref(), &scenario.dataset, table, &columns).await?;
+        let (actual, types) = table_rows(destination, &scenario.dataset, table, &columns).await?;
         let expected = expected_rows(&scenario_dir.join("expected").join(format!("{table}.jsonl")), &types);
         diff_rows(&format!("{}/{table}", scenario.name), &actual, &expected)?;
     }
     // Bookkeeping: one committed _dlt_loads row per package, a schema version, the pipeline state.
-    let (loads, _) = table_rows(
-        destination.as_ref(),
-        &scenario.dataset,
-        "_dlt_loads",
-        &["load_id", "status"],
-    )
-    .await?;
+    let (loads, _) = table_rows(destination, &scenario.dataset, "_dlt_loads", &["load_id", "status"]).await?;
     let load_ids: Vec<String> = scenario
         .packages
         .iter()
@@ -451,18 +465,12 @@ pub async fn check_scenario(
             load_ids.len()
         ));
     }
-    let (versions, _) = table_rows(
-        destination.as_ref(),
-        &scenario.dataset,
-        "_dlt_version",
-        &["version_hash"],
-    )
-    .await?;
+    let (versions, _) = table_rows(destination, &scenario.dataset, "_dlt_version", &["version_hash"]).await?;
     if versions.is_empty() {
         return Err(format!("{}: _dlt_version is empty", scenario.name));
     }
     let (states, _) = table_rows(
-        destination.as_ref(),
+        destination,
         &scenario.dataset,
         "_dlt_pipeline_state",
         &["pipeline_name", "_dlt_load_id"],
@@ -470,16 +478,6 @@ pub async fn check_scenario(
     .await?;
     if states.is_empty() {
         return Err(format!("{}: _dlt_pipeline_state is empty", scenario.name));
-    }
-    // Loading a package again is a no-op.
-    let again = PackageLocation::parse(&work.path().join(&scenario.packages[0]).to_string_lossy())
-        .map_err(|e| e.to_string())?;
-    let summary = loader.load(again).await.map_err(|e| e.to_string())?;
-    if summary.status != PackageStatus::AlreadyLoaded {
-        return Err(format!(
-            "{}: reloading a loaded package did {:?}",
-            scenario.name, summary.status
-        ));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! berth's integration tests: one binary (link time), one module per area.
 
 mod bad_input;
+mod buckets;
 mod conformance;
 mod fuzz;
 mod hostile;

@@ -90,7 +90,7 @@ pub fn render(report: &BenchReport) -> String {
     );
     page.push_str(
         "<table><tr><th>case</th><th>min s</th><th>median s</th><th>max s</th><th>rows/s</th><th>MB/s</th>\
-         <th>peak RSS MiB</th><th>vs berth</th></tr>",
+         <th>peak RSS MiB</th><th>ratio</th></tr>",
     );
     for case in &report.cases {
         let _ = write!(

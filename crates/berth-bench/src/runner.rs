@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use berth::destination::Destination;
 use berth::duckdb::DuckDbDestination;
 use berth::loader::{Loader, LoaderOptions, PackageStatus, PhaseTimes};
-use berth::model::PackageLocation;
+use berth::model::{PackageLocation, StorageConfig};
 use berth::plan::sql;
 use berth::postgres::PostgresDestination;
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::synth::{Disposition, Shape, SyntheticPackage};
@@ -44,6 +45,12 @@ pub struct BenchConfig {
     pub delta_rows: u64,
     /// How berth loads.
     pub loader: LoaderOptions,
+    /// Also load the append package from this bucket prefix (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`), next to the same load from local disk in the same runs. The package is uploaded
+    /// there once (multipart) and reused.
+    pub bucket: Option<String>,
+    /// Storage options for `bucket` (see [`berth::model::store`]).
+    pub storage: StorageConfig,
 }
 
 impl BenchConfig {
@@ -62,6 +69,8 @@ impl BenchConfig {
             disposition: Disposition::Append,
             delta_rows: 500_000,
             loader: LoaderOptions::default(),
+            bucket: None,
+            storage: StorageConfig::new(),
         }
     }
 
@@ -124,7 +133,9 @@ pub struct CaseReport {
     /// Peak resident memory of this process during the case (highest over the runs); `None` where
     /// the work happens in another process (the server).
     pub peak_rss_bytes: Option<u64>,
-    /// This case's median over berth's median, for ceilings.
+    /// The ratio that puts this case in context: for a ceiling, berth's median over the
+    /// ceiling's; for an append next to a merge or replace, the merge's (replace's) median over the
+    /// append's; for a load from a bucket, its median over the same load from local disk.
     pub berth_ratio: Option<f64>,
     /// Where berth's time went: each phase's median over the runs, in seconds, in phase order
     /// (see [`berth::loader::PhaseTimes`]); empty for ceilings.
@@ -360,6 +371,20 @@ async fn timed_load(
     link_tree(pristine, &run_dir.join(&load_id))?;
     let location =
         PackageLocation::parse(&run_dir.join(&load_id).to_string_lossy()).map_err(berth::loader::Error::from)?;
+    let timed = timed_load_from(config, destination, target, location, dataset, expected_rows).await;
+    let _ = std::fs::remove_dir_all(&run_dir);
+    timed
+}
+
+/// Loads the package at `location` into `dataset` and times it.
+async fn timed_load_from(
+    config: &BenchConfig,
+    destination: &Arc<dyn Destination>,
+    target: &Target,
+    location: PackageLocation,
+    dataset: &str,
+    expected_rows: u64,
+) -> Result<(Duration, Option<u64>, PhaseTimes)> {
     let options = LoaderOptions {
         dataset: Some(dataset.to_string()),
         ..config.loader.clone()
@@ -371,7 +396,6 @@ async fn timed_load(
     let summary = loader.load(location).await?;
     let elapsed = started.elapsed();
     let rss = peak_rss();
-    let _ = std::fs::remove_dir_all(&run_dir);
     if summary.status != PackageStatus::Loaded || summary.rows() != expected_rows {
         let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
         return Err(Error::Config(format!(
@@ -382,6 +406,76 @@ async fn timed_load(
         )));
     }
     Ok((elapsed, rss, summary.phases))
+}
+
+/// The package `pristine` in the bucket at `<bucket>/<name>/<load id>`, uploaded (multipart) unless
+/// every file is there already with its size.
+async fn staged_in_bucket(config: &BenchConfig, bucket: &str, name: &str, pristine: &Path) -> Result<PackageLocation> {
+    let load_id = pristine
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let url = format!("{}/{name}/{load_id}", bucket.trim_end_matches('/'));
+    let location = PackageLocation::parse_with(&url, &config.storage).map_err(berth::loader::Error::from)?;
+    let upload_error =
+        |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("uploading the package to {url}: {what}: {e}"));
+    for file in files_under(pristine)? {
+        let relative = file
+            .strip_prefix(pristine)
+            .map_err(|e| upload_error("path", &e))?
+            .to_string_lossy()
+            .replace('\\', "/");
+        let size = std::fs::metadata(&file).map_err(|e| Error::io(&file, e))?.len();
+        let key = location.child(&relative);
+        if location.store().head(&key).await.is_ok_and(|m| m.size == size) {
+            continue;
+        }
+        tracing::info!("uploading {relative} to {url}");
+        let upload = location
+            .store()
+            .put_multipart(&key)
+            .await
+            .map_err(|e| upload_error(&relative, &e))?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+        let mut input = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+        let mut buffer = vec![0u8; UPLOAD_PART_BYTES];
+        loop {
+            let read = std::io::Read::read(&mut input, &mut buffer).map_err(|e| Error::io(&file, e))?;
+            if read == 0 {
+                break;
+            }
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| upload_error(&relative, &e))?;
+            writer.write(&buffer[..read]);
+        }
+        writer.finish().await.map_err(|e| upload_error(&relative, &e))?;
+    }
+    // A load from the bucket marks the package loaded there; the benchmark loads it again.
+    clear_completed(&location).await;
+    Ok(location)
+}
+
+/// Multipart upload part size of the bucket package.
+const UPLOAD_PART_BYTES: usize = 16 << 20;
+
+async fn clear_completed(location: &PackageLocation) {
+    let marker = location.child(berth::model::package::layout::COMPLETED);
+    let _ = location.store().delete(&marker).await;
+}
+
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            out.extend(files_under(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
 
 /// The two-step benchmark of a merge or replace `disposition`: (a) the first load of `rows` into an
@@ -512,18 +606,23 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let target = Target::open(&config.destination)?;
     let destination = target.destination();
     let table = config.shape.table();
+    let name = format!(
+        "{}-{}-rg{}-seed{}",
+        config.shape.cache_key(),
+        config.rows,
+        config.row_group_rows,
+        config.seed
+    );
     let pristine = generate(
         config,
-        &format!(
-            "{}-{}-rg{}-seed{}",
-            config.shape.cache_key(),
-            config.rows,
-            config.row_group_rows,
-            config.seed
-        ),
+        &name,
         SyntheticPackage::new(config.shape.clone(), config.rows),
         "1800000000.000001",
     )?;
+    let in_bucket = match &config.bucket {
+        Some(bucket) => Some(staged_in_bucket(config, bucket, &name, &pristine).await?),
+        None => None,
+    };
     let jobs_dir = pristine.join("new_jobs");
     let files: Vec<PathBuf> = std::fs::read_dir(&jobs_dir)
         .map_err(|e| Error::io(&jobs_dir, e))?
@@ -543,6 +642,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut ceiling_times = Vec::new();
     let mut berth_rss = None::<u64>;
     let mut berth_phases = Vec::new();
+    let (mut bucket_times, mut bucket_rss, mut bucket_phases) = (Vec::new(), None::<u64>, Vec::new());
     for run in 0..config.runs {
         let dataset = format!("berth_bench_{run}");
         let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
@@ -553,6 +653,17 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         berth_phases.push(phases);
         berth_times.push(elapsed);
         tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
+
+        if let Some(location) = &in_bucket {
+            destination.execute(drop.clone(), false).await?;
+            let (elapsed, rss, phases) =
+                timed_load_from(config, &destination, &target, location.clone(), &dataset, expected_rows).await?;
+            clear_completed(location).await;
+            bucket_rss = bucket_rss.max(rss);
+            bucket_phases.push(phases);
+            bucket_times.push(elapsed);
+            tracing::info!("run {run}: berth from {location} {:.2} s", elapsed.as_secs_f64());
+        }
 
         if ceiling {
             let ceiling = target.ceiling(&dataset, table, &files).await?;
@@ -566,6 +677,13 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         CaseReport::measured(name, times, expected_rows, parquet_bytes, rss)
     };
     let mut cases = vec![case("berth append".into(), &berth_times, berth_rss).with_phases(&berth_phases)];
+    if let Some(location) = &in_bucket {
+        let mut from_bucket =
+            case(format!("berth append from {location}"), &bucket_times, bucket_rss).with_phases(&bucket_phases);
+        let local = cases[0].seconds.median;
+        from_bucket.berth_ratio = (local > 0.0).then(|| from_bucket.seconds.median / local);
+        cases.push(from_bucket);
+    }
     if !ceiling_times.is_empty() {
         let mut ceiling = case(target.ceiling_name().into(), &ceiling_times, None);
         let berth = cases[0].seconds.median;

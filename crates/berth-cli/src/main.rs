@@ -19,11 +19,18 @@ use clap::{Args, Parser, Subcommand};
 #[command(after_help = "Examples:
   berth load testdata/quickstart/1795400000.0000001
   berth load ~/.dlt/pipelines/my_pipe/load/normalized --destination duckdb:warehouse.duckdb
+  berth load s3://my-bucket/my_pipe/load/normalized --destination postgres://loader@db/analytics
   berth load pkg1 pkg2 --dataset analytics --json
   berth package show testdata/quickstart/1795400000.0000001")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// berth's config file: storage options per bucket, as `[storage."s3://bucket"]` tables of
+    /// object_store option names (aws_region, aws_endpoint, aws_access_key_id,
+    /// google_service_account, azure_storage_account_name, ...) [default: ./berth.toml when it
+    /// exists]. Values never appear in output.
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,7 +38,12 @@ enum Command {
     /// Load packages into a destination, in the order given.
     ///
     /// A PACKAGE is a package folder, a folder of packages (such as a dlt pipeline's
-    /// `load/normalized/`, loaded in load-id order), or a `file://` URL.
+    /// `load/normalized/`, loaded in load-id order), or the URL of either in a bucket:
+    /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
+    /// abfss://container@account.dfs.core.windows.net/prefix, file:///dir. Credentials come from
+    /// the cloud's usual environment variables (AWS_*, GOOGLE_*, AZURE_*) or from berth.toml
+    /// (--config). Packages in buckets are read in place and never changed, except for a
+    /// package_completed.json marker once loaded.
     ///
     /// Loading is exactly-once: a load that is killed, loses its connection or is interrupted
     /// resumes where it stopped when run again, and a package that is already loaded is skipped.
@@ -202,6 +214,11 @@ struct BenchArgs {
     /// Skip measuring the destination's own limit.
     #[arg(long)]
     no_ceiling: bool,
+    /// Also load the package from this bucket prefix (s3://bucket/prefix, gs://…, az://…) in the
+    /// same runs, next to the load from local disk (append only). The package is uploaded there
+    /// once and reused; credentials as for `berth load`.
+    #[arg(long, value_name = "URL")]
+    from_bucket: Option<String>,
     #[command(flatten)]
     tuning: Tuning,
     /// Print the report as JSON on stdout.
@@ -291,22 +308,28 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let storage = match &cli.config {
+        Some(path) => berth::model::StorageConfig::load_file(path, true)?,
+        None => berth::model::StorageConfig::load()?,
+    };
     match cli.command {
-        Command::Load(args) => load(args).await,
-        Command::Bench(args) => bench(args).await,
-        Command::Plan(args) => plan(args).await,
+        Command::Load(args) => load(args, &storage).await,
+        Command::Bench(args) => bench(args, storage).await,
+        Command::Plan(args) => plan(args, &storage).await,
         Command::Package {
             command: PackageCommand::Show { package, json },
-        } => render::show_package(&package, json).await.map(|()| ExitCode::SUCCESS),
+        } => render::show_package(&package, &storage, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 
-async fn load(args: LoadArgs) -> Result<ExitCode> {
+async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
     if berth::sink::is_sink_url(&args.destination) {
-        return load_into_sink(args).await;
+        return load_into_sink(args, storage).await;
     }
     let destination = berth::open_destination(&args.destination)?;
-    let locations = resolve_locations(&args.packages)?;
+    let locations = resolve_locations(&args.packages, storage).await?;
     let total = locations.len();
     let mut options = LoaderOptions {
         dataset: args.dataset,
@@ -330,7 +353,7 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
 }
 
 /// `berth load` into a sink: the same summary, exit codes and Ctrl-C handling as a database.
-async fn load_into_sink(args: LoadArgs) -> Result<ExitCode> {
+async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
     let mut headers = Vec::new();
     let from_env = std::env::var("BERTH_WEBHOOK_HEADERS").unwrap_or_default();
     for header in args.sink.headers.iter().map(String::as_str).chain(from_env.lines()) {
@@ -350,7 +373,7 @@ async fn load_into_sink(args: LoadArgs) -> Result<ExitCode> {
         ..berth::sink::WebhookConfig::default()
     };
     let sink = berth::sink::open_sink(&args.destination, webhook).map_err(|e| anyhow::anyhow!(e.message))?;
-    let locations = resolve_locations(&args.packages)?;
+    let locations = resolve_locations(&args.packages, storage).await?;
     let total = locations.len();
     let mut options = berth::sink::SinkOptions {
         batch_size: args.sink.sink_batch_size,
@@ -445,9 +468,9 @@ async fn stop_on_signals(cancel: berth::loader::CancellationToken, progress: Arc
     }
 }
 
-async fn plan(args: PlanArgs) -> Result<ExitCode> {
+async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
     let (dialect, caps) = berth::planning_dialect(&args.destination)?;
-    let locations = resolve_locations(&args.packages)?;
+    let locations = resolve_locations(&args.packages, storage).await?;
     let mut out = String::new();
     for location in locations {
         let package = berth::model::LoadPackage::open(location).await?;
@@ -470,7 +493,7 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(args: BenchArgs) -> Result<ExitCode> {
+async fn bench(args: BenchArgs, storage: berth::model::StorageConfig) -> Result<ExitCode> {
     let mut config = berth_bench::BenchConfig::new(&args.destination, &args.work_dir)
         .with_rows(args.rows)
         .with_runs(args.runs);
@@ -482,6 +505,12 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     config.delta_rows = args.delta_rows.max(1);
     config.loader.parallel_jobs = args.parallel.max(1);
     args.tuning.apply(&mut config.loader);
+    anyhow::ensure!(
+        args.from_bucket.is_none() || config.disposition == berth_bench::synth::Disposition::Append,
+        "--from-bucket measures appends; drop --disposition or --from-bucket"
+    );
+    config.bucket = args.from_bucket;
+    config.storage = storage;
     let report = berth_bench::run(&config).await.context("benchmark failed")?;
     if let Some(path) = &args.report {
         std::fs::write(path, berth_bench::html::render(&report))

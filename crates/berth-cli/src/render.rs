@@ -212,8 +212,8 @@ async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile) -> Resul
     })
 }
 
-pub async fn show_package(location: &str, json: bool) -> Result<()> {
-    let package = LoadPackage::open(PackageLocation::parse(location)?).await?;
+pub async fn show_package(location: &str, storage: &berth::model::StorageConfig, json: bool) -> Result<()> {
+    let package = LoadPackage::open(PackageLocation::parse_with(location, storage)?).await?;
     let mut jobs = Vec::new();
     for job in &package.jobs {
         // A file that cannot be read is shown, not fatal: `package show` is how one finds it.
@@ -332,7 +332,7 @@ pub fn print_bench(report: &berth_bench::BenchReport) {
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header(vec![
-        "case", "min s", "median s", "max s", "rows/s", "MB/s", "peak RSS", "vs berth",
+        "case", "min s", "median s", "max s", "rows/s", "MB/s", "peak RSS", "ratio",
     ]);
     for case in &report.cases {
         table.add_row(vec![
@@ -343,10 +343,7 @@ pub fn print_bench(report: &berth_bench::BenchReport) {
             right(format!("{:.0}", case.rows_per_second)),
             right(format!("{:.1}", case.mb_per_second)),
             right(case.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)),
-            right(
-                case.berth_ratio
-                    .map_or_else(|| "-".into(), |r| format!("berth = {r:.2}x")),
-            ),
+            right(case.berth_ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}x"))),
         ]);
     }
     println!("{table}");

@@ -159,4 +159,33 @@ pub trait Destination: Send + Sync + Debug {
     /// Loads one job part into `job.dataset`.`job.table` and journals it, atomically (see the
     /// trait docs).
     async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics>;
+
+    /// Keeps other berth processes from loading package `load_id` into `dataset` while the
+    /// returned lock lives, waiting while another one holds it (the loader then finds the package
+    /// loaded). `None` where the destination needs no lock: one writer at a time anyway (DuckDB's
+    /// file lock), or none to be had.
+    async fn lock_load(&self, dataset: &str, load_id: &str) -> Result<Option<LoadLock>> {
+        let _ = (dataset, load_id);
+        Ok(None)
+    }
+}
+
+/// A destination's lock on one load (see [`Destination::lock_load`]); released when dropped.
+pub struct LoadLock {
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl LoadLock {
+    /// A lock held for as long as `guard` lives (a connection holding a session lock, ...).
+    pub fn new(guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl Debug for LoadLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadLock")
+    }
 }

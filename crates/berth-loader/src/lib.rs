@@ -46,7 +46,7 @@ use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
 use berth_model::{
     FailureKind, FileFormat, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition,
-    ReplaceStrategy,
+    ReplaceStrategy, StorageConfig,
 };
 use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::sqlparser::ast::Statement;
@@ -259,6 +259,9 @@ impl Loader {
             .unwrap_or_else(|| package.default_dataset());
         let caps = self.destination.capabilities();
         let mut summary = PackageSummary::new(&package, &dataset, &self.destination.describe());
+        // One berth at a time per package and dataset: a second process waits here, then finds
+        // the package loaded.
+        let _lock = self.destination.lock_load(&dataset, &package.load_id).await?;
 
         if package.completed.is_some() || is_loaded(self.destination.as_ref(), &dataset, &package.load_id).await? {
             // Committed before: at most the staging dataset and the folder moves of a run that
@@ -788,11 +791,28 @@ where
 }
 
 /// After a package's commit: writes `package_completed.json` and, for a package in a dlt pipeline
-/// folder (`load/normalized/<load id>`), moves it to `load/loaded/`. Packages elsewhere stay put.
+/// folder (`load/normalized/<load id>`), moves it to `load/loaded/`. Packages elsewhere, and
+/// packages in buckets, stay put.
 pub async fn finish_package_folders(package: &LoadPackage) -> Result<()> {
     let Some(dir) = package.location.local_dir() else {
+        // A package in a bucket stays as it is but for this marker, so that later runs (and dlt)
+        // see it loaded without asking the destination. The destination's `_dlt_loads` row is the
+        // record: a marker that cannot be written (read-only credentials) is only a warning.
+        if package.completed.is_none()
+            && let Err(e) = package.location.write(layout::COMPLETED, "loaded").await
+        {
+            tracing::warn!(
+                "{} is loaded, but its {} marker could not be written: {e}",
+                package.location,
+                layout::COMPLETED
+            );
+        }
         return Ok(());
     };
+    if !dir.is_dir() {
+        // Another process finished it and moved it to `load/loaded/` while this one waited.
+        return Ok(());
+    }
     if package.completed.is_none() {
         package.location.write(layout::COMPLETED, "loaded").await?;
     }
@@ -842,29 +862,13 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     exp + exp.mul_f64((nanos % 250) as f64 / 1000.0)
 }
 
-/// Opens packages from CLI-style arguments: local folders (a package, or a folder of packages such
-/// as a dlt pipeline's `load/normalized/`, expanded in load-id order) and object store URLs.
-pub fn resolve_locations(arguments: &[String]) -> Result<Vec<PackageLocation>> {
+/// Opens packages from CLI-style arguments, in the order given: a package folder or URL, or a
+/// folder or bucket prefix of packages (such as a dlt pipeline's `load/normalized/`, expanded in
+/// load-id order). URLs get `storage`'s options (see [`berth_model::store`]).
+pub async fn resolve_locations(arguments: &[String], storage: &StorageConfig) -> Result<Vec<PackageLocation>> {
     let mut out = Vec::new();
     for argument in arguments {
-        if argument.contains("://") {
-            out.push(PackageLocation::parse(argument)?);
-            continue;
-        }
-        let path = std::path::Path::new(argument);
-        let found = berth_model::package::discover_local_packages(path).map_err(|e| berth_model::Error::Location {
-            location: argument.clone(),
-            reason: e.to_string(),
-        })?;
-        if found.is_empty() {
-            return Err(berth_model::Error::MissingSchema {
-                package: argument.clone(),
-            }
-            .into());
-        }
-        for dir in found {
-            out.push(PackageLocation::parse(&dir.to_string_lossy())?);
-        }
+        out.extend(berth_model::discover_packages(argument, storage).await?);
     }
     Ok(out)
 }

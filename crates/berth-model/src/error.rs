@@ -16,6 +16,14 @@ pub enum Error {
         /// Why it is not usable.
         reason: String,
     },
+    /// berth's config file cannot be used.
+    #[error("config file `{path}`: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong (never a value from the file).
+        reason: String,
+    },
     /// Reading or writing a package file failed.
     #[error("{operation} `{path}` failed: {source}")]
     Store {

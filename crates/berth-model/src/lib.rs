@@ -30,6 +30,7 @@ pub mod package;
 pub mod read;
 pub mod schema;
 pub mod state;
+pub mod store;
 pub mod typed_json;
 
 pub use error::{Error, Result};
@@ -37,3 +38,4 @@ pub use job::{FileFormat, JobFileName};
 pub use package::{FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition};
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
 pub use state::{PackageState, RestoreState};
+pub use store::{StorageConfig, discover_packages, open_store};

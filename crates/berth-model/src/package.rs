@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
+#[cfg(test)]
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -149,29 +150,34 @@ impl fmt::Display for PackageLocation {
 }
 
 impl PackageLocation {
-    /// Parses a local path, a `file://` URL or a `memory://` URL (an empty in-process store).
+    /// Parses a local path or a URL (`file://`, `s3://`, `gs://`, `az://`, `abfss://`, `memory://`),
+    /// with settings from the environment only; see [`PackageLocation::parse_with`].
     pub fn parse(location: &str) -> Result<Self> {
-        let bad = |reason: String| Error::Location {
-            location: location.to_string(),
-            reason,
-        };
-        if let Some((scheme, _)) = location.split_once("://") {
-            let url = url::Url::parse(location).map_err(|e| bad(e.to_string()))?;
-            return match scheme {
-                "file" => {
-                    let path = url.to_file_path().map_err(|()| bad("not a local file URL".into()))?;
-                    Self::local(&path).map_err(|e| bad(e.to_string()))
-                }
-                "memory" => {
-                    let root = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
-                    Ok(Self::from_store(Arc::new(InMemory::new()), root, location))
-                }
-                other => Err(bad(format!(
-                    "`{other}://` packages are not supported by this build (local paths, file:// and memory://)"
-                ))),
-            };
+        Self::parse_with(location, &crate::store::StorageConfig::new())
+    }
+
+    /// Parses a local path or a URL, with the storage options of `config` for the URL (see
+    /// [`crate::store`]). `memory://` is an empty in-process store.
+    pub fn parse_with(location: &str, config: &crate::store::StorageConfig) -> Result<Self> {
+        if location.contains("://") {
+            let url = url::Url::parse(location).map_err(|e| Error::Location {
+                location: location.to_string(),
+                reason: e.to_string(),
+            })?;
+            let (store, root) = crate::store::open_store(location, config)?;
+            if url.scheme() == "file" {
+                return Self::local(&url.to_file_path().unwrap_or_default()).map_err(|e| Error::Location {
+                    location: location.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            let shown = crate::store::display_url(&url);
+            return Ok(Self::from_store(store, root, shown.trim_end_matches('/')));
         }
-        Self::local(FsPath::new(location)).map_err(|e| bad(e.to_string()))
+        Self::local(FsPath::new(location)).map_err(|e| Error::Location {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// A package folder on the local filesystem.

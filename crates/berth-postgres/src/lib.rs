@@ -31,7 +31,8 @@ use arrow::array::{
 use arrow::datatypes::{Field, Schema};
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, Result, journal_insert_for,
+    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, LoadLock, Result,
+    journal_insert_for,
 };
 use berth_model::FileFormat;
 use berth_model::read;
@@ -131,6 +132,22 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.driver.abort();
     }
+}
+
+/// The advisory lock key of loading `load_id` into `dataset`: FNV-1a over both, so every berth
+/// version and process agrees on it.
+fn load_lock_key(dataset: &str, load_id: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"berth-load\0"
+        .iter()
+        .chain(dataset.as_bytes())
+        .chain(b"\0")
+        .chain(load_id.as_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// What the loader does about a PostgreSQL error, from its SQLSTATE.
@@ -471,6 +488,30 @@ fn rows_to_batch(
 impl Destination for PostgresDestination {
     fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// A session-level advisory lock on its own connection: released when the lock is dropped
+    /// (the connection closes), or when the process dies (the server closes it).
+    async fn lock_load(&self, dataset: &str, load_id: &str) -> Result<Option<LoadLock>> {
+        let session = self.open_session().await?;
+        let key = load_lock_key(dataset, load_id);
+        let taken: bool = session
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(|e| self.error("taking the load lock", &e))?
+            .get(0);
+        if !taken {
+            tracing::info!(
+                "another berth process is loading package {load_id} into {dataset}; waiting for it to finish"
+            );
+            session
+                .client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| self.error("waiting for the load lock", &e))?;
+        }
+        Ok(Some(LoadLock::new(session)))
     }
 
     fn describe(&self) -> String {

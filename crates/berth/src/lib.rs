@@ -31,7 +31,8 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let destination = berth::open_destination("duckdb:berth.duckdb")?;
 //! let loader = berth::loader::Loader::new(destination);
-//! let packages = berth::loader::resolve_locations(&["pipeline/load/normalized".to_string()])?;
+//! let storage = berth::model::StorageConfig::load()?;
+//! let packages = berth::loader::resolve_locations(&["pipeline/load/normalized".to_string()], &storage).await?;
 //! let summary = loader.load_all(packages).await?;
 //! assert!(summary.all_loaded());
 //! # Ok(())

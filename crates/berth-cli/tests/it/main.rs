@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use berth_tests::{copy_tree, scenario_dir, testdata};
 
+mod buckets;
 mod crash;
 mod secrets;
 

@@ -143,7 +143,7 @@ async fn parquet_builder(
     display: &str,
 ) -> Result<ParquetRecordBatchStreamBuilder<object_reader::ObjectReader>> {
     let path = package.location.child(&job.relative_path());
-    let reader = object_reader::ObjectReader::new(Arc::clone(package.location.store()), path);
+    let reader = object_reader::ObjectReader::new(Arc::clone(package.location.store()), path, job.size);
     ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| decode_error(display, format!("not a readable Parquet file: {e}")))

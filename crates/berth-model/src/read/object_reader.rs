@@ -1,5 +1,6 @@
-//! Parquet's async reader over any object store: range reads for column chunks, one suffix read for
-//! the footer. (parquet 59.3 deprecated its own `ParquetObjectReader` in favour of this.)
+//! Parquet's async reader over any object store: range reads for column chunks and the footer (by
+//! the size the listing gave, as Azure takes no suffix ranges; one suffix read when the size is
+//! unknown). (parquet 59.3 deprecated its own `ParquetObjectReader` in favour of this.)
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,11 +24,14 @@ fn external(e: object_store::Error) -> ParquetError {
 pub(crate) struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
+    /// The object's size, when known (0: unknown).
+    size: u64,
 }
 
 impl ObjectReader {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path) -> Self {
-        Self { store, path }
+    /// A reader of `path`, `size` bytes long (0 when unknown).
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64) -> Self {
+        Self { store, path, size }
     }
 }
 
@@ -45,10 +49,13 @@ impl AsyncFileReader for ObjectReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
         async move {
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .load_via_suffix_and_finish(self)
-                .await?;
+            let reader = ParquetMetaDataReader::new().with_arrow_reader_options(options);
+            let metadata = if self.size > 0 {
+                let size = self.size;
+                reader.load_and_finish(self, size).await?
+            } else {
+                reader.load_via_suffix_and_finish(self).await?
+            };
             Ok(Arc::new(metadata))
         }
         .boxed()
