@@ -124,6 +124,7 @@ fn plan(c: &mut Criterion) {
                 replace_strategy: caps.replace_strategies.first().copied().unwrap_or_default(),
             },
             assume_empty: false,
+            jobs: None,
         };
         group.bench_function(destination, |b| {
             b.iter(|| black_box(explain(&package, &dialect, &caps, &options).expect("plan")));

@@ -11,6 +11,8 @@ use std::time::Instant;
 pub enum Reply {
     /// Answer with this status and extra header lines (`Name: value`).
     Status(u16, Vec<String>),
+    /// Answer with this status and a JSON body.
+    Json(u16, String),
     /// Close the connection without answering.
     Drop,
     /// Never answer (until the client gives up or dies).
@@ -38,13 +40,23 @@ impl Received {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
     /// Was it acknowledged (2xx)?
     pub fn acknowledged(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
 
-type Script = dyn Fn(usize) -> Reply + Send + Sync;
+type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
 
 /// The server; its threads end with the test process.
 #[derive(Debug)]
@@ -55,8 +67,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server answering by `script`.
+    /// Starts a server answering by `script` (given the request's number).
     pub fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(move |n, _| script(n))
+    }
+
+    /// Starts a server answering by `script`, given the request's number and the request.
+    pub fn start_with(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -113,17 +130,19 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, script: &Script) {
         }
         let reply = {
             let mut log = log.lock().expect("log");
-            let reply = script(log.len());
-            log.push(Received {
+            let mut received = Received {
                 line: line.trim_end().to_string(),
                 headers,
                 body,
-                status: match &reply {
-                    Reply::Status(status, _) => *status,
-                    _ => 0,
-                },
+                status: 0,
                 at: Instant::now(),
-            });
+            };
+            let reply = script(log.len(), &received);
+            received.status = match &reply {
+                Reply::Status(status, _) | Reply::Json(status, _) => *status,
+                _ => 0,
+            };
+            log.push(received);
             reply
         };
         match reply {
@@ -134,6 +153,15 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, script: &Script) {
                     response.push_str("\r\n");
                 }
                 response.push_str("\r\n");
+                if writer.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Reply::Json(status, body) => {
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 if writer.write_all(response.as_bytes()).is_err() {
                     return;
                 }

@@ -10,3 +10,4 @@ mod object_store;
 mod plan;
 mod postgres;
 mod sink;
+mod warehouse;

@@ -28,6 +28,7 @@ async fn phases(package: &std::path::Path, dialect: &SqlDialect, replace: Replac
             replace_strategy: replace,
         },
         assume_empty: empty,
+        jobs: None,
     };
     explain(&package, dialect, &caps, &options).expect("plan")
 }

@@ -66,7 +66,8 @@ enum Command {
     /// Print the SQL a load would run, statement by statement, without touching a destination.
     ///
     /// Phases: migration (for a destination without the package's datasets yet), preparation,
-    /// the jobs (bulk loads, shown as notes), each table chain's follow-up (replace from staging;
+    /// the jobs (bulk loads, shown as notes; for a warehouse with --staging, each file's upload and
+    /// the warehouse's COPY INTO / COPY / load job), each table chain's follow-up (replace from staging;
     /// merge: delete-insert, upsert, insert-only, scd2), the commit row and the staging clean-up.
     /// --destination takes a destination URL or a dialect name: postgres, duckdb, snowflake,
     /// bigquery, redshift, databricks, mssql, mysql.
@@ -89,8 +90,17 @@ struct LoadArgs {
     /// (libpq's sslmode values; the password never appears in output). Sinks, for reverse ETL:
     /// webhook+https://host/path (each batch one POST; see the Sink options) and ndjson:<file>
     /// or ndjson:- (standard output): rows as JSON lines with their table under `_table`.
+    /// Warehouses, which read staged Parquet from a bucket themselves (see --staging):
+    /// snowflake://<account>/<database>?warehouse=WH&storage_integration=NAME (SNOWFLAKE_TOKEN),
+    /// bigquery://<project>/<location> (Google credentials), redshift://user:password@host:5439/db?iam_role=ARN,
+    /// databricks://<workspace host>/<warehouse id>?catalog=main (DATABRICKS_TOKEN).
     #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
+    /// Staging bucket for warehouses (s3://bucket/prefix, gs://…, az://…): packages that are not
+    /// in a bucket the warehouse reads are uploaded there first, as
+    /// <staging>/<dataset>/<table>/<load id>.<file>. Credentials as for packages in buckets.
+    #[arg(long, env = "BERTH_STAGING")]
+    staging: Option<String>,
     #[command(flatten)]
     sink: SinkArgs,
     /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].
@@ -258,6 +268,10 @@ struct PlanArgs {
     /// Plan follow-ups as for a first load into empty tables (no deletes, retirements or MERGE).
     #[arg(long)]
     assume_empty: bool,
+    /// Staging bucket of a warehouse (s3://bucket/prefix, …): the plan shows each job's upload
+    /// and the warehouse's COPY (credentials as ***). Nothing is uploaded.
+    #[arg(long, env = "BERTH_STAGING")]
+    staging: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,7 +342,11 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<E
     if berth::sink::is_sink_url(&args.destination) {
         return load_into_sink(args, storage).await;
     }
-    let destination = berth::open_destination(&args.destination)?;
+    let open = berth::OpenOptions {
+        staging: args.staging.clone(),
+        storage: storage.clone(),
+    };
+    let destination = berth::open_destination_with(&args.destination, &open)?;
     let locations = resolve_locations(&args.packages, storage).await?;
     let total = locations.len();
     let mut options = LoaderOptions {
@@ -470,6 +488,7 @@ async fn stop_on_signals(cancel: berth::loader::CancellationToken, progress: Arc
 
 async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
     let (dialect, caps) = berth::planning_dialect(&args.destination)?;
+    let jobs = berth::job_steps(&args.destination, args.staging.as_deref())?;
     let locations = resolve_locations(&args.packages, storage).await?;
     let mut out = String::new();
     for location in locations {
@@ -484,6 +503,7 @@ async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<E
                     .unwrap_or_default(),
             },
             assume_empty: args.assume_empty,
+            jobs: jobs.clone(),
         };
         let phases = berth::loader::explain::explain(&package, &dialect, &caps, &options)
             .with_context(|| format!("cannot plan package {}", package.load_id))?;

@@ -7,7 +7,7 @@ use arrow::datatypes::DataType as ArrowType;
 use berth_model::schema::{JOURNAL_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
 use berth_model::{Column, DataType, LoadPackage, Table};
 use berth_plan::sql::{self, lit_i64, lit_str};
-use berth_plan::{PackagePlan, SqlDialect};
+use berth_plan::{CatalogStyle, PackagePlan, SqlDialect};
 use datafusion::logical_expr::{in_list, lit};
 
 use crate::Destination;
@@ -110,17 +110,37 @@ pub async fn storage_columns(
         "numeric_scale",
         "ordinal_position",
     ];
-    let mut scanned = columns.to_vec();
+    let per_dataset = dialect.catalog == CatalogStyle::PerDataset;
+    let mut scanned: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| !(per_dataset && c.starts_with("numeric_")))
+        .collect();
     scanned.push("table_schema");
-    let scan = sql::scan(dialect, "information_schema", "columns", &scanned)?;
+    let scan = if per_dataset {
+        sql::catalog_scan(dialect, dataset, &scanned)?
+    } else {
+        sql::scan(dialect, "information_schema", "columns", &scanned)?
+    };
     let names = tables.iter().map(|t| lit(dialect.stored_name(t))).collect();
     let filter = sql::column(dialect, "table_schema")
         .eq(lit(dialect.stored_name(dataset)))
         .and(in_list(sql::column(dialect, "table_name"), names, false));
+    // A catalog without numeric precision columns answers NULL for them.
+    let projection = columns
+        .iter()
+        .map(|c| {
+            if per_dataset && c.starts_with("numeric_") {
+                lit(datafusion::scalar::ScalarValue::Int64(None)).alias(*c)
+            } else {
+                sql::column(dialect, c)
+            }
+        })
+        .collect::<Vec<_>>();
     // Sorted here rather than in SQL: the plan stays a plain filter + projection in every dialect.
     let builder = scan
         .filter(filter)
-        .and_then(|b| b.project(columns.iter().map(|c| sql::column(dialect, c)).collect::<Vec<_>>()))
+        .and_then(|b| b.project(projection))
         .map_err(berth_plan::Error::from)?;
     let query = sql::to_query(dialect, builder)?;
     let batches = destination

@@ -80,6 +80,7 @@ pub fn capabilities() -> Capabilities {
             supports_merge: true,
             dml_target_alias: true,
             create_table_as: true,
+            catalog: Default::default(),
             type_mapper: Arc::new(DuckDbTypeMapper),
             unparser: Arc::new(berth_plan::NoQualify(DuckDBDialect::new())),
         },

@@ -5,7 +5,7 @@
 use berth_destination::{JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination};
 use std::collections::BTreeSet;
 
-use berth_model::{JobState, LoadPackage};
+use berth_model::{JobFile, JobState, LoadPackage, Table};
 use berth_plan::ChainPlan;
 use berth_plan::followup::{TableRef, staged_facts_plan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
@@ -30,6 +30,21 @@ pub enum Step {
     Note(String),
 }
 
+/// The steps of one job for destinations whose jobs are more than rows through a bulk path (a
+/// warehouse: upload to the staging bucket, then its COPY command).
+pub trait JobSteps: Send + Sync + std::fmt::Debug {
+    /// The steps loading `job` (rows of `table`) into `dataset`; `final_dataset` holds the
+    /// journal.
+    fn steps(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        table: &Table,
+        dataset: &str,
+        final_dataset: &str,
+    ) -> Result<Vec<Step>>;
+}
+
 /// How to explain.
 #[derive(Debug, Clone)]
 pub struct ExplainOptions {
@@ -38,6 +53,8 @@ pub struct ExplainOptions {
     /// Assume the final tables are empty, as on a first load: the follow-ups leave out the work
     /// that cannot matter then.
     pub assume_empty: bool,
+    /// How jobs load, where the destination says more than "through the bulk path".
+    pub jobs: Option<std::sync::Arc<dyn JobSteps>>,
 }
 
 /// The phases of loading `package` with `dialect` and `caps`.
@@ -79,6 +96,20 @@ pub fn explain(
         } else {
             ""
         };
+        if let Some(hook) = &options.jobs {
+            let schema_table = package
+                .schema
+                .table(table)
+                .ok_or_else(|| berth_model::Error::TableNotInSchema {
+                    job: package.job_display(job),
+                    table: table.clone(),
+                })?;
+            if !state.is_empty() {
+                jobs.push(Step::Note(format!("job {}{state}", job.name)));
+            }
+            jobs.extend(hook.steps(package, job, schema_table, plan.job_dataset(table), &plan.dataset)?);
+            continue;
+        }
         jobs.push(Step::Note(format!(
             "job {} ({} bytes){state}: rows into {target} through the bulk path, with its journal row \
              in the same transaction",

@@ -33,6 +33,18 @@ impl CaseFold {
     }
 }
 
+/// Where a destination's `information_schema.columns` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatalogStyle {
+    /// One `information_schema.columns` for the database, with `numeric_precision` and
+    /// `numeric_scale`.
+    #[default]
+    Standard,
+    /// One `<dataset>.INFORMATION_SCHEMA.COLUMNS` per dataset, without numeric precision columns
+    /// (BigQuery, where the precision is part of `data_type`).
+    PerDataset,
+}
+
 /// Maps dlt types to a destination's column types and back.
 pub trait TypeMapper: Send + Sync + fmt::Debug {
     /// The column type to create for `column` of `table`.
@@ -79,6 +91,8 @@ pub struct SqlDialect {
     pub dml_target_alias: bool,
     /// `CREATE TABLE … AS SELECT` exists (else `SELECT … INTO`, MSSQL).
     pub create_table_as: bool,
+    /// Where the catalog's column list is and what it holds.
+    pub catalog: CatalogStyle,
     /// Column type mapping.
     pub type_mapper: Arc<dyn TypeMapper>,
     /// Dialect the DataFusion unparser prints SELECT bodies in.

@@ -15,7 +15,7 @@ use datafusion::sql::unparser::dialect::{
     BigQueryDialect, CustomDialectBuilder, MySqlDialect, PostgreSqlDialect, SnowflakeDialect,
 };
 
-use crate::dialect::{CaseFold, NoQualify, SqlDialect, TypeMapper};
+use crate::dialect::{CaseFold, CatalogStyle, NoQualify, SqlDialect, TypeMapper};
 use crate::error::Result;
 use crate::sql::type_named as named;
 
@@ -75,6 +75,7 @@ fn dialect(base: Base) -> SqlDialect {
         supports_merge: true,
         dml_target_alias: true,
         create_table_as: true,
+        catalog: Default::default(),
         type_mapper: base.types,
         unparser: base.unparser,
     }
@@ -92,16 +93,19 @@ pub fn snowflake() -> SqlDialect {
     })
 }
 
-/// BigQuery: back-quoted, case kept, `MERGE`.
+/// BigQuery: back-quoted, case kept, `MERGE`, a catalog per dataset.
 pub fn bigquery() -> SqlDialect {
-    dialect(Base {
-        name: "bigquery",
-        quote: '`',
-        casefold: CaseFold::None,
-        max_identifier_length: 1024,
-        types: Arc::new(Types(bigquery_type)),
-        unparser: Arc::new(NoQualify(BigQueryDialect {})),
-    })
+    SqlDialect {
+        catalog: CatalogStyle::PerDataset,
+        ..dialect(Base {
+            name: "bigquery",
+            quote: '`',
+            casefold: CaseFold::None,
+            max_identifier_length: 1024,
+            types: Arc::new(Types(bigquery_type)),
+            unparser: Arc::new(NoQualify(BigQueryDialect {})),
+        })
+    }
 }
 
 /// Redshift: lower-case folding, no alias in `DELETE`/`UPDATE`, no `MERGE` (upsert runs as a

@@ -63,6 +63,7 @@ pub fn memory_dialect() -> SqlDialect {
         supports_merge: true,
         dml_target_alias: true,
         create_table_as: true,
+        catalog: Default::default(),
         type_mapper: Arc::new(NoTypes),
         unparser: Arc::new(NoQualify(datafusion::sql::unparser::dialect::DefaultDialect {})),
     }

@@ -35,7 +35,7 @@ pub mod lower;
 pub mod sql;
 mod statement;
 
-pub use dialect::{CaseFold, NoQualify, SqlDialect, TypeMapper};
+pub use dialect::{CaseFold, CatalogStyle, NoQualify, SqlDialect, TypeMapper};
 pub use error::{Error, Result};
 pub use followup::{FinalState, FollowupOp, TableRef};
 pub use load::{

@@ -280,6 +280,23 @@ pub fn scan(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) 
     )?)
 }
 
+/// A scan of `dataset`'s own column catalog, `<dataset>.INFORMATION_SCHEMA.COLUMNS`
+/// ([`crate::CatalogStyle::PerDataset`], BigQuery), with the given (lower-case) columns.
+pub fn catalog_scan(dialect: &SqlDialect, dataset: &str, columns: &[&str]) -> Result<LogicalPlanBuilder> {
+    let schema = ArrowSchema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(dialect.stored_name(c), arrow::datatypes::DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let reference = TableReference::full(dialect.stored_name(dataset), "INFORMATION_SCHEMA", "COLUMNS");
+    Ok(LogicalPlanBuilder::scan(
+        reference,
+        Arc::new(LogicalTableSource::new(Arc::new(schema))),
+        None,
+    )?)
+}
+
 /// A column reference for plans built on [`scan`].
 pub fn column(dialect: &SqlDialect, name: &str) -> DfExpr {
     ident(dialect.stored_name(name))

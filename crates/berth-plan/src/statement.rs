@@ -1,9 +1,11 @@
-//! The statements berth runs: sqlparser ASTs, plus the few PostgreSQL table operations sqlparser
-//! 0.62 has no AST for, printed from AST parts (so identifiers are still quoted by sqlparser).
+//! The statements berth runs: sqlparser ASTs, plus the few statements sqlparser 0.62 has no AST
+//! for (three PostgreSQL table operations, Databricks' `COPY INTO`, Redshift's `COPY … PARQUET
+//! SERIALIZETOJSON`), printed from AST parts (so identifiers and literals are still quoted and
+//! escaped by sqlparser).
 
 use std::fmt;
 
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Statement};
+use datafusion::sql::sqlparser::ast::{CopyLegacyOption, Ident, ObjectName, Statement, Value};
 
 /// One statement for a destination to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +36,31 @@ pub enum SqlStatement {
         /// The column.
         column: Ident,
     },
+    /// Databricks `COPY INTO <table> FROM '<url>' [WITH (CREDENTIAL (…))] FILEFORMAT = PARQUET
+    /// COPY_OPTIONS (…)`: the warehouse reads one staged file itself. Files it already loaded into
+    /// the table are skipped unless `force`.
+    DatabricksCopyInto {
+        /// The table.
+        table: ObjectName,
+        /// The file's URL (`s3://`, `abfss://`, `gs://`).
+        from: String,
+        /// Temporary credentials (`AWS_ACCESS_KEY`, `AZURE_SAS_TOKEN`, …), empty when the
+        /// catalog's external location grants access.
+        credentials: Vec<(String, String)>,
+        /// Load the file even if the table loaded it before.
+        force: bool,
+    },
+    /// Redshift `COPY <table> FROM '<url>' PARQUET [SERIALIZETOJSON] <authorization>`.
+    RedshiftCopy {
+        /// The table.
+        table: ObjectName,
+        /// The file's `s3://` URL.
+        from: String,
+        /// JSON (`SUPER`) columns are read from their string form (`SERIALIZETOJSON`).
+        serialize_to_json: bool,
+        /// `IAM_ROLE '…'` or `CREDENTIALS '…'`.
+        authorization: CopyLegacyOption,
+    },
 }
 
 impl From<Statement> for SqlStatement {
@@ -55,6 +82,44 @@ impl fmt::Display for SqlStatement {
                 )
             }
             Self::AddUnique { table, column } => write!(f, "ALTER TABLE {table} ADD UNIQUE ({column})"),
+            Self::DatabricksCopyInto {
+                table,
+                from,
+                credentials,
+                force,
+            } => {
+                let quoted = |s: &str| Value::SingleQuotedString(s.to_string());
+                write!(f, "COPY INTO {table} FROM {}", quoted(from))?;
+                if !credentials.is_empty() {
+                    f.write_str(" WITH (CREDENTIAL (")?;
+                    for (i, (key, value)) in credentials.iter().enumerate() {
+                        let sep = if i == 0 { "" } else { ", " };
+                        write!(f, "{sep}{} = {}", Ident::new(key), quoted(value))?;
+                    }
+                    f.write_str("))")?;
+                }
+                // Columns match by name; a file never changes the table's schema (berth migrates).
+                write!(
+                    f,
+                    " FILEFORMAT = PARQUET COPY_OPTIONS ('mergeSchema' = 'false', 'force' = '{force}')"
+                )
+            }
+            Self::RedshiftCopy {
+                table,
+                from,
+                serialize_to_json,
+                authorization,
+            } => {
+                write!(
+                    f,
+                    "COPY {table} FROM {} PARQUET",
+                    Value::SingleQuotedString(from.clone())
+                )?;
+                if *serialize_to_json {
+                    f.write_str(" SERIALIZETOJSON")?;
+                }
+                write!(f, " {authorization}")
+            }
         }
     }
 }

@@ -66,6 +66,7 @@ pub fn capabilities() -> Capabilities {
             supports_merge: true,
             dml_target_alias: true,
             create_table_as: true,
+            catalog: Default::default(),
             type_mapper: Arc::new(PostgresTypeMapper),
             unparser: Arc::new(berth_plan::NoQualify(PostgreSqlDialect {})),
         },
@@ -241,6 +242,13 @@ impl PostgresDestination {
             caps: capabilities(),
             idle: std::sync::Mutex::default(),
         })
+    }
+
+    /// The same connection settings with other capabilities: a server that speaks PostgreSQL's
+    /// protocol with another dialect (Redshift) reuses the sessions, `execute` and `query`.
+    pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
+        self.caps = caps;
+        self
     }
 
     fn error(&self, context: impl Into<String>, error: &tokio_postgres::Error) -> Error {

@@ -51,16 +51,44 @@ pub use berth_plan as plan;
 pub use berth_postgres as postgres;
 #[cfg(feature = "sink")]
 pub use berth_sink as sink;
+#[cfg(feature = "warehouse")]
+pub use berth_warehouse as warehouse;
 
 use berth_destination::{Destination, Error, Result};
 
 /// The destination used when none is given: an embedded DuckDB file in the current directory.
 pub const DEFAULT_DESTINATION: &str = "duckdb:berth.duckdb";
 
+/// What opening a destination may need besides its URL.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The staging bucket warehouses load from (`s3://bucket/prefix`, …).
+    pub staging: Option<String>,
+    /// Options for buckets (berth.toml).
+    pub storage: berth_model::StorageConfig,
+}
+
 /// Opens a destination from its URL: `duckdb:<path>`, `duckdb:///<absolute path>`,
 /// `duckdb::memory:`, `postgres://user:password@host:port/database`.
 pub fn open_destination(url: &str) -> Result<Arc<dyn Destination>> {
+    open_destination_with(url, &OpenOptions::default())
+}
+
+/// Opens a destination from its URL with `options`; besides [`open_destination`]'s URLs, the
+/// warehouses (feature `warehouse`): `snowflake://…`, `bigquery://…`, `redshift://…`,
+/// `databricks://…` (see [`berth_warehouse::WarehouseDestination::from_url`]).
+pub fn open_destination_with(url: &str, options: &OpenOptions) -> Result<Arc<dyn Destination>> {
     let scheme = url.split(':').next().unwrap_or_default();
+    #[cfg(feature = "warehouse")]
+    if berth_warehouse::Warehouse::from_name(scheme).is_some() {
+        let options = berth_warehouse::WarehouseOptions {
+            staging: options.staging.clone(),
+            storage: options.storage.clone(),
+            env: None,
+        };
+        return Ok(berth_warehouse::open(url, options)?);
+    }
+    let _ = options;
     match scheme {
         #[cfg(feature = "duckdb")]
         "duckdb" => Ok(Arc::new(berth_duckdb::DuckDbDestination::from_url(url)?)),
@@ -68,7 +96,7 @@ pub fn open_destination(url: &str) -> Result<Arc<dyn Destination>> {
         "postgres" | "postgresql" => Ok(Arc::new(berth_postgres::PostgresDestination::from_url(url)?)),
         _ => Err(Error::Config {
             destination: redact(url),
-            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb) or postgres://user:password@host:port/database".into(),
+            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb), postgres://user:password@host:port/database, or a warehouse: snowflake://<account>/<database>, bigquery://<project>, redshift://user:password@host:5439/database, databricks://<host>/<warehouse id>".into(),
         }),
     }
 }
@@ -91,6 +119,11 @@ pub fn planning_dialect(destination: &str) -> Result<(berth_plan::SqlDialect, be
         }
         _ => {}
     }
+    #[cfg(feature = "warehouse")]
+    if let Some(warehouse) = berth_warehouse::Warehouse::from_name(&scheme) {
+        let caps = warehouse.capabilities();
+        return Ok((caps.dialect.clone(), caps.plan_capabilities()));
+    }
     let dialect = berth_plan::dialects::by_name(&scheme).ok_or_else(|| Error::Config {
         destination: redact(destination),
         reason: format!(
@@ -104,6 +137,57 @@ pub fn planning_dialect(destination: &str) -> Result<(berth_plan::SqlDialect, be
         merge_strategies: berth_plan::PLANNED_MERGE_STRATEGIES.to_vec(),
     };
     Ok((dialect, caps))
+}
+
+/// How `berth plan` shows a warehouse's jobs (upload to `staging`, then the warehouse's own
+/// bulk command), or `None` for destinations whose jobs stream through berth.
+#[cfg(feature = "warehouse")]
+pub fn job_steps(destination: &str, staging: Option<&str>) -> Result<Option<Arc<dyn berth_loader::explain::JobSteps>>> {
+    let scheme = destination.split(':').next().unwrap_or_default();
+    if berth_warehouse::Warehouse::from_name(scheme).is_none() {
+        return Ok(None);
+    }
+    let planner = berth_warehouse::JobPlanner::new(destination, staging)?;
+    Ok(Some(Arc::new(WarehouseSteps(planner))))
+}
+
+#[cfg(feature = "warehouse")]
+#[derive(Debug)]
+struct WarehouseSteps(berth_warehouse::JobPlanner);
+
+#[cfg(feature = "warehouse")]
+impl berth_loader::explain::JobSteps for WarehouseSteps {
+    fn steps(
+        &self,
+        package: &berth_model::LoadPackage,
+        job: &berth_model::JobFile,
+        table: &berth_model::Table,
+        dataset: &str,
+        final_dataset: &str,
+    ) -> berth_loader::Result<Vec<berth_loader::explain::Step>> {
+        use berth_loader::explain::Step;
+        let planned = self.0.plan_job(package, job, table, dataset, final_dataset)?;
+        let mut steps = Vec::new();
+        steps.extend(planned.upload.map(Step::Note));
+        match planned.command {
+            Some(berth_warehouse::copy::LoadCommand::Sql(statement)) => steps.push(Step::Sql(statement)),
+            Some(berth_warehouse::copy::LoadCommand::BigQueryJob(body)) => steps.push(Step::Note(format!(
+                "BigQuery load job (POST /bigquery/v2/projects/{}/jobs): {body}",
+                self.0.project
+            ))),
+            None => return Ok(steps),
+        }
+        let entry = berth_destination::JournalEntry {
+            job_id: job.name.job_id(),
+            part: berth_destination::JobPart::Whole,
+            rows: 0,
+        };
+        let dialect = self.0.warehouse.dialect();
+        steps.push(Step::Sql(
+            berth_destination::journal_insert(&dialect, final_dataset, &package.load_id, &entry).into(),
+        ));
+        Ok(steps)
+    }
 }
 
 /// A URL with any password replaced by `***`, for messages.

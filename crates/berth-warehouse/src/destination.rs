@@ -1,0 +1,666 @@
+//! [`WarehouseDestination`]: the [`Destination`] of the four warehouses.
+
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use berth_destination::{
+    Capabilities, Destination, Error, JobMetrics, JobTimings, LoadJob, Result, journal_insert_for,
+};
+use berth_model::store::StorageConfig;
+use berth_model::{JobFile, LoadPackage, Table};
+use berth_plan::SqlStatement;
+use berth_plan::sqlparser::ast::Statement;
+use berth_postgres::PostgresDestination;
+use url::Url;
+
+use crate::Warehouse;
+use crate::api::bigquery::{BigQueryClient, BigQueryConfig, TokenSource};
+use crate::api::databricks::{DatabricksAuth, DatabricksClient, DatabricksConfig};
+use crate::api::snowflake::{DEFAULT_TIMEOUT, SnowflakeAuth, SnowflakeClient, SnowflakeConfig, TokenType};
+use crate::api::{Rows, Secret};
+use crate::copy::{CopySpec, LoadCommand, load_command};
+use crate::stage::{BucketObject, StageAccess, Staging, scrub, stage_job};
+
+/// What a warehouse destination needs besides its URL.
+#[derive(Debug, Clone, Default)]
+pub struct WarehouseOptions {
+    /// The staging bucket (`s3://bucket/prefix`, …) packages not in a bucket are uploaded to.
+    pub staging: Option<String>,
+    /// Options for buckets (berth.toml `[storage."<prefix>"]`).
+    pub storage: StorageConfig,
+    /// Environment lookups (tokens); `None`: the process environment.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl WarehouseOptions {
+    fn var(&self, name: &str) -> Option<String> {
+        match &self.env {
+            Some(env) => env.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+        .filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug)]
+enum Client {
+    Snowflake(SnowflakeClient),
+    BigQuery(BigQueryClient),
+    Databricks(DatabricksClient),
+    Redshift(Box<PostgresDestination>),
+}
+
+/// Snowflake, BigQuery, Redshift or Databricks as a destination.
+#[derive(Debug)]
+pub struct WarehouseDestination {
+    warehouse: Warehouse,
+    caps: Capabilities,
+    client: Client,
+    staging: Option<Staging>,
+    access: StageAccess,
+    storage: StorageConfig,
+    display: String,
+    project: String,
+    location: String,
+}
+
+fn bad(url: &str, reason: impl Into<String>) -> Error {
+    Error::Config {
+        destination: berth_postgres::redact_url(url),
+        reason: reason.into(),
+    }
+}
+
+impl WarehouseDestination {
+    /// Opens a warehouse from its URL:
+    ///
+    /// - `snowflake://[<user>@]<account>/<database>?warehouse=…&role=…` with `SNOWFLAKE_TOKEN`
+    ///   (and `SNOWFLAKE_TOKEN_TYPE`: `oauth`, the default, `pat`, or `jwt`), or key-pair
+    ///   authentication with `SNOWFLAKE_PRIVATE_KEY_PATH` (or the PEM in `SNOWFLAKE_PRIVATE_KEY`;
+    ///   the user in the URL);
+    /// - `bigquery://<project>[/<location>]` with Google credentials from the environment (or
+    ///   `BIGQUERY_ACCESS_TOKEN`);
+    /// - `redshift://user:password@host:5439/database[?sslmode=…]`;
+    /// - `databricks://<workspace host>/<warehouse id>?catalog=…` with `DATABRICKS_TOKEN`, or a
+    ///   service principal's `DATABRICKS_CLIENT_ID` and `DATABRICKS_CLIENT_SECRET` (OAuth M2M).
+    ///
+    /// Bucket access: `storage_integration=<name>` or `stage=<name>` (Snowflake), `iam_role=<arn>`
+    /// (Redshift), `forward_credentials=true` (Snowflake, Redshift, Databricks: the staging
+    /// bucket's keys go into each COPY). `base_url=` points the HTTP APIs elsewhere (a proxy, a
+    /// private link, a test server). Tokens never go into URLs.
+    pub fn from_url(url: &str, options: WarehouseOptions) -> Result<Self> {
+        let parsed = Url::parse(url).map_err(|e| bad(url, e.to_string()))?;
+        let warehouse = Warehouse::from_name(parsed.scheme()).ok_or_else(|| {
+            bad(
+                url,
+                "not a warehouse URL (snowflake://, bigquery://, redshift://, databricks://)",
+            )
+        })?;
+        let mut query: std::collections::BTreeMap<String, String> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut take = |key: &str| query.remove(key);
+        let access = match (
+            take("storage_integration"),
+            take("stage"),
+            take("iam_role"),
+            take("forward_credentials").is_some_and(|v| v == "true" || v == "1"),
+        ) {
+            (Some(name), None, None, false) => StageAccess::StorageIntegration(name),
+            (None, Some(name), None, false) => StageAccess::NamedStage(name.trim_start_matches('@').to_string()),
+            (None, None, Some(arn), false) => StageAccess::IamRole(arn),
+            (None, None, None, true) => StageAccess::ForwardCredentials,
+            (None, None, None, false) => match warehouse {
+                Warehouse::BigQuery | Warehouse::Databricks => StageAccess::Implicit,
+                // Checked against the first staged file, with a message saying what to add.
+                Warehouse::Snowflake | Warehouse::Redshift => StageAccess::Implicit,
+            },
+            _ => {
+                return Err(bad(
+                    url,
+                    "give one of storage_integration, stage, iam_role or forward_credentials",
+                ));
+            }
+        };
+        let base_url = take("base_url");
+        let path: Vec<String> = parsed
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        if warehouse != Warehouse::Redshift && parsed.password().is_some() {
+            return Err(bad(
+                url,
+                "tokens do not go into URLs; set SNOWFLAKE_TOKEN, DATABRICKS_TOKEN or Google credentials in the \
+                 environment",
+            ));
+        }
+        let token = |var: &str| {
+            options
+                .var(var)
+                .map(Secret::new)
+                .ok_or_else(|| bad(url, format!("set {var} to the access token")))
+        };
+        let mut project = String::new();
+        let mut location = String::new();
+        let (client, display) = match warehouse {
+            Warehouse::Snowflake => {
+                let database = path
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| bad(url, "name the database: snowflake://<account>/<database>"))?;
+                let key = match (
+                    options.var("SNOWFLAKE_PRIVATE_KEY"),
+                    options.var("SNOWFLAKE_PRIVATE_KEY_PATH"),
+                ) {
+                    (Some(pem), _) => Some(pem),
+                    (None, Some(path)) => Some(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| bad(url, format!("cannot read SNOWFLAKE_PRIVATE_KEY_PATH {path}: {e}")))?,
+                    ),
+                    (None, None) => None,
+                };
+                let auth = match key {
+                    Some(pem) => {
+                        let user = parsed.username();
+                        if user.is_empty() {
+                            return Err(bad(
+                                url,
+                                "key-pair authentication needs the user: snowflake://<user>@<account>/<database>",
+                            ));
+                        }
+                        let pair = crate::api::jwt::KeyPair::from_pem(&pem, &host, user).map_err(|r| bad(url, r))?;
+                        SnowflakeAuth::KeyPair(std::sync::Arc::new(pair))
+                    }
+                    None => {
+                        let token_type = match options.var("SNOWFLAKE_TOKEN_TYPE") {
+                            Some(t) => TokenType::parse(&t)
+                                .ok_or_else(|| bad(url, "SNOWFLAKE_TOKEN_TYPE is one of oauth, pat, jwt"))?,
+                            None => TokenType::OAuth,
+                        };
+                        let token = token("SNOWFLAKE_TOKEN").map_err(|_| {
+                            bad(
+                                url,
+                                "set SNOWFLAKE_TOKEN (an OAuth or programmatic access token) or \
+                                 SNOWFLAKE_PRIVATE_KEY_PATH (key-pair authentication)",
+                            )
+                        })?;
+                        SnowflakeAuth::Token(token, token_type)
+                    }
+                };
+                let config = SnowflakeConfig {
+                    base_url: base_url.unwrap_or_else(|| format!("https://{host}.snowflakecomputing.com")),
+                    auth,
+                    database: database.clone(),
+                    warehouse: take("warehouse"),
+                    role: take("role"),
+                    timeout_secs: DEFAULT_TIMEOUT.as_secs(),
+                };
+                (
+                    Client::Snowflake(SnowflakeClient::new(config)?),
+                    format!("snowflake://{host}/{database}"),
+                )
+            }
+            Warehouse::BigQuery => {
+                project = host.clone();
+                location = path.first().cloned().unwrap_or_default();
+                let tokens = match options.var("BIGQUERY_ACCESS_TOKEN") {
+                    Some(token) => TokenSource::Fixed(Secret::new(token)),
+                    None => TokenSource::from_env()?,
+                };
+                let config = BigQueryConfig {
+                    base_url: base_url.unwrap_or_else(|| "https://bigquery.googleapis.com".into()),
+                    project: project.clone(),
+                    location: location.clone(),
+                    tokens,
+                };
+                (
+                    Client::BigQuery(BigQueryClient::new(config)?),
+                    format!("bigquery://{project}/{location}"),
+                )
+            }
+            Warehouse::Databricks => {
+                let warehouse_id = path.first().cloned().ok_or_else(|| {
+                    bad(
+                        url,
+                        "name the SQL warehouse: databricks://<workspace host>/<warehouse id>",
+                    )
+                })?;
+                let auth = match (
+                    options.var("DATABRICKS_CLIENT_ID"),
+                    options.var("DATABRICKS_CLIENT_SECRET"),
+                ) {
+                    (Some(client_id), Some(secret)) => DatabricksAuth::ClientCredentials {
+                        client_id,
+                        client_secret: Secret::new(secret),
+                    },
+                    _ => DatabricksAuth::Token(token("DATABRICKS_TOKEN").map_err(|_| {
+                        bad(
+                            url,
+                            "set DATABRICKS_TOKEN (a personal access token) or DATABRICKS_CLIENT_ID and \
+                             DATABRICKS_CLIENT_SECRET (a service principal, OAuth machine-to-machine)",
+                        )
+                    })?),
+                };
+                let config = DatabricksConfig {
+                    base_url: base_url.unwrap_or_else(|| format!("https://{host}")),
+                    auth,
+                    warehouse_id: warehouse_id.clone(),
+                    catalog: take("catalog").unwrap_or_else(|| "main".into()),
+                };
+                (
+                    Client::Databricks(DatabricksClient::new(config)?),
+                    format!("databricks://{host}/{warehouse_id}"),
+                )
+            }
+            Warehouse::Redshift => {
+                let mut pg_url = parsed.clone();
+                pg_url.set_query(None);
+                let kept: Vec<(String, String)> = std::mem::take(&mut query).into_iter().collect();
+                let mut text = pg_url.to_string().replacen("redshift://", "postgres://", 1);
+                if !kept.is_empty() {
+                    let pairs: Vec<String> = kept.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    text = format!("{text}?{}", pairs.join("&"));
+                }
+                let pg = PostgresDestination::from_url(&text)?.with_capabilities(warehouse.capabilities());
+                (Client::Redshift(Box::new(pg)), berth_postgres::redact_url(url))
+            }
+        };
+        if let Some(key) = query.keys().next() {
+            return Err(bad(url, format!("`{key}` is not an option of {warehouse} URLs")));
+        }
+        let staging = options
+            .staging
+            .as_deref()
+            .map(|s| Staging::open(s, &options.storage))
+            .transpose()?;
+        if let Some(staging) = &staging {
+            access
+                .check(warehouse, staging.kind())
+                .map_err(|reason| bad(url, reason))?;
+        }
+        Ok(Self {
+            warehouse,
+            caps: warehouse.capabilities(),
+            client,
+            staging,
+            access,
+            storage: options.storage,
+            display,
+            project,
+            location,
+        })
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> Warehouse {
+        self.warehouse
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.staging
+            .as_ref()
+            .map(|s| s.credentials().secrets())
+            .unwrap_or_default()
+    }
+
+    /// Runs statement texts through the client.
+    async fn run(&self, statements: &[String], transactional: bool) -> Result<Rows> {
+        let result = match &self.client {
+            Client::Snowflake(c) => c.run(statements, transactional).await,
+            Client::BigQuery(c) => c.run(statements, transactional).await,
+            Client::Databricks(c) => c.run(statements).await,
+            Client::Redshift(_) => Err(Error::Internal("Redshift statements go through its session".into())),
+        };
+        result.map_err(|e| scrub_error(e, &self.secrets()))
+    }
+}
+
+/// `error` with `secrets` replaced by `***` in its text.
+fn scrub_error(error: Error, secrets: &[String]) -> Error {
+    match error {
+        Error::Database {
+            kind,
+            destination,
+            context,
+            message,
+        } => Error::Database {
+            kind,
+            destination,
+            context: scrub(&context, secrets),
+            message: scrub(&message, secrets),
+        },
+        other => other,
+    }
+}
+
+#[async_trait]
+impl Destination for WarehouseDestination {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+
+    async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
+        if let Client::Redshift(pg) = &self.client {
+            return pg
+                .execute(statements, transactional)
+                .await
+                .map_err(|e| scrub_error(e, &self.secrets()));
+        }
+        let texts: Vec<String> = statements.iter().map(ToString::to_string).collect();
+        self.run(&texts, transactional && self.caps.supports_transactions)
+            .await
+            .map(drop)
+    }
+
+    async fn query(&self, statement: Statement) -> Result<Vec<RecordBatch>> {
+        if let Client::Redshift(pg) = &self.client {
+            return pg.query(statement).await;
+        }
+        let rows = self.run(&[statement.to_string()], false).await?;
+        Ok(vec![rows.to_batch()?])
+    }
+
+    async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics> {
+        let started = Instant::now();
+        // A Parquet file must match the table before the warehouse is asked anything (other
+        // formats are checked as berth converts them).
+        let parquet_rows = if job.job.name.format == berth_model::FileFormat::Parquet {
+            Some(berth_model::read::inspect_parquet(job.package, job.job).await?.num_rows)
+        } else {
+            None
+        };
+        let staged = stage_job(
+            self.warehouse,
+            job.package,
+            job.job,
+            job.journal_dataset,
+            self.staging.as_ref(),
+            &self.access,
+            &self.storage,
+        )
+        .await?;
+        let uploaded = started.elapsed();
+        let num_rows = staged.rows.or(parquet_rows).unwrap_or_default();
+        let credentials = self
+            .staging
+            .as_ref()
+            .map(|s| s.credentials().clone())
+            .unwrap_or_default();
+        let command = self.command(&job, &staged.object, &credentials)?;
+        let journal: SqlStatement = journal_insert_for(&self.caps.dialect, &job, num_rows).into();
+        let display = job.package.job_display(job.job);
+        let context = |e: Error| match scrub_error(e, &self.secrets()) {
+            Error::Database {
+                kind,
+                destination,
+                context,
+                message,
+            } => Error::Database {
+                kind,
+                destination,
+                context: format!(
+                    "loading `{display}` into `{}.{}`: {context}",
+                    job.dataset, job.table.name
+                ),
+                message,
+            },
+            other => other,
+        };
+        let rows = match (&self.client, command) {
+            (Client::Redshift(pg), LoadCommand::Sql(copy)) => {
+                // The COPY text may hold forwarded keys: never let it into the message.
+                pg.execute(vec![copy, journal], true)
+                    .await
+                    .map_err(|e| match e {
+                        Error::Database {
+                            kind,
+                            destination,
+                            message,
+                            ..
+                        } => Error::Database {
+                            kind,
+                            destination,
+                            context: "COPY from the staged file".into(),
+                            message,
+                        },
+                        other => other,
+                    })
+                    .map_err(context)?;
+                num_rows
+            }
+            (Client::Snowflake(_), LoadCommand::Sql(copy)) => {
+                self.run(&[copy.to_string(), journal.to_string()], true)
+                    .await
+                    .map_err(context)?;
+                num_rows
+            }
+            (Client::Databricks(_), LoadCommand::Sql(copy)) => {
+                // COPY INTO skips a file the table loaded already: a crash before the journal
+                // row leaves nothing to load twice.
+                self.run(&[copy.to_string()], false).await.map_err(context)?;
+                self.run(&[journal.to_string()], false).await.map_err(context)?;
+                num_rows
+            }
+            (Client::BigQuery(client), LoadCommand::BigQueryJob(body)) => {
+                let loaded = client.load(&body).await.map_err(context)?;
+                self.run(&[journal.to_string()], false).await.map_err(context)?;
+                if loaded != 0 && loaded != num_rows {
+                    tracing::warn!(job = %job.package.job_display(job.job), loaded, expected = num_rows, "BigQuery loaded a different row count");
+                }
+                num_rows
+            }
+            (_, command) => {
+                return Err(Error::Internal(format!(
+                    "{} cannot run {}",
+                    self.warehouse,
+                    match command {
+                        LoadCommand::Sql(_) => "a statement load",
+                        LoadCommand::BigQueryJob(_) => "a BigQuery load job",
+                    }
+                )));
+            }
+        };
+        Ok(JobMetrics {
+            rows,
+            bytes: job.job.size,
+            timings: JobTimings {
+                decode: std::time::Duration::ZERO,
+                encode: uploaded,
+                transfer: started.elapsed().saturating_sub(uploaded),
+            },
+        })
+    }
+}
+
+impl WarehouseDestination {
+    fn command(
+        &self,
+        job: &LoadJob<'_>,
+        object: &BucketObject,
+        credentials: &crate::stage::Credentials,
+    ) -> Result<LoadCommand> {
+        let stage_prefix = self.staging.as_ref().map(Staging::prefix).unwrap_or_default();
+        let job_name = job.job.name.to_string();
+        load_command(&CopySpec {
+            warehouse: self.warehouse,
+            dialect: &self.caps.dialect,
+            dataset: job.dataset,
+            table: job.table,
+            file: object,
+            access: &self.access,
+            credentials,
+            stage_prefix: &stage_prefix,
+            project: &self.project,
+            location: &self.location,
+            load_id: &job.package.load_id,
+            job_name: &job_name,
+        })
+    }
+}
+
+/// What `berth plan` shows for one job of a warehouse load: where the file is staged and the
+/// command that loads it (credentials redacted).
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// Upload note, when the file is uploaded first.
+    pub upload: Option<String>,
+    /// The load command (`None` without a staging bucket to name the file in).
+    pub command: Option<LoadCommand>,
+}
+
+/// How `berth plan` stages and loads jobs for a warehouse, without connecting.
+#[derive(Debug, Clone)]
+pub struct JobPlanner {
+    /// The warehouse.
+    pub warehouse: Warehouse,
+    /// Bucket access.
+    pub access: StageAccess,
+    /// The staging location (names only; credentials redacted).
+    pub staging: Option<Staging>,
+    /// BigQuery project.
+    pub project: String,
+    /// BigQuery location.
+    pub location: String,
+}
+
+impl JobPlanner {
+    /// From a warehouse URL or bare name and a staging URL, reading no credentials (forwarded
+    /// keys print as `***`).
+    pub fn new(destination: &str, staging: Option<&str>) -> Result<Self> {
+        let (scheme, rest) = destination.split_once("://").unwrap_or((destination, ""));
+        let warehouse = Warehouse::from_name(scheme).ok_or_else(|| bad(destination, "not a warehouse"))?;
+        let parsed = Url::parse(&format!("{scheme}://{}", if rest.is_empty() { "x" } else { rest })).ok();
+        let get = |key: &str| {
+            parsed
+                .as_ref()
+                .and_then(|u| u.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned()))
+        };
+        let access = if let Some(name) = get("storage_integration") {
+            StageAccess::StorageIntegration(name)
+        } else if let Some(name) = get("stage") {
+            StageAccess::NamedStage(name.trim_start_matches('@').to_string())
+        } else if let Some(arn) = get("iam_role") {
+            StageAccess::IamRole(arn)
+        } else if get("forward_credentials").is_some_and(|v| v == "true" || v == "1") {
+            StageAccess::ForwardCredentials
+        } else {
+            StageAccess::Implicit
+        };
+        let staging = staging
+            .map(|url| {
+                let named = Staging::named(url)?;
+                let hidden = || Some("***".to_string());
+                let keys = if named.kind() == berth_model::store::StoreKind::Azure {
+                    crate::stage::Credentials {
+                        azure_sas_token: hidden(),
+                        ..Default::default()
+                    }
+                } else {
+                    crate::stage::Credentials {
+                        aws_key_id: hidden(),
+                        aws_secret_key: hidden(),
+                        ..Default::default()
+                    }
+                };
+                Ok::<_, Error>(named.with_credentials(keys))
+            })
+            .transpose()?;
+        let (project, location) = match (&parsed, warehouse) {
+            (Some(u), Warehouse::BigQuery) if !rest.is_empty() => (
+                u.host_str().unwrap_or_default().to_string(),
+                u.path_segments()
+                    .and_then(|mut s| s.next().map(str::to_string))
+                    .unwrap_or_default(),
+            ),
+            _ => ("<project>".to_string(), String::new()),
+        };
+        Ok(Self {
+            warehouse,
+            access,
+            staging,
+            project,
+            location,
+        })
+    }
+
+    /// The staging and load command of `job` loading into `dataset` (`journal_dataset`: the
+    /// final dataset, whose name the staged object carries).
+    pub fn plan_job(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        table: &Table,
+        dataset: &str,
+        journal_dataset: &str,
+    ) -> Result<PlannedJob> {
+        let storage = StorageConfig::default();
+        let (object, upload) = match crate::stage::in_place(
+            self.warehouse,
+            package,
+            job,
+            self.staging.as_ref(),
+            &self.access,
+            &storage,
+        ) {
+            Some(object) => (object, None),
+            None => {
+                let Some(staging) = self.staging.as_ref() else {
+                    return Ok(PlannedJob {
+                        upload: Some(format!(
+                            "job {} ({} bytes): uploaded to the staging bucket, then loaded by {}'s own COPY \
+                             (give --staging s3://bucket/prefix to see both)",
+                            job.name, job.size, self.warehouse
+                        )),
+                        command: None,
+                    });
+                };
+                let path = staging.object_path(
+                    journal_dataset,
+                    &job.name.table,
+                    &crate::stage::staged_name(&package.load_id, job),
+                );
+                let object = staging.object(&path);
+                let shown = object.url_for(self.warehouse).unwrap_or_else(|_| path.to_string());
+                let how = if job.name.format == berth_model::FileFormat::Parquet {
+                    format!("upload {} ({} bytes, multipart)", job.name, job.size)
+                } else {
+                    format!("convert {} to Parquet (berth reads it) and upload it", job.name)
+                };
+                (object, Some(format!("{how} to {shown}")))
+            }
+        };
+        let dialect = self.warehouse.dialect();
+        let credentials = self
+            .staging
+            .as_ref()
+            .map(|s| s.credentials().clone())
+            .unwrap_or_default();
+        let stage_prefix = self.staging.as_ref().map(Staging::prefix).unwrap_or_default();
+        let job_name = job.name.to_string();
+        let command = load_command(&CopySpec {
+            warehouse: self.warehouse,
+            dialect: &dialect,
+            dataset,
+            table,
+            file: &object,
+            access: &self.access,
+            credentials: &credentials,
+            stage_prefix: &stage_prefix,
+            project: &self.project,
+            location: &self.location,
+            load_id: &package.load_id,
+            job_name: &job_name,
+        })?;
+        Ok(PlannedJob {
+            upload,
+            command: Some(command),
+        })
+    }
+}
