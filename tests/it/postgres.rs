@@ -443,3 +443,34 @@ async fn terminated_backends_and_a_server_restart_mid_copy_are_retried_to_exact_
     );
     check("restarted").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_packages_loading_into_a_new_dataset_at_once_all_load() {
+    // `CREATE SCHEMA/TABLE IF NOT EXISTS` in two sessions at once can collide on PostgreSQL's
+    // catalog (unique violation on pg_namespace / pg_type); the migration retries it.
+    let cluster = PgCluster::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let url = cluster.database_url("raced");
+    let mut loads = Vec::new();
+    for i in 0..6u64 {
+        let dir = SyntheticPackage::new(Shape::Nested, 500)
+            .with_load_id(format!("1800000000.00000{i}"))
+            .with_seed(i)
+            .write(work.path())
+            .expect("package");
+        let destination: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("url"));
+        let loader = Loader::new(destination).with_options(LoaderOptions {
+            dataset: Some("raced".into()),
+            retry_backoff: std::time::Duration::from_millis(20),
+            ..LoaderOptions::default()
+        });
+        let location = PackageLocation::local(&dir).expect("location");
+        loads.push(tokio::spawn(async move { loader.load_all(vec![location]).await }));
+    }
+    for load in loads {
+        let summary = load.await.expect("task").unwrap_or_else(|e| panic!("load: {e}"));
+        assert!(summary.all_loaded(), "{summary:?}");
+    }
+    let pg = PostgresDestination::from_url(&url).expect("url");
+    assert_eq!(query_count(&pg, "SELECT load_id FROM raced._dlt_loads").await, 6);
+}

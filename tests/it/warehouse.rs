@@ -314,7 +314,11 @@ async fn a_package_loads_into_snowflake_through_its_sql_api_with_files_staged_in
         },
     )
     .expect("open snowflake");
-    assert!(!format!("{destination:?}").contains(berth_tests::s3::SECRET_KEY));
+    let shown = format!("{destination:?}");
+    assert!(
+        !shown.contains(berth_tests::s3::SECRET_KEY) && !shown.contains("sf-token-do-not-print"),
+        "{shown}"
+    );
     let loader = berth::loader::Loader::new(Arc::new(destination) as Arc<dyn Destination>).with_options(
         berth::loader::LoaderOptions {
             dataset: Some("ds".into()),

@@ -297,7 +297,7 @@ impl Loader {
 
         let phase = Instant::now();
         tracing::info!(load_id = %package.load_id, phase = "migrate", "migrating {dataset}");
-        summary.migration = migrate(self.destination.as_ref(), &package, &plan).await?;
+        summary.migration = self.migrate_with_retries(&package, &plan).await?;
         if package.tracks_job_folders() && package.schema_update_pending {
             package
                 .location
@@ -648,6 +648,28 @@ impl Loader {
     }
 
     /// Loads one part of a job, retrying transient errors.
+    /// Migrates, retrying transient failures (a concurrent load creating the same dataset or
+    /// table; a dropped connection): the migration is idempotent and all-or-nothing where DDL is
+    /// transactional.
+    async fn migrate_with_retries(
+        &self,
+        package: &LoadPackage,
+        plan: &PackagePlan,
+    ) -> std::result::Result<berth_destination::MigrationReport, berth_destination::Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match migrate(self.destination.as_ref(), package, plan).await {
+                Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {
+                    let wait = backoff(self.options.retry_backoff, attempts);
+                    tracing::warn!(load_id = %package.load_id, attempt = attempts, "migration failed transiently, retrying in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn run_unit(&self, package: &LoadPackage, plan: &PackagePlan, job: &JobFile, part: JobPart) -> UnitOutcome {
         let Some(table) = package.schema.table(&job.name.table) else {
             let error = berth_model::Error::TableNotInSchema {

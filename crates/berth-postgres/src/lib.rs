@@ -158,6 +158,18 @@ pub fn classify(error: &tokio_postgres::Error) -> ErrorKind {
         return ErrorKind::Transient;
     };
     let code = code.code();
+    // Two sessions creating the same schema or table at once (`CREATE … IF NOT EXISTS` is not
+    // atomic in PostgreSQL) collide on a catalog index; the loser's retry finds it created.
+    let catalog_race = code == "23505"
+        && error
+            .as_db_error()
+            .and_then(tokio_postgres::error::DbError::constraint)
+            .is_some_and(|c| c.starts_with("pg_"));
+    // Another session created the schema or table between berth's catalog read and its CREATE:
+    // a retry reads the catalog again and finds it.
+    if catalog_race || matches!(code, "42P06" | "42P07") {
+        return ErrorKind::Transient;
+    }
     match code {
         "42P01" | "3F000" => ErrorKind::UndefinedRelation,
         "40001" | "40P01" | "57P01" | "57P02" | "57P03" => ErrorKind::Transient,

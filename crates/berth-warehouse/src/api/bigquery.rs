@@ -17,13 +17,22 @@ use serde_json::{Value, json};
 
 use super::{Rows, Secret, http_client, json_text, network_error, poll_delay, status_kind, uuid4};
 
-/// Where tokens come from.
-#[derive(Debug, Clone)]
+/// Where tokens come from. `Debug` names the kind only (a provider may hold a private key).
+#[derive(Clone)]
 pub enum TokenSource {
     /// A fixed OAuth access token.
     Fixed(Secret),
     /// object_store's Google credential provider.
     Provider(Arc<dyn CredentialProvider<Credential = GcpCredential>>),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(_) => f.write_str("TokenSource::Fixed(***)"),
+            Self::Provider(_) => f.write_str("TokenSource::Provider(Google credential chain)"),
+        }
+    }
 }
 
 impl TokenSource {

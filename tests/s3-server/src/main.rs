@@ -3,13 +3,13 @@
 //! from local disk.
 //!
 //! ```sh
-//! cargo run --release -p berth-tests --example s3-server > /tmp/s3.env &   # the settings, as exports
+//! cargo run --release -p berth-s3-server > /tmp/s3.env &   # the settings, as exports
 //! . /tmp/s3.env && berth bench --destination postgres://… --rows 5000000 --from-bucket s3://bench/berth
 //! ```
 //!
 //! It serves until killed (Ctrl-C); the folder goes with it.
 
-use berth_tests::s3::S3Server;
+use berth_s3_server::S3Server;
 
 fn main() {
     let server = S3Server::start(&["bench"]);
