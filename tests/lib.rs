@@ -33,6 +33,18 @@ pub fn scenario_dir(normalized_for: &str, scenario: &str) -> PathBuf {
     testdata().join("dlt").join(normalized_for).join(scenario)
 }
 
+/// The packages of a dlt fixture scenario (`testdata/dlt/<normalized_for>/<scenario>/packages`),
+/// in load order.
+pub fn scenario_packages(normalized_for: &str, scenario: &str) -> Vec<PathBuf> {
+    let dir = scenario_dir(normalized_for, scenario).join("packages");
+    let mut packages: Vec<_> = std::fs::read_dir(&dir)
+        .expect("packages folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    packages.sort();
+    packages
+}
+
 /// Copies a directory tree (packages are modified by loading: jobs move between folders).
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;

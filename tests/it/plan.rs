@@ -5,17 +5,10 @@ use berth::loader::explain::{ExplainOptions, Phase, Step, explain};
 use berth::model::{LoadPackage, PackageLocation, ReplaceStrategy};
 use berth::plan::sqlparser::parser::Parser;
 use berth::plan::{PlanOptions, SqlDialect, dialects};
-use berth_tests::scenario_dir;
 
 /// The packages of a scenario, in load order.
 fn packages(scenario: &str) -> Vec<std::path::PathBuf> {
-    let dir = scenario_dir("postgres", scenario).join("packages");
-    let mut packages: Vec<_> = std::fs::read_dir(&dir)
-        .expect("packages folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    packages.sort();
-    packages
+    berth_tests::scenario_packages("postgres", scenario)
 }
 
 async fn phases(package: &std::path::Path, dialect: &SqlDialect, replace: ReplaceStrategy, empty: bool) -> Vec<Phase> {

@@ -17,7 +17,6 @@ use berth::warehouse::api::databricks::{DatabricksAuth, DatabricksClient, Databr
 use berth::warehouse::{Warehouse, WarehouseDestination, WarehouseOptions};
 use berth_tests::http::{Received, Reply, TestServer};
 use berth_tests::s3::S3Server;
-use berth_tests::scenario_dir;
 
 fn select(sql: &str) -> berth::plan::sqlparser::ast::Statement {
     let dialect = berth::plan::sqlparser::dialect::GenericDialect {};
@@ -25,13 +24,9 @@ fn select(sql: &str) -> berth::plan::sqlparser::ast::Statement {
 }
 
 fn last_package(scenario: &str) -> std::path::PathBuf {
-    let dir = scenario_dir("postgres", scenario).join("packages");
-    let mut packages: Vec<_> = std::fs::read_dir(&dir)
-        .expect("packages folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    packages.sort();
-    packages.pop().expect("a package")
+    berth_tests::scenario_packages("postgres", scenario)
+        .pop()
+        .expect("a package")
 }
 
 async fn plan_for(

@@ -29,6 +29,17 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
+    /// The data formats berth reads into Arrow (every destination that loads through berth's
+    /// readers takes all of them).
+    pub const READABLE: [Self; 6] = [
+        Self::Parquet,
+        Self::Arrow,
+        Self::Jsonl,
+        Self::TypedJsonl,
+        Self::Csv,
+        Self::InsertValues,
+    ];
+
     /// The name used in job file names.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -318,22 +318,27 @@ impl WarehouseDestination {
     }
 }
 
-/// `error` with `secrets` replaced by `***` in its text.
-fn scrub_error(error: Error, secrets: &[String]) -> Error {
+/// `error` with its context and message rewritten (other errors as they are).
+fn rewrite(error: Error, context: impl FnOnce(String) -> String, message: impl FnOnce(String) -> String) -> Error {
     match error {
         Error::Database {
             kind,
             destination,
-            context,
-            message,
+            context: was,
+            message: said,
         } => Error::Database {
             kind,
             destination,
-            context: scrub(&context, secrets),
-            message: scrub(&message, secrets),
+            context: context(was),
+            message: message(said),
         },
         other => other,
     }
+}
+
+/// `error` with `secrets` replaced by `***` in its text.
+fn scrub_error(error: Error, secrets: &[String]) -> Error {
+    rewrite(error, |c| scrub(&c, secrets), |m| scrub(&m, secrets))
 }
 
 #[async_trait]
@@ -396,42 +401,19 @@ impl Destination for WarehouseDestination {
         let command = self.command(&job, &staged.object, &credentials)?;
         let journal: SqlStatement = journal_insert_for(&self.caps.dialect, &job, num_rows).into();
         let display = job.package.job_display(job.job);
-        let context = |e: Error| match scrub_error(e, &self.secrets()) {
-            Error::Database {
-                kind,
-                destination,
-                context,
-                message,
-            } => Error::Database {
-                kind,
-                destination,
-                context: format!(
-                    "loading `{display}` into `{}.{}`: {context}",
-                    job.dataset, job.table.name
-                ),
-                message,
-            },
-            other => other,
+        let context = |e: Error| {
+            rewrite(
+                scrub_error(e, &self.secrets()),
+                |c| format!("loading `{display}` into `{}.{}`: {c}", job.dataset, job.table.name),
+                |m| m,
+            )
         };
         let rows = match (&self.client, command) {
             (Client::Redshift(pg), LoadCommand::Sql(copy)) => {
                 // The COPY text may hold forwarded keys: never let it into the message.
                 pg.execute(vec![copy, journal], true)
                     .await
-                    .map_err(|e| match e {
-                        Error::Database {
-                            kind,
-                            destination,
-                            message,
-                            ..
-                        } => Error::Database {
-                            kind,
-                            destination,
-                            context: "COPY from the staged file".into(),
-                            message,
-                        },
-                        other => other,
-                    })
+                    .map_err(|e| rewrite(e, |_| "COPY from the staged file".into(), |m| m))
                     .map_err(context)?;
                 num_rows
             }

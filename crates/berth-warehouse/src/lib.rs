@@ -151,14 +151,7 @@ impl Warehouse {
         };
         Capabilities {
             dialect: self.dialect(),
-            loader_formats: vec![
-                FileFormat::Parquet,
-                FileFormat::Arrow,
-                FileFormat::Jsonl,
-                FileFormat::TypedJsonl,
-                FileFormat::Csv,
-                FileFormat::InsertValues,
-            ],
+            loader_formats: FileFormat::READABLE.to_vec(),
             replace_strategies,
             merge_strategies,
             supports_ddl_transactions: ddl_tx,
