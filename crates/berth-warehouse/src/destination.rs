@@ -101,29 +101,8 @@ impl WarehouseDestination {
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+        let access = StageAccess::from_query(&mut query).map_err(|reason| bad(url, reason))?;
         let mut take = |key: &str| query.remove(key);
-        let access = match (
-            take("storage_integration"),
-            take("stage"),
-            take("iam_role"),
-            take("forward_credentials").is_some_and(|v| v == "true" || v == "1"),
-        ) {
-            (Some(name), None, None, false) => StageAccess::StorageIntegration(name),
-            (None, Some(name), None, false) => StageAccess::NamedStage(name.trim_start_matches('@').to_string()),
-            (None, None, Some(arn), false) => StageAccess::IamRole(arn),
-            (None, None, None, true) => StageAccess::ForwardCredentials,
-            (None, None, None, false) => match warehouse {
-                Warehouse::BigQuery | Warehouse::Databricks => StageAccess::Implicit,
-                // Checked against the first staged file, with a message saying what to add.
-                Warehouse::Snowflake | Warehouse::Redshift => StageAccess::Implicit,
-            },
-            _ => {
-                return Err(bad(
-                    url,
-                    "give one of storage_integration, stage, iam_role or forward_credentials",
-                ));
-            }
-        };
         let base_url = take("base_url");
         let path: Vec<String> = parsed
             .path_segments()
@@ -519,22 +498,11 @@ impl JobPlanner {
         let (scheme, rest) = destination.split_once("://").unwrap_or((destination, ""));
         let warehouse = Warehouse::from_name(scheme).ok_or_else(|| bad(destination, "not a warehouse"))?;
         let parsed = Url::parse(&format!("{scheme}://{}", if rest.is_empty() { "x" } else { rest })).ok();
-        let get = |key: &str| {
-            parsed
-                .as_ref()
-                .and_then(|u| u.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned()))
-        };
-        let access = if let Some(name) = get("storage_integration") {
-            StageAccess::StorageIntegration(name)
-        } else if let Some(name) = get("stage") {
-            StageAccess::NamedStage(name.trim_start_matches('@').to_string())
-        } else if let Some(arn) = get("iam_role") {
-            StageAccess::IamRole(arn)
-        } else if get("forward_credentials").is_some_and(|v| v == "true" || v == "1") {
-            StageAccess::ForwardCredentials
-        } else {
-            StageAccess::Implicit
-        };
+        let mut query: std::collections::BTreeMap<String, String> = parsed
+            .as_ref()
+            .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .unwrap_or_default();
+        let access = StageAccess::from_query(&mut query).map_err(|reason| bad(destination, reason))?;
         let staging = staging
             .map(|url| {
                 let named = Staging::named(url)?;

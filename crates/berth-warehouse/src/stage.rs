@@ -54,6 +54,28 @@ impl fmt::Debug for StageAccess {
 }
 
 impl StageAccess {
+    /// The access a destination URL's query asks for (`storage_integration=`, `stage=`,
+    /// `iam_role=`, `forward_credentials=true`; none: [`Self::Implicit`], checked against the
+    /// warehouse when a file is staged), taking those keys out of `query`.
+    pub fn from_query(query: &mut BTreeMap<String, String>) -> std::result::Result<Self, String> {
+        let mut take = |key: &str| query.remove(key);
+        Ok(
+            match (
+                take("storage_integration"),
+                take("stage"),
+                take("iam_role"),
+                take("forward_credentials").is_some_and(|v| v == "true" || v == "1"),
+            ) {
+                (Some(name), None, None, false) => Self::StorageIntegration(name),
+                (None, Some(name), None, false) => Self::NamedStage(name.trim_start_matches('@').to_string()),
+                (None, None, Some(arn), false) => Self::IamRole(arn),
+                (None, None, None, true) => Self::ForwardCredentials,
+                (None, None, None, false) => Self::Implicit,
+                _ => return Err("give one of storage_integration, stage, iam_role or forward_credentials".into()),
+            },
+        )
+    }
+
     /// Checks that `warehouse` can use this access to files in a `kind` bucket.
     pub fn check(&self, warehouse: Warehouse, kind: StoreKind) -> std::result::Result<(), String> {
         let ok = match (warehouse, self) {
@@ -299,15 +321,11 @@ impl Staging {
     /// The staging bucket at `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `abfss://…`), with
     /// `config`'s options and the environment's for it.
     pub fn open(url: &str, config: &StorageConfig) -> Result<Self> {
-        let bad = |reason: String| Error::Config {
+        let (parsed, kind) = staging_url(url)?;
+        let (store, root) = open_store(url, config).map_err(|e| Error::Config {
             destination: format!("staging {url}"),
-            reason,
-        };
-        let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
-        let kind = StoreKind::of(&parsed)
-            .filter(|k| matches!(k, StoreKind::S3 | StoreKind::Gcs | StoreKind::Azure))
-            .ok_or_else(|| bad("the staging location must be a bucket URL: s3://, gs://, az:// or abfss://".into()))?;
-        let (store, root) = open_store(url, config).map_err(|e| bad(e.to_string()))?;
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             url: display_url(&parsed).trim_end_matches('/').to_string(),
             kind,
@@ -318,34 +336,22 @@ impl Staging {
         })
     }
 
-    /// A staging location that only names objects (for `berth plan`): nothing is read or written.
+    /// A staging location that only names objects (for `berth plan`): no store is opened, no
+    /// credentials are read, nothing is read or written.
     pub fn named(url: &str) -> Result<Self> {
-        let mut staging = Self::open(url, &StorageConfig::default()).or_else(|_| {
-            // Without credentials a cloud builder may refuse; naming needs none.
-            let parsed = Url::parse(url).map_err(|e| Error::Config {
-                destination: format!("staging {url}"),
-                reason: e.to_string(),
-            })?;
-            let kind = StoreKind::of(&parsed)
-                .filter(|k| matches!(k, StoreKind::S3 | StoreKind::Gcs | StoreKind::Azure))
-                .ok_or_else(|| Error::Config {
-                    destination: format!("staging {url}"),
-                    reason: "the staging location must be a bucket URL: s3://, gs://, az:// or abfss://".into(),
-                })?;
-            let prefix = BucketObject::parse(url, Some("account"))
-                .map(|o| o.key)
-                .unwrap_or_default();
-            Ok::<_, Error>(Self {
-                url: display_url(&parsed).trim_end_matches('/').to_string(),
-                kind,
-                store: Arc::new(object_store::memory::InMemory::new()),
-                root: Path::from(prefix.as_str()),
-                account: azure_account(url, &StorageConfig::default()),
-                credentials: Credentials::default(),
-            })
-        })?;
-        staging.credentials = staging.credentials.redacted();
-        Ok(staging)
+        let (parsed, kind) = staging_url(url)?;
+        let account = azure_account(url, &StorageConfig::default());
+        let prefix = BucketObject::parse(url, Some(account.as_deref().unwrap_or("account")))
+            .map(|o| o.key)
+            .unwrap_or_default();
+        Ok(Self {
+            url: display_url(&parsed).trim_end_matches('/').to_string(),
+            kind,
+            store: Arc::new(object_store::memory::InMemory::new()),
+            root: Path::from(prefix.as_str()),
+            account,
+            credentials: Credentials::default(),
+        })
     }
 
     /// The staging URL (no credentials).
@@ -512,6 +518,19 @@ impl Staging {
             rows: Some(rows),
         })
     }
+}
+
+/// A staging URL and its bucket kind (S3, GCS or Azure; anything else is refused).
+fn staging_url(url: &str) -> Result<(Url, StoreKind)> {
+    let bad = |reason: String| Error::Config {
+        destination: format!("staging {url}"),
+        reason,
+    };
+    let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let kind = StoreKind::of(&parsed)
+        .filter(|k| matches!(k, StoreKind::S3 | StoreKind::Gcs | StoreKind::Azure))
+        .ok_or_else(|| bad("the staging location must be a bucket URL: s3://, gs://, az:// or abfss://".into()))?;
+    Ok((parsed, kind))
 }
 
 /// The Azure storage account for `url`: from `abfss://container@account…`, `config`, or

@@ -15,17 +15,8 @@ use super::{QUICKSTART, text};
 const BUCKET: &str = "lake";
 
 fn berth_command(dir: &Path, args: &[&str], env: &[(String, String)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BERTH_DESTINATION")
-        .env_remove("BERTH_DATASET")
-        .env_remove("BERTH_CONFIG")
-        .env("BERTH_LOG", "trace");
-    for (key, value) in env {
-        command.env(key, value);
-    }
+    let mut command = super::berth_command(dir, args);
+    command.env("BERTH_LOG", "trace").envs(env.iter().map(|(k, v)| (k, v)));
     command
 }
 

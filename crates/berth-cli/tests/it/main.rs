@@ -11,14 +11,18 @@ mod secrets;
 
 const QUICKSTART: &str = "1795381980.7559764";
 
+/// `berth <args>` in `dir`, with none of berth's own settings inherited from the environment.
+fn berth_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command.args(args).current_dir(dir);
+    for var in ["BERTH_DESTINATION", "BERTH_DATASET", "BERTH_CONFIG", "BERTH_STAGING"] {
+        command.env_remove(var);
+    }
+    command
+}
+
 fn berth(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BERTH_DESTINATION")
-        .env_remove("BERTH_DATASET")
-        .output()
-        .expect("run berth")
+    berth_command(dir, args).output().expect("run berth")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -4,7 +4,7 @@
 //! its password (SCRAM), so the password travels where a leak could pick it up.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use berth_tests::pg::PgCluster;
@@ -15,17 +15,11 @@ const PASSWORD: &str = "Pa55-w0rd-never-shown";
 const WRONG: &str = "Wr0ng-pa55-never-shown";
 
 fn berth(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BERTH_DESTINATION")
-        .env_remove("BERTH_DATASET")
-        .env("BERTH_LOG", "trace");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run berth")
+    super::berth_command(dir, args)
+        .env("BERTH_LOG", "trace")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run berth")
 }
 
 /// Fails when the password (or the wrong one tried) is anywhere in `output`.
