@@ -85,7 +85,8 @@ struct LoadArgs {
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<String>,
     /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory: (DuckDB
-    /// settings as parameters: ?memory_limit=256MB&threads=2),
+    /// settings as parameters: ?memory_limit=256MB&threads=2; without one, berth starts a
+    /// database file at 64 MiB and raises the limit as loads need),
     /// postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]
     /// (libpq's sslmode values; the password never appears in output). Sinks, for reverse ETL:
     /// webhook+https://host/path (each batch one POST; see the Sink options) and ndjson:<file>

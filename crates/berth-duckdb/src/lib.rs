@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod memory;
 mod raw;
 mod types;
 
@@ -57,6 +58,7 @@ use tokio::sync::mpsc;
 
 pub use types::DuckDbTypeMapper;
 
+use memory::MemoryBudget;
 use raw::{Database, DuckError};
 
 /// Record batches buffered between the decoder and DuckDB.
@@ -101,27 +103,36 @@ pub struct DuckDbDestination {
     location: String,
     caps: Capabilities,
     views: AtomicU64,
+    memory: Arc<MemoryBudget>,
 }
 
 impl DuckDbDestination {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, with berth's defaults (see
+    /// [`Self::from_url`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
+        Self::open_with(path.as_ref(), "", &[])
+    }
+
+    fn open_with(path: &Path, url: &str, settings: &[(String, String)]) -> Result<Self> {
         let location = format!("duckdb:{}", path.display());
         let db = Database::open(&path.to_string_lossy()).map_err(|e| Error::Config {
             destination: location.clone(),
             reason: format!("cannot open the database file: {}", e.message),
         })?;
-        Ok(Self::with_database(db, location))
+        Self::with_database(db, location).configure(url, settings, true)
     }
 
     /// A fresh in-memory database.
     pub fn in_memory() -> Result<Self> {
+        Self::in_memory_with("", &[])
+    }
+
+    fn in_memory_with(url: &str, settings: &[(String, String)]) -> Result<Self> {
         let db = Database::open(":memory:").map_err(|e| Error::Config {
             destination: "duckdb::memory:".into(),
             reason: e.message,
         })?;
-        Ok(Self::with_database(db, "duckdb::memory:".into()))
+        Self::with_database(db, "duckdb::memory:".into()).configure(url, settings, false)
     }
 
     fn with_database(db: Database, location: String) -> Self {
@@ -130,59 +141,72 @@ impl DuckDbDestination {
             location,
             caps: capabilities(),
             views: AtomicU64::new(0),
+            memory: Arc::new(MemoryBudget::fixed()),
         }
     }
 
     /// Opens `duckdb:///abs/path.duckdb`, `duckdb:relative/path.duckdb` or `duckdb::memory:`,
     /// optionally with DuckDB settings as query parameters: `?memory_limit=256MB&threads=2`
     /// (also `temp_directory`, `max_temp_directory_size`, `preserve_insertion_order`).
+    ///
+    /// berth's defaults where the URL is silent: `preserve_insertion_order=false` (a table has no
+    /// row order; keeping one makes DuckDB rewrite a parallel bulk insert at its next checkpoint,
+    /// which for 5M rows costs 1.7 s and 440 MiB), and for a database file a `memory_limit` that
+    /// starts at 64 MiB and grows with the widest row group loaded (see [`memory`]).
     pub fn from_url(url: &str) -> Result<Self> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let settings = parse_settings(url, query)?;
-        let destination = Self::open_path(&parse_url(base)?)?;
-        destination.apply_settings(url, &settings)?;
-        Ok(destination)
+        match parse_url(base)? {
+            DuckDbPath::Memory => Self::in_memory_with(url, &settings),
+            DuckDbPath::File(path) => Self::open_with(&path, url, &settings),
+        }
     }
 
-    /// Sets DuckDB settings for the whole database (every later connection).
-    fn apply_settings(&self, url: &str, settings: &[(String, String)]) -> Result<()> {
-        if settings.is_empty() {
-            return Ok(());
-        }
-        let conn = self.db.connect().map_err(|e| Error::Config {
-            destination: url.to_string(),
-            reason: e.message,
-        })?;
-        for (key, value) in settings {
+    /// Applies the URL's settings and berth's defaults for the rest, for the whole database.
+    fn configure(mut self, url: &str, settings: &[(String, String)], file: bool) -> Result<Self> {
+        let url = if url.is_empty() {
+            self.location.clone()
+        } else {
+            url.to_string()
+        };
+        let config = |reason: String| Error::Config {
+            destination: url.clone(),
+            reason,
+        };
+        let conn = self.db.connect().map_err(|e| config(e.message))?;
+        let given = |key: &str| settings.iter().any(|(k, _)| k == key);
+        let defaults =
+            (!given("preserve_insertion_order")).then(|| ("preserve_insertion_order".to_string(), "false".to_string()));
+        for (key, value) in settings.iter().chain(defaults.as_ref()) {
             conn.execute(&format!("SET {key} = '{value}'"))
-                .map_err(|e| Error::Config {
-                    destination: url.to_string(),
-                    reason: format!("setting {key}: {}", e.message),
-                })?;
+                .map_err(|e| config(format!("setting {key}: {}", e.message)))?;
         }
-        Ok(())
-    }
-
-    fn open_path(path: &DuckDbPath) -> Result<Self> {
-        match path {
-            DuckDbPath::Memory => Self::in_memory(),
-            DuckDbPath::File(p) => Self::open(p),
+        if file && !given("memory_limit") {
+            let budget = MemoryBudget::automatic(&self.db)
+                .map_err(|e| config(format!("setting memory_limit: {}", e.message)))?;
+            self.memory = Arc::new(budget);
         }
+        Ok(self)
     }
 
     /// Runs one INSERT in its own transaction on a fresh connection, first registering `stream`
-    /// as view when given (the stream lives until the transaction ended).
+    /// as view when given (the stream lives until the transaction ended). With no stream, an
+    /// out-of-memory failure under berth's own limit raises the limit and runs the INSERT again;
+    /// a stream cannot be read twice, so there the error goes back to the loader, which retries
+    /// the job (transient) under the raised limit.
     async fn insert_in_transaction(
         &self,
         insert: String,
         context: String,
         stream: Option<(String, FFI_ArrowArrayStream)>,
-        journal: Box<dyn FnOnce(u64) -> String + Send>,
+        journal: Box<dyn Fn(u64) -> String + Send>,
     ) -> Result<u64> {
         let location = self.location.clone();
+        let memory = Arc::clone(&self.memory);
         self.blocking(move |db| {
             let mut stream = stream;
-            let run = || -> std::result::Result<u64, DuckError> {
+            let rerunnable = stream.is_none();
+            let run = |stream: &mut Option<(String, FFI_ArrowArrayStream)>| -> std::result::Result<u64, DuckError> {
                 let conn = db.connect()?;
                 conn.execute("BEGIN TRANSACTION")?;
                 let inserted = match stream.as_mut() {
@@ -202,7 +226,19 @@ impl DuckDbDestination {
                     }
                 }
             };
-            let outcome = run();
+            let outcome = loop {
+                let seen = memory.current();
+                match run(&mut stream) {
+                    Err(e) if e.out_of_memory => {
+                        let grown = db.connect().and_then(|conn| memory.grow(&conn, seen, &context));
+                        if rerunnable && matches!(grown, Ok(true)) {
+                            continue;
+                        }
+                        break Err(e);
+                    }
+                    other => break other,
+                }
+            };
             drop(stream);
             outcome.map_err(|e| Error::Database {
                 kind: e.kind,
@@ -308,17 +344,26 @@ impl DuckDbDestination {
         let create = format!("CREATE OR REPLACE TABLE {target} AS {query}");
         let drop = format!("DROP TABLE IF EXISTS {target}");
         let location = self.location.clone();
+        let memory = Arc::clone(&self.memory);
         self.blocking(move |db| {
+            let context = "measuring DuckDB's read_parquet speed";
             let fail = |e: DuckError| Error::Database {
                 kind: e.kind,
                 destination: location.clone(),
-                context: "measuring DuckDB's read_parquet speed".into(),
+                context: context.into(),
                 message: e.message,
             };
             let conn = db.connect().map_err(fail)?;
-            let started = std::time::Instant::now();
-            conn.execute(&create).map_err(fail)?;
-            let elapsed = started.elapsed();
+            // Under the same memory limit as berth's loads, grown the same way.
+            let elapsed = loop {
+                let seen = memory.current();
+                let started = std::time::Instant::now();
+                match conn.execute(&create) {
+                    Ok(_) => break started.elapsed(),
+                    Err(e) if e.out_of_memory && memory.grow(&conn, seen, context).map_err(fail)? => {}
+                    Err(e) => return Err(fail(e)),
+                }
+            };
             conn.execute(&drop).map_err(fail)?;
             Ok(elapsed)
         })
@@ -434,6 +479,7 @@ impl Destination for DuckDbDestination {
 
     async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
         let location = self.location.clone();
+        let memory = Arc::clone(&self.memory);
         let sql: Vec<String> = statements.iter().map(ToString::to_string).collect();
         self.blocking(move |db| {
             let error = |context: &str, e: DuckError| Error::Database {
@@ -443,16 +489,27 @@ impl Destination for DuckDbDestination {
                 message: e.message,
             };
             let conn = db.connect().map_err(|e| error("connect", e))?;
-            if transactional {
-                conn.execute("BEGIN TRANSACTION").map_err(|e| error("begin", e))?;
-            }
-            for statement in &sql {
-                if let Err(e) = conn.execute(statement) {
-                    if transactional {
-                        let _ = conn.execute("ROLLBACK");
-                    }
-                    return Err(error(statement, e));
+            // After an out-of-memory failure under berth's own limit, the limit grows and the
+            // work runs again: the whole transaction, or (autocommit) the failed statement.
+            let mut next = 0;
+            'attempt: loop {
+                let seen = memory.current();
+                if transactional {
+                    conn.execute("BEGIN TRANSACTION").map_err(|e| error("begin", e))?;
                 }
+                for (index, statement) in sql.iter().enumerate().skip(next) {
+                    if let Err(e) = conn.execute(statement) {
+                        if transactional {
+                            let _ = conn.execute("ROLLBACK");
+                        }
+                        if e.out_of_memory && memory.grow(&conn, seen, statement).map_err(|g| error(statement, g))? {
+                            next = if transactional { 0 } else { index };
+                            continue 'attempt;
+                        }
+                        return Err(error(statement, e));
+                    }
+                }
+                break;
             }
             if transactional {
                 conn.execute("COMMIT").map_err(|e| error("commit", e))?;
@@ -508,7 +565,7 @@ impl Destination for DuckDbDestination {
             let (dataset, load_id) = (job.journal_dataset.to_string(), job.package.load_id.clone());
             let entry = JournalEntry::for_job(&job, 0);
             Box::new(move |rows| {
-                journal_insert(&dialect, &dataset, &load_id, &JournalEntry { rows, ..entry }).to_string()
+                journal_insert(&dialect, &dataset, &load_id, &JournalEntry { rows, ..entry.clone() }).to_string()
             })
         };
         let local_parquet = match (job.job.name.format, job.package.location.local_dir()) {
@@ -528,6 +585,18 @@ impl Destination for DuckDbDestination {
             let query = select_from_parquet(&dialect, &path.to_string_lossy(), &columns);
             let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
             let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+            let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
+            let memory = Arc::clone(&self.memory);
+            let location = self.location.clone();
+            self.blocking(move |db| {
+                db.connect()
+                    .and_then(|conn| memory.fit_row_groups(&conn, widest))
+                    .map_err(|e| Error::Config {
+                        destination: location,
+                        reason: format!("raising DuckDB's memory_limit: {}", e.message),
+                    })
+            })
+            .await?;
             let started = Instant::now();
             let rows = self.insert_in_transaction(insert, context, None, journal).await?;
             let timings = JobTimings {
@@ -646,5 +715,84 @@ mod url_tests {
         assert!(quoted.to_string().contains("does not pass on"), "{quoted}");
         let wrong = DuckDbDestination::from_url("duckdb::memory:?memory_limit=lots").unwrap_err();
         assert!(wrong.to_string().contains("setting memory_limit"), "{wrong}");
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    fn setting(destination: &DuckDbDestination, name: &str) -> String {
+        destination
+            .db
+            .crate_connection()
+            .expect("connect")
+            .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get(0))
+            .expect("setting")
+    }
+
+    fn statement(sql: &str) -> SqlStatement {
+        let mut parsed =
+            berth_plan::sqlparser::parser::Parser::parse_sql(&berth_plan::sqlparser::dialect::DuckDbDialect {}, sql)
+                .expect("parse");
+        SqlStatement::Ast(Box::new(parsed.remove(0)))
+    }
+
+    /// A list of 6M integers in one value: DuckDB cannot spill it, so it needs about 256 MiB.
+    const NEEDS_256_MIB: &str = "CREATE TABLE big AS SELECT list(range) AS l FROM range(6000000)";
+
+    #[tokio::test]
+    async fn berths_default_limit_grows_until_the_work_fits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("duckdb:{}", dir.path().join("grow.duckdb").display());
+        let destination = DuckDbDestination::from_url(&url).expect("open");
+        assert_eq!(destination.memory.current(), memory::BASE_LIMIT);
+        assert_eq!(setting(&destination, "memory_limit"), "64.0 MiB");
+        assert_eq!(setting(&destination, "preserve_insertion_order"), "false");
+
+        for transactional in [true, false] {
+            destination
+                .execute(
+                    vec![statement("DROP TABLE IF EXISTS big"), statement(NEEDS_256_MIB)],
+                    transactional,
+                )
+                .await
+                .expect("the limit grows instead of failing");
+        }
+        assert_eq!(destination.memory.current(), 4 * memory::BASE_LIMIT);
+        let rows = destination
+            .query(match statement("SELECT len(l) AS n FROM big") {
+                SqlStatement::Ast(s) => *s,
+                _ => unreachable!(),
+            })
+            .await
+            .expect("query");
+        assert_eq!(rows[0].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_limit_from_the_url_is_the_users_and_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "duckdb:{}?memory_limit=64MB&preserve_insertion_order=true",
+            dir.path().join("fixed.duckdb").display()
+        );
+        let destination = DuckDbDestination::from_url(&url).expect("open");
+        assert_eq!(setting(&destination, "preserve_insertion_order"), "true");
+        let error = destination
+            .execute(vec![statement(NEEDS_256_MIB)], true)
+            .await
+            .expect_err("64MB is not enough");
+        assert!(error.to_string().contains("Out of Memory"), "{error}");
+        assert_eq!(destination.memory.current(), 0);
+        assert!(
+            setting(&destination, "memory_limit").starts_with("61."),
+            "64MB = 61.0 MiB"
+        );
+
+        // An in-memory database holds its data in memory: berth sets no limit there.
+        let in_memory = DuckDbDestination::in_memory().expect("open");
+        assert_eq!(in_memory.memory.current(), 0);
+        assert_eq!(setting(&in_memory, "preserve_insertion_order"), "false");
     }
 }

@@ -13,13 +13,16 @@ use libduckdb_sys as ffi;
 pub(crate) struct DuckError {
     pub kind: ErrorKind,
     pub message: String,
+    /// DuckDB ran out of the memory its `memory_limit` allows.
+    pub out_of_memory: bool,
 }
 
 impl DuckError {
-    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
+            out_of_memory: false,
         }
     }
 }
@@ -144,7 +147,11 @@ impl Connection {
                 }
             };
             let error_type = unsafe { ffi::duckdb_result_error_type(&mut result) };
-            Err(DuckError::new(classify(error_type, &message), message))
+            Err(DuckError {
+                kind: classify(error_type, &message),
+                out_of_memory: error_type == ffi::duckdb_error_type_DUCKDB_ERROR_OUT_OF_MEMORY,
+                message,
+            })
         };
         // SAFETY: every result, failed or not, must be destroyed once.
         unsafe { ffi::duckdb_destroy_result(&mut result) };

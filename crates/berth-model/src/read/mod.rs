@@ -106,6 +106,8 @@ pub struct ParquetInfo {
     pub row_groups: usize,
     /// Compressed bytes of each row group: what reading it costs in I/O and memory.
     pub row_group_bytes: Vec<u64>,
+    /// Decoded (uncompressed) bytes of each row group: what an engine holds to decode it whole.
+    pub row_group_decoded_bytes: Vec<u64>,
 }
 
 fn table_for<'a>(package: &'a LoadPackage, job: &JobFile) -> Result<&'a Table> {
@@ -133,6 +135,11 @@ pub async fn inspect_parquet(package: &LoadPackage, job: &JobFile) -> Result<Par
             .row_groups()
             .iter()
             .map(|rg| u64::try_from(rg.compressed_size()).unwrap_or_default())
+            .collect(),
+        row_group_decoded_bytes: meta
+            .row_groups()
+            .iter()
+            .map(|rg| u64::try_from(rg.total_byte_size()).unwrap_or_default())
             .collect(),
     })
 }

@@ -1,0 +1,198 @@
+//! How much memory the embedded DuckDB may use.
+//!
+//! DuckDB keeps the blocks it wrote in its buffer pool until `memory_limit` (by default 80% of the
+//! machine) forces them out, so a loader that leaves the limit alone grows with the rows it loads
+//! (1 GB for a 1M-row, 50-column table). When the destination URL sets no `memory_limit`, berth
+//! starts DuckDB at [`BASE_LIMIT`] and raises the limit only as far as the work needs:
+//!
+//! - before a Parquet job, to what DuckDB's threads need to decode one row group each
+//!   ([`MemoryBudget::fit_row_groups`]): memory follows the widest row group, not the row count;
+//! - after an out-of-memory error, doubling up to DuckDB's own default ([`MemoryBudget::grow`]),
+//!   and the work runs again: berth's default never fails a load that DuckDB's default would pass.
+//!
+//! The limit never shrinks while the destination is open. A `memory_limit` in the URL is the
+//! user's choice and is left alone, as is an in-memory database (whose data is its memory).
+
+use std::sync::Mutex;
+
+use crate::raw::{Connection, Database, DuckError};
+
+/// The limit berth starts DuckDB at: enough for DuckDB to stream narrow tables at full speed
+/// (`berth bench`, 5M rows: same time as without a limit).
+pub(crate) const BASE_LIMIT: u64 = 64 << 20;
+
+const MIB: u64 = 1 << 20;
+
+/// The memory limit of one database, and whether berth may move it.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryBudget {
+    auto: Option<Automatic>,
+}
+
+#[derive(Debug)]
+struct Automatic {
+    limit: Mutex<u64>,
+    /// DuckDB's own default, the most berth raises to.
+    ceiling: u64,
+    threads: u64,
+}
+
+impl MemoryBudget {
+    /// A limit berth does not touch (the user's, or DuckDB's for an in-memory database).
+    pub(crate) fn fixed() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`BASE_LIMIT`] on `db` and lets berth raise it as work needs.
+    pub(crate) fn automatic(db: &Database) -> Result<Self, DuckError> {
+        let conn = db.crate_connection()?;
+        let (threads, default): (i64, String) = conn
+            .query_row(
+                "SELECT current_setting('threads')::BIGINT, current_setting('memory_limit')",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| DuckError::new(berth_destination::ErrorKind::Terminal, e.to_string()))?;
+        drop(conn);
+        let ceiling = parse_size(&default).unwrap_or(u64::MAX).max(BASE_LIMIT);
+        set_limit(&db.connect()?, BASE_LIMIT)?;
+        Ok(Self {
+            auto: Some(Automatic {
+                limit: Mutex::new(BASE_LIMIT),
+                ceiling,
+                threads: u64::try_from(threads).unwrap_or(1).max(1),
+            }),
+        })
+    }
+
+    /// The limit now (0 when berth does not manage it); pass it to [`Self::grow`] after a failure.
+    pub(crate) fn current(&self) -> u64 {
+        self.auto.as_ref().map_or(0, |auto| *lock(&auto.limit))
+    }
+
+    /// Raises the limit so that each of DuckDB's threads can hold two row groups of `decoded`
+    /// bytes (the one it decodes and the row group it builds from it).
+    pub(crate) fn fit_row_groups(&self, conn: &Connection, decoded: u64) -> Result<(), DuckError> {
+        let Some(auto) = &self.auto else { return Ok(()) };
+        let need = decoded.saturating_mul(2).saturating_mul(auto.threads).min(auto.ceiling);
+        let mut limit = lock(&auto.limit);
+        if need > *limit {
+            set_limit(conn, need)?;
+            tracing::debug!(
+                "DuckDB memory_limit raised to {} MiB for row groups of {} MiB",
+                need.div_ceil(MIB),
+                decoded.div_ceil(MIB)
+            );
+            *limit = need;
+        }
+        Ok(())
+    }
+
+    /// After DuckDB ran out of memory while the limit was `seen`: doubles it (up to DuckDB's own
+    /// default). True when the work should run again: the limit is now higher than `seen`.
+    pub(crate) fn grow(&self, conn: &Connection, seen: u64, context: &str) -> Result<bool, DuckError> {
+        let Some(auto) = &self.auto else { return Ok(false) };
+        let mut limit = lock(&auto.limit);
+        if *limit > seen {
+            return Ok(true);
+        }
+        if *limit >= auto.ceiling {
+            return Ok(false);
+        }
+        let raised = limit.saturating_mul(2).min(auto.ceiling);
+        set_limit(conn, raised)?;
+        tracing::warn!(
+            "{context}: DuckDB needed more than {} MiB; memory_limit raised to {} MiB and the work runs again \
+             (set ?memory_limit= in the destination URL to choose the limit yourself)",
+            limit.div_ceil(MIB),
+            raised.div_ceil(MIB)
+        );
+        *limit = raised;
+        Ok(true)
+    }
+}
+
+fn lock(limit: &Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
+    limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn set_limit(conn: &Connection, bytes: u64) -> Result<u64, DuckError> {
+    conn.execute(&format!("SET memory_limit = '{}MiB'", bytes.div_ceil(MIB)))
+}
+
+/// DuckDB's rendering of a size (`18.8 GiB`, `512.0 MiB`, `100 bytes`) in bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let (number, unit) = text.trim().split_once(' ')?;
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "bytes" | "byte" => 1u64,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    // Sizes are far below 2^53: the product is exact enough, and non-negative.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    Some((number * scale as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_duckdb_prints_them() {
+        assert_eq!(parse_size("18.8 GiB"), Some((18.8 * f64::from(1u32 << 30)) as u64));
+        assert_eq!(parse_size("512.0 MiB"), Some(512 << 20));
+        assert_eq!(parse_size("100 bytes"), Some(100));
+        assert_eq!(parse_size("1.5 GB"), Some(1_500_000_000));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("3 parsecs"), None);
+    }
+
+    #[test]
+    fn berth_raises_its_own_limit_and_leaves_the_users_alone() {
+        let db = Database::open(":memory:").expect("duckdb");
+        let conn = db.connect().expect("connect");
+        let budget = MemoryBudget::automatic(&db).expect("budget");
+        assert_eq!(budget.current(), BASE_LIMIT);
+        let limit = || {
+            db.crate_connection()
+                .expect("connect")
+                .query_row("SELECT current_setting('memory_limit')", [], |r| r.get::<_, String>(0))
+                .expect("setting")
+        };
+        assert_eq!(limit(), "64.0 MiB");
+
+        // Narrow row groups fit the base limit; wide ones raise it (never lower it).
+        budget.fit_row_groups(&conn, 6 << 20).expect("fit");
+        assert_eq!(budget.current(), BASE_LIMIT);
+        budget.fit_row_groups(&conn, 56 << 20).expect("fit");
+        let threads = budget.auto.as_ref().map(|a| a.threads).unwrap_or_default();
+        assert_eq!(budget.current(), 2 * threads * (56 << 20));
+        let fitted = budget.current();
+        budget.fit_row_groups(&conn, 1 << 20).expect("fit");
+        assert_eq!(budget.current(), fitted);
+
+        // An out-of-memory error doubles it once, however many jobs saw the old limit fail.
+        assert!(budget.grow(&conn, fitted, "job a").expect("grow"));
+        assert!(budget.grow(&conn, fitted, "job b").expect("grow"));
+        assert_eq!(budget.current(), 2 * fitted);
+        assert_eq!(limit(), format!("{}.0 MiB", 2 * fitted / MIB));
+
+        let fixed = MemoryBudget::fixed();
+        assert_eq!(fixed.current(), 0);
+        assert!(!fixed.grow(&conn, 0, "job").expect("grow"));
+        fixed.fit_row_groups(&conn, 1 << 30).expect("fit");
+        assert_eq!(limit(), format!("{}.0 MiB", 2 * fitted / MIB));
+    }
+}
