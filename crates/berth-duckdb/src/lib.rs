@@ -226,19 +226,7 @@ impl DuckDbDestination {
                     }
                 }
             };
-            let outcome = loop {
-                let seen = memory.current();
-                match run(&mut stream) {
-                    Err(e) if e.out_of_memory => {
-                        let grown = db.connect().and_then(|conn| memory.grow(&conn, seen, &context));
-                        if rerunnable && matches!(grown, Ok(true)) {
-                            continue;
-                        }
-                        break Err(e);
-                    }
-                    other => break other,
-                }
-            };
+            let outcome = memory.retry_on_oom(db, rerunnable, || context.clone(), || run(&mut stream));
             drop(stream);
             outcome.map_err(|e| Error::Database {
                 kind: e.kind,
@@ -355,15 +343,17 @@ impl DuckDbDestination {
             };
             let conn = db.connect().map_err(fail)?;
             // Under the same memory limit as berth's loads, grown the same way.
-            let elapsed = loop {
-                let seen = memory.current();
-                let started = std::time::Instant::now();
-                match conn.execute(&create) {
-                    Ok(_) => break started.elapsed(),
-                    Err(e) if e.out_of_memory && memory.grow(&conn, seen, context).map_err(fail)? => {}
-                    Err(e) => return Err(fail(e)),
-                }
-            };
+            let elapsed = memory
+                .retry_on_oom(
+                    db,
+                    true,
+                    || context.to_string(),
+                    || {
+                        let started = std::time::Instant::now();
+                        conn.execute(&create).map(|_| started.elapsed())
+                    },
+                )
+                .map_err(fail)?;
             conn.execute(&drop).map_err(fail)?;
             Ok(elapsed)
         })
@@ -492,25 +482,32 @@ impl Destination for DuckDbDestination {
             // After an out-of-memory failure under berth's own limit, the limit grows and the
             // work runs again: the whole transaction, or (autocommit) the failed statement.
             let mut next = 0;
-            'attempt: loop {
-                let seen = memory.current();
-                if transactional {
-                    conn.execute("BEGIN TRANSACTION").map_err(|e| error("begin", e))?;
-                }
-                for (index, statement) in sql.iter().enumerate().skip(next) {
-                    if let Err(e) = conn.execute(statement) {
+            let failed = std::cell::Cell::new(None);
+            let failing = || failed.get().map_or("begin", |index: usize| sql[index].as_str());
+            memory
+                .retry_on_oom(
+                    db,
+                    true,
+                    || failing().to_string(),
+                    || {
+                        failed.set(None);
                         if transactional {
-                            let _ = conn.execute("ROLLBACK");
+                            conn.execute("BEGIN TRANSACTION")?;
                         }
-                        if e.out_of_memory && memory.grow(&conn, seen, statement).map_err(|g| error(statement, g))? {
-                            next = if transactional { 0 } else { index };
-                            continue 'attempt;
+                        for (index, statement) in sql.iter().enumerate().skip(next) {
+                            if let Err(e) = conn.execute(statement) {
+                                if transactional {
+                                    let _ = conn.execute("ROLLBACK");
+                                }
+                                failed.set(Some(index));
+                                next = if transactional { 0 } else { index };
+                                return Err(e);
+                            }
                         }
-                        return Err(error(statement, e));
-                    }
-                }
-                break;
-            }
+                        Ok(())
+                    },
+                )
+                .map_err(|e| error(failing(), e))?;
             if transactional {
                 conn.execute("COMMIT").map_err(|e| error("commit", e))?;
             }

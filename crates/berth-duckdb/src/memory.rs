@@ -112,6 +112,34 @@ impl MemoryBudget {
     }
 }
 
+impl MemoryBudget {
+    /// Runs `work`; each time it fails for lack of memory under berth's limit, [`Self::grow`]s the
+    /// limit and runs it again. Work that cannot run twice (`rerun` false: it consumed an Arrow
+    /// stream) still grows the limit, then returns the error for the caller's retry to rerun under
+    /// it. `context` names the failing work in the warning.
+    pub(crate) fn retry_on_oom<T>(
+        &self,
+        db: &Database,
+        rerun: bool,
+        context: impl Fn() -> String,
+        mut work: impl FnMut() -> Result<T, DuckError>,
+    ) -> Result<T, DuckError> {
+        loop {
+            let seen = self.current();
+            match work() {
+                Err(e) if e.out_of_memory => {
+                    let grown = db.connect().and_then(|conn| self.grow(&conn, seen, &context()));
+                    if rerun && matches!(grown, Ok(true)) {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 fn lock(limit: &Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
     limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
