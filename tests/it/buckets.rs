@@ -77,6 +77,46 @@ async fn a_prefix_of_packages_loads_in_load_id_order_from_s3_and_stays_as_it_was
     );
 }
 
+/// The test server reads object bodies itself (in 1 MiB chunks, not s3s-fs's 4 KiB): whole
+/// objects, ranges across chunk borders and suffixes come back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_server_serves_whole_objects_ranges_and_suffixes_exactly() {
+    use object_store::{GetOptions, GetRange, ObjectStore};
+
+    let server = S3Server::start(&[BUCKET]);
+    let client = server.client(BUCKET);
+    let bytes: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let path = object_store::path::Path::from("blob/data.bin");
+    client.put(&path, bytes.clone().into()).await.expect("put");
+
+    let whole = client.get(&path).await.expect("get").bytes().await.expect("body");
+    assert_eq!(whole.as_ref(), bytes.as_slice());
+    for range in [0..1, 1_048_000..2_200_000, 3_499_999..3_500_000] {
+        let got = client.get_range(&path, range.clone()).await.expect("range");
+        let expected = &bytes[range.start as usize..range.end as usize];
+        assert_eq!(got.as_ref(), expected, "range {range:?}");
+    }
+    let options = GetOptions {
+        range: Some(GetRange::Suffix(1_500_001)),
+        ..Default::default()
+    };
+    let suffix = client
+        .get_opts(&path, options)
+        .await
+        .expect("suffix")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(suffix.as_ref(), &bytes[bytes.len() - 1_500_001..]);
+    let missing = client.get(&object_store::path::Path::from("blob/missing.bin")).await;
+    assert!(
+        matches!(missing, Err(object_store::Error::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_loaders_racing_for_one_bucket_package_load_it_exactly_once() {
     let server = S3Server::start(&[BUCKET]);
