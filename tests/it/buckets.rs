@@ -277,3 +277,62 @@ async fn gcs_requests_go_to_the_objects_of_the_url() {
     );
     assert!(list.contains("prefix=shop%2Fload%2Fnormalized%2F"), "{list}");
 }
+
+/// The lease that keeps two processes off one package where the destination has no lock of its
+/// own, on real protocol servers: S3 (`If-None-Match: *` / `If-Match`) and Azure Blob Storage.
+/// One holder at a time, renewed past its time to live while held, taken over once it expires
+/// unrenewed (a crashed holder), and released at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_on_s3_and_azure_keep_one_holder_and_expire_when_not_renewed() {
+    use berth::model::lease::{Lease, LeaseOptions};
+    use std::time::{Duration, Instant};
+
+    let s3 = S3Server::start(&["locks"]);
+    let azurite = Azurite::start(&["locks"]);
+    let stores = [
+        (
+            "s3",
+            berth::model::open_store("s3://locks", &s3.storage_config())
+                .expect("s3")
+                .0,
+        ),
+        (
+            "azure",
+            berth::model::open_store("az://locks", &azurite.storage_config())
+                .expect("azure")
+                .0,
+        ),
+    ];
+    let options = LeaseOptions {
+        ttl: Duration::from_millis(1500),
+        poll: Duration::from_millis(50),
+    };
+    for (name, store) in stores {
+        let path = object_store::path::Path::from("ds/_berth_locks/1.json");
+        let take = || Lease::acquire(Arc::clone(&store), path.clone(), name, "package 1", options);
+        let first = take().await.expect("acquire").expect("conditional writes work");
+        let waiter = tokio::spawn(take());
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        assert!(!waiter.is_finished(), "{name}: a renewed lease keeps others out");
+        first.release().await;
+        let second = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("released: the waiter goes on")
+            .expect("task")
+            .expect("acquire")
+            .expect("lease");
+        // The holder crashes: nothing renews the lease, the next one takes it once it expires.
+        drop(second);
+        let started = Instant::now();
+        let third = take().await.expect("acquire").expect("lease");
+        assert!(
+            started.elapsed() >= Duration::from_millis(700),
+            "{name}: took over only after expiry"
+        );
+        third.release().await;
+        assert!(
+            matches!(store.head(&path).await, Err(object_store::Error::NotFound { .. })),
+            "{name}: released"
+        );
+    }
+}

@@ -237,9 +237,34 @@ fn bad_access_settings_are_refused_up_front() {
 /// A scripted Snowflake SQL API: catalog lookups answer "no tables", bookkeeping probes "no rows",
 /// everything else succeeds; every request is kept.
 fn snowflake_server() -> TestServer {
-    TestServer::start_with(|_, request: &Received| {
+    scripted_snowflake(None)
+}
+
+/// The same, remembering loads when `loads` is given: once a statement inserts the `_DLT_LOADS`
+/// row, the probes of `_DLT_LOADS` find it.
+fn scripted_snowflake(loads: Option<Arc<Mutex<bool>>>) -> TestServer {
+    TestServer::start_with(move |_, request: &Received| {
         let body = request.json();
         let statement = body["statement"].as_str().unwrap_or_default().to_string();
+        if let Some(loads) = &loads {
+            let mut committed = loads.lock().expect("lock");
+            if statement.starts_with("INSERT INTO \"DS\".\"_DLT_LOADS\"") {
+                *committed = true;
+            }
+            if *committed && statement.starts_with("SELECT") && statement.contains("\"_DLT_LOADS\"") {
+                return Reply::Json(
+                    200,
+                    serde_json::json!({
+                        "resultSetMetaData": { "numRows": 1, "rowType": [{ "name": "LOAD_ID" }],
+                                               "partitionInfo": [{ "rowCount": 1 }] },
+                        "data": [["loaded"]],
+                        "code": "090001",
+                        "statementHandle": "h-4",
+                    })
+                    .to_string(),
+                );
+            }
+        }
         let empty = |columns: &[&str]| {
             let row_type: Vec<serde_json::Value> = columns.iter().map(|c| serde_json::json!({ "name": c })).collect();
             serde_json::json!({
@@ -284,6 +309,75 @@ fn snowflake_server() -> TestServer {
             serde_json::json!({ "data": [["Statement executed successfully."]], "statementHandle": "h-3" }).to_string(),
         )
     })
+}
+
+/// Warehouses have no advisory lock: two berth processes racing for one package in a bucket are
+/// kept apart by a lease in the staging bucket (or, without one, next to the package), so every
+/// file is COPYed once, the second process finds the package loaded, and the lease is gone after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_loaders_racing_for_a_bucket_package_into_snowflake_copy_each_file_once() {
+    for staging in [Some("s3://stage/berth"), None] {
+        let s3 = S3Server::start(&["packages", "stage"]);
+        let api = scripted_snowflake(Some(Arc::new(Mutex::new(false))));
+        let source = last_package("append_types");
+        let load_id = source.file_name().expect("name").to_string_lossy().to_string();
+        s3.upload_dir(&source, "packages", &format!("pipe/{load_id}")).await;
+        let url = format!("s3://packages/pipe/{load_id}");
+        let mut env: std::collections::BTreeMap<String, String> = s3.env().into_iter().collect();
+        env.insert("SNOWFLAKE_TOKEN".into(), "sf-token".into());
+        let load = || {
+            let (url, env, storage) = (url.clone(), env.clone(), s3.storage_config());
+            let api = api.url.clone();
+            async move {
+                let destination = WarehouseDestination::from_url(
+                    &format!("snowflake://acct/ANALYTICS?forward_credentials=true&base_url={api}"),
+                    WarehouseOptions {
+                        staging: staging.map(String::from),
+                        storage: storage.clone(),
+                        env: Some(env),
+                    },
+                )
+                .expect("open snowflake");
+                let loader = berth::loader::Loader::new(Arc::new(destination) as Arc<dyn Destination>).with_options(
+                    berth::loader::LoaderOptions {
+                        dataset: Some("ds".into()),
+                        ..Default::default()
+                    },
+                );
+                let location = PackageLocation::parse_with(&url, &storage).expect("location");
+                loader.load(location).await.expect("load")
+            }
+        };
+        let (a, b) = tokio::join!(load(), load());
+        let mut statuses = [format!("{:?}", a.status), format!("{:?}", b.status)];
+        statuses.sort();
+        let errors: Vec<String> = [&a, &b]
+            .iter()
+            .flat_map(|s| s.failed_jobs().filter_map(|j| j.error.clone()))
+            .collect();
+        assert_eq!(statuses, ["AlreadyLoaded", "Loaded"], "staging {staging:?}: {errors:?}");
+
+        let copies = api
+            .received()
+            .iter()
+            .filter(|r| r.json()["statement"].as_str().is_some_and(|s| s.contains("COPY INTO")))
+            .count();
+        let jobs = LoadPackage::open(PackageLocation::local(&source).expect("location"))
+            .await
+            .expect("package")
+            .jobs
+            .iter()
+            .filter(|j| j.name.format.is_data())
+            .count();
+        assert!(jobs > 0);
+        assert_eq!(copies, jobs, "each file COPYed once (staging {staging:?})");
+        let leftovers: Vec<String> = [s3.keys("stage").await, s3.keys("packages").await]
+            .concat()
+            .into_iter()
+            .filter(|k| k.contains("_berth_locks"))
+            .collect();
+        assert!(leftovers.is_empty(), "the lease is released: {leftovers:?}");
+    }
 }
 
 #[tokio::test]
@@ -609,8 +703,17 @@ async fn redshift_runs_its_statements_over_postgres_protocol() {
         .await
         .expect("query");
     assert_eq!(batches[0].num_rows(), 1);
-    // No advisory locks on Redshift.
-    assert!(destination.lock_load("ds", "1").await.expect("lock").is_none());
+    // No advisory locks on Redshift, and no bucket to hold a lease without a staging bucket: a
+    // local package cannot load into it anyway.
+    let package = berth::model::LoadPackage::open(
+        berth::model::PackageLocation::parse(
+            &berth_tests::scenario_packages("postgres", "append_types")[0].to_string_lossy(),
+        )
+        .expect("location"),
+    )
+    .await
+    .expect("package");
+    assert!(destination.lock_load(&package, "ds").await.expect("lock").is_none());
 }
 
 #[tokio::test]

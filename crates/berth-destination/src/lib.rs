@@ -160,27 +160,58 @@ pub trait Destination: Send + Sync + Debug {
     /// trait docs).
     async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics>;
 
-    /// Keeps other berth processes from loading package `load_id` into `dataset` while the
-    /// returned lock lives, waiting while another one holds it (the loader then finds the package
+    /// Keeps other berth processes from loading `package` into `dataset` until the returned
+    /// lock is released, waiting while another one holds it (the loader then finds the package
     /// loaded). `None` where the destination needs no lock: one writer at a time anyway (DuckDB's
     /// file lock), or none to be had.
-    async fn lock_load(&self, dataset: &str, load_id: &str) -> Result<Option<LoadLock>> {
-        let _ = (dataset, load_id);
+    async fn lock_load(&self, package: &LoadPackage, dataset: &str) -> Result<Option<LoadLock>> {
+        let _ = (package, dataset);
         Ok(None)
     }
 }
 
-/// A destination's lock on one load (see [`Destination::lock_load`]); released when dropped.
+/// A destination's lock on one load (see [`Destination::lock_load`]). [`LoadLock::release`] it
+/// when done; dropping it releases what a drop can (a session lock with its connection), and a
+/// lease in a bucket then expires by itself.
 pub struct LoadLock {
-    _guard: Box<dyn std::any::Any + Send + Sync>,
+    held: Box<dyn Unlock>,
+}
+
+#[async_trait]
+trait Unlock: Send + Sync {
+    async fn unlock(self: Box<Self>);
+}
+
+struct Guard<T>(T);
+
+#[async_trait]
+impl<T: Send + Sync> Unlock for Guard<T> {
+    async fn unlock(self: Box<Self>) {}
+}
+
+#[async_trait]
+impl Unlock for berth_model::lease::Lease {
+    async fn unlock(self: Box<Self>) {
+        self.release().await;
+    }
 }
 
 impl LoadLock {
     /// A lock held for as long as `guard` lives (a connection holding a session lock, ...).
-    pub fn new(guard: impl std::any::Any + Send + Sync) -> Self {
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
         Self {
-            _guard: Box::new(guard),
+            held: Box::new(Guard(guard)),
         }
+    }
+
+    /// A lease on an object in a bucket (see [`berth_model::lease`]), deleted on release.
+    pub fn lease(lease: berth_model::lease::Lease) -> Self {
+        Self { held: Box::new(lease) }
+    }
+
+    /// Lets the next process in.
+    pub async fn release(self) {
+        self.held.unlock().await;
     }
 }
 

@@ -257,12 +257,20 @@ impl Loader {
             .dataset
             .clone()
             .unwrap_or_else(|| package.default_dataset());
-        let caps = self.destination.capabilities();
-        let mut summary = PackageSummary::new(&package, &dataset, &self.destination.describe());
         // One berth at a time per package and dataset: a second process waits here, then finds
         // the package loaded.
-        let _lock = self.destination.lock_load(&dataset, &package.load_id).await?;
+        let lock = self.destination.lock_load(&package, &dataset).await?;
+        let loaded = self.load_locked(package, dataset, started).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        loaded
+    }
 
+    /// Loads one package under its load lock.
+    async fn load_locked(&self, package: LoadPackage, dataset: String, started: Instant) -> Result<PackageSummary> {
+        let caps = self.destination.capabilities();
+        let mut summary = PackageSummary::new(&package, &dataset, &self.destination.describe());
         if package.completed.is_some() || is_loaded(self.destination.as_ref(), &dataset, &package.load_id).await? {
             // Committed before: at most the staging dataset and the folder moves of a run that
             // stopped after the commit remain.

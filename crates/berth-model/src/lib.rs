@@ -26,6 +26,7 @@
 
 mod error;
 pub mod job;
+pub mod lease;
 pub mod package;
 pub mod read;
 pub mod schema;

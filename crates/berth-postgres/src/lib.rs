@@ -34,8 +34,8 @@ use berth_destination::{
     Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, LoadLock, Result,
     journal_insert_for,
 };
-use berth_model::FileFormat;
 use berth_model::read;
+use berth_model::{FileFormat, LoadPackage};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
 use berth_plan::{CaseFold, SqlDialect, SqlStatement, sql};
 use bytes::BytesMut;
@@ -505,7 +505,8 @@ impl Destination for PostgresDestination {
 
     /// A session-level advisory lock on its own connection: released when the lock is dropped
     /// (the connection closes), or when the process dies (the server closes it).
-    async fn lock_load(&self, dataset: &str, load_id: &str) -> Result<Option<LoadLock>> {
+    async fn lock_load(&self, package: &LoadPackage, dataset: &str) -> Result<Option<LoadLock>> {
+        let load_id = &package.load_id;
         let session = self.open_session().await?;
         let key = load_lock_key(dataset, load_id);
         let taken: bool = session

@@ -5,8 +5,9 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, JobMetrics, JobTimings, LoadJob, Result, journal_insert_for,
+    Capabilities, Destination, Error, JobMetrics, JobTimings, LoadJob, LoadLock, Result, journal_insert_for,
 };
+use berth_model::lease::{Lease, LeaseOptions};
 use berth_model::store::StorageConfig;
 use berth_model::{JobFile, LoadPackage, Table};
 use berth_plan::SqlStatement;
@@ -20,7 +21,7 @@ use crate::api::databricks::{DatabricksAuth, DatabricksClient, DatabricksConfig}
 use crate::api::snowflake::{DEFAULT_TIMEOUT, SnowflakeAuth, SnowflakeClient, SnowflakeConfig, TokenType};
 use crate::api::{Rows, Secret};
 use crate::copy::{CopySpec, LoadCommand, load_command};
-use crate::stage::{BucketObject, StageAccess, Staging, scrub, stage_job};
+use crate::stage::{BucketObject, Credentials, StageAccess, Staging, in_place, scrub, stage_job};
 
 /// What a warehouse destination needs besides its URL.
 #[derive(Debug, Clone, Default)]
@@ -86,8 +87,8 @@ impl WarehouseDestination {
     ///   service principal's `DATABRICKS_CLIENT_ID` and `DATABRICKS_CLIENT_SECRET` (OAuth M2M).
     ///
     /// Bucket access: `storage_integration=<name>` or `stage=<name>` (Snowflake), `iam_role=<arn>`
-    /// (Redshift), `forward_credentials=true` (Snowflake, Redshift, Databricks: the staging
-    /// bucket's keys go into each COPY). `base_url=` points the HTTP APIs elsewhere (a proxy, a
+    /// (Redshift), `forward_credentials=true` (Snowflake, Redshift, Databricks: the keys of the
+    /// bucket a file is read from, the staging bucket or the package's own, go into its COPY). `base_url=` points the HTTP APIs elsewhere (a proxy, a
     /// private link, a test server). Tokens never go into URLs.
     pub fn from_url(url: &str, options: WarehouseOptions) -> Result<Self> {
         let parsed = Url::parse(url).map_err(|e| bad(url, e.to_string()))?;
@@ -326,6 +327,31 @@ impl Destination for WarehouseDestination {
         &self.caps
     }
 
+    /// The warehouses have no lock of their own: a lease (see [`berth_model::lease`]) in the
+    /// staging bucket, or, without one, next to the package in its bucket
+    /// (`<package>/_berth_locks/<dataset>.json`). A local package with no staging bucket cannot
+    /// load into a warehouse at all, so it takes none.
+    async fn lock_load(&self, package: &LoadPackage, dataset: &str) -> Result<Option<LoadLock>> {
+        let location = &package.location;
+        let (store, path, display) = match &self.staging {
+            Some(staging) => staging.lock_object(dataset, &package.load_id),
+            None if location.local_dir().is_none() => {
+                let relative = format!("_berth_locks/{dataset}.json");
+                (
+                    std::sync::Arc::clone(location.store()),
+                    location.child(&relative),
+                    location.display_child(&relative),
+                )
+            }
+            None => return Ok(None),
+        };
+        let what = format!("package {} into {}.{dataset}", package.load_id, self.display);
+        let lease = Lease::acquire(store, path, &display, &what, LeaseOptions::default())
+            .await
+            .map_err(Error::from)?;
+        Ok(lease.map(LoadLock::lease))
+    }
+
     fn describe(&self) -> String {
         self.display.clone()
     }
@@ -372,17 +398,28 @@ impl Destination for WarehouseDestination {
         .await?;
         let uploaded = started.elapsed();
         let num_rows = staged.rows.or(parquet_rows).unwrap_or_default();
-        let credentials = self
-            .staging
-            .as_ref()
-            .map(|s| s.credentials().clone())
-            .unwrap_or_default();
+        // The keys to forward are those of the bucket the file is in: the package's own when it
+        // is read in place, else the staging bucket's.
+        let read_in_place = in_place(
+            self.warehouse,
+            job.package,
+            job.job,
+            self.staging.as_ref(),
+            &self.access,
+            &self.storage,
+        )
+        .is_some();
+        let credentials = match &self.staging {
+            Some(staging) if !read_in_place => staging.credentials().clone(),
+            _ => Credentials::for_url(&job.package.location.to_string(), &self.storage),
+        };
         let command = self.command(&job, &staged.object, &credentials)?;
         let journal: SqlStatement = journal_insert_for(&self.caps.dialect, &job, num_rows).into();
         let display = job.package.job_display(job.job);
+        let secrets = [self.secrets(), credentials.secrets()].concat();
         let context = |e: Error| {
             rewrite(
-                scrub_error(e, &self.secrets()),
+                scrub_error(e, &secrets),
                 |c| format!("loading `{display}` into `{}.{}`: {c}", job.dataset, job.table.name),
                 |m| m,
             )

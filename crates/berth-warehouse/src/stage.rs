@@ -385,6 +385,15 @@ impl Staging {
         path
     }
 
+    /// The lease that keeps two berth processes from loading `load_id` into `dataset` at once
+    /// (see [`berth_model::lease`]): `<staging>/<dataset>/_berth_locks/<load id>.json`, with the
+    /// store it lives in and its name for messages.
+    pub fn lock_object(&self, dataset: &str, load_id: &str) -> (Arc<dyn ObjectStore>, Path, String) {
+        let path = self.object_path(dataset, "_berth_locks", &format!("{load_id}.json"));
+        let display = format!("{}/{dataset}/_berth_locks/{load_id}.json", self.url);
+        (Arc::clone(&self.store), path, display)
+    }
+
     /// The bucket object at `path`.
     pub fn object(&self, path: &Path) -> BucketObject {
         let prefix = BucketObject::parse(&self.url, self.account.as_deref()).ok();
