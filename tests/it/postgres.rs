@@ -10,7 +10,7 @@ use berth::model::{PackageLocation, ReplaceStrategy};
 use berth::plan::SqlStatement;
 use berth::plan::sqlparser::ast::Statement;
 use berth::postgres::PostgresDestination;
-use berth_bench::synth::{Shape, SyntheticPackage};
+use berth_bench::synth::{Disposition, Shape, SyntheticPackage};
 use berth_tests::pg::PgCluster;
 use berth_tests::{check_scenario, query_text, scenario_dir, table_rows};
 
@@ -124,11 +124,27 @@ async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
     assert!(missing.is_empty(), "no UNIQUE (_dlt_id) on {missing:?}");
 }
 
-/// Delegates to PostgreSQL but fails, terminally, every part that covers row group `fail_at`.
+/// Delegates to PostgreSQL but fails, terminally, every part that covers row group `fail_at`;
+/// records each part's [`LoadJob::emptied`].
 #[derive(Debug)]
 struct FailingPart {
     inner: Arc<dyn Destination>,
     fail_at: usize,
+    emptied: std::sync::Mutex<Vec<bool>>,
+}
+
+impl FailingPart {
+    fn new(inner: &Arc<dyn Destination>, fail_at: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::clone(inner),
+            fail_at,
+            emptied: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn emptied(&self) -> Vec<bool> {
+        self.emptied.lock().expect("lock").clone()
+    }
 }
 
 #[async_trait]
@@ -146,6 +162,7 @@ impl Destination for FailingPart {
         self.inner.query(statement).await
     }
     async fn load_job(&self, job: LoadJob<'_>) -> berth::destination::Result<JobMetrics> {
+        self.emptied.lock().expect("lock").push(job.emptied);
         if let JobPart::RowGroups(range) = &job.part
             && range.contains(&self.fail_at)
         {
@@ -176,10 +193,7 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
         ..LoaderOptions::default()
     };
     let pg = destination(&cluster, "parts");
-    let failing: Arc<dyn Destination> = Arc::new(FailingPart {
-        inner: Arc::clone(&pg),
-        fail_at: 9,
-    });
+    let failing: Arc<dyn Destination> = FailingPart::new(&pg, 9);
 
     // One part fails: the other parts commit, the package stays pending.
     let first = Loader::new(failing)
@@ -211,6 +225,51 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
         .await
         .expect("load");
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
+    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");
+}
+
+/// A truncate-and-insert table is emptied once, before its first part commits: the parts of that
+/// run know it (`LoadJob::emptied`, which tells a warehouse to load a file it may remember
+/// loading), and a rerun that finds committed parts neither empties it again nor says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = SyntheticPackage::new(Shape::Narrow, 20_000)
+        .with_row_group_rows(1_000)
+        .with_seed(12)
+        .with_disposition(Disposition::Replace(ReplaceStrategy::TruncateAndInsert))
+        .write(dir.path())
+        .expect("package");
+    let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
+    let options = LoaderOptions {
+        split_min_bytes: 1,
+        parallel_jobs: 3,
+        replace_strategy: Some(ReplaceStrategy::TruncateAndInsert),
+        ..LoaderOptions::default()
+    };
+    let pg = destination(&cluster, "emptied");
+    let failing = FailingPart::new(&pg, 9);
+    let first = Loader::new(Arc::clone(&failing) as Arc<dyn Destination>)
+        .with_options(options.clone())
+        .load(location())
+        .await
+        .expect("load");
+    assert_eq!(first.status, PackageStatus::Pending);
+    let seen = failing.emptied();
+    assert!(!seen.is_empty() && seen.iter().all(|e| *e), "first run: {seen:?}");
+
+    let recording = FailingPart::new(&pg, usize::MAX);
+    let second = Loader::new(Arc::clone(&recording) as Arc<dyn Destination>)
+        .with_options(options)
+        .load(location())
+        .await
+        .expect("load");
+    assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
+    let seen = recording.emptied();
+    assert!(!seen.is_empty() && seen.iter().all(|e| !*e), "rerun: {seen:?}");
     let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");

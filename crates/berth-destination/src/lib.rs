@@ -63,6 +63,10 @@ pub struct LoadJob<'a> {
     pub journal_dataset: &'a str,
     /// How to read the file where berth reads it.
     pub read_options: ReadOptions,
+    /// The loader emptied the table earlier in this run (truncate-and-insert, or a staging
+    /// table), so whatever an earlier run loaded from this file is gone: a warehouse that skips
+    /// files it remembers loading (Databricks' `COPY INTO`, BigQuery's job ids) must load it again.
+    pub emptied: bool,
 }
 
 /// The part of a job file one load unit covers.

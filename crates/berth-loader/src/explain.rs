@@ -34,7 +34,7 @@ pub enum Step {
 /// warehouse: upload to the staging bucket, then its COPY command).
 pub trait JobSteps: Send + Sync + std::fmt::Debug {
     /// The steps loading `job` (rows of `table`) into `dataset`; `final_dataset` holds the
-    /// journal.
+    /// journal; `emptied`: the load empties the table first (see `LoadJob::emptied`).
     fn steps(
         &self,
         package: &LoadPackage,
@@ -42,6 +42,7 @@ pub trait JobSteps: Send + Sync + std::fmt::Debug {
         table: &Table,
         dataset: &str,
         final_dataset: &str,
+        emptied: bool,
     ) -> Result<Vec<Step>>;
 }
 
@@ -107,7 +108,19 @@ pub fn explain(
             if !state.is_empty() {
                 jobs.push(Step::Note(format!("job {}{state}", job.name)));
             }
-            jobs.extend(hook.steps(package, job, schema_table, plan.job_dataset(table), &plan.dataset)?);
+            // A first run empties every truncate-and-insert and staging table before its jobs.
+            let emptied = plan.chains.iter().any(|c| {
+                (c.action == berth_plan::ChainAction::TruncateAndInsert || c.action.loads_to_staging())
+                    && c.tables.contains(table)
+            });
+            jobs.extend(hook.steps(
+                package,
+                job,
+                schema_table,
+                plan.job_dataset(table),
+                &plan.dataset,
+                emptied,
+            )?);
             continue;
         }
         jobs.push(Step::Note(format!(

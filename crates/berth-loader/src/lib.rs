@@ -328,6 +328,12 @@ impl Loader {
             .filter(|c| !c.tables_with_jobs.iter().any(has_progress))
             .collect();
         let new_tables = new_tables(&plan, &summary.migration);
+        let emptied: HashSet<&str> = fresh
+            .iter()
+            .copied()
+            .filter(|c| c.action == ChainAction::TruncateAndInsert || c.action.loads_to_staging())
+            .flat_map(|c| c.tables.iter().map(String::as_str))
+            .collect();
         let init = plan.init_statements_for(&caps.dialect, fresh, &new_tables);
         if !init.is_empty() {
             tracing::info!(load_id = %package.load_id, phase = "prepare", "emptying the tables jobs load into");
@@ -390,14 +396,18 @@ impl Loader {
         let phase = Instant::now();
         tracing::info!(load_id = %package.load_id, phase = "jobs", "loading {} part(s)", units.len());
         let job_files: Vec<JobFile> = jobs.iter().map(|o| o.job.clone()).collect();
-        let (package_ref, plan_ref, files) = (&package, &plan, &job_files);
+        let (package_ref, plan_ref, files, emptied) = (&package, &plan, &job_files, &emptied);
         let mut results = futures::stream::iter(units)
             .map(|(index, part)| async move {
                 // Checked as each part is about to start: a cancelled load starts nothing new.
                 if self.cancel.is_cancelled() {
                     return (index, UnitOutcome::cancelled(0));
                 }
-                (index, self.run_unit(package_ref, plan_ref, &files[index], part).await)
+                let emptied = emptied.contains(files[index].name.table.as_str());
+                (
+                    index,
+                    self.run_unit(package_ref, plan_ref, &files[index], part, emptied).await,
+                )
             })
             .buffer_unordered(parallel);
         while let Some((index, unit)) = results.next().await {
@@ -678,7 +688,14 @@ impl Loader {
         }
     }
 
-    async fn run_unit(&self, package: &LoadPackage, plan: &PackagePlan, job: &JobFile, part: JobPart) -> UnitOutcome {
+    async fn run_unit(
+        &self,
+        package: &LoadPackage,
+        plan: &PackagePlan,
+        job: &JobFile,
+        part: JobPart,
+        emptied: bool,
+    ) -> UnitOutcome {
         let Some(table) = package.schema.table(&job.name.table) else {
             let error = berth_model::Error::TableNotInSchema {
                 job: package.job_display(job),
@@ -702,6 +719,7 @@ impl Loader {
                 part: part.clone(),
                 journal_dataset: &plan.dataset,
                 read_options: self.options.read_options.clone(),
+                emptied,
             };
             match self.destination.load_job(load).await {
                 Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {

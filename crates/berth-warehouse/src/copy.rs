@@ -65,6 +65,10 @@ pub struct CopySpec<'a> {
     pub load_id: &'a str,
     /// The job file name.
     pub job_name: &'a str,
+    /// `Some(run)` when the loader emptied the table earlier in this run (`run`: unique to the
+    /// run): the file loads again even if the table loaded it before it was emptied (Databricks
+    /// `'force' = 'true'`; a BigQuery job id of this run, not one an earlier run finished).
+    pub emptied: Option<&'a str>,
 }
 
 /// The load command for one staged file.
@@ -92,7 +96,7 @@ pub fn load_command(spec: &CopySpec<'_>) -> Result<LoadCommand> {
                     ("AZURE_SAS_TOKEN", |c| c.azure_sas_token.clone()),
                 ],
             )?,
-            force: false,
+            force: spec.emptied.is_some(),
         }),
         Warehouse::BigQuery => LoadCommand::BigQueryJob(bigquery_job(spec, url)),
     })
@@ -269,7 +273,13 @@ fn redshift_copy(spec: &CopySpec<'_>, table: ObjectName, url: String) -> Result<
 fn bigquery_job(spec: &CopySpec<'_>, url: String) -> serde_json::Value {
     let mut reference = json!({
         "projectId": spec.project,
-        "jobId": bigquery_job_id(spec.load_id, spec.dataset, &spec.table.name, spec.job_name),
+        "jobId": match spec.emptied {
+            None => bigquery_job_id(spec.load_id, spec.dataset, &spec.table.name, spec.job_name),
+            Some(run) => format!(
+                "{}_{run}",
+                bigquery_job_id(spec.load_id, spec.dataset, &spec.table.name, spec.job_name)
+            ),
+        },
     });
     if !spec.location.is_empty() {
         reference["location"] = json!(spec.location);

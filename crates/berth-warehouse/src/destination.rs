@@ -64,6 +64,9 @@ pub struct WarehouseDestination {
     display: String,
     project: String,
     location: String,
+    /// Unique to this process: BigQuery job ids of files loaded again after the loader emptied
+    /// their table (see [`LoadJob::emptied`]).
+    run: String,
 }
 
 fn bad(url: &str, reason: impl Into<String>) -> Error {
@@ -271,6 +274,12 @@ impl WarehouseDestination {
             display,
             project,
             location,
+            run: format!(
+                "r{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            ),
         })
     }
 
@@ -499,6 +508,7 @@ impl WarehouseDestination {
             location: &self.location,
             load_id: &job.package.load_id,
             job_name: &job_name,
+            emptied: job.emptied.then_some(self.run.as_str()),
         })
     }
 }
@@ -578,7 +588,8 @@ impl JobPlanner {
     }
 
     /// The staging and load command of `job` loading into `dataset` (`journal_dataset`: the
-    /// final dataset, whose name the staged object carries).
+    /// final dataset, whose name the staged object carries; `emptied`: the load empties the table
+    /// first, see [`LoadJob::emptied`]).
     pub fn plan_job(
         &self,
         package: &LoadPackage,
@@ -586,6 +597,7 @@ impl JobPlanner {
         table: &Table,
         dataset: &str,
         journal_dataset: &str,
+        emptied: bool,
     ) -> Result<PlannedJob> {
         let storage = StorageConfig::default();
         let (object, upload) = match crate::stage::in_place(
@@ -644,6 +656,7 @@ impl JobPlanner {
             location: &self.location,
             load_id: &package.load_id,
             job_name: &job_name,
+            emptied: emptied.then_some("<run>"),
         })?;
         Ok(PlannedJob {
             upload,

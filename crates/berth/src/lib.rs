@@ -164,9 +164,10 @@ impl berth_loader::explain::JobSteps for WarehouseSteps {
         table: &berth_model::Table,
         dataset: &str,
         final_dataset: &str,
+        emptied: bool,
     ) -> berth_loader::Result<Vec<berth_loader::explain::Step>> {
         use berth_loader::explain::Step;
-        let planned = self.0.plan_job(package, job, table, dataset, final_dataset)?;
+        let planned = self.0.plan_job(package, job, table, dataset, final_dataset, emptied)?;
         let mut steps = Vec::new();
         steps.extend(planned.upload.map(Step::Note));
         match planned.command {
