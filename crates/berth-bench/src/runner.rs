@@ -222,9 +222,13 @@ pub struct BenchReport {
     pub cases: Vec<CaseReport>,
 }
 
+/// The destination measured. PostgreSQL's connections are shared by every step; DuckDB, which runs
+/// inside berth's process, is opened afresh for each step and closed after it, as each `berth load`
+/// process opens it once: no run starts with memory (cache, a raised memory limit) an earlier
+/// run left behind, and a load's peak includes DuckDB's checkpoint at close.
 enum Target {
     Postgres(Arc<PostgresDestination>),
-    DuckDb(Arc<DuckDbDestination>),
+    DuckDb(String),
 }
 
 impl Target {
@@ -232,7 +236,11 @@ impl Target {
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
             "postgres" | "postgresql" => Ok(Self::Postgres(Arc::new(PostgresDestination::from_url(url)?))),
-            "duckdb" => Ok(Self::DuckDb(Arc::new(DuckDbDestination::from_url(url)?))),
+            "duckdb" => {
+                // Checked now, so a bad URL fails before any package is generated.
+                drop(DuckDbDestination::from_url(url)?);
+                Ok(Self::DuckDb(url.to_string()))
+            }
             _ => Err(Error::Config(format!(
                 "berth bench measures postgres:// and duckdb: destinations, not `{}`",
                 berth::redact(url)
@@ -240,11 +248,23 @@ impl Target {
         }
     }
 
-    fn destination(&self) -> Arc<dyn Destination> {
-        match self {
+    /// The destination for one step (see [`Target`]).
+    fn destination(&self) -> Result<Arc<dyn Destination>> {
+        Ok(match self {
             Self::Postgres(d) => Arc::clone(d) as Arc<dyn Destination>,
-            Self::DuckDb(d) => Arc::clone(d) as Arc<dyn Destination>,
-        }
+            Self::DuckDb(url) => Arc::new(DuckDbDestination::from_url(url)?) as Arc<dyn Destination>,
+        })
+    }
+
+    /// Runs `statements` (autocommit).
+    async fn execute(&self, statements: Vec<berth::plan::SqlStatement>) -> Result<()> {
+        Ok(self.destination()?.execute(statements, false).await?)
+    }
+
+    /// What reports show, and the dialect to write statements in.
+    fn describe(&self) -> Result<(String, berth::plan::SqlDialect)> {
+        let destination = self.destination()?;
+        Ok((destination.describe(), destination.capabilities().dialect.clone()))
     }
 
     fn ceiling_name(&self) -> &'static str {
@@ -264,10 +284,11 @@ impl Target {
     async fn ceiling(&self, dataset: &str, table: &str, files: &[PathBuf]) -> Result<Duration> {
         match self {
             Self::Postgres(d) => Ok(d.server_copy_ceiling(dataset, table).await?),
-            Self::DuckDb(d) => {
+            Self::DuckDb(url) => {
+                let duckdb = DuckDbDestination::from_url(url)?;
                 let mut total = Duration::ZERO;
                 for file in files {
-                    total += d.read_parquet_ceiling(dataset, file).await?;
+                    total += duckdb.read_parquet_ceiling(dataset, file).await?;
                 }
                 Ok(total)
             }
@@ -363,7 +384,6 @@ fn parquet_size(package: &Path) -> u64 {
 /// Loads a hard-linked copy of `pristine` into `dataset` and times it.
 async fn timed_load(
     config: &BenchConfig,
-    destination: &Arc<dyn Destination>,
     target: &Target,
     pristine: &Path,
     dataset: &str,
@@ -378,7 +398,7 @@ async fn timed_load(
     link_tree(pristine, &run_dir.join(&load_id))?;
     let location =
         PackageLocation::parse(&run_dir.join(&load_id).to_string_lossy()).map_err(berth::loader::Error::from)?;
-    let timed = timed_load_from(config, destination, target, location, dataset, expected_rows).await;
+    let timed = timed_load_from(config, target, location, dataset, expected_rows).await;
     let _ = std::fs::remove_dir_all(&run_dir);
     timed
 }
@@ -386,7 +406,6 @@ async fn timed_load(
 /// Loads the package at `location` into `dataset` and times it.
 async fn timed_load_from(
     config: &BenchConfig,
-    destination: &Arc<dyn Destination>,
     target: &Target,
     location: PackageLocation,
     dataset: &str,
@@ -396,12 +415,15 @@ async fn timed_load_from(
         dataset: Some(dataset.to_string()),
         ..config.loader.clone()
     };
-    let loader = Loader::new(Arc::clone(destination)).with_options(options);
+    let loader = Loader::new(target.destination()?).with_options(options);
     target.settle().await?;
     reset_peak_rss();
     let started = Instant::now();
     let summary = loader.load(location).await?;
     let elapsed = started.elapsed();
+    // DuckDB closes here (its checkpoint): part of a load process's memory, not of the load time,
+    // as the ceiling's time has no checkpoint either.
+    drop(loader);
     let rss = peak_rss();
     if summary.status != PackageStatus::Loaded || summary.rows() != expected_rows {
         let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
@@ -491,7 +513,7 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 /// append of the same rows in the same run.
 async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<BenchReport> {
     let target = Target::open(&config.destination)?;
-    let destination = target.destination();
+    let (described, dialect) = target.describe()?;
     let shape = &config.shape;
     let base_load = "1800000000.000001";
     let second_load = "1800000000.000002";
@@ -540,7 +562,6 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         loader: loader_options,
         ..config.clone()
     };
-    let dialect = destination.capabilities().dialect.clone();
     // times[i]: append (a), disposition (a), append (b), disposition (b)
     let mut times: [Vec<Duration>; 4] = Default::default();
     let mut phases: [Vec<PhaseTimes>; 4] = Default::default();
@@ -553,11 +574,9 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         ] {
             let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { kind_name });
             let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
-            destination.execute(drop.clone(), false).await?;
-            let (a, a_rss, a_phases) =
-                timed_load(config, &destination, &target, first, &dataset, parquet_rows(first)?).await?;
-            let (b, b_rss, b_phases) =
-                timed_load(config, &destination, &target, second, &dataset, parquet_rows(second)?).await?;
+            target.execute(drop.clone()).await?;
+            let (a, a_rss, a_phases) = timed_load(config, &target, first, &dataset, parquet_rows(first)?).await?;
+            let (b, b_rss, b_phases) = timed_load(config, &target, second, &dataset, parquet_rows(second)?).await?;
             phases[kind].push(a_phases);
             phases[kind + 2].push(b_phases);
             tracing::info!(
@@ -569,7 +588,7 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
             times[kind + 2].push(b);
             rss[kind] = rss[kind].max(a_rss);
             rss[kind + 2] = rss[kind + 2].max(b_rss);
-            destination.execute(drop, false).await?;
+            target.execute(drop).await?;
         }
     }
     let case = |name, index: usize, rows, bytes| {
@@ -593,7 +612,7 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         pair[1].berth_ratio = (append > 0.0).then(|| measured / append);
     }
     Ok(BenchReport {
-        destination: destination.describe(),
+        destination: described.clone(),
         shape: config.shape.name(),
         disposition: disposition.to_string(),
         rows: config.rows,
@@ -611,7 +630,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         return run_two_step(config, config.disposition).await;
     }
     let target = Target::open(&config.destination)?;
-    let destination = target.destination();
+    let (described, dialect) = target.describe()?;
     let table = config.shape.table();
     let name = format!(
         "{}-{}-rg{}-seed{}",
@@ -644,7 +663,6 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let expected_rows = parquet_rows(&pristine)?;
     // The destination's own ceiling is measured for one table; nested shapes load several.
     let ceiling = config.ceiling && config.shape.tables().len() == 1;
-    let dialect = destination.capabilities().dialect.clone();
     let mut berth_times = Vec::new();
     let mut ceiling_times = Vec::new();
     let mut berth_rss = None::<u64>;
@@ -653,18 +671,17 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     for run in 0..config.runs {
         let dataset = format!("berth_bench_{run}");
         let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
-        destination.execute(drop.clone(), false).await?;
-        let (elapsed, rss, phases) =
-            timed_load(config, &destination, &target, &pristine, &dataset, expected_rows).await?;
+        target.execute(drop.clone()).await?;
+        let (elapsed, rss, phases) = timed_load(config, &target, &pristine, &dataset, expected_rows).await?;
         berth_rss = berth_rss.max(rss);
         berth_phases.push(phases);
         berth_times.push(elapsed);
         tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
 
         if let Some(location) = &in_bucket {
-            destination.execute(drop.clone(), false).await?;
+            target.execute(drop.clone()).await?;
             let (elapsed, rss, phases) =
-                timed_load_from(config, &destination, &target, location.clone(), &dataset, expected_rows).await?;
+                timed_load_from(config, &target, location.clone(), &dataset, expected_rows).await?;
             clear_completed(location).await;
             bucket_rss = bucket_rss.max(rss);
             bucket_phases.push(phases);
@@ -677,7 +694,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
             tracing::info!("run {run}: ceiling {:.2} s", ceiling.as_secs_f64());
             ceiling_times.push(ceiling);
         }
-        destination.execute(drop, false).await?;
+        target.execute(drop).await?;
     }
 
     let case = |name: String, times: &[Duration], rss: Option<u64>| {
@@ -698,7 +715,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         cases.push(ceiling);
     }
     Ok(BenchReport {
-        destination: destination.describe(),
+        destination: described.clone(),
         shape: config.shape.name(),
         disposition: Disposition::Append.to_string(),
         rows: config.rows,
