@@ -177,15 +177,28 @@ impl Destination for FailingPart {
     }
 }
 
+/// A 20,000-row narrow package in row groups of 1,000, so that it loads in parts.
+fn parts_package(dir: &std::path::Path, seed: u64, disposition: Disposition) -> std::path::PathBuf {
+    SyntheticPackage::new(Shape::Narrow, 20_000)
+        .with_row_group_rows(1_000)
+        .with_seed(seed)
+        .with_disposition(disposition)
+        .write(dir)
+        .expect("package")
+}
+
+/// `bench.narrow` holds each of the package's 20,000 rows once.
+async fn assert_every_row_once(pg: &dyn Destination) {
+    let (ids, _) = table_rows(pg, "bench", "narrow", &["id"]).await.expect("rows");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let package = SyntheticPackage::new(Shape::Narrow, 20_000)
-        .with_row_group_rows(1_000)
-        .with_seed(11)
-        .write(dir.path())
-        .expect("package");
+    let package = parts_package(dir.path(), 11, Disposition::Append);
     let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
     let options = LoaderOptions {
         split_min_bytes: 1,
@@ -225,9 +238,7 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
         .await
         .expect("load");
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
-    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
-    let distinct: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");
+    assert_every_row_once(pg.as_ref()).await;
 }
 
 /// A truncate-and-insert table is emptied once, before its first part commits: the parts of that
@@ -237,12 +248,7 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
 async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let package = SyntheticPackage::new(Shape::Narrow, 20_000)
-        .with_row_group_rows(1_000)
-        .with_seed(12)
-        .with_disposition(Disposition::Replace(ReplaceStrategy::TruncateAndInsert))
-        .write(dir.path())
-        .expect("package");
+    let package = parts_package(dir.path(), 12, Disposition::Replace(ReplaceStrategy::TruncateAndInsert));
     let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
     let options = LoaderOptions {
         split_min_bytes: 1,
@@ -270,9 +276,7 @@ async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
     let seen = recording.emptied();
     assert!(!seen.is_empty() && seen.iter().all(|e| !*e), "rerun: {seen:?}");
-    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
-    let distinct: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");
+    assert_every_row_once(pg.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
