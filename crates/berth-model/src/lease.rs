@@ -113,6 +113,16 @@ impl Lease {
                     );
                     return Ok(None);
                 }
+                // Read-only credentials (a data lake the warehouse reads in place) still load.
+                Err(
+                    e @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }),
+                ) => {
+                    tracing::warn!(
+                        "{shown}: berth may not write its lock here ({e}), so it cannot keep two processes from \
+                         loading {what} at once; run one at a time, or give a staging bucket it may write to"
+                    );
+                    return Ok(None);
+                }
                 Err(e) => return Err(Error::store("taking the lock", shown, e)),
             }
             let found = match store.get(&path).await {
@@ -288,6 +298,76 @@ mod tests {
             .await
             .expect("acquire");
         assert!(after_garbage.is_some());
+    }
+
+    /// A store berth may read but not write.
+    #[derive(Debug)]
+    struct ReadOnly(InMemory);
+
+    impl std::fmt::Display for ReadOnly {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ReadOnly")
+        }
+    }
+
+    fn denied(path: &Path) -> object_store::Error {
+        object_store::Error::PermissionDenied {
+            path: path.to_string(),
+            source: "403 Forbidden".into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for ReadOnly {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            _: PutPayload,
+            _: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            Err(denied(location))
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            _: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            Err(denied(location))
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, _: &Path, to: &Path, _: object_store::CopyOptions) -> object_store::Result<()> {
+            Err(denied(to))
+        }
+    }
+
+    #[tokio::test]
+    async fn without_write_access_the_load_goes_on_unlocked() {
+        let store: Arc<dyn ObjectStore> = Arc::new(ReadOnly(InMemory::new()));
+        let lease = Lease::acquire(store, Path::from("lock.json"), "lock", "package", quick())
+            .await
+            .expect("a read-only bucket is no error");
+        assert!(lease.is_none());
     }
 
     #[tokio::test]
