@@ -193,12 +193,14 @@ impl DuckDbDestination {
     /// as view when given (the stream lives until the transaction ended). With no stream, an
     /// out-of-memory failure under berth's own limit raises the limit and runs the INSERT again;
     /// a stream cannot be read twice, so there the error goes back to the loader, which retries
-    /// the job (transient) under the raised limit.
+    /// the job (transient) under the raised limit. `row_group_bytes`: the widest decoded row group
+    /// of the Parquet file DuckDB reads (0 for a stream), which the limit is fitted to first.
     async fn insert_in_transaction(
         &self,
         insert: String,
         context: String,
         stream: Option<(String, FFI_ArrowArrayStream)>,
+        row_group_bytes: u64,
         journal: Box<dyn Fn(u64) -> String + Send>,
     ) -> Result<u64> {
         let location = self.location.clone();
@@ -226,7 +228,9 @@ impl DuckDbDestination {
                     }
                 }
             };
-            let outcome = memory.retry_on_oom(db, rerunnable, || context.clone(), || run(&mut stream));
+            let outcome = memory
+                .fit_row_groups(db, row_group_bytes)
+                .and_then(|()| memory.retry_on_oom(db, rerunnable, || context.clone(), || run(&mut stream)));
             drop(stream);
             outcome.map_err(|e| Error::Database {
                 kind: e.kind,
@@ -583,19 +587,10 @@ impl Destination for DuckDbDestination {
             let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
             let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
             let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
-            let memory = Arc::clone(&self.memory);
-            let location = self.location.clone();
-            self.blocking(move |db| {
-                db.connect()
-                    .and_then(|conn| memory.fit_row_groups(&conn, widest))
-                    .map_err(|e| Error::Config {
-                        destination: location,
-                        reason: format!("raising DuckDB's memory_limit: {}", e.message),
-                    })
-            })
-            .await?;
             let started = Instant::now();
-            let rows = self.insert_in_transaction(insert, context, None, journal).await?;
+            let rows = self
+                .insert_in_transaction(insert, context, None, widest, journal)
+                .await?;
             let timings = JobTimings {
                 transfer: started.elapsed(),
                 ..JobTimings::default()
@@ -672,6 +667,7 @@ impl Destination for DuckDbDestination {
                 insert,
                 context,
                 Some((view, FFI_ArrowArrayStream::new(Box::new(reader)))),
+                0,
                 journal,
             )
             .await;

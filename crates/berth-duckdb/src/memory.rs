@@ -75,12 +75,12 @@ impl MemoryBudget {
     /// 56 MiB row groups fail below about 96 MiB with two threads, and load at full speed from
     /// 112 MiB; twice that only cost 90 MiB more resident memory). A file that needs more gets
     /// it through [`Self::grow`].
-    pub(crate) fn fit_row_groups(&self, conn: &Connection, decoded: u64) -> Result<(), DuckError> {
+    pub(crate) fn fit_row_groups(&self, db: &Database, decoded: u64) -> Result<(), DuckError> {
         let Some(auto) = &self.auto else { return Ok(()) };
         let need = decoded.saturating_mul(auto.threads).min(auto.ceiling);
         let mut limit = lock(&auto.limit);
         if need > *limit {
-            set_limit(conn, need)?;
+            set_limit(&db.connect()?, need)?;
             tracing::debug!(
                 "DuckDB memory_limit raised to {} MiB for row groups of {} MiB",
                 need.div_ceil(MIB),
@@ -113,9 +113,7 @@ impl MemoryBudget {
         *limit = raised;
         Ok(true)
     }
-}
 
-impl MemoryBudget {
     /// Runs `work`; each time it fails for lack of memory under berth's limit, [`Self::grow`]s the
     /// limit and runs it again. Work that cannot run twice (`rerun` false: it consumed an Arrow
     /// stream) still grows the limit, then returns the error for the caller's retry to rerun under
@@ -205,13 +203,13 @@ mod tests {
         assert_eq!(limit(), "64.0 MiB");
 
         // Narrow row groups fit the base limit; wide ones raise it (never lower it).
-        budget.fit_row_groups(&conn, 6 << 20).expect("fit");
+        budget.fit_row_groups(&db, 6 << 20).expect("fit");
         assert_eq!(budget.current(), BASE_LIMIT);
-        budget.fit_row_groups(&conn, 96 << 20).expect("fit");
+        budget.fit_row_groups(&db, 96 << 20).expect("fit");
         let threads = budget.auto.as_ref().map(|a| a.threads).unwrap_or_default();
         assert_eq!(budget.current(), threads * (96 << 20));
         let fitted = budget.current();
-        budget.fit_row_groups(&conn, 1 << 20).expect("fit");
+        budget.fit_row_groups(&db, 1 << 20).expect("fit");
         assert_eq!(budget.current(), fitted);
 
         // An out-of-memory error doubles it once, however many jobs saw the old limit fail.
@@ -223,7 +221,7 @@ mod tests {
         let fixed = MemoryBudget::fixed();
         assert_eq!(fixed.current(), 0);
         assert!(!fixed.grow(&conn, 0, "job").expect("grow"));
-        fixed.fit_row_groups(&conn, 1 << 30).expect("fit");
+        fixed.fit_row_groups(&db, 1 << 30).expect("fit");
         assert_eq!(limit(), format!("{}.0 MiB", 2 * fitted / MIB));
     }
 }

@@ -109,10 +109,10 @@ pub fn explain(
                 jobs.push(Step::Note(format!("job {}{state}", job.name)));
             }
             // A first run empties every truncate-and-insert and staging table before its jobs.
-            let emptied = plan.chains.iter().any(|c| {
-                (c.action == berth_plan::ChainAction::TruncateAndInsert || c.action.loads_to_staging())
-                    && c.tables.contains(table)
-            });
+            let emptied = plan
+                .chains
+                .iter()
+                .any(|c| c.action.empties_job_tables() && c.tables.contains(table));
             jobs.extend(hook.steps(
                 package,
                 job,

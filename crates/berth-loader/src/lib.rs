@@ -331,7 +331,7 @@ impl Loader {
         let emptied: HashSet<&str> = fresh
             .iter()
             .copied()
-            .filter(|c| c.action == ChainAction::TruncateAndInsert || c.action.loads_to_staging())
+            .filter(|c| c.action.empties_job_tables())
             .flat_map(|c| c.tables.iter().map(String::as_str))
             .collect();
         let init = plan.init_statements_for(&caps.dialect, fresh, &new_tables);

@@ -98,6 +98,12 @@ impl ChainAction {
         )
     }
 
+    /// Does the loader empty the tables this chain's jobs load into before they run (the final
+    /// tables of truncate-and-insert, the staging tables)? See [`PackagePlan::init_statements_for`].
+    pub fn empties_job_tables(self) -> bool {
+        self == Self::TruncateAndInsert || self.loads_to_staging()
+    }
+
     /// Do this chain's jobs load into the staging dataset?
     pub fn loads_to_staging(self) -> bool {
         matches!(self, Self::InsertFromStaging | Self::StagingOptimized | Self::Merge(_))

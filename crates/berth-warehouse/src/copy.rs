@@ -271,14 +271,12 @@ fn redshift_copy(spec: &CopySpec<'_>, table: ObjectName, url: String) -> Result<
 /// A BigQuery load job: append to an existing table (the migration created it), no bad records,
 /// a job id derived from the load and file.
 fn bigquery_job(spec: &CopySpec<'_>, url: String) -> serde_json::Value {
+    let job_id = bigquery_job_id(spec.load_id, spec.dataset, &spec.table.name, spec.job_name);
     let mut reference = json!({
         "projectId": spec.project,
         "jobId": match spec.emptied {
-            None => bigquery_job_id(spec.load_id, spec.dataset, &spec.table.name, spec.job_name),
-            Some(run) => format!(
-                "{}_{run}",
-                bigquery_job_id(spec.load_id, spec.dataset, &spec.table.name, spec.job_name)
-            ),
+            None => job_id,
+            Some(run) => format!("{job_id}_{run}"),
         },
     });
     if !spec.location.is_empty() {

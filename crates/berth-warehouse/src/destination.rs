@@ -21,7 +21,7 @@ use crate::api::databricks::{DatabricksAuth, DatabricksClient, DatabricksConfig}
 use crate::api::snowflake::{DEFAULT_TIMEOUT, SnowflakeAuth, SnowflakeClient, SnowflakeConfig, TokenType};
 use crate::api::{Rows, Secret};
 use crate::copy::{CopySpec, LoadCommand, load_command};
-use crate::stage::{BucketObject, Credentials, StageAccess, Staging, in_place, scrub, stage_job};
+use crate::stage::{BucketObject, Credentials, StageAccess, Staging, scrub, stage_job};
 
 /// What a warehouse destination needs besides its URL.
 #[derive(Debug, Clone, Default)]
@@ -407,19 +407,9 @@ impl Destination for WarehouseDestination {
         .await?;
         let uploaded = started.elapsed();
         let num_rows = staged.rows.or(parquet_rows).unwrap_or_default();
-        // The keys to forward are those of the bucket the file is in: the package's own when it
-        // is read in place, else the staging bucket's.
-        let read_in_place = in_place(
-            self.warehouse,
-            job.package,
-            job.job,
-            self.staging.as_ref(),
-            &self.access,
-            &self.storage,
-        )
-        .is_some();
+        // The keys to forward are those of the bucket the file is in.
         let credentials = match &self.staging {
-            Some(staging) if !read_in_place => staging.credentials().clone(),
+            Some(staging) if !staged.in_package => staging.credentials().clone(),
             _ => Credentials::for_url(&job.package.location.to_string(), &self.storage),
         };
         let command = self.command(&job, &staged.object, &credentials)?;

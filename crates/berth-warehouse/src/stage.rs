@@ -282,6 +282,9 @@ pub struct StagedFile {
     pub size: u64,
     /// Uploaded by this call (`false`: already in place).
     pub uploaded: bool,
+    /// Read where the package is, in its own bucket (not in the staging bucket): its keys are
+    /// the ones to forward.
+    pub in_package: bool,
     /// Rows, when berth wrote the file (a job converted to Parquet).
     pub rows: Option<u64>,
 }
@@ -448,6 +451,7 @@ impl Staging {
                     object,
                     size: job.size,
                     uploaded: false,
+                    in_package: false,
                     rows: None,
                 });
             }
@@ -494,6 +498,7 @@ impl Staging {
             object,
             size,
             uploaded: true,
+            in_package: false,
             rows: None,
         })
     }
@@ -524,6 +529,7 @@ impl Staging {
             object: self.object(&path),
             size,
             uploaded: true,
+            in_package: false,
             rows: Some(rows),
         })
     }
@@ -574,6 +580,7 @@ pub async fn stage_job(
             object,
             size: job.size,
             uploaded: false,
+            in_package: true,
             rows: None,
         });
     }
