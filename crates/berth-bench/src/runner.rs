@@ -305,9 +305,11 @@ fn peak_rss() -> Option<u64> {
 }
 
 /// Resets the peak-RSS watermark (Linux ≥ 4.0: writing 5 to `clear_refs`), after handing the
-/// allocator's free pages back to the system: what generating packages or earlier runs left in
-/// the heap is not the next run's memory (a `berth load` process starts without it).
+/// allocators' free pages back to the system (berth's and DuckDB's, which keeps what an earlier
+/// run's closed database freed): what generating packages or earlier runs left in the heap is
+/// not the next run's memory (a `berth load` process starts without it).
 fn reset_peak_rss() {
+    berth::duckdb::release_freed_memory();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
     unsafe {

@@ -7,19 +7,28 @@
 //!
 //! - before a Parquet job, to what DuckDB's threads need to decode one row group each
 //!   ([`MemoryBudget::fit_row_groups`]): memory follows the widest row group, not the row count;
+//!   where the row groups are so wide that DuckDB's threads would need more than
+//!   [`THREADS_BUDGET`] between them, the job runs on fewer threads (one such job at a time);
 //! - after an out-of-memory error, doubling up to DuckDB's own default ([`MemoryBudget::grow`]),
 //!   and the work runs again: berth's default never fails a load that DuckDB's default would pass.
 //!
 //! The limit never shrinks while the destination is open. A `memory_limit` in the URL is the
-//! user's choice and is left alone, as is an in-memory database (whose data is its memory).
+//! user's choice and is left alone, as is an in-memory database (whose data is its memory); so is
+//! a `threads` in the URL.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::raw::{Connection, Database, DuckError};
 
 /// The limit berth starts DuckDB at: enough for DuckDB to stream narrow tables at full speed
 /// (`berth bench`, 5M rows: same time as without a limit).
 pub(crate) const BASE_LIMIT: u64 = 64 << 20;
+
+/// What DuckDB's threads may hold between them to load row groups: each thread of a Parquet
+/// INSERT holds about twice a decoded row group (the table's row group it fills, and the scan's
+/// pages and dictionaries of all columns). The wide bench file's 56 MiB row groups peaked at
+/// 290 MiB with two threads and 176 MiB with one; narrow files (8–19 MiB) keep every thread.
+pub(crate) const THREADS_BUDGET: u64 = 128 << 20;
 
 const MIB: u64 = 1 << 20;
 
@@ -35,6 +44,10 @@ struct Automatic {
     /// DuckDB's own default, the most berth raises to.
     ceiling: u64,
     threads: u64,
+    /// Whether berth may run a job on fewer threads (the URL set none).
+    fit_threads: bool,
+    /// Held by the one job running on fewer threads.
+    narrowed: Mutex<()>,
 }
 
 impl MemoryBudget {
@@ -43,8 +56,9 @@ impl MemoryBudget {
         Self::default()
     }
 
-    /// Sets [`BASE_LIMIT`] on `db` and lets berth raise it as work needs.
-    pub(crate) fn automatic(db: &Database) -> Result<Self, DuckError> {
+    /// Sets [`BASE_LIMIT`] on `db` and lets berth raise it as work needs; with `fit_threads`,
+    /// berth also runs jobs of very wide row groups on fewer threads.
+    pub(crate) fn automatic(db: &Database, fit_threads: bool) -> Result<Self, DuckError> {
         let conn = db.crate_connection()?;
         let (threads, default): (i64, String) = conn
             .query_row(
@@ -61,6 +75,8 @@ impl MemoryBudget {
                 limit: Mutex::new(BASE_LIMIT),
                 ceiling,
                 threads: u64::try_from(threads).unwrap_or(1).max(1),
+                fit_threads,
+                narrowed: Mutex::new(()),
             }),
         })
     }
@@ -70,14 +86,37 @@ impl MemoryBudget {
         self.auto.as_ref().map_or(0, |auto| *lock(&auto.limit))
     }
 
-    /// Raises the limit to one row group of `decoded` bytes per DuckDB thread: what its Parquet
-    /// scan keeps in the buffer pool while each thread decodes a row group (the wide bench file's
-    /// 56 MiB row groups fail below about 96 MiB with two threads, and load at full speed from
-    /// 112 MiB; twice that only cost 90 MiB more resident memory). A file that needs more gets
-    /// it through [`Self::grow`].
-    pub(crate) fn fit_row_groups(&self, db: &Database, decoded: u64) -> Result<(), DuckError> {
-        let Some(auto) = &self.auto else { return Ok(()) };
-        let need = decoded.saturating_mul(auto.threads).min(auto.ceiling);
+    /// Fits DuckDB to a Parquet job whose widest row group decodes to `decoded` bytes: the
+    /// threads, so that they hold no more than [`THREADS_BUDGET`] between them (waiting while
+    /// another job runs on fewer threads), then the limit, raised to one row group per thread:
+    /// what the Parquet scan keeps in the buffer pool while each thread fills a row group (the
+    /// wide bench file's 56 MiB row groups fail below about 96 MiB with two threads, and load at
+    /// full speed from 112 MiB; twice that only cost 90 MiB more resident memory). A file that
+    /// needs more gets it through [`Self::grow`]. Keep the result until the job ended: dropping
+    /// it gives DuckDB its threads back.
+    pub(crate) fn fit_row_groups<'a>(&'a self, db: &'a Database, decoded: u64) -> Result<Fitted<'a>, DuckError> {
+        let Some(auto) = &self.auto else {
+            return Ok(Fitted { narrowed: None });
+        };
+        let threads = auto.threads_for(decoded);
+        let narrowed = if threads < auto.threads {
+            let turn = lock(&auto.narrowed);
+            set_threads(&db.connect()?, threads)?;
+            tracing::debug!(
+                "DuckDB runs a job of {} MiB row groups on {threads} of {} threads",
+                decoded.div_ceil(MIB),
+                auto.threads
+            );
+            Some(Narrowed {
+                _turn: turn,
+                db,
+                running: threads,
+                threads: auto.threads,
+            })
+        } else {
+            None
+        };
+        let need = decoded.saturating_mul(threads).min(auto.ceiling);
         let mut limit = lock(&auto.limit);
         if need > *limit {
             set_limit(&db.connect()?, need)?;
@@ -88,7 +127,7 @@ impl MemoryBudget {
             );
             *limit = need;
         }
-        Ok(())
+        Ok(Fitted { narrowed })
     }
 
     /// After DuckDB ran out of memory while the limit was `seen`: doubles it (up to DuckDB's own
@@ -141,8 +180,57 @@ impl MemoryBudget {
     }
 }
 
-fn lock(limit: &Mutex<u64>) -> std::sync::MutexGuard<'_, u64> {
-    limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Automatic {
+    /// The threads a job of `decoded`-byte row groups runs on: as many as fit [`THREADS_BUDGET`]
+    /// at two row groups each, at least one.
+    fn threads_for(&self, decoded: u64) -> u64 {
+        if !self.fit_threads {
+            return self.threads;
+        }
+        (THREADS_BUDGET / decoded.saturating_mul(2).max(1)).clamp(1, self.threads)
+    }
+}
+
+/// A Parquet job fitted by [`MemoryBudget::fit_row_groups`].
+#[must_use = "dropping it ends the job's fitting at once"]
+pub(crate) struct Fitted<'a> {
+    /// Held for its `Drop`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    narrowed: Option<Narrowed<'a>>,
+}
+
+impl Fitted<'_> {
+    /// DuckDB's threads for this job, when berth lowered them for it.
+    #[cfg(test)]
+    pub(crate) fn threads(&self) -> Option<u64> {
+        self.narrowed.as_ref().map(|n| n.running)
+    }
+}
+
+struct Narrowed<'a> {
+    _turn: MutexGuard<'a, ()>,
+    db: &'a Database,
+    /// The threads the job runs on.
+    #[cfg_attr(not(test), allow(dead_code))]
+    running: u64,
+    /// What to set back.
+    threads: u64,
+}
+
+impl Drop for Narrowed<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.db.connect().and_then(|conn| set_threads(&conn, self.threads)) {
+            tracing::warn!("could not give DuckDB back its {} threads: {}", self.threads, e.message);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn set_threads(conn: &Connection, threads: u64) -> Result<u64, DuckError> {
+    conn.execute(&format!("SET threads = {threads}"))
 }
 
 fn set_limit(conn: &Connection, bytes: u64) -> Result<u64, DuckError> {
@@ -192,7 +280,7 @@ mod tests {
     fn berth_raises_its_own_limit_and_leaves_the_users_alone() {
         let db = Database::open(":memory:").expect("duckdb");
         let conn = db.connect().expect("connect");
-        let budget = MemoryBudget::automatic(&db).expect("budget");
+        let budget = MemoryBudget::automatic(&db, false).expect("budget");
         assert_eq!(budget.current(), BASE_LIMIT);
         let limit = || {
             db.crate_connection()
@@ -203,13 +291,15 @@ mod tests {
         assert_eq!(limit(), "64.0 MiB");
 
         // Narrow row groups fit the base limit; wide ones raise it (never lower it).
-        budget.fit_row_groups(&db, 6 << 20).expect("fit");
+        drop(budget.fit_row_groups(&db, 6 << 20).expect("fit"));
         assert_eq!(budget.current(), BASE_LIMIT);
-        budget.fit_row_groups(&db, 96 << 20).expect("fit");
+        let wide = budget.fit_row_groups(&db, 96 << 20).expect("fit");
+        assert_eq!(wide.threads(), None, "the threads are left alone without fit_threads");
+        drop(wide);
         let threads = budget.auto.as_ref().map(|a| a.threads).unwrap_or_default();
         assert_eq!(budget.current(), threads * (96 << 20));
         let fitted = budget.current();
-        budget.fit_row_groups(&db, 1 << 20).expect("fit");
+        drop(budget.fit_row_groups(&db, 1 << 20).expect("fit"));
         assert_eq!(budget.current(), fitted);
 
         // An out-of-memory error doubles it once, however many jobs saw the old limit fail.
@@ -221,7 +311,50 @@ mod tests {
         let fixed = MemoryBudget::fixed();
         assert_eq!(fixed.current(), 0);
         assert!(!fixed.grow(&conn, 0, "job").expect("grow"));
-        fixed.fit_row_groups(&db, 1 << 30).expect("fit");
+        drop(fixed.fit_row_groups(&db, 1 << 30).expect("fit"));
         assert_eq!(limit(), format!("{}.0 MiB", 2 * fitted / MIB));
+    }
+
+    #[test]
+    fn very_wide_row_groups_run_on_fewer_threads_one_job_at_a_time() {
+        let db = Database::open(":memory:").expect("duckdb");
+        db.connect()
+            .expect("connect")
+            .execute("SET threads = 4")
+            .expect("threads");
+        let budget = MemoryBudget::automatic(&db, true).expect("budget");
+        let threads = || {
+            db.crate_connection()
+                .expect("connect")
+                .query_row("SELECT current_setting('threads')::BIGINT", [], |r| r.get::<_, i64>(0))
+                .expect("setting")
+        };
+
+        // 4 threads × 2 × 16 MiB fit the budget: nothing changes.
+        let narrow = budget.fit_row_groups(&db, 16 << 20).expect("fit");
+        assert_eq!((narrow.threads(), threads()), (None, 4));
+        drop(narrow);
+        // 2 × 32 MiB per thread: two threads, while the job runs; the limit fits two row groups.
+        let wider = budget.fit_row_groups(&db, 32 << 20).expect("fit");
+        assert_eq!((wider.threads(), threads()), (Some(2), 2));
+        assert_eq!(budget.current(), 64 << 20);
+        // A second narrowed job waits for the first one's turn.
+        std::thread::scope(|scope| {
+            let (started, waiting) = std::sync::mpsc::channel();
+            let (budget, db, threads) = (&budget, &db, &threads);
+            let second = scope.spawn(move || {
+                started.send(()).expect("send");
+                let widest = budget.fit_row_groups(&db, 256 << 20).expect("fit");
+                (widest.threads(), threads())
+            });
+            waiting.recv().expect("started");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert_eq!(threads(), 2, "the second job started before the first ended");
+            drop(wider);
+            assert_eq!(second.join().expect("second job"), (Some(1), 1));
+        });
+        // Every job ended: DuckDB has its threads back.
+        assert_eq!(threads(), 4);
+        assert_eq!(budget.current(), 256 << 20);
     }
 }
