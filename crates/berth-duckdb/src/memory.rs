@@ -344,7 +344,7 @@ mod tests {
             let (budget, db, threads) = (&budget, &db, &threads);
             let second = scope.spawn(move || {
                 started.send(()).expect("send");
-                let widest = budget.fit_row_groups(&db, 256 << 20).expect("fit");
+                let widest = budget.fit_row_groups(db, 256 << 20).expect("fit");
                 (widest.threads(), threads())
             });
             waiting.recv().expect("started");
