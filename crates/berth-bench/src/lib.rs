@@ -3,7 +3,10 @@
 //! Throughput benchmarks a user can run against their own destination: synthetic dlt packages
 //! ([`synth`]), loaded by berth and, in the same run, by the destination's own fastest path (the
 //! "ceiling": PostgreSQL reading a binary COPY file itself, DuckDB's `read_parquet`), so results
-//! read as a ratio. `berth bench` is the command line for it.
+//! read as a ratio. `berth bench` is the command line for it, and runs each timed load as a
+//! `berth load` process of its own ([`process`]), so that a run's peak memory is a load's own; as a
+//! library, loads run in the calling process unless [`BenchConfig::load_command`] says how to start
+//! `berth load`.
 //!
 //! ```no_run
 //! use berth_bench::{BenchConfig, run};
@@ -19,11 +22,13 @@
 //! ```
 
 pub mod html;
+pub mod process;
 mod runner;
 pub mod synth;
 
 use std::path::{Path, PathBuf};
 
+pub use process::LoadCommand;
 pub use runner::{BenchConfig, BenchReport, CaseReport, Stats, run};
 pub use synth::{Disposition, Shape};
 

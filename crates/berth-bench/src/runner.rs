@@ -13,6 +13,7 @@ use berth::postgres::PostgresDestination;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
+use crate::process::LoadCommand;
 use crate::synth::{Disposition, Shape, SyntheticPackage};
 use crate::{Error, Result};
 
@@ -51,6 +52,10 @@ pub struct BenchConfig {
     pub bucket: Option<String>,
     /// Storage options for `bucket` (see [`berth::model::store`]).
     pub storage: StorageConfig,
+    /// Run each timed load as this `berth load` process (the CLI's `berth bench` does), so that
+    /// its peak memory is that of a user's load (see [`crate::process`]); `None` loads inside this
+    /// process, and the peak then includes what this process holds besides the load.
+    pub load_command: Option<LoadCommand>,
 }
 
 impl BenchConfig {
@@ -71,6 +76,7 @@ impl BenchConfig {
             loader: LoaderOptions::default(),
             bucket: None,
             storage: StorageConfig::new(),
+            load_command: None,
         }
     }
 
@@ -130,8 +136,9 @@ pub struct CaseReport {
     pub rows_per_second: f64,
     /// Parquet megabytes (10^6 bytes) per second at the median.
     pub mb_per_second: f64,
-    /// Peak resident memory of this process during the case (highest over the runs); `None` where
-    /// the work happens in another process (the server).
+    /// Peak resident memory of the load (highest over the runs): of its `berth load` process with
+    /// a [`LoadCommand`], else of this process during the load; `None` for the destination's
+    /// ceiling, whose work happens in the server or a library call.
     pub peak_rss_bytes: Option<u64>,
     /// The ratio that puts this case in context: for a ceiling, berth's median over the
     /// ceiling's; for an append next to a merge or replace, the merge's (replace's) median over the
@@ -296,14 +303,6 @@ impl Target {
     }
 }
 
-/// Peak resident memory of this process since the last [`reset_peak_rss`] (Linux), in bytes.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Resets the peak-RSS watermark (Linux ≥ 4.0: writing 5 to `clear_refs`), after handing the
 /// allocators' free pages back to the system (berth's and DuckDB's, which keeps what an earlier
 /// run's closed database freed): what generating packages or earlier runs left in the heap is
@@ -398,18 +397,18 @@ async fn timed_load(
     let run_dir = config.work_dir.join(format!("run-{dataset}"));
     let _ = std::fs::remove_dir_all(&run_dir);
     link_tree(pristine, &run_dir.join(&load_id))?;
-    let location =
-        PackageLocation::parse(&run_dir.join(&load_id).to_string_lossy()).map_err(berth::loader::Error::from)?;
-    let timed = timed_load_from(config, target, location, dataset, expected_rows).await;
+    let source = run_dir.join(&load_id).to_string_lossy().to_string();
+    let timed = timed_load_from(config, target, &source, dataset, expected_rows).await;
     let _ = std::fs::remove_dir_all(&run_dir);
     timed
 }
 
-/// Loads the package at `location` into `dataset` and times it.
+/// Loads the package at `source` (a folder or a bucket URL) into `dataset` and times it: in a
+/// `berth load` process of its own when the config has a [`LoadCommand`], else in this process.
 async fn timed_load_from(
     config: &BenchConfig,
     target: &Target,
-    location: PackageLocation,
+    source: &str,
     dataset: &str,
     expected_rows: u64,
 ) -> Result<(Duration, Option<u64>, PhaseTimes)> {
@@ -417,16 +416,25 @@ async fn timed_load_from(
         dataset: Some(dataset.to_string()),
         ..config.loader.clone()
     };
-    let loader = Loader::new(target.destination()?).with_options(options);
     target.settle().await?;
-    reset_peak_rss();
-    let started = Instant::now();
-    let summary = loader.load(location).await?;
-    let elapsed = started.elapsed();
-    // DuckDB closes here (its checkpoint): part of a load process's memory, not of the load time,
-    // as the ceiling's time has no checkpoint either.
-    drop(loader);
-    let rss = peak_rss();
+    let (elapsed, rss, summary) = match &config.load_command {
+        Some(command) => {
+            let (summary, rss) = command.load(&config.destination, source, dataset, &options).await?;
+            (summary.elapsed, rss, summary)
+        }
+        None => {
+            let location = PackageLocation::parse_with(source, &config.storage).map_err(berth::loader::Error::from)?;
+            let loader = Loader::new(target.destination()?).with_options(options);
+            reset_peak_rss();
+            let started = Instant::now();
+            let summary = loader.load(location).await?;
+            let elapsed = started.elapsed();
+            // DuckDB closes here (its checkpoint): part of a load process's memory, not of the
+            // load time, as the ceiling's time has no checkpoint either.
+            drop(loader);
+            (elapsed, berth::loader::process_peak_rss(), summary)
+        }
+    };
     if summary.status != PackageStatus::Loaded || summary.rows() != expected_rows {
         let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
         return Err(Error::Config(format!(
@@ -439,9 +447,14 @@ async fn timed_load_from(
     Ok((elapsed, rss, summary.phases))
 }
 
-/// The package `pristine` in the bucket at `<bucket>/<name>/<load id>`, uploaded (multipart) unless
-/// every file is there already with its size.
-async fn staged_in_bucket(config: &BenchConfig, bucket: &str, name: &str, pristine: &Path) -> Result<PackageLocation> {
+/// The package `pristine` in the bucket at `<bucket>/<name>/<load id>` (its URL and location),
+/// uploaded (multipart) unless every file is there already with its size.
+async fn staged_in_bucket(
+    config: &BenchConfig,
+    bucket: &str,
+    name: &str,
+    pristine: &Path,
+) -> Result<(String, PackageLocation)> {
     let load_id = pristine
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -485,7 +498,7 @@ async fn staged_in_bucket(config: &BenchConfig, bucket: &str, name: &str, pristi
     }
     // A load from the bucket marks the package loaded there; the benchmark loads it again.
     clear_completed(&location).await;
-    Ok(location)
+    Ok((url, location))
 }
 
 /// Multipart upload part size of the bucket package.
@@ -680,10 +693,9 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         berth_times.push(elapsed);
         tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
 
-        if let Some(location) = &in_bucket {
+        if let Some((url, location)) = &in_bucket {
             target.execute(drop.clone()).await?;
-            let (elapsed, rss, phases) =
-                timed_load_from(config, &target, location.clone(), &dataset, expected_rows).await?;
+            let (elapsed, rss, phases) = timed_load_from(config, &target, url, &dataset, expected_rows).await?;
             clear_completed(location).await;
             bucket_rss = bucket_rss.max(rss);
             bucket_phases.push(phases);
@@ -703,7 +715,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         CaseReport::measured(name, times, expected_rows, parquet_bytes, rss)
     };
     let mut cases = vec![case("berth append".into(), &berth_times, berth_rss).with_phases(&berth_phases)];
-    if let Some(location) = &in_bucket {
+    if let Some((_, location)) = &in_bucket {
         let mut from_bucket =
             case(format!("berth append from {location}"), &bucket_times, bucket_rss).with_phases(&bucket_phases);
         let local = cases[0].seconds.median;

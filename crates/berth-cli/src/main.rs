@@ -60,8 +60,10 @@ enum Command {
     /// Generates a synthetic dlt package (deterministic by seed; cached in --work-dir), loads it
     /// --runs times into a fresh dataset each time, and in the same runs measures the
     /// destination's own fastest ingest of the same data: PostgreSQL reading a binary COPY file
-    /// itself (needs superuser or pg_read/write_server_files), DuckDB's read_parquet. Reports
-    /// min/median/max seconds, rows/s, MB/s (of Parquet), berth's peak RSS and the ratio.
+    /// itself (needs superuser or pg_read/write_server_files), DuckDB's read_parquet. Each load
+    /// runs as `berth load --json` in a process of its own, as a user's load would. Reports
+    /// min/median/max seconds, rows/s, MB/s (of Parquet), the peak RSS of that process (its whole
+    /// life, DuckDB's checkpoint at close included) and the ratio.
     Bench(BenchArgs),
     /// Print the SQL a load would run, statement by statement, without touching a destination.
     ///
@@ -329,7 +331,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Load(args) => load(args, &storage).await,
-        Command::Bench(args) => bench(args, storage).await,
+        Command::Bench(args) => bench(args, storage, cli.config).await,
         Command::Plan(args) => plan(args, &storage).await,
         Command::Package {
             command: PackageCommand::Show { package, json },
@@ -367,7 +369,10 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<E
         .with_options(options)
         .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
         .with_cancel(cancel.clone());
-    let summary = loader.load_all(locations).await.context("load failed")?;
+    let mut summary = loader.load_all(locations).await.context("load failed")?;
+    // The destination closes here (an embedded DuckDB checkpoints): part of the load's memory.
+    drop(loader);
+    summary.peak_rss_bytes = berth::loader::process_peak_rss();
     finish_load(&summary, args.json, &cancel, total, &progress)
 }
 
@@ -414,7 +419,9 @@ async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -
         .with_options(options)
         .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
         .with_cancel(cancel.clone());
-    let summary = loader.load_all(locations).await.context("load failed")?;
+    let mut summary = loader.load_all(locations).await.context("load failed")?;
+    drop(loader);
+    summary.peak_rss_bytes = berth::loader::process_peak_rss();
     if to_stdout && !args.json {
         // The summary goes to standard error, out of the data's way.
         progress.finish();
@@ -514,7 +521,11 @@ async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(args: BenchArgs, storage: berth::model::StorageConfig) -> Result<ExitCode> {
+async fn bench(
+    args: BenchArgs,
+    storage: berth::model::StorageConfig,
+    config_file: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
     let mut config = berth_bench::BenchConfig::new(&args.destination, &args.work_dir)
         .with_rows(args.rows)
         .with_runs(args.runs);
@@ -532,6 +543,13 @@ async fn bench(args: BenchArgs, storage: berth::model::StorageConfig) -> Result<
     );
     config.bucket = args.from_bucket;
     config.storage = storage;
+    // Each timed load runs as `berth load` in a process of its own: its peak RSS is a user's load's.
+    config.load_command = Some(berth_bench::LoadCommand {
+        program: std::env::current_exe().context("cannot find the berth executable to run loads with")?,
+        global_args: config_file
+            .map(|path| vec!["--config".into(), path.into_os_string()])
+            .unwrap_or_default(),
+    });
     let report = berth_bench::run(&config).await.context("benchmark failed")?;
     if let Some(path) = &args.report {
         std::fs::write(path, berth_bench::html::render(&report))

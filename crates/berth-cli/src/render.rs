@@ -192,6 +192,9 @@ fn summary_text(summary: &LoadSummary) -> String {
             p.transfer.as_secs_f64()
         );
     }
+    if let Some(peak) = summary.peak_rss_bytes {
+        let _ = writeln!(out, "Peak memory (RSS): {}", human_bytes(peak));
+    }
     out
 }
 

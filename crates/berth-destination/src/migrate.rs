@@ -29,7 +29,7 @@ pub struct StorageColumn {
 }
 
 /// What [`migrate`] changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrationReport {
     /// Tables created, qualified.
     pub created_tables: Vec<String>,

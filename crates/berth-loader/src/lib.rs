@@ -54,7 +54,7 @@ use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, s
 use futures::StreamExt;
 
 pub use progress::{NoProgress, Progress};
-pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary};
+pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary, process_peak_rss};
 pub use tokio_util::sync::CancellationToken;
 
 pub use berth_destination::default_parallel_jobs;
@@ -835,6 +835,7 @@ where
         destination,
         packages,
         elapsed: started.elapsed(),
+        peak_rss_bytes: None,
     })
 }
 

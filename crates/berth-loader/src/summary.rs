@@ -1,18 +1,30 @@
-//! What a load did, for people (the CLI's table) and machines (`--json`).
+//! What a load did, for people (the CLI's table) and machines (`--json`, which reads back into a
+//! [`LoadSummary`]: `berth bench` reads its `berth load` processes' summaries that way).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_destination::{JobMetrics, MigrationReport};
 use berth_model::{JobFailure, JobFile, LoadPackage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+/// Durations as seconds (milliseconds precision) in JSON, and back.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// How a package ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PackageStatus {
     /// Every job loaded and the load was committed (`_dlt_loads`).
@@ -29,7 +41,7 @@ pub enum PackageStatus {
 }
 
 /// One job's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSummary {
     /// `<table>.<file_id>.<format>`.
     pub job_id: String,
@@ -46,7 +58,7 @@ pub struct JobSummary {
     /// Attempts made.
     pub attempts: u32,
     /// Wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub seconds: Duration,
     /// The error, when it failed.
     pub error: Option<String>,
@@ -97,28 +109,28 @@ impl JobSummary {
 /// one after the other (their sum is about the package's wall time); `decode`, `encode` and
 /// `transfer` split the job time, summed over every job part (parts overlap when parallel, and
 /// reading runs ahead of sending, so they add up to more than `jobs`).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct PhaseTimes {
     /// Creating and altering tables, and emptying what the load replaces.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub migrate: Duration,
     /// The jobs, wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub jobs: Duration,
     /// Reading and decoding job files (summed over parts).
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub decode: Duration,
     /// Encoding for the destination (summed over parts).
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub encode: Duration,
     /// The destination taking and committing the data (summed over parts).
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub transfer: Duration,
     /// Follow-up SQL: merges and replaces from staging, with their measuring queries.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub followup: Duration,
     /// The `_dlt_loads` row, dropping the staging dataset, marking and moving the package.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub commit: Duration,
 }
 
@@ -138,7 +150,7 @@ impl PhaseTimes {
 }
 
 /// Per-table totals.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableSummary {
     /// Jobs loaded.
     pub jobs: usize,
@@ -149,12 +161,12 @@ pub struct TableSummary {
     /// Bytes of job files.
     pub bytes: u64,
     /// Summed job time (jobs overlap when parallel).
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub seconds: Duration,
 }
 
 /// One package's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageSummary {
     /// The load id.
     pub load_id: String,
@@ -183,7 +195,7 @@ pub struct PackageSummary {
     /// Where the time went.
     pub phases: PhaseTimes,
     /// Wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub elapsed: Duration,
 }
 
@@ -239,15 +251,30 @@ impl PackageSummary {
 }
 
 /// The result of loading several packages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadSummary {
     /// Destination (no credentials).
     pub destination: String,
     /// Packages in load order.
     pub packages: Vec<PackageSummary>,
     /// Wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub elapsed: Duration,
+    /// Peak resident memory of the process that loaded, in bytes, when its caller measured it:
+    /// the `berth` command line reads it ([`process_peak_rss`]) after closing the destination, so
+    /// an embedded database's close (DuckDB's checkpoint) counts. `None` from [`crate::Loader`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The peak resident memory of this process so far, in bytes (Linux: `VmHWM` of
+/// `/proc/self/status`, this program's own since it started, whatever started it); `None` where
+/// the platform does not tell.
+pub fn process_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl LoadSummary {
@@ -274,5 +301,64 @@ impl LoadSummary {
     /// Were jobs left out of a committed package?
     pub fn has_failed_jobs(&self) -> bool {
         self.packages.iter().any(|p| p.failed_jobs().next().is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_summaries_read_back() {
+        let job = JobSummary {
+            job_id: "items.abc.0.parquet".into(),
+            table: "items".into(),
+            file: "pkg/new_jobs/items.abc.0.parquet".into(),
+            state: "failed".into(),
+            rows: 0,
+            bytes: 10,
+            attempts: 3,
+            seconds: Duration::from_millis(1250),
+            error: Some("items: column `id` is not nullable".into()),
+        };
+        let mut package = PackageSummary {
+            load_id: "1.1".into(),
+            package: "pkg".into(),
+            schema: "s".into(),
+            dataset: "d".into(),
+            destination: "duckdb:x.duckdb".into(),
+            status: PackageStatus::LoadedWithFailedJobs,
+            tables: BTreeMap::new(),
+            jobs: Vec::new(),
+            previously_completed_jobs: 1,
+            interrupted_jobs: 0,
+            migration: MigrationReport {
+                created_tables: vec!["d.items".into()],
+                ..MigrationReport::default()
+            },
+            followup_statements: 2,
+            phases: PhaseTimes {
+                transfer: Duration::from_millis(2500),
+                ..PhaseTimes::default()
+            },
+            elapsed: Duration::from_secs(3),
+        };
+        package.push_job(job);
+        let summary = LoadSummary {
+            destination: "duckdb:x.duckdb".into(),
+            packages: vec![package],
+            elapsed: Duration::from_millis(3001),
+            peak_rss_bytes: Some(160 << 20),
+        };
+        let json = serde_json::to_string_pretty(&summary).expect("json");
+        let back: LoadSummary = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(serde_json::to_string_pretty(&back).expect("json"), json);
+        assert_eq!(back.elapsed, Duration::from_millis(3001));
+        assert_eq!(back.packages[0].phases.transfer, Duration::from_millis(2500));
+        assert_eq!(back.packages[0].status, PackageStatus::LoadedWithFailedJobs);
+        assert!(back.has_failed_jobs());
+        assert_eq!(back.peak_rss_bytes, Some(160 << 20));
+        let negative = json.replace("\"elapsed\": 3.001", "\"elapsed\": -1.0");
+        assert!(serde_json::from_str::<LoadSummary>(&negative).is_err());
     }
 }

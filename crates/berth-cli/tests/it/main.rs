@@ -222,6 +222,11 @@ fn a_dlt_pipeline_folder_moves_from_normalized_to_loaded() {
         .map(|p| p["load_id"].clone())
         .collect();
     assert_eq!(ids, ["1795379919.0540857", "1795379919.4339192"], "load-id order");
+    // The process's own peak memory, read after DuckDB closed: at least the library loaded.
+    if cfg!(target_os = "linux") {
+        let peak = summary["peak_rss_bytes"].as_u64().expect("peak_rss_bytes on Linux");
+        assert!((20 << 20..2 << 30).contains(&peak), "{summary}");
+    }
     assert_eq!(std::fs::read_dir(&normalized).expect("normalized").count(), 0);
     let loaded = dir.path().join("pipe/load/loaded/1795379919.4339192");
     assert_eq!(
