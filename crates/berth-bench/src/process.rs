@@ -37,8 +37,8 @@ pub struct LoadCommand {
 
 impl LoadCommand {
     /// Runs `berth load <source>` into `dataset` of `destination` and waits for it. Returns the
-    /// package's summary and the process's peak resident memory in bytes (`None` where the
-    /// platform does not tell).
+    /// package's summary, however the load ended, and the process's peak resident memory in bytes
+    /// (`None` where the platform does not tell).
     pub(crate) async fn load(
         &self,
         destination: &str,
@@ -59,22 +59,15 @@ impl LoadCommand {
             .await
             .map_err(|e| Error::Config(format!("waiting for berth load: {e}")))?
             .map_err(|e| Error::io(&self.program, e))?;
+        // A load that ran prints its summary whatever its exit status; the caller judges the
+        // package's status and rows. Without one, the error is on standard error.
         let summary: Option<LoadSummary> = serde_json::from_slice(&output.stdout).ok();
         let peak = summary.as_ref().and_then(|s| s.peak_rss_bytes);
-        let package = summary.and_then(|s| s.packages.into_iter().next());
-        let status = output.status;
-        match package {
-            Some(package) if status.success() => Ok((package, peak)),
-            Some(package) => {
-                let errors: Vec<String> = package.failed_jobs().filter_map(|j| j.error.clone()).collect();
-                Err(Error::Config(format!(
-                    "berth load {source} into {dataset} ended {:?} ({status}): {}",
-                    package.status,
-                    errors.join("; ")
-                )))
-            }
+        match summary.and_then(|s| s.packages.into_iter().next()) {
+            Some(package) => Ok((package, peak)),
             None => Err(Error::Config(format!(
-                "berth load {source} into {dataset} failed ({status}): {}",
+                "berth load {source} into {dataset} failed ({}): {}",
+                output.status,
                 last_lines(&String::from_utf8_lossy(&output.stderr), 10)
             ))),
         }

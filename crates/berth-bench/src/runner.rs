@@ -627,7 +627,7 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         pair[1].berth_ratio = (append > 0.0).then(|| measured / append);
     }
     Ok(BenchReport {
-        destination: described.clone(),
+        destination: described,
         shape: config.shape.name(),
         disposition: disposition.to_string(),
         rows: config.rows,
@@ -729,7 +729,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         cases.push(ceiling);
     }
     Ok(BenchReport {
-        destination: described.clone(),
+        destination: described,
         shape: config.shape.name(),
         disposition: Disposition::Append.to_string(),
         rows: config.rows,
