@@ -66,6 +66,23 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A path inside a package is a symbolic link: berth reads and writes only what is inside a
+    /// package folder, so it refuses the package before loading anything.
+    #[error(
+        "`{path}` is a symbolic link; berth reads and writes only files inside the package folder (dlt writes no links): replace it by the file or folder itself"
+    )]
+    Symlink {
+        /// The link, inside the package.
+        path: String,
+    },
+    /// The package's load id cannot be told, or its folder name disagrees with it.
+    #[error("{package}: {message}")]
+    LoadId {
+        /// The package.
+        package: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A job file name outside `<table>.<file_id>.<retry_count>.<format>[.gz]`.
     #[error("job file `{name}` does not follow <table>.<file_id>.<retry_count>.<format>[.gz]: {reason}")]
     JobFileName {

@@ -27,8 +27,10 @@
 mod error;
 pub mod job;
 pub mod lease;
+pub mod naming;
 pub mod package;
 pub mod read;
+pub mod redact;
 pub mod schema;
 pub mod state;
 pub mod store;
@@ -36,6 +38,7 @@ pub mod typed_json;
 
 pub use error::{Error, Result};
 pub use job::{FileFormat, JobFileName};
+pub use naming::NamingConvention;
 pub use package::{FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition};
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
 pub use state::{PackageState, RestoreState};

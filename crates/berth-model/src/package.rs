@@ -311,6 +311,84 @@ pub fn load_id_from_folder(folder: &str) -> String {
     }
 }
 
+/// The load id of a package in folder `folder` with package state `state`: the package's own
+/// (`pipeline_state._dlt_load_id`) where it records one, else the folder's. A folder is named by
+/// its load id, optionally after an ordering prefix (`0_1795379913.1787062`); any other name is
+/// refused, since the load id is what `_dlt_loads`, the journal and the staging dataset are keyed by.
+pub fn package_load_id(folder: &str, state: &PackageState, package: &str) -> Result<String> {
+    let from_folder = load_id_from_folder(folder);
+    match &state.load_id {
+        // Load ids name staging datasets with their dot made `_`: only dlt's shape keeps that
+        // one-to-one.
+        Some(id) if !is_load_id(id) => Err(Error::LoadId {
+            package: package.to_string(),
+            message: format!(
+                "the package's state says its load id is `{id}`, which is not a dlt load id (`<seconds>.<fraction>`)"
+            ),
+        }),
+        Some(id) if *id == from_folder => Ok(id.clone()),
+        Some(id) => Err(Error::LoadId {
+            package: package.to_string(),
+            message: format!(
+                "the folder is named `{folder}` but the package's state says its load id is `{id}`: \
+                 rename the folder to `{id}` (dlt names package folders by their load id)"
+            ),
+        }),
+        None if is_load_id(&from_folder) => Ok(from_folder),
+        None => Err(Error::LoadId {
+            package: package.to_string(),
+            message: format!(
+                "`{folder}` is not a load id (`<seconds>.<fraction>`, as dlt names package folders) and the \
+                 package state records none: rename the folder to the package's load id"
+            ),
+        }),
+    }
+}
+
+/// Refuses a local package in which anything berth reads or writes is a symbolic link: the
+/// package's own files, its job and bookkeeping folders, and every entry in those folders. A link
+/// would make berth load a file from outside the package, or move and write files outside it.
+/// The package folder itself may be a link (the user named it).
+pub fn confine(dir: &FsPath) -> Result<()> {
+    let is_link = |path: &FsPath| std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let refuse = |path: &FsPath| Error::Symlink {
+        path: path.display().to_string(),
+    };
+    let files = [
+        layout::SCHEMA,
+        layout::STATE,
+        layout::SCHEMA_UPDATES,
+        layout::APPLIED_SCHEMA_UPDATES,
+        layout::COMPLETED,
+        ".restore",
+        layout::RESTORE_STATE,
+    ];
+    for file in files {
+        if is_link(&dir.join(file)) {
+            return Err(refuse(&dir.join(file)));
+        }
+    }
+    let folders = JobState::ALL
+        .iter()
+        .map(|s| s.folder())
+        .chain([layout::EXCEPTIONS, layout::PENDING_TRANSITIONS]);
+    for folder in folders {
+        let path = dir.join(folder);
+        if is_link(&path) {
+            return Err(refuse(&path));
+        }
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                return Err(refuse(&entry.path()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One job file of a package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFile {
@@ -353,8 +431,12 @@ pub struct LoadPackage {
 }
 
 impl LoadPackage {
-    /// Opens and validates a package: schema, state, every job file name and table.
+    /// Opens and validates a package: schema, state, every job file name and table. A local
+    /// package must hold no symbolic link where berth reads or writes ([`confine`]).
     pub async fn open(location: PackageLocation) -> Result<Self> {
+        if let Some(dir) = location.local_dir() {
+            confine(&dir)?;
+        }
         let schema_path = location.display_child(layout::SCHEMA);
         let schema_bytes = location
             .read_optional(layout::SCHEMA)
@@ -423,8 +505,9 @@ impl LoadPackage {
         jobs.sort_by(|a, b| (&a.name.table, a.name.to_string()).cmp(&(&b.name.table, b.name.to_string())));
         let pending_transitions = read_pending_transitions(&location).await?;
 
+        let load_id = package_load_id(&location.folder_name(), &state, &location.to_string())?;
         Ok(Self {
-            load_id: load_id_from_folder(&location.folder_name()),
+            load_id,
             location,
             schema: Arc::new(schema),
             state,
@@ -436,12 +519,29 @@ impl LoadPackage {
         })
     }
 
-    /// The dataset recorded in the package (`.restore/state.json`), else the schema name.
+    /// The dataset recorded in the package (`.restore/state.json`), else the schema name, as dlt
+    /// names it: see [`Self::dataset_name`].
     pub fn default_dataset(&self) -> String {
-        self.restore
-            .as_ref()
-            .and_then(|r| r.dataset_name.clone())
-            .unwrap_or_else(|| self.schema.name.clone())
+        self.dataset_name(None)
+    }
+
+    /// The dataset this package loads into, resolved as dlt's `normalize_dataset_name` does:
+    /// `configured` (else the pipeline's dataset from `.restore/state.json`, else the schema
+    /// name), suffixed with `_<schema name>` when the package's schema is not the pipeline's
+    /// default schema, then normalized by the schema's naming convention (`ShopData` is
+    /// `shop_data` under `snake_case`, and stays `ShopData` under `sql_cs_v1`).
+    pub fn dataset_name(&self, configured: Option<&str>) -> String {
+        let restore = self.restore.as_ref();
+        let mut name = configured
+            .map(str::to_string)
+            .or_else(|| restore.and_then(|r| r.dataset_name.clone()))
+            .unwrap_or_else(|| self.schema.name.clone());
+        if let Some(default_schema) = restore.and_then(|r| r.default_schema_name.as_deref())
+            && default_schema != self.schema.name
+        {
+            name = format!("{name}_{}", self.schema.name);
+        }
+        self.schema.naming().normalize_table_identifier(&name).unwrap_or(name)
     }
 
     /// Jobs in a state.
@@ -547,8 +647,13 @@ impl LoadPackage {
                 format!("retry: {}\n{}\n", failure.kind.as_str(), failure.message),
             )
             .await?;
+        // A crafted name may already hold the largest count: it stays there rather than wrap.
         let requeued = self
-            .move_job_as(job, JobState::New, job.name.with_retry(job.name.retry_count + 1))
+            .move_job_as(
+                job,
+                JobState::New,
+                job.name.with_retry(job.name.retry_count.saturating_add(1)),
+            )
             .await?;
         if job.state == JobState::Failed {
             // Its message now lives in `.exceptions/`.
@@ -622,6 +727,95 @@ mod tests {
         assert_eq!(load_id_from_folder("my_package"), "my_package");
         assert!(is_load_id("1795379913"));
         assert!(!is_load_id(".5"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_a_package_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "root:x:0:0").unwrap();
+        for link in ["new_jobs/t.abc.0.jsonl", "completed_jobs", ".exceptions", "schema.json"] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("new_jobs")).unwrap();
+            let target = if link.contains('.') && !link.starts_with('.') {
+                outside.path().join("secret")
+            } else {
+                outside.path().to_path_buf()
+            };
+            std::os::unix::fs::symlink(&target, dir.path().join(link)).unwrap();
+            let err = confine(dir.path()).unwrap_err();
+            assert!(
+                matches!(&err, Error::Symlink { path } if path.ends_with(link)),
+                "{link}: {err}"
+            );
+            assert!(!err.to_string().contains("root:x"), "no file content in errors");
+        }
+    }
+
+    #[test]
+    fn the_load_id_is_the_packages_own() {
+        let state = |id: Option<&str>| PackageState {
+            load_id: id.map(str::to_string),
+            ..PackageState::empty()
+        };
+        let id = "1796407750.566676";
+        assert_eq!(package_load_id(id, &state(None), "p").unwrap(), id);
+        assert_eq!(package_load_id(&format!("1_{id}"), &state(Some(id)), "p").unwrap(), id);
+        assert_eq!(package_load_id(id, &state(Some(id)), "p").unwrap(), id);
+        // A folder that is not named by its load id is refused, with or without a state.
+        for (folder, s) in [
+            ("pkgA", state(Some(id))),
+            ("pkgA", state(None)),
+            ("1.5", state(Some(id))),
+            ("1800000020-5", state(None)),
+            ("1800000020-5", state(Some("1800000020-5"))),
+        ] {
+            let err = package_load_id(folder, &s, "p").unwrap_err();
+            assert!(matches!(err, Error::LoadId { .. }), "{folder}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dataset_is_named_as_dlt_names_it() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let schema = |naming: &str| {
+            format!(
+                r#"{{"name":"shop","engine_version":11,"version":1,"version_hash":"h",
+                "normalizers":{{"names":"{naming}"}},"tables":{{}}}}"#
+            )
+        };
+        let restore = |default_schema: &str| {
+            format!(r#"{{"dataset_name":"ShopData","pipeline_name":"p","default_schema_name":{default_schema}}}"#)
+        };
+        let open = |naming: &'static str, default_schema: &'static str| {
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .put(&Path::from("p/1.5/schema.json"), schema(naming).into())
+                    .await
+                    .unwrap();
+                store
+                    .put(&Path::from("p/1.5/.restore/state.json"), restore(default_schema).into())
+                    .await
+                    .unwrap();
+                LoadPackage::open(PackageLocation::from_store(
+                    Arc::clone(&store),
+                    "p/1.5",
+                    "memory:///p/1.5",
+                ))
+                .await
+                .unwrap()
+            }
+        };
+        let package = open("snake_case", "null").await;
+        assert_eq!(package.default_dataset(), "shop_data");
+        assert_eq!(package.dataset_name(Some("My Data")), "my_data");
+        assert_eq!(open("snake_case", "\"shop\"").await.default_dataset(), "shop_data");
+        assert_eq!(
+            open("snake_case", "\"other\"").await.default_dataset(),
+            "shop_data_shop"
+        );
+        assert_eq!(open("sql_cs_v1", "null").await.default_dataset(), "ShopData");
     }
 
     #[tokio::test]

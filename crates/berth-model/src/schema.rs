@@ -456,6 +456,11 @@ struct RawSchema {
 }
 
 impl Schema {
+    /// The naming convention of `normalizers.names`.
+    pub fn naming(&self) -> crate::naming::NamingConvention {
+        crate::naming::NamingConvention::from_schema_name(self.naming_convention.as_deref())
+    }
+
     /// Parses `schema.json`. `origin` names the file in errors.
     pub fn from_json(text: &str, origin: &str) -> Result<Self> {
         let raw: RawSchema = serde_json::from_str(text).map_err(|source| Error::SchemaJson {

@@ -13,6 +13,13 @@ pub struct PackageState {
     pub created_at: Option<DateTime<Utc>>,
     /// `_state_version`.
     pub state_version: u64,
+    /// `dropped_tables`: tables a `refresh="drop_resources"` (or `drop_sources`) extract asks the
+    /// loader to drop before the migration, by name.
+    pub dropped_tables: Vec<String>,
+    /// `truncated_tables`: tables a `refresh="drop_data"` extract asks the loader to empty.
+    pub truncated_tables: Vec<String>,
+    /// `pipeline_state._dlt_load_id`: the load id dlt gave the package.
+    pub load_id: Option<String>,
     /// The whole document as read, markers kept, so it round-trips.
     pub raw: Map<String, Value>,
 }
@@ -44,9 +51,38 @@ impl PackageState {
                 .as_u64()
                 .ok_or_else(|| bad(format!("`_state_version` must be a non-negative integer, found {v}")))?,
         };
+        let table_names = |key: &str| -> Result<Vec<String>> {
+            match raw.get(key) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(tables)) => tables
+                    .iter()
+                    .map(|t| {
+                        t.get("name")
+                            .and_then(Value::as_str)
+                            .map(|n| typed_json::strip_marker(n).to_string())
+                            .ok_or_else(|| bad(format!("`{key}` holds a table without a `name`: {t}")))
+                    })
+                    .collect(),
+                Some(other) => Err(bad(format!("`{key}` must be a list of tables, found {other}"))),
+            }
+        };
+        let dropped_tables = table_names("dropped_tables")?;
+        let truncated_tables = table_names("truncated_tables")?;
+        let load_id = match raw.get("pipeline_state").and_then(|p| p.get("_dlt_load_id")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(typed_json::strip_marker(s).to_string()),
+            Some(other) => {
+                return Err(bad(format!(
+                    "`pipeline_state._dlt_load_id` must be a string, found {other}"
+                )));
+            }
+        };
         Ok(Self {
             created_at,
             state_version,
+            dropped_tables,
+            truncated_tables,
+            load_id,
             raw,
         })
     }
@@ -56,6 +92,9 @@ impl PackageState {
         Self {
             created_at: None,
             state_version: 0,
+            dropped_tables: Vec::new(),
+            truncated_tables: Vec::new(),
+            load_id: None,
             raw: Map::new(),
         }
     }
@@ -68,6 +107,9 @@ pub struct RestoreState {
     pub dataset_name: Option<String>,
     /// The pipeline's name.
     pub pipeline_name: Option<String>,
+    /// The pipeline's default schema: a package of another schema loads into
+    /// `<dataset_name>_<schema name>` (dlt's `_make_dataset_name`).
+    pub default_schema_name: Option<String>,
 }
 
 impl RestoreState {
@@ -81,6 +123,7 @@ impl RestoreState {
         Ok(Self {
             dataset_name: get("dataset_name"),
             pipeline_name: get("pipeline_name"),
+            default_schema_name: get("default_schema_name"),
         })
     }
 }

@@ -300,10 +300,16 @@ pub async fn discover_packages(location: &str, config: &StorageConfig) -> Result
             location: location.to_string(),
             reason: e.to_string(),
         })?;
-        if found.is_empty() {
+        // An empty folder is nothing to do (a pipeline's `load/normalized/` once every package
+        // is loaded); a folder holding anything else but no package is a mistake worth naming.
+        let is_empty_dir = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
+        if found.is_empty() && !is_empty_dir {
             return Err(Error::MissingSchema {
                 package: location.to_string(),
             });
+        }
+        if found.is_empty() {
+            tracing::warn!("{location} holds no packages: nothing to load");
         }
         return found
             .iter()

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder, new_null_array};
+use arrow::array::{Array, ArrayRef, BinaryBuilder, RecordBatch, StringBuilder, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::DataType as ArrowType;
 use arrow::util::display::FormatOptions;
@@ -164,9 +164,29 @@ fn parse_quoted(c: &mut Cursor<'_>, backslash_escapes: bool, job: &str) -> Resul
     }
 }
 
-/// One literal: `None` for NULL, else its text.
-fn parse_value(c: &mut Cursor<'_>, job: &str) -> Result<Option<String>> {
+/// One literal as written: text, or the argument of `from_base64('…')` (how DuckDB's
+/// `insert_values` writes binary values).
+#[derive(Debug, PartialEq)]
+enum Literal {
+    Text(String),
+    Base64(String),
+}
+
+/// One literal: `None` for NULL.
+fn parse_value(c: &mut Cursor<'_>, job: &str) -> Result<Option<Literal>> {
     c.skip_ws();
+    if c.rest().len() >= 12 && c.rest().as_bytes()[..12].eq_ignore_ascii_case(b"from_base64(") {
+        c.pos += 12;
+        c.skip_ws();
+        if c.peek() != Some('\'') {
+            return Err(err(job, c, "expected a string literal in from_base64(…)"));
+        }
+        let encoded = parse_quoted(c, false, job)?;
+        if !c.eat(")") {
+            return Err(err(job, c, "expected `)` closing from_base64(…)"));
+        }
+        return Ok(Some(Literal::Base64(encoded)));
+    }
     let value = match c.peek() {
         Some('\'') => Some(parse_quoted(c, false, job)?),
         Some('E' | 'e') if c.rest()[1..].starts_with('\'') => {
@@ -209,7 +229,115 @@ fn parse_value(c: &mut Cursor<'_>, job: &str) -> Result<Option<String>> {
             c.bump();
         }
     }
-    Ok(value)
+    Ok(value.map(Literal::Text))
+}
+
+/// A column's values as parsed: text to be cast to the column's type, or bytes for binary columns.
+enum ColumnValues {
+    Text(StringBuilder),
+    Bytes(BinaryBuilder),
+}
+
+impl ColumnValues {
+    fn for_type(data_type: &ArrowType) -> Self {
+        match data_type {
+            ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView => Self::Bytes(BinaryBuilder::new()),
+            _ => Self::Text(StringBuilder::new()),
+        }
+    }
+
+    /// Appends a value; the error says what is wrong with it.
+    fn append(&mut self, value: Option<Literal>, column: &str) -> std::result::Result<(), String> {
+        match (self, value) {
+            (Self::Text(b), None) => b.append_null(),
+            (Self::Bytes(b), None) => b.append_null(),
+            (Self::Text(b), Some(Literal::Text(t))) => b.append_value(t),
+            (Self::Text(_), Some(Literal::Base64(_))) => {
+                return Err(format!("column `{column}` is not binary but holds from_base64(…)"));
+            }
+            (Self::Bytes(b), Some(literal)) => b.append_value(
+                binary_literal(&literal)
+                    .ok_or_else(|| format!("column `{column}` holds a binary literal that does not decode"))?,
+            ),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Text(b) => Arc::new(b.finish()),
+            Self::Bytes(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Decimal literals in exponent notation (`-1E-9`, as dlt writes small and large decimals) in
+/// plain notation (`-0.000000001`), which Arrow's decimal cast reads.
+fn plain_decimals(text: &ArrayRef) -> ArrayRef {
+    let Some(strings) = text.as_any().downcast_ref::<arrow::array::StringArray>() else {
+        return Arc::clone(text);
+    };
+    if !strings.iter().flatten().any(|v| v.contains(['e', 'E'])) {
+        return Arc::clone(text);
+    }
+    let expanded: arrow::array::StringArray = strings
+        .iter()
+        .map(|v| v.map(|v| expand_exponent(v).unwrap_or_else(|| v.to_string())))
+        .collect();
+    Arc::new(expanded)
+}
+
+/// `1.5E-3` → `0.0015`; `None` when `value` is not a number in exponent notation.
+pub fn expand_exponent(value: &str) -> Option<String> {
+    let (mantissa, exponent) = value.trim().split_once(['e', 'E'])?;
+    let exponent: i64 = exponent.parse().ok()?;
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || exponent.unsigned_abs() > 1000
+    {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    // Position of the decimal point within `digits`.
+    let point = i64::try_from(whole.len()).ok()? + exponent;
+    let text = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(usize::try_from(-point).ok()?))
+    } else if point >= i64::try_from(digits.len()).ok()? {
+        format!("{digits}{}", "0".repeat(usize::try_from(point).ok()? - digits.len()))
+    } else {
+        let point = usize::try_from(point).ok()?;
+        format!("{}.{}", &digits[..point], &digits[point..])
+    };
+    Some(format!("{sign}{text}"))
+}
+
+/// The bytes of a binary literal: `from_base64('…')` (DuckDB), `'\x0001ff'` (PostgreSQL's
+/// `bytea` hex form), else the literal's own bytes.
+fn binary_literal(literal: &Literal) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    match literal {
+        Literal::Base64(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded).ok(),
+        Literal::Text(text) => match text.strip_prefix("\\x") {
+            Some(hex) => decode_hex(hex),
+            None => Some(text.as_bytes().to_vec()),
+        },
+    }
+}
+
+/// Bytes from hex digits (an even number of them).
+pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Parses an `insert_values` job into batches of `batch_size` rows with the table's Arrow schema.
@@ -281,7 +409,15 @@ pub fn parse_insert_values(
                 "expected `VALUES` (the select_union writer is not supported)",
             ));
         }
-        let mut builders: Vec<StringBuilder> = header.iter().map(|_| StringBuilder::new()).collect();
+        // dlt writes a header without rows for a table whose resource yielded nothing.
+        c.skip_ws();
+        if c.rest().is_empty() || c.eat(";") {
+            continue;
+        }
+        let mut builders: Vec<ColumnValues> = targets
+            .iter()
+            .map(|&t| ColumnValues::for_type(schema.field(t).data_type()))
+            .collect();
         let mut rows = 0usize;
         loop {
             if !c.eat("(") {
@@ -295,7 +431,8 @@ pub fn parse_insert_values(
                         format!("row has fewer values than the {} columns", header.len()),
                     ));
                 }
-                builder.append_option(parse_value(&mut c, job)?);
+                let value = parse_value(&mut c, job)?;
+                builder.append(value, &header[i]).map_err(|m| err(job, &c, m))?;
             }
             if !c.eat(")") {
                 return Err(err(
@@ -347,7 +484,7 @@ fn build_batch(
     schema: &arrow::datatypes::SchemaRef,
     targets: &[usize],
     header: &[String],
-    builders: &mut [StringBuilder],
+    builders: &mut [ColumnValues],
     rows: usize,
     table: &Table,
     job: &str,
@@ -362,10 +499,13 @@ fn build_batch(
         format_options: FormatOptions::default(),
     };
     for ((builder, &target), name) in builders.iter_mut().zip(targets).zip(header) {
-        let text: ArrayRef = Arc::new(builder.finish());
+        let mut text: ArrayRef = builder.finish();
         let field = schema.field(target);
+        if matches!(field.data_type(), ArrowType::Decimal128(..) | ArrowType::Decimal256(..)) {
+            text = plain_decimals(&text);
+        }
         let typed = match field.data_type() {
-            ArrowType::Utf8 => text,
+            t if t == text.data_type() => text,
             other => cast_with_options(&text, other, &options).map_err(|e| Error::Decode {
                 job: job.to_string(),
                 message: format!("column `{name}` of table `{}`: {e}", table.name),
@@ -420,6 +560,64 @@ mod tests {
         assert!(b.column(3).is_null(0));
         assert_eq!(batches[1].column(3).as_string::<i32>().value(0), "hé");
         assert_eq!(parse(text, 100).unwrap()[0].num_rows(), 2);
+    }
+
+    const BINARY: &str = r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t",
+      "columns":{"id":{"name":"id","data_type":"bigint"},"b":{"name":"b","data_type":"binary"}}}}}"#;
+
+    fn parse_binary(text: &str) -> Result<Vec<RecordBatch>> {
+        let schema = Schema::from_json(BINARY, "schema.json").unwrap();
+        let mut out = Vec::new();
+        parse_insert_values(text, schema.table("t").unwrap(), 100, "job", &mut |b| {
+            out.push(b);
+            true
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn binary_literals_of_both_destinations_are_bytes() {
+        // DuckDB writes from_base64('…'), PostgreSQL the bytea hex form; both are 00 01 ff.
+        for text in [
+            "INSERT INTO {}(\"id\",\"b\")\nVALUES\n(1,from_base64('AAH/')),(2,from_base64('')),(3,NULL);",
+            "INSERT INTO {}(\"id\",\"b\")\nVALUES\n(1,'\\x0001ff'),(2,'\\x'),(3,NULL);",
+            "INSERT INTO {}(\"id\",\"b\")\nVALUES\n(1,E'\\\\x0001ff'),(2,E'\\\\x'),(3,NULL);",
+        ] {
+            let batches = parse_binary(text).unwrap();
+            let b = batches[0].column(1).as_binary::<i32>();
+            assert_eq!(b.value(0), [0u8, 1, 255], "{text}");
+            assert_eq!(b.value(1), [0u8; 0], "{text}");
+            assert!(b.is_null(2), "{text}");
+        }
+        let bad = "INSERT INTO {}(\"id\",\"b\")\nVALUES\n(1,from_base64('**'));";
+        assert!(matches!(parse_binary(bad), Err(Error::Decode { .. })));
+    }
+
+    #[test]
+    fn exponent_notation_becomes_plain_decimals() {
+        for (value, plain) in [
+            ("-1E-9", "-0.000000001"),
+            ("1.5e3", "1500"),
+            ("+12.345E1", "123.45"),
+            ("1E+2", "100"),
+            ("0.5E0", "0.5"),
+        ] {
+            assert_eq!(expand_exponent(value).as_deref(), Some(plain), "{value}");
+        }
+        assert_eq!(expand_exponent("12.5"), None);
+        assert_eq!(expand_exponent("E5"), None);
+        assert_eq!(expand_exponent("1e99999"), None);
+    }
+
+    #[test]
+    fn a_header_without_rows_is_an_empty_job() {
+        // dlt's file for a replace whose resource yielded nothing.
+        for text in [
+            "INSERT INTO {}(\"id\",\"b\")\nVALUES\n",
+            "INSERT INTO {}(\"id\",\"b\")\nVALUES\n;",
+        ] {
+            assert!(parse_binary(text).unwrap().is_empty(), "{text}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -27,8 +27,8 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderBuilder};
 use tokio::sync::mpsc;
 
-pub use insert_values::parse_insert_values;
-pub use types::{arrow_schema, arrow_type, check_file_schema};
+pub use insert_values::{expand_exponent, parse_insert_values};
+pub use types::{arrow_schema, arrow_type, check_file_schema, is_nested, nested_to_json};
 
 use crate::error::{Error, Result};
 use crate::job::FileFormat;
@@ -454,7 +454,30 @@ fn decode_jsonl(
         .filter(|c| c.data_type == Some(DataType::Json))
         .map(|c| c.name.as_str())
         .collect();
-    let mut decoder = arrow::json::ReaderBuilder::new(schema)
+    // Binary values are strings in JSON: decoded as text first, then turned into bytes (see
+    // `binary_columns_from_text`).
+    let binary_columns: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f.data_type(), ArrowType::Binary | ArrowType::LargeBinary))
+        .map(|(i, _)| i)
+        .collect();
+    let text_schema = Arc::new(ArrowSchema::new(
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if binary_columns.contains(&i) {
+                    f.as_ref().clone().with_data_type(ArrowType::Utf8)
+                } else {
+                    f.as_ref().clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let mut decoder = arrow::json::ReaderBuilder::new(text_schema)
         .with_batch_size(batch_size)
         .build_decoder()
         .map_err(|e| decode_error(job, e.to_string()))?;
@@ -465,18 +488,32 @@ fn decode_jsonl(
             .map_err(|e| decode_error(job, format!("rows before line {line}: {e}")))?;
         rows.clear();
         match decoder.flush().map_err(|e| decode_error(job, e.to_string()))? {
-            Some(batch) => Ok(emit(batch)),
+            Some(batch) => Ok(emit(binary_columns_from_text(
+                batch,
+                &schema,
+                &binary_columns,
+                typed,
+                job,
+            )?)),
             None => Ok(true),
         }
     };
-    for (index, line) in input.lines().enumerate() {
-        let line_no = index + 1;
-        let line = line.map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?;
+    let mut input = input;
+    let mut bytes = Vec::new();
+    for line_no in 1usize.. {
+        bytes.clear();
+        if !read_bounded_line(&mut input, &mut bytes, MAX_LINE_BYTES)
+            .map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?
+        {
+            break;
+        }
+        let line =
+            std::str::from_utf8(&bytes).map_err(|e| decode_error(job, format!("line {line_no} is not UTF-8: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
         let value: Value =
-            serde_json::from_str(&line).map_err(|e| decode_error(job, format!("line {line_no} is not JSON: {e}")))?;
+            serde_json::from_str(line).map_err(|e| decode_error(job, format!("line {line_no} is not JSON: {e}")))?;
         let items = match value {
             Value::Array(items) if typed => items,
             other => vec![other],
@@ -497,7 +534,29 @@ fn decode_jsonl(
                     if !value.is_null() {
                         *value = Value::String(value.to_string());
                     }
-                } else if let Value::String(s) = value {
+                } else if column.data_type == Some(DataType::Bigint)
+                    && let Value::Number(n) = value
+                    && n.as_i64().is_none()
+                    && n.as_u64().is_none()
+                    && !n
+                        .as_f64()
+                        .is_some_and(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+                {
+                    // A fraction (or an integer beyond 64 bits) in an integer column would be
+                    // cut silently by the decoder: refuse it, as Parquet refuses the mismatch.
+                    return Err(Error::ColumnType {
+                        job: job.to_string(),
+                        table: table.name.clone(),
+                        column: key.clone(),
+                        expected: DataType::Bigint.as_str(),
+                        found: format!("the number {n} on line {line_no}"),
+                    });
+                } else if typed
+                    && column.data_type != Some(DataType::Binary)
+                    && let Value::String(s) = value
+                {
+                    // Only typed JSONL marks its strings; in plain JSONL a leading marker
+                    // character is data (dlt's variant column of an empty binary holds one).
                     let plain = crate::typed_json::strip_marker(s);
                     if plain.len() != s.len() {
                         *s = plain.to_string();
@@ -514,6 +573,88 @@ fn decode_jsonl(
         flush(&mut rows, &mut decoder, usize::MAX)?;
     }
     Ok(())
+}
+
+/// The longest line a JSONL job may hold (one row): a longer one is refused as bad data, so a
+/// small compressed file cannot make berth hold gigabytes.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Reads one line (without its `\n`) into `line`; `false` at the end of the input. A line longer
+/// than `max` bytes is an error, found without reading more than `max` bytes of it.
+fn read_bounded_line(input: &mut dyn BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
+    let mut read_any = false;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok(read_any);
+        }
+        read_any = true;
+        let (chunk, found) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (&available[..end], Some(end + 1)),
+            None => (available, None),
+        };
+        if line.len() + chunk.len() > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("longer than {} MiB: not a row dlt writes", max >> 20),
+            ));
+        }
+        line.extend_from_slice(chunk);
+        let consumed = found.unwrap_or(available.len());
+        input.consume(consumed);
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+}
+
+/// `batch` with its `binary_columns` (JSON strings, decoded as text) as `schema`'s binary types.
+///
+/// Typed JSONL (`"\u{F02B}<base64>"`) carries the bytes themselves: they are decoded. Plain JSONL
+/// holds the base64 text dlt's normalizer wrote, and dlt 1.31 loads it into DuckDB as it is (the
+/// bytes of that text, through `read_json`): berth loads the same bytes, so a dataset holds the
+/// same values whichever of the two loaded it.
+fn binary_columns_from_text(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    binary_columns: &[usize],
+    typed: bool,
+    job: &str,
+) -> Result<RecordBatch> {
+    use crate::typed_json::Marker;
+    use arrow::array::{Array, AsArray, BinaryBuilder};
+    use base64::Engine as _;
+    if binary_columns.is_empty() {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    for &i in binary_columns {
+        let text = columns[i].as_string::<i32>();
+        let mut bytes = BinaryBuilder::with_capacity(text.len(), text.value_data().len());
+        for row in 0..text.len() {
+            if text.is_null(row) {
+                bytes.append_null();
+                continue;
+            }
+            let value = text.value(row);
+            let bad = |what: &str| decode_error(job, format!("column `{}`: not {what}", schema.field(i).name()));
+            match crate::typed_json::split_marker(value) {
+                (Some(Marker::Base64Bytes), encoded) if typed => bytes.append_value(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_err(|_| bad("base64"))?,
+                ),
+                (Some(Marker::HexBytes), hex) if typed => {
+                    bytes.append_value(crate::read::insert_values::decode_hex(hex).ok_or_else(|| bad("hex"))?)
+                }
+                _ => bytes.append_value(value.as_bytes()),
+            }
+        }
+        let binary: arrow::array::ArrayRef = Arc::new(bytes.finish());
+        columns[i] = arrow::compute::cast(&binary, schema.field(i).data_type())
+            .map_err(|e| decode_error(job, format!("column `{}`: {e}", schema.field(i).name())))?;
+    }
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| decode_error(job, e.to_string()))
 }
 
 fn decode_csv(
@@ -533,8 +674,9 @@ fn decode_csv(
     }
     // The header decides the column order of this file.
     let mut fields = Vec::new();
-    for name in header.trim_end_matches(['\r', '\n']).split(',') {
-        let name = name.trim().trim_matches('"');
+    let header = header.strip_prefix('\u{feff}').unwrap_or(&header);
+    for name in csv_header_names(header.trim_end_matches(['\r', '\n'])) {
+        let name = name.trim();
         let column = table
             .columns
             .get(name)
@@ -560,6 +702,28 @@ fn decode_csv(
         }
     }
     Ok(())
+}
+
+/// The names of a CSV header line: comma-separated, each optionally in double quotes with `""`
+/// for a quote inside (RFC 4180), so a quoted name may hold commas.
+fn csv_header_names(line: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut name = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                name.push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => names.push(std::mem::take(&mut name)),
+            other => name.push(other),
+        }
+    }
+    names.push(name);
+    names
 }
 
 /// Reorders a batch's columns by name into `target`'s order, NULL for columns the file lacks.
@@ -619,6 +783,81 @@ pub async fn read_job_to_end(package: &LoadPackage, job: &JobFile) -> Result<Vec
 #[cfg(test)]
 mod batch_tests {
     use super::*;
+
+    #[test]
+    fn csv_headers_keep_quoted_commas_and_drop_quotes() {
+        assert_eq!(
+            csv_header_names("id,\"a,b\",\"say \"\"hi\"\"\",c"),
+            ["id", "a,b", "say \"hi\"", "c"]
+        );
+        assert_eq!(csv_header_names("one"), ["one"]);
+    }
+
+    fn jsonl(text: &str, typed: bool) -> Result<Vec<RecordBatch>> {
+        let schema = crate::Schema::from_json(
+            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
+                "id":{"name":"id","data_type":"bigint"},"b":{"name":"b","data_type":"binary"}}}}}"#,
+            "schema.json",
+        )
+        .unwrap();
+        let table = schema.table("t").unwrap();
+        let mut out = Vec::new();
+        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+        decode_jsonl(
+            input,
+            table,
+            arrow_schema(table),
+            typed,
+            100,
+            &mut |b| {
+                out.push(b);
+                true
+            },
+            "t.x.0.jsonl",
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn jsonl_binaries_load_as_dlt_loads_them_and_fractions_are_no_integers() {
+        use arrow::array::{Array, AsArray};
+        // Plain JSONL: the base64 text's bytes, as dlt's DuckDB loader stores them.
+        let batches = jsonl(
+            "{\"id\":1,\"b\":\"AAH/\"}\n{\"id\":2.0,\"b\":\"\"}\n{\"id\":3}\n",
+            false,
+        )
+        .unwrap();
+        let b = batches[0].column(1).as_binary::<i32>();
+        assert_eq!(b.value(0), b"AAH/");
+        assert_eq!(b.value(1), [0u8; 0]);
+        assert!(b.is_null(2));
+        // Typed JSONL: the bytes the marker carries.
+        let batches = jsonl("{\"id\":1,\"b\":\"\u{F02B}AAH/\"}\n", true).unwrap();
+        assert_eq!(batches[0].column(1).as_binary::<i32>().value(0), [0u8, 1, 255]);
+        assert!(matches!(
+            jsonl("{\"b\":\"\u{F02B}**\"}\n", true),
+            Err(Error::Decode { .. })
+        ));
+        let lossy = jsonl("{\"id\":2.7}\n", false).unwrap_err();
+        assert!(
+            matches!(&lossy, Error::ColumnType { column, .. } if column == "id"),
+            "{lossy}"
+        );
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        let mut input = std::io::Cursor::new(b"ab\ncdef\n\nlast".to_vec());
+        let mut line = Vec::new();
+        let mut lines = Vec::new();
+        while read_bounded_line(&mut input, &mut line, 4).unwrap() {
+            lines.push(String::from_utf8(std::mem::take(&mut line)).unwrap());
+        }
+        assert_eq!(lines, ["ab", "cdef", "", "last"]);
+        let mut long = std::io::Cursor::new(vec![b'x'; 100]);
+        let err = read_bounded_line(&mut long, &mut line, 10).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn wide_rows_get_smaller_batches() {

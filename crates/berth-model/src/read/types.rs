@@ -223,3 +223,73 @@ mod tests {
         );
     }
 }
+
+/// Is `data_type` a nested Arrow type (struct, list, map) that a `json` column holds as a document?
+pub fn is_nested(data_type: &ArrowType) -> bool {
+    matches!(
+        data_type,
+        ArrowType::Struct(_)
+            | ArrowType::List(_)
+            | ArrowType::LargeList(_)
+            | ArrowType::FixedSizeList(..)
+            | ArrowType::ListView(_)
+            | ArrowType::LargeListView(_)
+            | ArrowType::Map(..)
+    )
+}
+
+/// The values of a nested array (a `json` column written by pyarrow or arrow-rs as structs and
+/// lists) as JSON documents, one string per row, NULL where the row is NULL.
+pub fn nested_to_json(
+    array: &arrow::array::ArrayRef,
+) -> std::result::Result<arrow::array::ArrayRef, arrow::error::ArrowError> {
+    use arrow::array::{Array, RecordBatch, StringBuilder};
+    let field = Field::new("v", array.data_type().clone(), true);
+    let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(vec![field])), vec![Arc::clone(array)])?;
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
+    writer.write(&batch)?;
+    writer.finish()?;
+    let text = writer.into_inner();
+    let mut out = StringBuilder::with_capacity(array.len(), text.len());
+    // One line per row: `{"v":<document>}`.
+    for (row, line) in text.split(|b| *b == b'\n').take(array.len()).enumerate() {
+        let line = std::str::from_utf8(line).map_err(|e| arrow::error::ArrowError::JsonError(e.to_string()))?;
+        match line.strip_prefix("{\"v\":").and_then(|l| l.strip_suffix('}')) {
+            Some(document) if !array.is_null(row) => out.append_value(document),
+            _ => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod nested_tests {
+    use super::*;
+    use arrow::array::{Array, ArrayRef, AsArray, Int64Array, ListArray, StructArray};
+    use arrow::datatypes::Int64Type;
+
+    #[test]
+    fn nested_values_become_json_documents() {
+        let list: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), None]),
+            None,
+            Some(vec![]),
+        ]));
+        let text = nested_to_json(&list).unwrap();
+        let text = text.as_string::<i32>();
+        assert_eq!(text.value(0), "[1,null]");
+        assert!(text.is_null(1));
+        assert_eq!(text.value(2), "[]");
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None]));
+        let s: ArrayRef = Arc::new(StructArray::from(vec![(
+            Arc::new(Field::new("a", ArrowType::Int64, true)),
+            a,
+        )]));
+        let text = nested_to_json(&s).unwrap();
+        assert_eq!(text.as_string::<i32>().value(0), "{\"a\":1}");
+        assert_eq!(text.as_string::<i32>().value(1), "{\"a\":null}");
+        assert!(is_nested(s.data_type()) && !is_nested(&ArrowType::Utf8));
+    }
+}
