@@ -42,8 +42,9 @@ pub use capabilities::{Capabilities, default_parallel_jobs};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{JournalEntry, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered};
 pub use migrate::{
-    MigrationReport, StorageColumn, complete_load, is_empty_table, is_loaded, load_marker, migrate,
-    migration_for_empty_destination, storage_columns, system_table,
+    MigrationReport, StorageColumn, complete_load, drop_refreshed_tables, is_empty_table, is_loaded, load_marker,
+    migrate, migration_for_empty_destination, refresh_drop_statements, storage_columns, system_table,
+    truncate_refreshed_tables,
 };
 
 /// One job to load: a job file of a package into `dataset.table`.

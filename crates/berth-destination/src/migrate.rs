@@ -328,6 +328,9 @@ pub async fn migrate(
     )
     .await?;
     if !staging_tables.is_empty() {
+        // The per-load staging tables are berth's own scratch space, dropped after the commit:
+        // not a change to the user's datasets, so not in the report.
+        let mut scratch = MigrationReport::default();
         ddl.extend(
             migrate_dataset(
                 destination,
@@ -335,12 +338,14 @@ pub async fn migrate(
                 &plan.staging_dataset,
                 &staging_tables,
                 true,
-                &mut report,
+                &mut scratch,
             )
             .await?,
         );
     }
-    let version_known = report.created_tables.is_empty()
+    // One `_dlt_version` row per schema hash, as dlt keeps it: a new final dataset has none.
+    let version_table = format!("{}.{VERSION_TABLE}", plan.dataset);
+    let version_known = !report.created_tables.contains(&version_table)
         && has_schema_version(destination, &plan.dataset, &package.schema.version_hash).await?;
     if !version_known {
         ddl.push(version_insert(dialect, &plan.dataset, package));
@@ -352,6 +357,86 @@ pub async fn migrate(
             .await?;
     }
     Ok(report)
+}
+
+/// dlt's `refresh`, first half: drops the tables the package state lists in `dropped_tables`
+/// (`refresh="drop_resources"` / `"drop_sources"`) that exist in `dataset`, and deletes every
+/// stored version of the package's schema with them, in one transaction where DDL is
+/// transactional (dlt's `drop_tables(..., delete_schema=True)`). The migration that follows
+/// creates them again from the package schema. Returns the tables dropped.
+///
+/// Run it only before any job of the package committed: afterwards the tables hold this
+/// package's rows.
+pub async fn drop_refreshed_tables(
+    destination: &dyn Destination,
+    package: &LoadPackage,
+    dataset: &str,
+) -> Result<Vec<String>> {
+    let dropped = &package.state.dropped_tables;
+    if dropped.is_empty() {
+        return Ok(Vec::new());
+    }
+    let caps = destination.capabilities();
+    let dialect = &caps.dialect;
+    let mut names = dropped.clone();
+    names.push(VERSION_TABLE.to_string());
+    let existing = storage_columns(destination, dataset, &names).await?;
+    if !existing.contains_key(&dialect.stored_name(VERSION_TABLE)) {
+        // Nothing was ever loaded into this dataset (dlt: storage not initialized).
+        return Ok(Vec::new());
+    }
+    let present: Vec<String> = dropped
+        .iter()
+        .filter(|t| existing.contains_key(&dialect.stored_name(t)))
+        .cloned()
+        .collect();
+    destination
+        .execute(
+            berth_plan::statements(refresh_drop_statements(dialect, package, dataset, &present)),
+            caps.supports_ddl_transactions,
+        )
+        .await?;
+    Ok(present)
+}
+
+/// The statements of [`drop_refreshed_tables`] for the `present` ones of the package's
+/// `dropped_tables` (for `berth plan`, all of them).
+pub fn refresh_drop_statements(
+    dialect: &SqlDialect,
+    package: &LoadPackage,
+    dataset: &str,
+    present: &[String],
+) -> Vec<berth_plan::sqlparser::ast::Statement> {
+    let mut statements: Vec<_> = present.iter().map(|t| sql::drop_table(dialect, dataset, t)).collect();
+    statements.push(sql::delete_where_equals(
+        dialect,
+        dataset,
+        VERSION_TABLE,
+        "schema_name",
+        &package.schema.name,
+    ));
+    statements
+}
+
+/// dlt's `refresh`, second half: the statements that empty the tables the package state lists in
+/// `truncated_tables` (`refresh="drop_data"`) and that exist in `dataset`, to run with the other
+/// tables the load empties, before any job of the package committed.
+pub async fn truncate_refreshed_tables(
+    destination: &dyn Destination,
+    package: &LoadPackage,
+    dataset: &str,
+) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
+    let truncated = &package.state.truncated_tables;
+    if truncated.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dialect = &destination.capabilities().dialect;
+    let existing = storage_columns(destination, dataset, truncated).await?;
+    Ok(truncated
+        .iter()
+        .filter(|t| existing.contains_key(&dialect.stored_name(t)))
+        .map(|t| sql::delete_all(dialect, dataset, t))
+        .collect())
 }
 
 /// The `_dlt_version` row of the package's schema.

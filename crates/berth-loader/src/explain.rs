@@ -2,7 +2,9 @@
 //! a dialect, against a destination assumed to have none of the package's datasets yet (or,
 //! for the follow-ups, final tables that already hold rows).
 
-use berth_destination::{JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination};
+use berth_destination::{
+    JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination, refresh_drop_statements,
+};
 use std::collections::BTreeSet;
 
 use berth_model::{JobFile, JobState, LoadPackage, Table};
@@ -70,6 +72,20 @@ pub fn explain(
     let mut phases = Vec::new();
     let sql = |statements: Vec<SqlStatement>| statements.into_iter().map(Step::Sql).collect::<Vec<_>>();
 
+    // dlt's refresh acts on a dataset that has the tables; with --assume-empty there is none.
+    let dropped = &package.state.dropped_tables;
+    if !dropped.is_empty() && !options.assume_empty {
+        phases.push(Phase {
+            title: "refresh: drop the tables the package drops, and the schema's stored versions (one transaction)"
+                .into(),
+            steps: sql(berth_plan::statements(refresh_drop_statements(
+                dialect,
+                package,
+                &plan.dataset,
+                dropped,
+            ))),
+        });
+    }
     let migration = migration_for_empty_destination(dialect, package, &plan)?;
     phases.push(Phase {
         title: "migrate: datasets, tables, schema version (one transaction)".into(),
@@ -81,7 +97,11 @@ pub fn explain(
     } else {
         BTreeSet::new()
     };
-    let init = plan.init_statements_for(dialect, plan.chains.iter(), &new_tables);
+    let mut init = plan.init_statements_for(dialect, plan.chains.iter(), &new_tables);
+    if !options.assume_empty {
+        let truncated = package.state.truncated_tables.iter();
+        init.extend(truncated.map(|t| berth_plan::sql::delete_all(dialect, &plan.dataset, t).into()));
+    }
     if !init.is_empty() {
         phases.push(Phase {
             title: "prepare: empty the tables the jobs load into".into(),

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{
-    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load, is_empty_table,
-    is_loaded, journal_insert, migrate, uncovered,
+    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load,
+    drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate, truncate_refreshed_tables, uncovered,
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
@@ -252,11 +252,7 @@ impl Loader {
     pub async fn load(&self, location: PackageLocation) -> Result<PackageSummary> {
         let started = Instant::now();
         let package = LoadPackage::open(location).await?;
-        let dataset = self
-            .options
-            .dataset
-            .clone()
-            .unwrap_or_else(|| package.default_dataset());
+        let dataset = package.dataset_name(self.options.dataset.as_deref());
         // One berth at a time per package and dataset: a second process waits here, then finds
         // the package loaded.
         let lock = self.destination.lock_load(&package, &dataset).await?;
@@ -271,7 +267,9 @@ impl Loader {
     async fn load_locked(&self, package: LoadPackage, dataset: String, started: Instant) -> Result<PackageSummary> {
         let caps = self.destination.capabilities();
         let mut summary = PackageSummary::new(&package, &dataset, &self.destination.describe());
-        if package.completed.is_some() || is_loaded(self.destination.as_ref(), &dataset, &package.load_id).await? {
+        // Whether the package is loaded is the target's to say: a `package_completed.json` marker
+        // only means it was loaded somewhere (another destination or dataset, or one since reset).
+        if is_loaded(self.destination.as_ref(), &dataset, &package.load_id).await? {
             // Committed before: at most the staging dataset and the folder moves of a run that
             // stopped after the commit remain.
             self.drop_staging(&dataset, &package.load_id).await;
@@ -304,6 +302,17 @@ impl Loader {
         plan.check_names(&package, &caps.dialect)?;
 
         let phase = Instant::now();
+        // What earlier runs committed: the journal is the truth, the job folders may lag behind it.
+        let journal = committed_parts(self.destination.as_ref(), &dataset, &package.load_id).await?;
+        // dlt's `refresh` acts once, before anything of the package is loaded.
+        let untouched = journal.is_empty()
+            && (package.completed.is_some() || package.jobs_in(JobState::Completed).next().is_none());
+        if untouched {
+            let dropped = drop_refreshed_tables(self.destination.as_ref(), &package, &dataset).await?;
+            if !dropped.is_empty() {
+                tracing::info!(load_id = %package.load_id, "refresh: dropped {}", dropped.join(", "));
+            }
+        }
         tracing::info!(load_id = %package.load_id, phase = "migrate", "migrating {dataset}");
         summary.migration = self.migrate_with_retries(&package, &plan).await?;
         if package.tracks_job_folders() && package.schema_update_pending {
@@ -312,15 +321,14 @@ impl Loader {
                 .rename(layout::SCHEMA_UPDATES, layout::APPLIED_SCHEMA_UPDATES)
                 .await?;
         }
-        // What earlier runs committed: the journal is the truth, the job folders may lag behind it.
-        let journal = committed_parts(self.destination.as_ref(), &dataset, &package.load_id).await?;
         let journaled: HashSet<&str> = journal.iter().map(|e| e.job_id.as_str()).collect();
-        let has_progress = |table: &String| {
-            package.jobs.iter().any(|j| {
-                &j.name.table == table
-                    && (j.state == JobState::Completed || journaled.contains(j.name.job_id().as_str()))
-            })
+        // A package completed elsewhere loads every job again; otherwise a job in
+        // `completed_jobs/` is done (a dlt run that stopped midway moved it there).
+        let loaded_elsewhere = package.completed.is_some();
+        let done = |j: &JobFile| {
+            journaled.contains(j.name.job_id().as_str()) || (j.state == JobState::Completed && !loaded_elsewhere)
         };
+        let has_progress = |table: &String| package.jobs.iter().any(|j| &j.name.table == table && done(j));
         // Empty only chains none of whose jobs committed yet: a resumed package keeps its rows.
         let fresh: Vec<&ChainPlan> = plan
             .chains
@@ -334,7 +342,11 @@ impl Loader {
             .filter(|c| c.action.empties_job_tables())
             .flat_map(|c| c.tables.iter().map(String::as_str))
             .collect();
-        let init = plan.init_statements_for(&caps.dialect, fresh, &new_tables);
+        let mut init = plan.init_statements_for(&caps.dialect, fresh, &new_tables);
+        if untouched {
+            let truncated = truncate_refreshed_tables(self.destination.as_ref(), &package, &dataset).await?;
+            init.extend(truncated.into_iter().map(Into::into));
+        }
         if !init.is_empty() {
             tracing::info!(load_id = %package.load_id, phase = "prepare", "emptying the tables jobs load into");
             self.destination.execute(init, caps.supports_transactions).await?;
@@ -343,10 +355,13 @@ impl Loader {
         let pending: Vec<JobFile> = package
             .jobs
             .iter()
-            .filter(|j| matches!(j.state, JobState::New | JobState::Started) && j.name.format.is_data())
+            .filter(|j| {
+                let redo = j.state == JobState::Completed && !done(j);
+                (matches!(j.state, JobState::New | JobState::Started) || redo) && j.name.format.is_data()
+            })
             .cloned()
             .collect();
-        summary.record_completed(package.jobs_in(JobState::Completed));
+        summary.record_completed(package.jobs_in(JobState::Completed).filter(|j| done(j)));
         // Jobs in `failed_jobs/` now failed in an earlier run that allowed failed jobs.
         for job in package.jobs_in(JobState::Failed) {
             let failure = package.job_failure(job).await?;
@@ -484,9 +499,9 @@ impl Loader {
             tracing::info!(load_id = %package.load_id, phase = "commit", "writing the load marker");
             complete_load(self.destination.as_ref(), &package, &dataset).await?;
             tracing::info!(load_id = %package.load_id, phase = "finish", "committed; cleaning up");
-            if plan.uses_staging() {
-                self.drop_staging(&dataset, &package.load_id).await;
-            }
+            // Also when this run's plan stages nothing: an earlier run of the package (with
+            // other options) may have left its staging dataset pending.
+            self.drop_staging(&dataset, &package.load_id).await;
             self.finish_folders(&package).await?;
             summary.status = if summary.failed_jobs().next().is_some() {
                 PackageStatus::LoadedWithFailedJobs

@@ -29,6 +29,15 @@ pub fn staging_dataset_name(dataset: &str, load_id: &str) -> String {
     format!("{dataset}{STAGING_SUFFIX}_{id}")
 }
 
+/// Table hints of dlt 1.31's merge options that berth does not implement yet
+/// (`source_filter`, `destination_scope`, `skip_unchanged_rows`): a merge table that has one is
+/// refused. (`row_version_column_name`, the column hint `x-row-version`, is scd2's and honoured.)
+pub const UNSUPPORTED_MERGE_HINTS: [&str; 3] = [
+    "x-merge-source-filter",
+    "x-merge-destination-scope",
+    "x-merge-skip-unchanged-rows",
+];
+
 /// The merge strategies berth plans (every one but `cdc`).
 pub const PLANNED_MERGE_STRATEGIES: [MergeStrategy; 4] = [
     MergeStrategy::DeleteInsert,
@@ -196,6 +205,31 @@ impl PackagePlan {
                                 } else {
                                     format!(" (it supports {})", list(&caps.merge_strategies))
                                 }
+                            ),
+                        });
+                    }
+                    // dlt 1.31's merge options change which rows a merge keeps: loading without
+                    // them would give other rows than dlt's, so a package using one is refused.
+                    let options_used: Vec<&str> = UNSUPPORTED_MERGE_HINTS
+                        .iter()
+                        .copied()
+                        .filter(|hint| {
+                            chain_tables
+                                .iter()
+                                .any(|t| t.extra.get(*hint).is_some_and(|v| !v.is_null()))
+                        })
+                        .collect();
+                    if !options_used.is_empty() {
+                        return Err(Error::Unsupported {
+                            message: format!(
+                                "table `{}`: dlt's merge option(s) {} are not supported by berth yet; \
+                                 nothing of the package was loaded",
+                                root.name,
+                                options_used
+                                    .iter()
+                                    .map(|h| format!("`{h}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         });
                     }

@@ -203,6 +203,25 @@ pub fn delete_all(dialect: &SqlDialect, dataset: &str, table: &str) -> Statement
     }
 }
 
+/// `DELETE FROM "dataset"."table" WHERE "column" = 'value'`.
+pub fn delete_where_equals(dialect: &SqlDialect, dataset: &str, table: &str, column: &str, value: &str) -> Statement {
+    let mut statement = skeleton("DELETE FROM t WHERE c = 'v'");
+    if let Statement::Delete(delete) = &mut statement {
+        let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &mut delete.from;
+        for t in tables {
+            if let TableFactor::Table { name, .. } = &mut t.relation {
+                *name = dialect.table_name(dataset, table);
+            }
+        }
+        delete.selection = Some(Expr::BinaryOp {
+            left: Box::new(Expr::Identifier(dialect.ident(column))),
+            op: datafusion::sql::sqlparser::ast::BinaryOperator::Eq,
+            right: Box::new(lit_str(value)),
+        });
+    }
+    statement
+}
+
 /// `DROP SCHEMA IF EXISTS "dataset" CASCADE`: removes a dataset and everything in it (scratch
 /// datasets of benchmarks and tests only).
 pub fn drop_schema_cascade(dialect: &SqlDialect, dataset: &str) -> Statement {
