@@ -114,6 +114,73 @@ pub struct DuckDbDestination {
     memory: Arc<MemoryBudget>,
 }
 
+/// Opens a database file; while another process holds its lock (DuckDB admits one writing
+/// process per file), waits for it, saying so every minute, as a second `berth load` into the
+/// same file should.
+fn open_waiting_for_lock(path: &Path) -> std::result::Result<Database, DuckError> {
+    let started = Instant::now();
+    let mut said = None::<Instant>;
+    loop {
+        match Database::open(&path.to_string_lossy()) {
+            Err(e) if e.kind == ErrorKind::Transient && e.message.contains("Could not set lock on file") => {
+                if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(
+                        "waiting for `{}`: another process holds its lock ({} s so far)",
+                        path.display(),
+                        started.elapsed().as_secs()
+                    );
+                    said = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The storage version in a DuckDB file's header (`DUCK` at byte 8, the version after it), if
+/// `path` is a DuckDB file.
+fn file_storage_version(path: &Path) -> Option<u64> {
+    use std::io::Read as _;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut header).ok()?;
+    (&header[8..12] == b"DUCK").then(|| u64::from_le_bytes(header[12..20].try_into().unwrap_or_default()))
+}
+
+/// Why a DuckDB file that does not open was written by another DuckDB than berth's, and what
+/// to do: `None` when its storage version is the one berth's DuckDB writes (another cause).
+fn storage_version_mismatch(path: &Path) -> Option<String> {
+    let theirs = file_storage_version(path)?;
+    // The version berth's library writes, from a scratch file of its own.
+    let scratch = std::env::temp_dir().join(format!("berth-storage-probe-{}.duckdb", std::process::id()));
+    let ours = Database::open(&scratch.to_string_lossy()).ok().and_then(|db| {
+        drop(db);
+        file_storage_version(&scratch)
+    });
+    let _ = std::fs::remove_file(&scratch);
+    let _ = std::fs::remove_file(scratch.with_extension("duckdb.wal"));
+    let ours = ours?;
+    if theirs == ours {
+        return None;
+    }
+    let library = raw::library_version();
+    Some(if theirs > ours {
+        format!(
+            "`{}` was written by a newer DuckDB (storage version {theirs}); berth links DuckDB {library}, which reads \
+             and writes storage version {ours} and older. Load into a new file, or copy this one into a file \
+             DuckDB {library} reads, with the DuckDB that wrote it: ATTACH 'old.duckdb' AS src; ATTACH 'new.duckdb' \
+             AS dst (STORAGE_VERSION 'v1.5.0'); COPY FROM DATABASE src TO dst;",
+            path.display()
+        )
+    } else {
+        format!(
+            "`{}` has DuckDB storage version {theirs}, which DuckDB {library} (berth's) cannot open (it writes \
+             version {ours})",
+            path.display()
+        )
+    })
+}
+
 impl DuckDbDestination {
     /// Opens (creating if needed) the database file at `path`, with berth's defaults (see
     /// [`Self::from_url`]).
@@ -123,9 +190,12 @@ impl DuckDbDestination {
 
     fn open_with(path: &Path, url: &str, settings: &[(String, String)]) -> Result<Self> {
         let location = format!("duckdb:{}", path.display());
-        let db = Database::open(&path.to_string_lossy()).map_err(|e| Error::Config {
+        let db = open_waiting_for_lock(path).map_err(|e| Error::Config {
             destination: location.clone(),
-            reason: format!("cannot open the database file: {}", e.message),
+            reason: match storage_version_mismatch(path) {
+                Some(explained) => explained,
+                None => format!("cannot open the database file: {}", e.message),
+            },
         })?;
         Self::with_database(db, location).configure(url, settings, true)
     }
@@ -213,6 +283,10 @@ impl DuckDbDestination {
     ) -> Result<u64> {
         let location = self.location.clone();
         let memory = Arc::clone(&self.memory);
+        let drop_view = stream
+            .as_ref()
+            .map(|(view, _)| format!("DROP VIEW {}", self.caps.dialect.ident(view)))
+            .unwrap_or_default();
         self.blocking(move |db| {
             let mut stream = stream;
             let rerunnable = stream.is_none();
@@ -220,9 +294,13 @@ impl DuckDbDestination {
                 let conn = db.connect()?;
                 conn.execute("BEGIN TRANSACTION")?;
                 let inserted = match stream.as_mut() {
-                    Some((view, ffi)) => conn
-                        .register_arrow_stream(view, ffi)
-                        .and_then(|()| conn.execute(&insert)),
+                    // The scan is a view in the user's catalog: it goes in the same transaction,
+                    // so nothing of it is left behind (its stream dies with this call).
+                    Some((view, ffi)) => conn.register_arrow_stream(view, ffi).and_then(|()| {
+                        let rows = conn.execute(&insert)?;
+                        conn.execute(&drop_view)?;
+                        Ok(rows)
+                    }),
                     None => conn.execute(&insert),
                 };
                 match inserted.and_then(|rows| conn.execute(&journal(rows)).map(|_| rows)) {
@@ -721,6 +799,38 @@ mod url_tests {
         assert!(quoted.to_string().contains("does not pass on"), "{quoted}");
         let wrong = DuckDbDestination::from_url("duckdb::memory:?memory_limit=lots").unwrap_err();
         assert!(wrong.to_string().contains("setting memory_limit"), "{wrong}");
+    }
+}
+
+#[cfg(test)]
+mod storage_version_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_a_newer_duckdb_is_named_with_its_storage_version() {
+        let dir = std::env::temp_dir().join(format!("berth-storage-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A file header as DuckDB 2.x writes it: checksum, `DUCK`, storage version 69.
+        let newer = dir.join("newer.duckdb");
+        let mut header = vec![0u8; 8];
+        header.extend_from_slice(b"DUCK");
+        header.extend_from_slice(&69u64.to_le_bytes());
+        header.resize(3 * 4096, 0);
+        std::fs::write(&newer, header).unwrap();
+        let err = DuckDbDestination::open(&newer).unwrap_err();
+        let Error::Config { reason, .. } = &err else {
+            panic!("expected a configuration error, got {err:?}")
+        };
+        assert!(
+            reason.contains("storage version 69") && reason.contains("STORAGE_VERSION"),
+            "{reason}"
+        );
+        // A file berth's DuckDB wrote opens.
+        let own = dir.join("own.duckdb");
+        drop(DuckDbDestination::open(&own).unwrap());
+        assert!(file_storage_version(&own).is_some());
+        assert!(storage_version_mismatch(&own).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

@@ -62,6 +62,17 @@ unsafe impl Send for Database {}
 // SAFETY: as above; the handle itself is never mutated after open.
 unsafe impl Sync for Database {}
 
+/// The linked DuckDB library's version (`v1.5.6`).
+pub fn library_version() -> String {
+    // SAFETY: DuckDB returns a static NUL-terminated string.
+    let version = unsafe { ffi::duckdb_library_version() };
+    if version.is_null() {
+        return "unknown".into();
+    }
+    // SAFETY: non-NULL, NUL-terminated and static (checked above).
+    unsafe { CStr::from_ptr(version) }.to_string_lossy().into_owned()
+}
+
 impl Database {
     /// Opens (creating if missing) the database at `path` (`:memory:` for in-memory).
     pub fn open(path: &str) -> Result<Self, DuckError> {
@@ -79,7 +90,8 @@ impl Database {
                 unsafe { ffi::duckdb_free(error.cast()) };
                 m
             };
-            let kind = if message.contains("lock") {
+            // Another process holds the file (DuckDB admits one writing process per file).
+            let kind = if message.contains("Could not set lock on file") {
                 ErrorKind::Transient
             } else {
                 ErrorKind::Terminal

@@ -120,6 +120,10 @@ pub fn prepare(array: &ArrayRef, target: PgType, column: &str) -> Result<Prepare
     };
     let unwrapped = match array.data_type() {
         ArrowType::Dictionary(_, value) => cast_with_options(array, value, &options),
+        // A json column written as structs and lists (pyarrow, arrow-rs): its documents.
+        t if berth_model::read::is_nested(t) && matches!(target, PgType::Json | PgType::Jsonb | PgType::Text) => {
+            berth_model::read::nested_to_json(array)
+        }
         _ => Ok(Arc::clone(array)),
     }
     .map_err(|e| format!("column `{column}`: {e}"))?;
@@ -341,11 +345,19 @@ impl<'a> Encoder<'a> {
                     }
                     Values::Micros(v) => {
                         out.put_i32(8);
-                        out.put_i64(v[row] - PG_EPOCH_MICROS);
+                        out.put_i64(
+                            v[row]
+                                .checked_sub(PG_EPOCH_MICROS)
+                                .ok_or_else(|| out_of_range(view.column, row))?,
+                        );
                     }
                     Values::Days(v) => {
                         out.put_i32(4);
-                        out.put_i32(v[row] - PG_EPOCH_DAYS);
+                        out.put_i32(
+                            v[row]
+                                .checked_sub(PG_EPOCH_DAYS)
+                                .ok_or_else(|| out_of_range(view.column, row))?,
+                        );
                     }
                     Values::Bool(v) => {
                         out.put_i32(1);
@@ -388,6 +400,13 @@ pub fn encode_rows(columns: &[Prepared], rows: usize, out: &mut BytesMut) -> Res
 fn put(out: &mut BytesMut, value: &[u8]) {
     out.put_i32(value.len() as i32);
     out.put_slice(value);
+}
+
+fn out_of_range(column: &Prepared, row: usize) -> String {
+    format!(
+        "column `{}`, row {row}: date or timestamp out of PostgreSQL's range",
+        column.column
+    )
 }
 
 fn too_large(column: &Prepared, row: usize) -> String {

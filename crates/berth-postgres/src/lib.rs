@@ -48,13 +48,49 @@ use tokio_postgres::{Client, NoTls};
 pub use copy::PgType;
 pub use types::PostgresTypeMapper;
 
+/// How long a connection attempt may take before it fails as transient (a `connect_timeout`
+/// parameter in the URL, in seconds as libpq has it, overrides it).
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Warns when a password would go to a host off this machine over a connection that is not
+/// encrypted and verified (libpq's `prefer` falls back to plain text, `require` checks no
+/// certificate): a man in the middle would receive it. `channel_binding=require` (SCRAM bound to
+/// the TLS session) or `sslmode=verify-full` protect it.
+fn warn_if_password_unprotected(config: &tokio_postgres::Config, mode: tls::SslMode, shown: &str) {
+    use tokio_postgres::config::{ChannelBinding, Host};
+    if config.get_password().is_none()
+        || matches!(mode, tls::SslMode::VerifyCa | tls::SslMode::VerifyFull)
+        || config.get_channel_binding() == ChannelBinding::Require
+    {
+        return;
+    }
+    let remote = config.get_hosts().iter().any(|host| match host {
+        Host::Tcp(name) => {
+            let loopback = name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            !(loopback || name.eq_ignore_ascii_case("localhost"))
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => false,
+    });
+    if remote {
+        tracing::warn!(
+            "{shown}: the password may reach the server unprotected (sslmode is not verify-ca/verify-full and \
+             channel_binding is not require); add ?sslmode=verify-full or ?channel_binding=require"
+        );
+    }
+}
+
 /// PostgreSQL's capabilities, as dlt declares them (reference §5).
 pub fn capabilities() -> Capabilities {
     Capabilities {
         dialect: SqlDialect {
             name: "postgres",
             identifier_quote: '"',
-            casefold: CaseFold::Lower,
+            // dlt folds PostgreSQL names to lower case only under case-insensitive naming
+            // conventions, whose names are lower case already; under case-sensitive ones
+            // (`sql_cs_v1`, `duck_case`, `direct`) it keeps them (`adjust_capabilities`). Either
+            // way the quoted name is the name as the package has it.
+            casefold: CaseFold::None,
             max_identifier_length: 63,
             identifier_length_in_bytes: true,
             supports_truncate: true,
@@ -103,17 +139,9 @@ impl std::fmt::Debug for PostgresDestination {
     }
 }
 
-/// `url` with the password replaced by `***`.
+/// `url` with the password and secret parameters replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "postgres://…".into(),
-    }
+    berth_model::redact::redact_url(url)
 }
 
 /// A connection and the task driving it; dropping it closes both.
@@ -236,6 +264,14 @@ impl PostgresDestination {
             .parse()
             .map_err(|e: tokio_postgres::Error| bad(format!("not a valid PostgreSQL URL: {e}")))?;
         config.ssl_mode(options.mode.driver_mode());
+        // A server that accepts the connection and never answers must not hold a load forever.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        warn_if_password_unprotected(&config, options.mode, &display);
+        // A peer that vanished (network cut, server host gone) is noticed by TCP keepalives.
+        config.keepalives(true);
+        config.keepalives_idle(std::time::Duration::from_secs(60));
         let tls = options
             .client_config()
             .map_err(bad)?
@@ -303,16 +339,36 @@ impl PostgresDestination {
             })
         }
         let fail = |e: tokio_postgres::Error| self.error("connect", &e);
-        let (client, driver) = match &self.tls {
-            Some(tls) => {
-                let (client, connection) = self.config.connect(tls.clone()).await.map_err(fail)?;
-                (client, drive(connection))
-            }
-            None => {
-                let (client, connection) = self.config.connect(NoTls).await.map_err(fail)?;
-                (client, drive(connection))
-            }
+        let connecting = async {
+            Ok::<_, Error>(match &self.tls {
+                Some(tls) => {
+                    let (client, connection) = self.config.connect(tls.clone()).await.map_err(fail)?;
+                    (client, drive(connection))
+                }
+                None => {
+                    let (client, connection) = self.config.connect(NoTls).await.map_err(fail)?;
+                    (client, drive(connection))
+                }
+            })
         };
+        // tokio-postgres times the TCP connect only; a server that accepts and then never
+        // answers the startup would hold the load forever, so the whole handshake is timed.
+        let limit = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let (client, driver) = tokio::time::timeout(limit, connecting)
+            .await
+            .map_err(|_| Error::Database {
+                kind: ErrorKind::Transient,
+                destination: self.display.clone(),
+                context: "connect".into(),
+                message: format!(
+                    "no answer from the server within {} s (connect_timeout)",
+                    limit.as_secs()
+                ),
+            })??;
         Ok(Session { client, driver })
     }
 
@@ -776,9 +832,11 @@ mod tests {
     }
 
     #[test]
-    fn copy_statement_quotes_and_folds() {
+    fn copy_statement_quotes_and_keeps_case() {
+        // Names come normalized by the package's naming convention: a case-sensitive one
+        // (`sql_cs_v1`) keeps `My_Table`, and so does PostgreSQL, as with dlt.
         let d = &capabilities().dialect;
         let s = copy_statement(d, "DS", "My\"Table", &["a".into(), "B".into()]).to_string();
-        assert_eq!(s, r#"COPY "ds"."my""table" ("a", "b") FROM STDIN (FORMAT binary)"#);
+        assert_eq!(s, r#"COPY "DS"."My""Table" ("a", "B") FROM STDIN (FORMAT binary)"#);
     }
 }

@@ -191,19 +191,10 @@ impl berth_loader::explain::JobSteps for WarehouseSteps {
     }
 }
 
-/// A URL with any password replaced by `***`, for messages.
+/// A URL (or libpq key/value string) with its password and secret parameters replaced by
+/// `***`, for messages: [`berth_model::redact::redact_url`].
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        // Unparseable: keep only the scheme so nothing secret leaks.
-        Err(_) => url
-            .split_once("://")
-            .map_or_else(|| url.to_string(), |(s, _)| format!("{s}://…")),
-    }
+    berth_model::redact::redact_url(url)
 }
 
 #[cfg(test)]
