@@ -12,16 +12,17 @@ use berth::model::ReplaceStrategy;
 use clap::{Args, Parser, Subcommand};
 
 /// Loads dlt load packages into a database, fast: Parquet, Arrow IPC, JSONL, CSV and
-/// insert_values jobs, with dlt's append and replace semantics and its bookkeeping tables, so dlt
-/// keeps working on the same dataset.
+/// insert_values jobs, with dlt's append, replace and merge semantics (delete-insert, upsert,
+/// insert-only, scd2), its refresh modes and its bookkeeping tables, so dlt keeps working on
+/// the same dataset.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, propagate_version = true)]
 #[command(after_help = "Examples:
-  berth load testdata/quickstart/1795400000.0000001
+  berth load testdata/quickstart/packages/1795381980.7559764
   berth load ~/.dlt/pipelines/my_pipe/load/normalized --destination duckdb:warehouse.duckdb
   berth load s3://my-bucket/my_pipe/load/normalized --destination postgres://loader@db/analytics
   berth load pkg1 pkg2 --dataset analytics --json
-  berth package show testdata/quickstart/1795400000.0000001")]
+  berth package show testdata/quickstart/packages/1795381980.7559764")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,7 +107,9 @@ struct LoadArgs {
     staging: Option<String>,
     #[command(flatten)]
     sink: SinkArgs,
-    /// Dataset (schema) to load into [default: the one recorded in the package, else the schema name].
+    /// Dataset (schema) to load into [default: the one recorded in the package, else the schema
+    /// name]. Normalized by the package's naming convention, as dlt does (`ShopData` loads into
+    /// `shop_data` under dlt's default `snake_case`).
     #[arg(long, env = "BERTH_DATASET")]
     dataset: Option<String>,
     /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized
@@ -245,7 +248,7 @@ struct BenchArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  berth plan testdata/dlt/postgres/merge_delete_insert/packages/1_1795379915.701633 --destination postgres
+  berth plan testdata/dlt/postgres/merge_delete_insert/packages/1_1795379924.5126293 --destination postgres
   berth plan ./load/normalized --destination snowflake --dataset analytics
   berth plan pkg --destination duckdb --assume-empty")]
 struct PlanArgs {
@@ -262,7 +265,8 @@ struct PlanArgs {
         default_value = "duckdb"
     )]
     destination: String,
-    /// Dataset (schema) to plan for [default: the one recorded in the package, else the schema name].
+    /// Dataset (schema) to plan for [default: the one recorded in the package, else the schema
+    /// name]; normalized by the package's naming convention, as for `berth load`.
     #[arg(long, env = "BERTH_DATASET")]
     dataset: Option<String>,
     /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized.
@@ -301,6 +305,14 @@ fn parse_replace_strategy(s: &str) -> Result<ReplaceStrategy, String> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`berth package show … | head -1`) ends berth
+    // as it ends `cat`, instead of a panic in `println!` on the closed pipe.
+    #[cfg(unix)]
+    // SAFETY: first thing in main, before any other thread exists; SIG_DFL is a valid disposition
+    // for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -501,7 +513,7 @@ async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<E
     let mut out = String::new();
     for location in locations {
         let package = berth::model::LoadPackage::open(location).await?;
-        let dataset = args.dataset.clone().unwrap_or_else(|| package.default_dataset());
+        let dataset = package.dataset_name(args.dataset.as_deref());
         let options = berth::loader::explain::ExplainOptions {
             plan: berth::plan::PlanOptions {
                 dataset,

@@ -235,6 +235,65 @@ fn a_dlt_pipeline_folder_moves_from_normalized_to_loaded() {
     );
     assert!(loaded.join("applied_schema_updates.json").exists());
     assert!(!loaded.join("schema_updates.json").exists());
+    // The pipeline's emptied `load/normalized` is nothing to do, not an error.
+    let again = berth(dir.path(), &["load", "pipe/load/normalized", "--json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(summary["packages"].as_array().map(Vec::len), Some(0), "{summary}");
+    // A folder that holds something, but no package, is still a mistake.
+    std::fs::write(dir.path().join("pipe/load/normalized/notes.txt"), "x").expect("write");
+    let wrong = berth(dir.path(), &["load", "pipe/load/normalized"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stderr));
+}
+
+/// Every package path in `--help` examples exists, so a new user can run them as printed.
+#[test]
+fn help_examples_name_packages_that_exist() {
+    let repo = testdata().join("..");
+    for command in [
+        &["--help"][..],
+        &["load", "--help"],
+        &["plan", "--help"],
+        &["package", "show", "--help"],
+    ] {
+        let out = berth(&repo, command);
+        assert!(out.status.success(), "{command:?}: {}", text(&out.stderr));
+        let help = text(&out.stdout);
+        for path in help.split_whitespace().filter(|w| w.starts_with("testdata/")) {
+            assert!(
+                repo.join(path).is_dir(),
+                "`berth {}` names {path}, which does not exist",
+                command.join(" ")
+            );
+        }
+    }
+}
+
+/// Output piped into a reader that stops early ends berth quietly, never with a panic.
+#[test]
+fn a_closed_output_pipe_is_no_panic() {
+    use std::io::Read as _;
+    let repo = testdata().join("..");
+    let mut child = berth_command(
+        &repo,
+        &["package", "show", "testdata/quickstart/packages/1795381980.7559764"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn berth");
+    // Close the pipe at once: berth's first write finds no reader.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(status.code(), Some(101), "{stderr}");
 }
 
 #[test]
@@ -548,4 +607,31 @@ fn ndjson_sink_pipes_rows_to_standard_output_with_the_summary_on_standard_error(
     assert!(lines.iter().any(|l| l["_table"] == "nested__items"));
     assert!(lines.iter().all(|l| l.get("_dlt_id").is_none()));
     assert!(text(&out.stderr).contains("LOADED"), "{}", text(&out.stderr));
+}
+
+/// DuckDB admits one process per database file: a second `berth load` into a file another
+/// process holds waits for it, then loads.
+#[test]
+fn a_second_process_waits_for_the_duckdb_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    let file = dir.path().join("shared.duckdb");
+    let holder = berth::duckdb::DuckDbDestination::open(&file).expect("hold the file");
+    let mut child = berth_command(
+        dir.path(),
+        &["load", "packages", "--destination", "duckdb:shared.duckdb"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn berth");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "berth must wait while another process holds the file"
+    );
+    drop(holder);
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("LOADED"), "{}", text(&out.stdout));
 }
