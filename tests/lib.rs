@@ -71,6 +71,8 @@ pub struct Scenario {
     pub packages: Vec<String>,
     /// Table name → columns, as dlt left them.
     pub tables: BTreeMap<String, Vec<String>>,
+    /// Load ids of the packages, in load order (`steps[].load_id`).
+    pub load_ids: Vec<String>,
 }
 
 impl Scenario {
@@ -86,6 +88,12 @@ impl Scenario {
                 .into_iter()
                 .flatten()
                 .map(|s| s["package"].as_str().unwrap_or_default().to_string())
+                .collect(),
+            load_ids: v["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| s["load_id"].as_str().unwrap_or_default().to_string())
                 .collect(),
             tables: v["tables"]
                 .as_object()
@@ -110,7 +118,9 @@ fn canonical_timestamp(dt: DateTime<Utc>) -> String {
 }
 
 fn canonical_decimal(s: &str) -> String {
-    let s = s.trim();
+    // Databases print tiny and huge decimals in exponent notation (`-1E-9`).
+    let expanded = berth::model::read::expand_exponent(s);
+    let s = expanded.as_deref().unwrap_or(s).trim();
     if !s.contains('.') {
         return s.trim_start_matches('+').to_string();
     }
@@ -404,6 +414,91 @@ pub fn diff_rows(table: &str, actual: &[String], expected: &[String]) -> Result<
     ))
 }
 
+/// What a conformance trial expects of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub enum ScenarioOutcome {
+    /// Every package loads, and the destination ends with dlt's rows and bookkeeping.
+    DltRows,
+    /// berth does not implement a dlt feature the scenario uses (`why`): a package that uses it
+    /// is refused with a plan error before anything of it is committed.
+    Refused {
+        /// The feature, for the failure message.
+        why: &'static str,
+    },
+}
+
+/// Runs a scenario against `destination` and checks `expect`.
+pub async fn check_scenario_outcome(
+    destination: Arc<dyn Destination>,
+    scenario_dir: &Path,
+    options: LoaderOptions,
+    expect: ScenarioOutcome,
+) -> Result<(), String> {
+    match expect {
+        ScenarioOutcome::DltRows => check_scenario(destination, scenario_dir, options).await,
+        ScenarioOutcome::Refused { why } => check_scenario_refused(destination, scenario_dir, options, why).await,
+    }
+}
+
+/// Loads a scenario's packages until one is refused; that one must fail with a plan error (berth
+/// cannot do what dlt did) and leave no `_dlt_loads` row.
+async fn check_scenario_refused(
+    destination: Arc<dyn Destination>,
+    scenario_dir: &Path,
+    options: LoaderOptions,
+    why: &str,
+) -> Result<(), String> {
+    let scenario = Scenario::read(scenario_dir);
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    copy_tree(&scenario_dir.join("packages"), work.path()).map_err(|e| e.to_string())?;
+    let loader = Loader::new(Arc::clone(&destination)).with_options(options);
+    for (package, load_id) in scenario.packages.iter().zip(&scenario.load_ids) {
+        let location =
+            PackageLocation::parse(&work.path().join(package).to_string_lossy()).map_err(|e| e.to_string())?;
+        match loader.load(location).await {
+            Ok(summary) if summary.status == PackageStatus::Loaded => continue,
+            Ok(summary) => {
+                return Err(format!(
+                    "{}: package {package} ended {:?} instead of being refused for {why}",
+                    scenario.name, summary.status
+                ));
+            }
+            Err(berth::loader::Error::Plan(_)) => {
+                let loads = load_ids_in(destination.as_ref(), &scenario.dataset).await;
+                if loads.contains(load_id) {
+                    return Err(format!(
+                        "{}: refused package {load_id} has a _dlt_loads row",
+                        scenario.name
+                    ));
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{}: {package} failed, but not as refused ({why}): {e}",
+                    scenario.name
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "{}: every package loaded; berth does not implement {why}, so it must refuse it (remove the scenario from REFUSED once it does)",
+        scenario.name
+    ))
+}
+
+/// The `load_id`s in `_dlt_loads` (none when the table does not exist).
+async fn load_ids_in(destination: &dyn Destination, dataset: &str) -> Vec<String> {
+    match table_rows(destination, dataset, "_dlt_loads", &["load_id"]).await {
+        Ok((rows, _)) => rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(r).ok())
+            .filter_map(|v| v["load_id"].as_str().map(str::to_string))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Conformance: loads a dlt fixture scenario's packages in order into `destination` and checks
 /// every table against dlt's `expected/` rows, plus the bookkeeping tables.
 pub async fn check_scenario(
@@ -414,6 +509,7 @@ pub async fn check_scenario(
     let scenario = Scenario::read(scenario_dir);
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     copy_tree(&scenario_dir.join("packages"), work.path()).map_err(|e| e.to_string())?;
+    let keep_staging = options.keep_staging;
     let loader = Loader::new(Arc::clone(&destination)).with_options(options);
     for package in &scenario.packages {
         let location =
@@ -429,7 +525,7 @@ pub async fn check_scenario(
             ));
         }
     }
-    check_scenario_tables(destination.as_ref(), scenario_dir).await?;
+    check_tables(destination.as_ref(), scenario_dir, keep_staging).await?;
     // Loading a package again is a no-op.
     let again = PackageLocation::parse(&work.path().join(&scenario.packages[0]).to_string_lossy())
         .map_err(|e| e.to_string())?;
@@ -443,9 +539,49 @@ pub async fn check_scenario(
     Ok(())
 }
 
-/// Conformance after a scenario's packages loaded: every table against dlt's `expected/` rows, one
-/// committed `_dlt_loads` row per package, a schema version and the pipeline state.
+/// The `version_hash` of each package's `schema.json`, and the load ids of the packages that
+/// carry a `_dlt_pipeline_state` job: what dlt writes to `_dlt_version` and `_dlt_pipeline_state`.
+fn scenario_bookkeeping(scenario_dir: &Path, scenario: &Scenario) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    let mut hashes = std::collections::BTreeSet::new();
+    let mut state_loads = Vec::new();
+    for (package, load_id) in scenario.packages.iter().zip(&scenario.load_ids) {
+        let dir = scenario_dir.join("packages").join(package);
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("schema.json")).unwrap_or_default())
+            .unwrap_or_default();
+        // A refresh that drops tables deletes every stored version of the schema first (dlt's
+        // `drop_tables(..., delete_schema=True)`).
+        let state: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("load_package_state.json")).unwrap_or_default())
+                .unwrap_or_default();
+        if state["dropped_tables"].as_array().is_some_and(|t| !t.is_empty()) {
+            hashes.clear();
+        }
+        if let Some(hash) = schema["version_hash"].as_str() {
+            hashes.insert(hash.to_string());
+        }
+        let has_state = std::fs::read_dir(dir.join("new_jobs"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("_dlt_pipeline_state."));
+        if has_state {
+            state_loads.push(load_id.clone());
+        }
+    }
+    state_loads.sort();
+    (hashes, state_loads)
+}
+
+/// Conformance after a scenario's packages loaded: every table against dlt's `expected/` rows;
+/// dlt's bookkeeping as dlt writes it (one committed `_dlt_loads` row per package, one
+/// `_dlt_version` row per schema hash, one `_dlt_pipeline_state` row per state job); and nothing
+/// else in the destination: no staging dataset, no table or view dlt would not have, but the journal.
 pub async fn check_scenario_tables(destination: &dyn Destination, scenario_dir: &Path) -> Result<(), String> {
+    check_tables(destination, scenario_dir, false).await
+}
+
+/// [`check_scenario_tables`]; `kept_staging`: the load kept its staging datasets (`keep_staging`).
+async fn check_tables(destination: &dyn Destination, scenario_dir: &Path, kept_staging: bool) -> Result<(), String> {
     let scenario = Scenario::read(scenario_dir);
     for (table, columns) in &scenario.tables {
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
@@ -453,43 +589,86 @@ pub async fn check_scenario_tables(destination: &dyn Destination, scenario_dir: 
         let expected = expected_rows(&scenario_dir.join("expected").join(format!("{table}.jsonl")), &types);
         diff_rows(&format!("{}/{table}", scenario.name), &actual, &expected)?;
     }
-    // Bookkeeping: one committed _dlt_loads row per package, a schema version, the pipeline state.
     let (loads, _) = table_rows(destination, &scenario.dataset, "_dlt_loads", &["load_id", "status"]).await?;
-    let load_ids: Vec<String> = scenario
-        .packages
+    let mut expected_loads: Vec<String> = scenario
+        .load_ids
         .iter()
-        .map(|p| berth::model::package::load_id_from_folder(p))
+        .map(|id| serde_json::to_string(&serde_json::json!({"load_id": id, "status": 0})).unwrap_or_default())
         .collect();
-    for id in &load_ids {
-        let row = serde_json::to_string(&serde_json::json!({"load_id": id, "status": 0})).unwrap_or_default();
-        if !loads.contains(&row) {
-            return Err(format!(
-                "{}: _dlt_loads has no committed row for {id}: {loads:?}",
-                scenario.name
-            ));
-        }
-    }
-    if loads.len() != load_ids.len() {
+    expected_loads.sort();
+    if loads != expected_loads {
         return Err(format!(
-            "{}: _dlt_loads has {} rows for {} packages",
-            scenario.name,
-            loads.len(),
-            load_ids.len()
+            "{}: _dlt_loads is {loads:?}, dlt has one committed row per package: {expected_loads:?}",
+            scenario.name
         ));
     }
+    let (hashes, state_loads) = scenario_bookkeeping(scenario_dir, &scenario);
     let (versions, _) = table_rows(destination, &scenario.dataset, "_dlt_version", &["version_hash"]).await?;
-    if versions.is_empty() {
-        return Err(format!("{}: _dlt_version is empty", scenario.name));
+    let versions: Vec<String> = versions
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(r).ok())
+        .filter_map(|v| v["version_hash"].as_str().map(str::to_string))
+        .collect();
+    if versions != hashes.iter().cloned().collect::<Vec<_>>() {
+        return Err(format!(
+            "{}: _dlt_version holds {versions:?}; dlt stores one row per schema hash: {hashes:?}",
+            scenario.name
+        ));
     }
-    let (states, _) = table_rows(
+    let (states, _) = table_rows(destination, &scenario.dataset, "_dlt_pipeline_state", &["_dlt_load_id"]).await?;
+    let states: Vec<String> = states
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(r).ok())
+        .filter_map(|v| v["_dlt_load_id"].as_str().map(str::to_string))
+        .collect();
+    if states != state_loads {
+        return Err(format!(
+            "{}: _dlt_pipeline_state rows of loads {states:?}, the packages' state jobs are of {state_loads:?}",
+            scenario.name
+        ));
+    }
+    check_nothing_else(destination, &scenario, kept_staging).await
+}
+
+/// Every schema and relation outside the system catalogs: only the scenario's dataset, holding
+/// dlt's tables and the journal.
+async fn check_nothing_else(
+    destination: &dyn Destination,
+    scenario: &Scenario,
+    kept_staging: bool,
+) -> Result<(), String> {
+    let staging_prefix = format!("{}_staging", scenario.dataset);
+    let rows = query_text(
         destination,
-        &scenario.dataset,
-        "_dlt_pipeline_state",
-        &["pipeline_name", "_dlt_load_id"],
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+         WHERE table_schema NOT IN ('information_schema', 'pg_catalog')",
     )
     .await?;
-    if states.is_empty() {
-        return Err(format!("{}: _dlt_pipeline_state is empty", scenario.name));
+    let allowed = |name: &str| {
+        scenario.tables.contains_key(name)
+            || [
+                "_dlt_loads",
+                "_dlt_version",
+                "_dlt_pipeline_state",
+                berth::model::schema::JOURNAL_TABLE,
+            ]
+            .contains(&name)
+    };
+    let unexpected: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            let schema = r[0].as_deref().unwrap_or_default();
+            let table = r[1].as_deref().unwrap_or_default();
+            let kept = kept_staging && schema.starts_with(&staging_prefix);
+            !kept && (schema != scenario.dataset || !allowed(table))
+        })
+        .map(|r| format!("{:?}.{:?} ({:?})", r[0], r[1], r[2]))
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(format!(
+            "{}: the destination holds what dlt would not have left there: {unexpected:?}",
+            scenario.name
+        ));
     }
     Ok(())
 }

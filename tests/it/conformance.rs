@@ -1,4 +1,5 @@
-//! Every dlt fixture scenario, loaded into each destination, ends with exactly dlt's rows.
+//! DuckDB conformance beyond the fixture matrix (`tests/conformance`, every scenario in every
+//! format): other loader options, the quickstart, and every type's edge values.
 
 use std::sync::Arc;
 
@@ -20,47 +21,12 @@ async fn run(scenario: &std::path::Path, options: LoaderOptions) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_append_types() {
-    run(&scenario_dir("duckdb", "append_types"), LoaderOptions::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_replace_truncate_and_insert() {
-    run(&scenario_dir("duckdb", "replace"), LoaderOptions::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_replace_insert_from_staging() {
     let options = LoaderOptions {
         replace_strategy: Some(ReplaceStrategy::InsertFromStaging),
         ..LoaderOptions::default()
     };
     run(&scenario_dir("duckdb", "replace"), options).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_merge_delete_insert() {
-    run(&scenario_dir("duckdb", "merge_delete_insert"), LoaderOptions::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_merge_upsert() {
-    run(&scenario_dir("duckdb", "merge_upsert"), LoaderOptions::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_merge_scd2() {
-    run(&scenario_dir("duckdb", "merge_scd2"), LoaderOptions::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_merge_key_partition() {
-    run(&scenario_dir("duckdb", "merge_key_partition"), LoaderOptions::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_schema_evolution() {
-    run(&scenario_dir("duckdb", "schema_evolution"), LoaderOptions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

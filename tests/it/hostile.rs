@@ -15,10 +15,10 @@ use berth_tests::pg::PgCluster;
 use berth_tests::{query_text, table_rows};
 use serde_json::{Value, json};
 
-const LOAD_ID: &str = "1795400000.0000001";
+pub(crate) const LOAD_ID: &str = "1795400000.0000001";
 
 /// A package `LOAD_ID` in `dir` with `tables` (dlt schema JSON) and `jobs` (file name, bytes).
-fn package(dir: &Path, tables: Value, jobs: &[(String, Vec<u8>)]) -> PathBuf {
+pub(crate) fn package(dir: &Path, tables: Value, jobs: &[(String, Vec<u8>)]) -> PathBuf {
     let root = dir.join(LOAD_ID);
     std::fs::create_dir_all(root.join("new_jobs")).expect("mkdir");
     let schema = json!({
@@ -32,11 +32,11 @@ fn package(dir: &Path, tables: Value, jobs: &[(String, Vec<u8>)]) -> PathBuf {
     root
 }
 
-fn column(name: &str, data_type: &str, nullable: bool) -> Value {
+pub(crate) fn column(name: &str, data_type: &str, nullable: bool) -> Value {
     json!({"name": name, "data_type": data_type, "nullable": nullable})
 }
 
-fn table(name: &str, columns: &[Value]) -> Value {
+pub(crate) fn table(name: &str, columns: &[Value]) -> Value {
     let columns: serde_json::Map<String, Value> = columns
         .iter()
         .map(|c| (c["name"].as_str().expect("name").to_string(), c.clone()))
@@ -44,17 +44,17 @@ fn table(name: &str, columns: &[Value]) -> Value {
     json!({"name": name, "write_disposition": "append", "resource": name, "columns": columns})
 }
 
-fn parquet(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
+pub(crate) fn parquet(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     berth_tests::parquet_bytes(columns, 1 << 20)
 }
 
-struct Destinations {
+pub(crate) struct Destinations {
     _cluster: PgCluster,
     _dir: tempfile::TempDir,
-    both: Vec<(&'static str, Arc<dyn Destination>)>,
+    pub(crate) both: Vec<(&'static str, Arc<dyn Destination>)>,
 }
 
-fn destinations(name: &str) -> Destinations {
+pub(crate) fn destinations(name: &str) -> Destinations {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let postgres: Arc<dyn Destination> =
@@ -68,7 +68,7 @@ fn destinations(name: &str) -> Destinations {
     }
 }
 
-async fn load(destination: &Arc<dyn Destination>, package: &Path, dataset: &str) -> PackageSummary {
+pub(crate) async fn load(destination: &Arc<dyn Destination>, package: &Path, dataset: &str) -> PackageSummary {
     let options = LoaderOptions {
         dataset: Some(dataset.to_string()),
         ..LoaderOptions::default()
@@ -102,7 +102,7 @@ fn names(error: &str, dataset: &str, table: &str, column: &str) -> bool {
     table_named && column_named
 }
 
-async fn rows(destination: &dyn Destination, dataset: &str, table: &str, columns: &[&str]) -> Vec<String> {
+pub(crate) async fn rows(destination: &dyn Destination, dataset: &str, table: &str, columns: &[&str]) -> Vec<String> {
     table_rows(destination, dataset, table, columns)
         .await
         .unwrap_or_else(|e| panic!("{dataset}.{table}: {e}"))
@@ -322,6 +322,13 @@ fn weird_package(dir: &Path, load_id: &str, keys: &[i64], value: &str) -> PathBu
         json!({ WEIRD_TABLE: weird }),
         &[(format!("{WEIRD_TABLE}.f1.0.parquet"), parquet(arrays))],
     );
+    // A naming convention berth does not know (a custom module) leaves the dataset name as
+    // given, so the weird dataset name reaches the destination and its escaping is tested.
+    let schema_path = root.join("schema.json");
+    let mut schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("schema")).expect("json");
+    schema["normalizers"] = json!({"names": "tests.verbatim"});
+    std::fs::write(&schema_path, schema.to_string()).expect("schema");
     let target = root.with_file_name(load_id);
     std::fs::rename(&root, &target).expect("rename to the load id");
     target

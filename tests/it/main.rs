@@ -3,6 +3,7 @@
 mod bad_input;
 mod buckets;
 mod conformance;
+mod dlt_surface;
 mod fuzz;
 mod hostile;
 mod merge_property;

@@ -19,23 +19,8 @@ fn destination(cluster: &PgCluster, database: &str) -> Arc<dyn Destination> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_fixtures_end_with_dlts_rows() {
+async fn postgres_insert_from_staging_keeps_unlogged_staging_tables() {
     let cluster = PgCluster::start();
-    let scenarios = [
-        "append_types",
-        "replace",
-        "schema_evolution",
-        "merge_delete_insert",
-        "merge_upsert",
-        "merge_scd2",
-        "merge_key_partition",
-    ];
-    for (index, scenario) in scenarios.iter().enumerate() {
-        let dest = destination(&cluster, &format!("conformance_{index}"));
-        if let Err(e) = check_scenario(dest, &scenario_dir("postgres", scenario), LoaderOptions::default()).await {
-            panic!("postgres/{scenario}: {e}");
-        }
-    }
     let options = LoaderOptions {
         replace_strategy: Some(ReplaceStrategy::InsertFromStaging),
         keep_staging: true,
@@ -536,4 +521,31 @@ async fn different_packages_loading_into_a_new_dataset_at_once_all_load() {
     }
     let pg = PostgresDestination::from_url(&url).expect("url");
     assert_eq!(query_count(&pg, "SELECT load_id FROM raced._dlt_loads").await, 6);
+}
+
+/// A server that accepts the connection and never answers the startup fails the connection as
+/// transient after `connect_timeout`, instead of holding the load forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    // Accepts and holds connections, answering nothing; ends with the test process.
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(8).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    let url = format!("postgres://berth:pw@127.0.0.1:{port}/db?connect_timeout=1&sslmode=disable");
+    let destination = PostgresDestination::from_url(&url).expect("url");
+    let select = berth::plan::sqlparser::parser::Parser::parse_sql(
+        &berth::plan::sqlparser::dialect::PostgreSqlDialect {},
+        "SELECT 1",
+    )
+    .expect("parse")
+    .remove(0);
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), destination.query(select))
+        .await
+        .expect("the connection attempt ends by itself");
+    let err = outcome.expect_err("nothing answers");
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
 }

@@ -1,0 +1,113 @@
+//! dlt's surface beyond the fixture matrix (`tests/conformance`): what a dlt user's packages hold
+//! that the fixtures do not, and how berth names and decides things as dlt does.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, ListArray, StructArray};
+use arrow::datatypes::{DataType, Field, Int64Type};
+use berth::loader::{Loader, LoaderOptions, PackageStatus};
+use berth::model::PackageLocation;
+use berth_tests::{copy_tree, scenario_dir};
+use serde_json::json;
+
+use crate::hostile::{column, destinations, load, package, parquet, rows, table};
+
+/// pyarrow and arrow-rs write a `json` column of nested values as Arrow structs and lists: each
+/// destination stores them as the JSON documents they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_columns_written_as_structs_and_lists_load_as_documents() {
+    let d = destinations("nested_json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+    let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(7), None, Some(9)]));
+    let structs: ArrayRef = Arc::new(StructArray::from(vec![(
+        Arc::new(Field::new("a", DataType::Int64, true)),
+        a,
+    )]));
+    let lists: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        Some(vec![]),
+        None,
+    ]));
+    for (name, destination) in &d.both {
+        let root = package(
+            &dir.path().join(*name),
+            json!({"docs": table("docs", &[column("id", "bigint", false), column("s", "json", true), column("l", "json", true)])}),
+            &[(
+                "docs.nested.0.parquet".into(),
+                parquet(vec![
+                    ("id", Arc::clone(&ids)),
+                    ("s", Arc::clone(&structs)),
+                    ("l", Arc::clone(&lists)),
+                ]),
+            )],
+        );
+        let summary = load(destination, &root, "nested").await;
+        assert_eq!(summary.status, PackageStatus::Loaded, "{name}: {summary:?}");
+        let loaded = rows(destination.as_ref(), "nested", "docs", &["id", "s", "l"]).await;
+        assert_eq!(
+            loaded,
+            [
+                r#"{"id":1,"l":[1,2],"s":{"a":7}}"#,
+                r#"{"id":2,"l":[],"s":{"a":null}}"#,
+                r#"{"id":3,"l":null,"s":{"a":9}}"#,
+            ],
+            "{name}"
+        );
+    }
+}
+
+/// The load id is the package's: a folder named otherwise is refused before anything is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_not_named_by_its_load_id_is_refused() {
+    let d = destinations("load_ids");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+    let root = package(
+        dir.path(),
+        json!({"t": table("t", &[column("id", "bigint", false)])}),
+        &[("t.x.0.parquet".into(), parquet(vec![("id", ids)]))],
+    );
+    let renamed = dir.path().join("pkgA");
+    std::fs::rename(&root, &renamed).expect("rename");
+    for (name, destination) in &d.both {
+        let err = Loader::new(Arc::clone(destination))
+            .load(PackageLocation::parse(&renamed.to_string_lossy()).expect("location"))
+            .await
+            .expect_err("pkgA is no load id");
+        assert!(
+            matches!(err, berth::loader::Error::Package(berth::model::Error::LoadId { .. })),
+            "{name}: {err}"
+        );
+        assert!(
+            berth_tests::table_rows(destination.as_ref(), "load_ids", "t", &["id"])
+                .await
+                .is_err(),
+            "{name}: nothing is created"
+        );
+    }
+}
+
+/// A package loaded into one destination is not "already loaded" into another: the target's
+/// `_dlt_loads` decides, the `package_completed.json` marker only says it was loaded somewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_package_loads_into_a_destination_that_lacks_it() {
+    let d = destinations("second_target");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = scenario_dir("duckdb", "append_types");
+    copy_tree(&scenario.join("packages"), dir.path()).expect("copy");
+    let first = dir.path().join("0_1795379913.1787062");
+    assert!(first.is_dir(), "fixture package");
+    let mut counts = Vec::new();
+    for (name, destination) in &d.both {
+        let summary = Loader::new(Arc::clone(destination))
+            .with_options(LoaderOptions::default())
+            .load(PackageLocation::parse(&first.to_string_lossy()).expect("location"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(summary.status, PackageStatus::Loaded, "{name}: {summary:?}");
+        assert!(first.join("package_completed.json").exists());
+        counts.push(rows(destination.as_ref(), "fx", "users", &["_dlt_id"]).await.len());
+    }
+    assert!(counts[0] > 0 && counts[0] == counts[1], "{counts:?}");
+}
