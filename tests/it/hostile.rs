@@ -414,3 +414,40 @@ async fn quotes_semicolons_and_unicode_in_names_are_escaped_and_over_long_names_
         }
     }
 }
+
+/// Dates and timestamps beyond what PostgreSQL stores (a date of -2^31 days, a timestamp of
+/// -2^63+1 µs) fail their job by column, never a panic or a wrapped value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_dates_and_timestamps_fail_their_job_on_postgres() {
+    use arrow::array::{Date32Array, TimestampMicrosecondArray};
+    let cluster = PgCluster::start();
+    let postgres: Arc<dyn Destination> =
+        Arc::new(berth::postgres::PostgresDestination::from_url(&cluster.database_url("ranges")).expect("postgres"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+    let cases: [(&str, &str, ArrayRef); 2] = [
+        ("d", "date", Arc::new(Date32Array::from(vec![i32::MIN]))),
+        (
+            "ts",
+            "timestamp",
+            Arc::new(TimestampMicrosecondArray::from(vec![i64::MIN + 1]).with_timezone("UTC")),
+        ),
+    ];
+    for (column_name, data_type, values) in cases {
+        let root = package(
+            &dir.path().join(column_name),
+            json!({"t": table("t", &[column("id", "bigint", false), column(column_name, data_type, true)])}),
+            &[(
+                "t.range.0.parquet".into(),
+                parquet(vec![("id", Arc::clone(&ids)), (column_name, values)]),
+            )],
+        );
+        let dataset = format!("ranges_{column_name}");
+        let error = only_error(&load(&postgres, &root, &dataset).await);
+        assert!(error.contains(&format!("`{column_name}`")), "{column_name}: {error}");
+        assert!(
+            rows(postgres.as_ref(), &dataset, "t", &["id"]).await.is_empty(),
+            "nothing of the failed job is kept"
+        );
+    }
+}

@@ -435,7 +435,7 @@ impl LoadPackage {
     /// package must hold no symbolic link where berth reads or writes ([`confine`]).
     pub async fn open(location: PackageLocation) -> Result<Self> {
         if let Some(dir) = location.local_dir() {
-            confine(&dir)?;
+            confine(dir)?;
         }
         let schema_path = location.display_child(layout::SCHEMA);
         let schema_bytes = location

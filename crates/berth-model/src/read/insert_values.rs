@@ -331,7 +331,7 @@ fn binary_literal(literal: &Literal) -> Option<Vec<u8>> {
 
 /// Bytes from hex digits (an even number of them).
 pub(crate) fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
