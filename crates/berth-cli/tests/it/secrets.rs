@@ -73,6 +73,19 @@ fn passwords_appear_in_no_output() {
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_output_clean("load --json", &again);
 
+    // The password as a URL parameter works and is hidden as well.
+    let in_query = url.replacen(&format!(":{PASSWORD}@"), "@", 1) + &format!("?password={PASSWORD}");
+    let query_dir = dir.path().join("query");
+    quickstart_copy(&query_dir);
+    let out = berth(&query_dir, &["load", "packages", "--destination", &in_query, "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_output_clean("load with ?password=", &out);
+    // A libpq key/value string is no URL berth takes: the error does not echo its password.
+    let key_value = format!("host=127.0.0.1 user=secretive password={PASSWORD} dbname=secrets");
+    let out = berth(&query_dir, &["load", "packages", "--destination", &key_value], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_output_clean("a key/value destination", &out);
+
     // The wrong password, a malformed URL, an unreachable server: errors without secrets.
     let fresh = dir.path().join("fresh");
     quickstart_copy(&fresh);
