@@ -451,3 +451,69 @@ async fn out_of_range_dates_and_timestamps_fail_their_job_on_postgres() {
         );
     }
 }
+
+/// A job file that is a symbolic link to a file outside the package is refused before anything
+/// loads, on every destination, and the error quotes nothing of the file it points to.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_linked_out_of_its_package_is_refused() {
+    let d = destinations("links");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside.jsonl");
+    std::fs::write(&outside, "{\"id\": 666}\n").expect("planted file");
+    for (name, destination) in &d.both {
+        let root = package(
+            &dir.path().join(*name),
+            json!({"t": table("t", &[column("id", "bigint", false)])}),
+            &[],
+        );
+        std::os::unix::fs::symlink(&outside, root.join("new_jobs/t.planted.0.jsonl")).expect("link");
+        let err = berth::loader::Loader::new(Arc::clone(destination))
+            .load(PackageLocation::parse(&root.to_string_lossy()).expect("location"))
+            .await
+            .expect_err("a linked job is refused");
+        assert!(
+            matches!(err, berth::loader::Error::Package(berth::model::Error::Symlink { .. })),
+            "{name}: {err}"
+        );
+        assert!(!err.to_string().contains("666"), "{name}: {err}");
+        assert!(
+            table_rows(destination.as_ref(), "links", "t", &["id"]).await.is_err(),
+            "{name}: nothing is created"
+        );
+    }
+}
+
+/// A small gzip file that inflates to one huge line is bad data: the job fails at once (no
+/// retries as if transient) without holding the line in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_line_fails_its_job_once() {
+    use std::io::Write as _;
+    let d = destinations("bomb");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 100 MiB of one JSON string, more than a JSONL line may hold.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"{\"id\": 1, \"s\": \"").expect("gzip");
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..100 {
+        gz.write_all(&chunk).expect("gzip");
+    }
+    gz.write_all(b"\"}\n").expect("gzip");
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 1 << 20, "the file is small: {}", bomb.len());
+    for (name, destination) in &d.both {
+        let root = package(
+            &dir.path().join(*name),
+            json!({"t": table("t", &[column("id", "bigint", false), column("s", "text", true)])}),
+            &[("t.bomb.0.jsonl.gz".into(), bomb.clone())],
+        );
+        let summary = load(destination, &root, "bombs").await;
+        let failed: Vec<_> = summary.failed_jobs().collect();
+        assert_eq!(failed.len(), 1, "{name}: {summary:?}");
+        assert_eq!(failed[0].attempts, 1, "{name}: bad data is not retried: {summary:?}");
+        assert!(
+            rows(destination.as_ref(), "bombs", "t", &["id"]).await.is_empty(),
+            "{name}: nothing of the job is kept"
+        );
+    }
+}

@@ -77,7 +77,11 @@ fn passwords_appear_in_no_output() {
     let in_query = url.replacen(&format!(":{PASSWORD}@"), "@", 1) + &format!("?password={PASSWORD}");
     let query_dir = dir.path().join("query");
     quickstart_copy(&query_dir);
-    let out = berth(&query_dir, &["load", "packages", "--destination", &in_query, "--json"], &[]);
+    let out = berth(
+        &query_dir,
+        &["load", "packages", "--destination", &in_query, "--json"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_output_clean("load with ?password=", &out);
     // A libpq key/value string is no URL berth takes: the error does not echo its password.
