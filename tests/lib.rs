@@ -511,6 +511,8 @@ pub async fn check_scenario(
     copy_tree(&scenario_dir.join("packages"), work.path()).map_err(|e| e.to_string())?;
     let keep_staging = options.keep_staging;
     let loader = Loader::new(Arc::clone(&destination)).with_options(options);
+    // Schema hashes the dataset has, to check that a version row is written for new ones only.
+    let mut stored = std::collections::BTreeSet::new();
     for package in &scenario.packages {
         let location =
             PackageLocation::parse(&work.path().join(package).to_string_lossy()).map_err(|e| e.to_string())?;
@@ -522,6 +524,19 @@ pub async fn check_scenario(
             return Err(format!(
                 "{}: package {package} ended {:?}: {:?}",
                 scenario.name, summary.status, summary.jobs
+            ));
+        }
+        let (hash, drops) = package_hash_and_drops(&scenario_dir.join("packages").join(package));
+        if drops {
+            stored.clear();
+        }
+        let new_hash = stored.insert(hash.clone());
+        if summary.migration.stored_schema_version != new_hash {
+            return Err(format!(
+                "{}: package {package} (schema hash {hash}) reports stored_schema_version = {}, but the hash is {}",
+                scenario.name,
+                summary.migration.stored_schema_version,
+                if new_hash { "new" } else { "stored already" }
             ));
         }
     }
@@ -539,6 +554,22 @@ pub async fn check_scenario(
     Ok(())
 }
 
+/// A package folder's schema hash, and whether its state drops tables (which deletes every
+/// stored version of the schema, as dlt's `drop_tables(..., delete_schema=True)` does).
+fn package_hash_and_drops(dir: &Path) -> (String, bool) {
+    let read = |file: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap_or_default()).unwrap_or_default()
+    };
+    let hash = read("schema.json")["version_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let drops = read("load_package_state.json")["dropped_tables"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty());
+    (hash, drops)
+}
+
 /// The `version_hash` of each package's `schema.json`, and the load ids of the packages that
 /// carry a `_dlt_pipeline_state` job: what dlt writes to `_dlt_version` and `_dlt_pipeline_state`.
 fn scenario_bookkeeping(scenario_dir: &Path, scenario: &Scenario) -> (std::collections::BTreeSet<String>, Vec<String>) {
@@ -546,19 +577,11 @@ fn scenario_bookkeeping(scenario_dir: &Path, scenario: &Scenario) -> (std::colle
     let mut state_loads = Vec::new();
     for (package, load_id) in scenario.packages.iter().zip(&scenario.load_ids) {
         let dir = scenario_dir.join("packages").join(package);
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("schema.json")).unwrap_or_default())
-            .unwrap_or_default();
-        // A refresh that drops tables deletes every stored version of the schema first (dlt's
-        // `drop_tables(..., delete_schema=True)`).
-        let state: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("load_package_state.json")).unwrap_or_default())
-                .unwrap_or_default();
-        if state["dropped_tables"].as_array().is_some_and(|t| !t.is_empty()) {
+        let (hash, drops) = package_hash_and_drops(&dir);
+        if drops {
             hashes.clear();
         }
-        if let Some(hash) = schema["version_hash"].as_str() {
-            hashes.insert(hash.to_string());
-        }
+        hashes.insert(hash);
         let has_state = std::fs::read_dir(dir.join("new_jobs"))
             .into_iter()
             .flatten()
