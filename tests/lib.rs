@@ -489,14 +489,24 @@ async fn check_scenario_refused(
 
 /// The `load_id`s in `_dlt_loads` (none when the table does not exist).
 async fn load_ids_in(destination: &dyn Destination, dataset: &str) -> Vec<String> {
-    match table_rows(destination, dataset, "_dlt_loads", &["load_id"]).await {
-        Ok((rows, _)) => rows
-            .iter()
-            .filter_map(|r| serde_json::from_str::<Value>(r).ok())
-            .filter_map(|v| v["load_id"].as_str().map(str::to_string))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    text_column(destination, dataset, "_dlt_loads", "load_id")
+        .await
+        .unwrap_or_default()
+}
+
+/// The non-NULL values of a text column of `dataset.table`, sorted.
+async fn text_column(
+    destination: &dyn Destination,
+    dataset: &str,
+    table: &str,
+    column: &str,
+) -> Result<Vec<String>, String> {
+    let (rows, _) = table_rows(destination, dataset, table, &[column]).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(r).ok())
+        .filter_map(|v| v[column].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Conformance: loads a dlt fixture scenario's packages in order into `destination` and checks
@@ -626,24 +636,14 @@ async fn check_tables(destination: &dyn Destination, scenario_dir: &Path, kept_s
         ));
     }
     let (hashes, state_loads) = scenario_bookkeeping(scenario_dir, &scenario);
-    let (versions, _) = table_rows(destination, &scenario.dataset, "_dlt_version", &["version_hash"]).await?;
-    let versions: Vec<String> = versions
-        .iter()
-        .filter_map(|r| serde_json::from_str::<Value>(r).ok())
-        .filter_map(|v| v["version_hash"].as_str().map(str::to_string))
-        .collect();
+    let versions = text_column(destination, &scenario.dataset, "_dlt_version", "version_hash").await?;
     if versions != hashes.iter().cloned().collect::<Vec<_>>() {
         return Err(format!(
             "{}: _dlt_version holds {versions:?}; dlt stores one row per schema hash: {hashes:?}",
             scenario.name
         ));
     }
-    let (states, _) = table_rows(destination, &scenario.dataset, "_dlt_pipeline_state", &["_dlt_load_id"]).await?;
-    let states: Vec<String> = states
-        .iter()
-        .filter_map(|r| serde_json::from_str::<Value>(r).ok())
-        .filter_map(|v| v["_dlt_load_id"].as_str().map(str::to_string))
-        .collect();
+    let states = text_column(destination, &scenario.dataset, "_dlt_pipeline_state", "_dlt_load_id").await?;
     if states != state_loads {
         return Err(format!(
             "{}: _dlt_pipeline_state rows of loads {states:?}, the packages' state jobs are of {state_loads:?}",

@@ -10,7 +10,7 @@ use berth::model::PackageLocation;
 use berth_tests::{copy_tree, scenario_dir};
 use serde_json::json;
 
-use crate::hostile::{column, destinations, load, package, parquet, rows, table};
+use crate::hostile::{column, destinations, load, package, parquet, refused, rows, table};
 
 /// pyarrow and arrow-rs write a `json` column of nested values as Arrow structs and lists: each
 /// destination stores them as the JSON documents they are.
@@ -71,10 +71,7 @@ async fn a_folder_not_named_by_its_load_id_is_refused() {
     let renamed = dir.path().join("pkgA");
     std::fs::rename(&root, &renamed).expect("rename");
     for (name, destination) in &d.both {
-        let err = Loader::new(Arc::clone(destination))
-            .load(PackageLocation::parse(&renamed.to_string_lossy()).expect("location"))
-            .await
-            .expect_err("pkgA is no load id");
+        let err = refused(destination, &renamed).await;
         assert!(
             matches!(err, berth::loader::Error::Package(berth::model::Error::LoadId { .. })),
             "{name}: {err}"

@@ -80,6 +80,14 @@ pub(crate) async fn load(destination: &Arc<dyn Destination>, package: &Path, dat
         .unwrap_or_else(|e| panic!("{}: the package opens: {e}", package.display()))
 }
 
+/// The error of a package refused before anything of it loads.
+pub(crate) async fn refused(destination: &Arc<dyn Destination>, package: &Path) -> berth::loader::Error {
+    Loader::new(Arc::clone(destination))
+        .load(PackageLocation::parse(&package.to_string_lossy()).expect("location"))
+        .await
+        .expect_err("the package is refused")
+}
+
 /// The one failed job's error, after checking that the package stayed pending.
 fn only_error(summary: &PackageSummary) -> String {
     assert_eq!(summary.status, PackageStatus::Pending, "{summary:?}");
@@ -468,10 +476,7 @@ async fn a_job_linked_out_of_its_package_is_refused() {
             &[],
         );
         std::os::unix::fs::symlink(&outside, root.join("new_jobs/t.planted.0.jsonl")).expect("link");
-        let err = berth::loader::Loader::new(Arc::clone(destination))
-            .load(PackageLocation::parse(&root.to_string_lossy()).expect("location"))
-            .await
-            .expect_err("a linked job is refused");
+        let err = refused(destination, &root).await;
         assert!(
             matches!(err, berth::loader::Error::Package(berth::model::Error::Symlink { .. })),
             "{name}: {err}"
