@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod buckets;
+mod concurrency;
 mod conformance;
 mod dlt_surface;
 mod fuzz;

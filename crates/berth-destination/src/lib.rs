@@ -173,6 +173,42 @@ pub trait Destination: Send + Sync + Debug {
         let _ = (package, dataset);
         Ok(None)
     }
+
+    /// Keeps other berth processes from writing `tables` of `dataset` in a way that could
+    /// interleave with this load, until the returned lock is released: a [`TableLock`] that is
+    /// `exclusive` waits for and excludes every other load of that table, a shared one only the
+    /// exclusive ones. The loader takes them for a whole package (after planning, before
+    /// anything is written) so concurrent loads give the result of some serial order. Taken in a
+    /// fixed order, all at once, so two loads never wait for each other. `None` where the
+    /// destination has one writer at a time anyway (DuckDB's file lock).
+    async fn lock_tables(&self, dataset: &str, tables: &[TableLock]) -> Result<Option<LoadLock>> {
+        let _ = (dataset, tables);
+        Ok(None)
+    }
+}
+
+/// A table a load writes (see [`Destination::lock_tables`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableLock {
+    /// The table, in the final dataset.
+    pub table: String,
+    /// Whether the load's result depends on no other load writing the table meanwhile (it is
+    /// emptied, replaced or merged); appends commute with each other and share the table.
+    pub exclusive: bool,
+}
+
+impl TableLock {
+    /// One lock per table, exclusive where any request for it is, sorted by table name.
+    pub fn merged(requests: impl IntoIterator<Item = TableLock>) -> Vec<TableLock> {
+        let mut merged = std::collections::BTreeMap::<String, bool>::new();
+        for request in requests {
+            *merged.entry(request.table).or_default() |= request.exclusive;
+        }
+        merged
+            .into_iter()
+            .map(|(table, exclusive)| TableLock { table, exclusive })
+            .collect()
+    }
 }
 
 /// A destination's lock on one load (see [`Destination::lock_load`]). [`LoadLock::release`] it
@@ -195,6 +231,15 @@ impl<T: Send + Sync> Unlock for Guard<T> {
 }
 
 #[async_trait]
+impl Unlock for Vec<berth_model::lease::Lease> {
+    async fn unlock(self: Box<Self>) {
+        for lease in *self {
+            lease.release().await;
+        }
+    }
+}
+
+#[async_trait]
 impl Unlock for berth_model::lease::Lease {
     async fn unlock(self: Box<Self>) {
         self.release().await;
@@ -212,6 +257,11 @@ impl LoadLock {
     /// A lease on an object in a bucket (see [`berth_model::lease`]), deleted on release.
     pub fn lease(lease: berth_model::lease::Lease) -> Self {
         Self { held: Box::new(lease) }
+    }
+
+    /// Leases on objects in a bucket, deleted on release.
+    pub fn leases(leases: Vec<berth_model::lease::Lease>) -> Self {
+        Self { held: Box::new(leases) }
     }
 
     /// Lets the next process in.

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{
-    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, committed_parts, complete_load,
+    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, TableLock, committed_parts, complete_load,
     drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate, truncate_refreshed_tables, uncovered,
 };
 use berth_model::package::layout;
@@ -203,6 +203,28 @@ fn failure_of(error: &berth_destination::Error) -> JobFailure {
     }
 }
 
+/// The tables `plan` writes in its final dataset, exclusive unless only appended to (see
+/// [`Destination::lock_tables`]); the tables dlt's `refresh` drops or empties are exclusive too.
+fn table_locks(package: &LoadPackage, plan: &PackagePlan) -> Vec<TableLock> {
+    let chains = plan.chains.iter().flat_map(|chain| {
+        let exclusive = chain.action != ChainAction::Append;
+        chain.tables.iter().map(move |table| TableLock {
+            table: table.clone(),
+            exclusive,
+        })
+    });
+    let state = &package.state;
+    let refreshed = state
+        .dropped_tables
+        .iter()
+        .chain(&state.truncated_tables)
+        .map(|table| TableLock {
+            table: table.clone(),
+            exclusive: true,
+        });
+    TableLock::merged(chains.chain(refreshed))
+}
+
 /// The journal key of a chain's follow-up statements.
 fn followup_key(chain: &ChainPlan) -> String {
     format!("followup:{}", chain.root)
@@ -301,6 +323,29 @@ impl Loader {
         let plan = PackagePlan::new(&package, &options, &caps.plan_capabilities())?;
         plan.check_names(&package, &caps.dialect)?;
 
+        // Loads of other packages into the same tables wait here (or this one does) unless
+        // all of them only append, so concurrent loads give the result of some serial order.
+        let tables = self
+            .destination
+            .lock_tables(&dataset, &table_locks(&package, &plan))
+            .await?;
+        let loaded = self.load_planned(package, plan, summary, started).await;
+        if let Some(tables) = tables {
+            tables.release().await;
+        }
+        loaded
+    }
+
+    /// Loads a planned package under its table locks.
+    async fn load_planned(
+        &self,
+        package: LoadPackage,
+        plan: PackagePlan,
+        mut summary: PackageSummary,
+        started: Instant,
+    ) -> Result<PackageSummary> {
+        let caps = self.destination.capabilities();
+        let dataset = plan.dataset.clone();
         let phase = Instant::now();
         // What earlier runs committed: the journal is the truth, the job folders may lag behind it.
         let journal = committed_parts(self.destination.as_ref(), &dataset, &package.load_id).await?;

@@ -31,7 +31,7 @@ use arrow::array::{
 use arrow::datatypes::{Field, Schema};
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, LoadLock, Result,
+    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, LoadLock, Result, TableLock,
     journal_insert_for,
 };
 use berth_model::read;
@@ -159,12 +159,21 @@ impl Drop for Session {
 /// The advisory lock key of loading `load_id` into `dataset`: FNV-1a over both, so every berth
 /// version and process agrees on it.
 fn load_lock_key(dataset: &str, load_id: &str) -> i64 {
+    lock_key(b"berth-load\0", dataset, load_id)
+}
+
+/// The advisory lock key of writing `dataset.table` (see [`Destination::lock_tables`]).
+fn table_lock_key(dataset: &str, table: &str) -> i64 {
+    lock_key(b"berth-table\0", dataset, table)
+}
+
+fn lock_key(kind: &[u8], dataset: &str, name: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in b"berth-load\0"
+    for byte in kind
         .iter()
         .chain(dataset.as_bytes())
         .chain(b"\0")
-        .chain(load_id.as_bytes())
+        .chain(name.as_bytes())
     {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -580,6 +589,46 @@ impl Destination for PostgresDestination {
                 .execute("SELECT pg_advisory_lock($1)", &[&key])
                 .await
                 .map_err(|e| self.error("waiting for the load lock", &e))?;
+        }
+        Ok(Some(LoadLock::new(session)))
+    }
+
+    /// Session-level advisory locks (shared or exclusive) on one connection of their own, one per
+    /// table, taken in key order; released when the connection closes.
+    async fn lock_tables(&self, dataset: &str, tables: &[TableLock]) -> Result<Option<LoadLock>> {
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let merged = TableLock::merged(tables.iter().cloned());
+        let mut keyed: Vec<(i64, &TableLock)> = merged.iter().map(|t| (table_lock_key(dataset, &t.table), t)).collect();
+        keyed.sort_by_key(|(key, _)| *key);
+        let session = self.open_session().await?;
+        for (key, lock) in keyed {
+            let (try_lock, wait) = if lock.exclusive {
+                ("SELECT pg_try_advisory_lock($1)", "SELECT pg_advisory_lock($1)")
+            } else {
+                (
+                    "SELECT pg_try_advisory_lock_shared($1)",
+                    "SELECT pg_advisory_lock_shared($1)",
+                )
+            };
+            let taken: bool = session
+                .client
+                .query_one(try_lock, &[&key])
+                .await
+                .map_err(|e| self.error("taking a table lock", &e))?
+                .get(0);
+            if !taken {
+                tracing::info!(
+                    "another berth process is writing {dataset}.{}; waiting for its load to finish",
+                    lock.table
+                );
+                session
+                    .client
+                    .execute(wait, &[&key])
+                    .await
+                    .map_err(|e| self.error("waiting for a table lock", &e))?;
+            }
         }
         Ok(Some(LoadLock::new(session)))
     }

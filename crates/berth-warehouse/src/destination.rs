@@ -5,7 +5,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, JobMetrics, JobTimings, LoadJob, LoadLock, Result, journal_insert_for,
+    Capabilities, Destination, Error, JobMetrics, JobTimings, LoadJob, LoadLock, Result, TableLock, journal_insert_for,
 };
 use berth_model::lease::{Lease, LeaseOptions};
 use berth_model::store::StorageConfig;
@@ -359,6 +359,35 @@ impl Destination for WarehouseDestination {
             .await
             .map_err(Error::from)?;
         Ok(lease.map(LoadLock::lease))
+    }
+
+    /// Leases in the staging bucket (`<staging>/<dataset>/_berth_locks/tables/<table>.json`) on
+    /// the tables the load empties, replaces or merges, taken in name order. A lease has no
+    /// shared mode: appends take none (they commute with each other) and so are not kept from
+    /// interleaving with a replace of the same table. Without a staging bucket, none.
+    async fn lock_tables(&self, dataset: &str, tables: &[TableLock]) -> Result<Option<LoadLock>> {
+        let Some(staging) = &self.staging else {
+            return Ok(None);
+        };
+        let mut leases = Vec::new();
+        for lock in TableLock::merged(tables.iter().cloned())
+            .into_iter()
+            .filter(|t| t.exclusive)
+        {
+            let (store, path, display) = staging.table_lock_object(dataset, &lock.table);
+            let what = format!("{}.{dataset}.{}", self.display, lock.table);
+            match Lease::acquire(store, path, &display, &what, LeaseOptions::default()).await {
+                Ok(Some(lease)) => leases.push(lease),
+                Ok(None) => {}
+                Err(e) => {
+                    for lease in leases {
+                        lease.release().await;
+                    }
+                    return Err(Error::from(e));
+                }
+            }
+        }
+        Ok((!leases.is_empty()).then(|| LoadLock::leases(leases)))
     }
 
     fn describe(&self) -> String {

@@ -397,6 +397,15 @@ impl Staging {
         (Arc::clone(&self.store), path, display)
     }
 
+    /// The lease that keeps two berth processes from emptying, replacing or merging
+    /// `dataset.table` at once: `<staging>/<dataset>/_berth_locks/tables/<table>.json`.
+    pub fn table_lock_object(&self, dataset: &str, table: &str) -> (Arc<dyn ObjectStore>, Path, String) {
+        let mut path = self.object_path(dataset, "_berth_locks", "tables");
+        path = path.clone().join(format!("{table}.json"));
+        let display = format!("{}/{dataset}/_berth_locks/tables/{table}.json", self.url);
+        (Arc::clone(&self.store), path, display)
+    }
+
     /// The bucket object at `path`.
     pub fn object(&self, path: &Path) -> BucketObject {
         let prefix = BucketObject::parse(&self.url, self.account.as_deref()).ok();
