@@ -522,3 +522,69 @@ async fn a_gzip_bomb_line_fails_its_job_once() {
         );
     }
 }
+
+/// A large Parquet job loads on PostgreSQL as row-group parts that commit one by one; when its
+/// last row group holds a NULL for a NOT NULL column, the job fails and keeps none of its rows —
+/// also when failed jobs are allowed and the package commits without it. Another job of the same
+/// table keeps all of its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_split_into_parts_that_fails_keeps_none_of_its_rows() {
+    let cluster = PgCluster::start();
+    let postgres: Arc<dyn Destination> =
+        Arc::new(berth::postgres::PostgresDestination::from_url(&cluster.database_url("parts")).expect("postgres"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    const ROWS: i64 = 6_000;
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..ROWS));
+    let names: ArrayRef = Arc::new(StringArray::from_iter(
+        (0..ROWS).map(|i| (i != ROWS - 1).then(|| format!("name {i}"))),
+    ));
+    let big = berth_tests::parquet_bytes(vec![("id", ids), ("name", names)], 200);
+    let good = parquet(vec![
+        ("id", Arc::new(Int64Array::from(vec![-1, -2])) as ArrayRef),
+        ("name", Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef),
+    ]);
+    let tables = json!({"t": table("t", &[column("id", "bigint", false), column("name", "text", false)])});
+    for allow_failed_jobs in [false, true] {
+        let root = package(
+            &dir.path().join(format!("allow-{allow_failed_jobs}")),
+            tables.clone(),
+            &[
+                ("t.big.0.parquet".into(), big.clone()),
+                ("t.good.0.parquet".into(), good.clone()),
+            ],
+        );
+        let dataset = format!("parts_{allow_failed_jobs}");
+        let options = LoaderOptions {
+            dataset: Some(dataset.clone()),
+            split_min_bytes: 1,
+            parallel_jobs: 4,
+            allow_failed_jobs,
+            ..LoaderOptions::default()
+        };
+        let summary = Loader::new(Arc::clone(&postgres))
+            .with_options(options)
+            .load(PackageLocation::parse(&root.to_string_lossy()).expect("location"))
+            .await
+            .expect("load");
+        let expected = if allow_failed_jobs {
+            PackageStatus::LoadedWithFailedJobs
+        } else {
+            PackageStatus::Pending
+        };
+        assert_eq!(summary.status, expected, "{summary:?}");
+        let failed: Vec<_> = summary.failed_jobs().collect();
+        assert_eq!(failed.len(), 1, "{summary:?}");
+        assert!(failed[0].file.contains("t.big"), "{summary:?}");
+        let kept = rows(postgres.as_ref(), &dataset, "t", &["id"]).await;
+        assert!(
+            kept == [r#"{"id":-1}"#, r#"{"id":-2}"#],
+            "allow_failed_jobs={allow_failed_jobs}: only the good job's 2 rows, not {}",
+            kept.len()
+        );
+        let journal = rows(postgres.as_ref(), &dataset, "_berth_journal", &["job_id"]).await;
+        assert!(
+            journal.iter().all(|j| !j.contains("big")),
+            "the failed job's parts are not journaled: {journal:?}"
+        );
+    }
+}

@@ -109,7 +109,8 @@ async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
     assert!(missing.is_empty(), "no UNIQUE (_dlt_id) on {missing:?}");
 }
 
-/// Delegates to PostgreSQL but fails, terminally, every part that covers row group `fail_at`;
+/// Delegates to PostgreSQL but fails, as a connection would (transient), every part that covers
+/// row group `fail_at`;
 /// records each part's [`LoadJob::emptied`].
 #[derive(Debug)]
 struct FailingPart {
@@ -152,7 +153,7 @@ impl Destination for FailingPart {
             && range.contains(&self.fail_at)
         {
             return Err(berth::destination::Error::Database {
-                kind: ErrorKind::Terminal,
+                kind: ErrorKind::Transient,
                 destination: self.describe(),
                 context: format!("{}", job.part),
                 message: "injected failure".into(),
@@ -188,12 +189,14 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
     let options = LoaderOptions {
         split_min_bytes: 1,
         parallel_jobs: 3,
+        max_attempts: 1,
         ..LoaderOptions::default()
     };
     let pg = destination(&cluster, "parts");
     let failing: Arc<dyn Destination> = FailingPart::new(&pg, 9);
 
-    // One part fails: the other parts commit, the package stays pending.
+    // One part fails for good in this run: the other parts commit, the package stays pending
+    // and resumes.
     let first = Loader::new(failing)
         .with_options(options.clone())
         .load(location())
@@ -239,6 +242,7 @@ async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
         split_min_bytes: 1,
         parallel_jobs: 3,
         replace_strategy: Some(ReplaceStrategy::TruncateAndInsert),
+        max_attempts: 1,
         ..LoaderOptions::default()
     };
     let pg = destination(&cluster, "emptied");

@@ -174,6 +174,17 @@ pub trait Destination: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// Removes the rows of every committed part of a job that failed terminally from the table
+    /// they went into, together with the parts' journal rows, in one transaction, so the job
+    /// leaves none of its rows (its parts commit one by one, see
+    /// [`Capabilities::row_group_parts`]). Returns the rows removed; fails, removing nothing,
+    /// when the parts' rows cannot be told apart exactly. Destinations that load a job in one
+    /// transaction have nothing to remove (the default).
+    async fn discard_job(&self, job: DiscardJob<'_>) -> Result<u64> {
+        let _ = job;
+        Ok(0)
+    }
+
     /// Keeps other berth processes from writing `tables` of `dataset` in a way that could
     /// interleave with this load, until the returned lock is released: a [`TableLock`] that is
     /// `exclusive` waits for and excludes every other load of that table, a shared one only the
@@ -185,6 +196,23 @@ pub trait Destination: Send + Sync + Debug {
         let _ = (dataset, tables);
         Ok(None)
     }
+}
+
+/// The committed parts of a failed job to remove (see [`Destination::discard_job`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DiscardJob<'a> {
+    /// The dataset the job loaded into (final or staging).
+    pub dataset: &'a str,
+    /// The table the job loaded into.
+    pub table: &'a str,
+    /// The final dataset, whose journal records the parts.
+    pub journal_dataset: &'a str,
+    /// The package's load id.
+    pub load_id: &'a str,
+    /// The job's id (its file name without the retry count).
+    pub job_id: &'a str,
+    /// The job as shown in messages.
+    pub display: &'a str,
 }
 
 /// A table a load writes (see [`Destination::lock_tables`]).

@@ -39,8 +39,9 @@ use std::time::{Duration, Instant};
 use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{
-    Destination, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, TableLock, committed_parts, complete_load,
-    drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate, truncate_refreshed_tables, uncovered,
+    Destination, DiscardJob, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, TableLock, committed_parts,
+    complete_load, drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate,
+    truncate_refreshed_tables, uncovered,
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
@@ -435,7 +436,7 @@ impl Loader {
                     // The file cannot even be inspected: the job fails, the others go on.
                     let outcome = JobOutcome::new(job, 0);
                     let error = berth_destination::Error::from(e);
-                    self.finish_job(&package, &mut summary, &mut failed_tables, &outcome, Err(error))
+                    self.finish_job(&package, &plan, &mut summary, &mut failed_tables, &outcome, Err(error))
                         .await?;
                     continue;
                 }
@@ -448,7 +449,7 @@ impl Loader {
         }
         // Jobs whose every part committed in an earlier run only need their folder move.
         for outcome in jobs.iter().filter(|o| o.remaining == 0) {
-            self.finish_job(&package, &mut summary, &mut failed_tables, outcome, Ok(()))
+            self.finish_job(&package, &plan, &mut summary, &mut failed_tables, outcome, Ok(()))
                 .await?;
         }
 
@@ -497,7 +498,7 @@ impl Loader {
                     continue;
                 }
                 let result = outcome.error.take().map_or(Ok(()), Err);
-                self.finish_job(&package, &mut summary, &mut failed_tables, outcome, result)
+                self.finish_job(&package, &plan, &mut summary, &mut failed_tables, outcome, result)
                     .await?;
             }
         }
@@ -804,6 +805,7 @@ impl Loader {
     async fn finish_job(
         &self,
         package: &LoadPackage,
+        plan: &PackagePlan,
         summary: &mut PackageSummary,
         failed_tables: &mut std::collections::BTreeSet<String>,
         outcome: &JobOutcome,
@@ -836,6 +838,24 @@ impl Loader {
             }
             Err(e) => {
                 let failure = failure_of(e);
+                if failure.kind == FailureKind::Terminal {
+                    // Parts that committed before the job failed leave with their journal rows:
+                    // a failed job keeps none of its rows, and a rerun loads all of it again.
+                    let job = &outcome.job;
+                    let shown = package.job_display(job);
+                    let discard = DiscardJob {
+                        dataset: plan.job_dataset(&job.name.table),
+                        table: &job.name.table,
+                        journal_dataset: &plan.dataset,
+                        load_id: &package.load_id,
+                        job_id: &job.name.job_id(),
+                        display: &shown,
+                    };
+                    let removed = self.destination.discard_job(discard).await?;
+                    if removed > 0 {
+                        tracing::info!(job = %shown, "removed the {removed} rows of the failed job's committed parts");
+                    }
+                }
                 if !self.accepts(&failure) {
                     failed_tables.insert(outcome.job.name.table.clone());
                 }

@@ -31,10 +31,11 @@ use arrow::array::{
 use arrow::datatypes::{Field, Schema};
 use async_trait::async_trait;
 use berth_destination::{
-    Capabilities, Destination, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, LoadLock, Result, TableLock,
-    journal_insert_for,
+    Capabilities, Destination, DiscardJob, Error, ErrorKind, JobMetrics, JobPart, JobTimings, LoadJob, LoadLock,
+    Result, TableLock, journal_insert_for,
 };
 use berth_model::read;
+use berth_model::schema::JOURNAL_TABLE;
 use berth_model::{FileFormat, LoadPackage};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
 use berth_plan::{CaseFold, SqlDialect, SqlStatement, sql};
@@ -447,6 +448,33 @@ fn copy_statement(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[S
     statement
 }
 
+/// A statement parsed from a constant `sql` whose one table (in FROM) becomes `table`.
+fn on_table(sql: &str, table: ObjectName) -> Statement {
+    use berth_plan::sqlparser::ast::{FromTable, SetExpr, TableFactor, TableWithJoins};
+    let mut statement =
+        berth_plan::sqlparser::parser::Parser::parse_sql(&berth_plan::sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| unreachable!("constant statement skeleton parses"));
+    let relations: Vec<&mut TableWithJoins> = match &mut statement {
+        Statement::Delete(delete) => {
+            let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &mut delete.from;
+            tables.iter_mut().collect()
+        }
+        Statement::Query(query) => match query.body.as_mut() {
+            SetExpr::Select(select) => select.from.iter_mut().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    for relation in relations {
+        if let TableFactor::Table { name, .. } = &mut relation.relation {
+            *name = table.clone();
+        }
+    }
+    statement
+}
+
 /// Any value as its raw binary form, to decode by type.
 struct Raw<'a>(&'a [u8]);
 
@@ -631,6 +659,70 @@ impl Destination for PostgresDestination {
             }
         }
         Ok(Some(LoadLock::new(session)))
+    }
+
+    /// The parts' rows are told apart by their transaction: every part commits its rows and its
+    /// journal row in one transaction, so the rows whose `xmin` is a journal row's `xmin` are
+    /// exactly that part's (nothing else updates rows of a table while a load holds it). The
+    /// count must match the journal's, or nothing is removed.
+    async fn discard_job(&self, job: DiscardJob<'_>) -> Result<u64> {
+        let dialect = &self.caps.dialect;
+        let journal = dialect.table_name(job.journal_dataset, JOURNAL_TABLE);
+        let parts = on_table(
+            "SELECT xmin::text, rows FROM t WHERE load_id = $1 AND job_id = $2 FOR UPDATE",
+            journal.clone(),
+        )
+        .to_string();
+        let forget = on_table("DELETE FROM t WHERE load_id = $1 AND job_id = $2", journal).to_string();
+        let remove = on_table(
+            "DELETE FROM t WHERE xmin::text = ANY($1)",
+            dialect.table_name(job.dataset, job.table),
+        )
+        .to_string();
+        let context = format!(
+            "removing the committed parts of failed job `{}` from `{}.{}`",
+            job.display, job.dataset, job.table
+        );
+        let mut session = self.connect().await?;
+        let tx = session
+            .client
+            .transaction()
+            .await
+            .map_err(|e| self.error("begin", &e))?;
+        let committed = match tx.query(&parts, &[&job.load_id, &job.job_id]).await {
+            Ok(rows) => rows,
+            Err(e) if classify(&e) == ErrorKind::UndefinedRelation => Vec::new(),
+            Err(e) => return Err(self.error(context, &e)),
+        };
+        if committed.is_empty() {
+            drop(tx);
+            self.release(session);
+            return Ok(0);
+        }
+        let xids: Vec<String> = committed.iter().map(|row| row.get(0)).collect();
+        let journaled: i64 = committed.iter().map(|row| row.get::<_, i64>(1)).sum();
+        let removed = tx
+            .execute(&remove, &[&xids])
+            .await
+            .map_err(|e| self.error(context.clone(), &e))?;
+        if i64::try_from(removed).ok() != Some(journaled) {
+            drop(tx);
+            return Err(Error::Database {
+                kind: ErrorKind::Terminal,
+                destination: self.display.clone(),
+                context,
+                message: format!(
+                    "{removed} rows carry the transaction ids of the job's {} committed part(s), whose journal records {journaled}; nothing was removed",
+                    xids.len()
+                ),
+            });
+        }
+        tx.execute(&forget, &[&job.load_id, &job.job_id])
+            .await
+            .map_err(|e| self.error(context.clone(), &e))?;
+        tx.commit().await.map_err(|e| self.error(context, &e))?;
+        self.release(session);
+        Ok(removed)
     }
 
     fn describe(&self) -> String {
