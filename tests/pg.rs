@@ -195,6 +195,27 @@ impl PgCluster {
             .status();
     }
 
+    /// Runs `sql` with psql in `database` as the superuser; panics with psql's error when it fails.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "berth",
+                "-d",
+                database,
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A URL for a fresh database named `name` (created on first use).
     pub fn database_url(&self, name: &str) -> String {
         let out = self

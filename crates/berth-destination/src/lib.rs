@@ -185,6 +185,17 @@ pub trait Destination: Send + Sync + Debug {
         Ok(0)
     }
 
+    /// Statements that open every transaction writing for the load of `load_id` into `dataset`
+    /// (and into its final `tables`), before anything else in it. Where a transaction can
+    /// outlive its client — PostgreSQL runs a killed client's last statement to its end, COMMIT
+    /// included — they let the next load of the package ([`Destination::lock_load`]) or of the
+    /// tables ([`Destination::lock_tables`]) wait for such a transaction before it reads what is
+    /// committed. Default: none.
+    fn load_fence(&self, dataset: &str, load_id: &str, tables: &[String]) -> Vec<SqlStatement> {
+        let _ = (dataset, load_id, tables);
+        Vec::new()
+    }
+
     /// Keeps other berth processes from writing `tables` of `dataset` in a way that could
     /// interleave with this load, until the returned lock is released: a [`TableLock`] that is
     /// `exclusive` waits for and excludes every other load of that table, a shared one only the

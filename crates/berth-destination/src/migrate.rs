@@ -549,6 +549,7 @@ pub fn load_marker(
 
 /// Writes the commit marker (see [`load_marker`]).
 pub async fn complete_load(destination: &dyn Destination, package: &LoadPackage, dataset: &str) -> Result<()> {
-    let statement = load_marker(&destination.capabilities().dialect, package, dataset);
-    destination.execute(vec![statement.into()], true).await
+    let mut statements = destination.load_fence(dataset, &package.load_id, &[]);
+    statements.push(load_marker(&destination.capabilities().dialect, package, dataset).into());
+    destination.execute(statements, true).await
 }

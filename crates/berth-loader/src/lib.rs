@@ -395,7 +395,10 @@ impl Loader {
         }
         if !init.is_empty() {
             tracing::info!(load_id = %package.load_id, phase = "prepare", "emptying the tables jobs load into");
-            self.destination.execute(init, caps.supports_transactions).await?;
+            let emptied: Vec<String> = emptied.iter().map(|t| (*t).to_string()).collect();
+            let mut fenced = self.destination.load_fence(&dataset, &package.load_id, &emptied);
+            fenced.extend(init);
+            self.destination.execute(fenced, caps.supports_transactions).await?;
         }
 
         let pending: Vec<JobFile> = package
@@ -535,7 +538,9 @@ impl Loader {
                     rows: 0,
                 };
                 statements.push(journal_insert(&caps.dialect, &dataset, &package.load_id, &entry).into());
-                self.destination.execute(statements, caps.supports_transactions).await?;
+                let mut fenced = self.destination.load_fence(&dataset, &package.load_id, &chain.tables);
+                fenced.extend(statements);
+                self.destination.execute(fenced, caps.supports_transactions).await?;
             }
         }
 

@@ -168,6 +168,42 @@ fn table_lock_key(dataset: &str, table: &str) -> i64 {
     lock_key(b"berth-table\0", dataset, table)
 }
 
+/// The advisory lock keys every transaction writing for the load of `load_id` into `dataset`
+/// holds shared until it ends: the package's fence and the fence of each final table it writes.
+/// A later load takes a fence exclusively (and lets go at once) to wait for the transactions of
+/// a killed run that the server is still finishing (see [`Destination::load_fence`]).
+fn fence_keys(dataset: &str, load_id: &str, tables: &[String]) -> Vec<i64> {
+    let mut keys: Vec<i64> = std::iter::once(package_fence_key(dataset, load_id))
+        .chain(tables.iter().map(|t| table_fence_key(dataset, t)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+fn package_fence_key(dataset: &str, load_id: &str) -> i64 {
+    lock_key(b"berth-fence\0", dataset, load_id)
+}
+
+fn table_fence_key(dataset: &str, table: &str) -> i64 {
+    lock_key(b"berth-table-fence\0", dataset, table)
+}
+
+/// `SELECT pg_advisory_xact_lock_shared(k1), …` for `keys`, in their order.
+fn fence_statement(keys: &[i64]) -> Statement {
+    let calls: Vec<String> = keys
+        .iter()
+        .map(|k| format!("pg_advisory_xact_lock_shared({k})"))
+        .collect();
+    berth_plan::sqlparser::parser::Parser::parse_sql(
+        &berth_plan::sqlparser::dialect::PostgreSqlDialect {},
+        &format!("SELECT {}", calls.join(", ")),
+    )
+    .ok()
+    .and_then(|mut s| s.pop())
+    .unwrap_or_else(|| unreachable!("a list of function calls on integers parses"))
+}
+
 fn lock_key(kind: &[u8], dataset: &str, name: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in kind
@@ -300,6 +336,31 @@ impl PostgresDestination {
     pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
         self.caps = caps;
         self
+    }
+
+    /// Waits until no transaction holds the fence `key` (see [`fence_keys`]): takes it
+    /// exclusively on `session` and lets go at once.
+    async fn pass_fence(&self, session: &Session, key: i64, what: &str) -> Result<()> {
+        let free: bool = session
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(|e| self.error("checking for transactions of a stopped run", &e))?
+            .get(0);
+        if !free {
+            tracing::info!("waiting for the transactions of an earlier run of {what} to end on the server");
+            session
+                .client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| self.error("waiting for transactions of a stopped run", &e))?;
+        }
+        session
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&key])
+            .await
+            .map_err(|e| self.error("checking for transactions of a stopped run", &e))?;
+        Ok(())
     }
 
     fn error(&self, context: impl Into<String>, error: &tokio_postgres::Error) -> Error {
@@ -618,6 +679,10 @@ impl Destination for PostgresDestination {
                 .await
                 .map_err(|e| self.error("waiting for the load lock", &e))?;
         }
+        // A killed run's last transaction may still be running (even committing) on the server.
+        let what = format!("package {load_id} into {dataset}");
+        self.pass_fence(&session, package_fence_key(dataset, load_id), &what)
+            .await?;
         Ok(Some(LoadLock::new(session)))
     }
 
@@ -658,6 +723,11 @@ impl Destination for PostgresDestination {
                     .map_err(|e| self.error("waiting for a table lock", &e))?;
             }
         }
+        for lock in &merged {
+            let what = format!("a load into {dataset}.{}", lock.table);
+            self.pass_fence(&session, table_fence_key(dataset, &lock.table), &what)
+                .await?;
+        }
         Ok(Some(LoadLock::new(session)))
     }
 
@@ -689,6 +759,15 @@ impl Destination for PostgresDestination {
             .transaction()
             .await
             .map_err(|e| self.error("begin", &e))?;
+        let final_tables = if job.dataset == job.journal_dataset {
+            vec![job.table.to_string()]
+        } else {
+            Vec::new()
+        };
+        let fence = fence_statement(&fence_keys(job.journal_dataset, job.load_id, &final_tables));
+        tx.batch_execute(&fence.to_string())
+            .await
+            .map_err(|e| self.error(context.clone(), &e))?;
         let committed = match tx.query(&parts, &[&job.load_id, &job.job_id]).await {
             Ok(rows) => rows,
             Err(e) if classify(&e) == ErrorKind::UndefinedRelation => Vec::new(),
@@ -723,6 +802,10 @@ impl Destination for PostgresDestination {
         tx.commit().await.map_err(|e| self.error(context, &e))?;
         self.release(session);
         Ok(removed)
+    }
+
+    fn load_fence(&self, dataset: &str, load_id: &str, tables: &[String]) -> Vec<SqlStatement> {
+        vec![fence_statement(&fence_keys(dataset, load_id, tables)).into()]
     }
 
     fn describe(&self) -> String {
@@ -816,6 +899,15 @@ impl Destination for PostgresDestination {
             .transaction()
             .await
             .map_err(|e| self.error("begin", &e))?;
+        let final_tables = if job.dataset == job.journal_dataset {
+            vec![job.table.name.clone()]
+        } else {
+            Vec::new()
+        };
+        let fence = fence_statement(&fence_keys(job.journal_dataset, &job.package.load_id, &final_tables));
+        tx.batch_execute(&fence.to_string())
+            .await
+            .map_err(|e| self.error(context.clone(), &e))?;
         let sink = tx
             .copy_in::<_, bytes::Bytes>(&statement)
             .await

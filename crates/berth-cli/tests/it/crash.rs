@@ -16,14 +16,21 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, Int64Builder, StringBuilder};
 use berth::destination::Destination;
+use berth::postgres::PostgresDestination;
 use berth_tests::pg::PgCluster;
 use berth_tests::{copy_tree, table_rows};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-/// Kills at least this many runs across phases, per destination.
-const MIN_KILLS: usize = 20;
+/// Kills at least this many runs across phases, per destination: 20, or `BERTH_CRASH_KILLS`
+/// for a long run (`BERTH_CRASH_KILLS=400 cargo test --workspace --test it -- killed_loads`).
+fn min_kills() -> usize {
+    std::env::var("BERTH_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
 
 const TABLES: [(&str, &[&str]); 3] = [
     ("users", &["id", "name", "seq", "_dlt_load_id", "_dlt_id"]),
@@ -222,7 +229,7 @@ async fn rows_of(destination: &dyn Destination, dataset: &str) -> BTreeMap<&'sta
     out
 }
 
-/// Kills `berth load` at seeded moments until at least [`MIN_KILLS`] runs died, each round on a
+/// Kills `berth load` at seeded moments until at least [`min_kills`] runs died, each round on a
 /// fresh dataset and package copy, and checks every round against an uninterrupted load.
 async fn kill_and_resume(url: &str, open: impl Fn() -> Arc<dyn Destination>, seed: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -249,8 +256,12 @@ async fn kill_and_resume(url: &str, open: impl Fn() -> Arc<dyn Destination>, see
     let mut kills: BTreeMap<String, usize> = BTreeMap::new();
     let mut total = 0;
     let mut round = 0;
-    while total < MIN_KILLS {
-        assert!(round < 20, "only {total} kills landed in {round} rounds: {kills:?}");
+    let min_kills = min_kills();
+    while total < min_kills {
+        assert!(
+            round < min_kills,
+            "only {total} kills landed in {round} rounds: {kills:?}"
+        );
         let copy = dir.path().join(format!("round-{round}"));
         copy_tree(&pristine, &copy).expect("copy");
         let dataset = format!("crash_{round}");
@@ -338,6 +349,90 @@ async fn killed_loads_resume_with_every_row_exactly_once_in_postgres() {
         1,
     )
     .await;
+}
+
+/// The server finishes a COMMIT it received even when the client died meanwhile, so a killed
+/// run's last transaction can land after the next run started. The next run must wait for it
+/// instead of reading the journal before it lands and applying the package again (dlt's merge
+/// follow-up twice: every updated key doubled). A deferred trigger makes the follow-up's COMMIT
+/// take seconds; the run is killed inside it and the next one starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_server_finishes_after_the_kill_is_not_applied_twice() {
+    let cluster = PgCluster::start();
+    let url = cluster.database_url("orphan");
+    let open = || PostgresDestination::from_url(&url).expect("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pristine = packages(dir.path());
+    let reference = dir.path().join("reference");
+    copy_tree(&pristine, &reference).expect("copy");
+    let log = dir.path().join("reference.log");
+    let status = load_command(&reference, &url, "reference", &log)
+        .status()
+        .expect("run berth");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let expected = rows_of(&open(), "reference").await;
+
+    // The first package loads as usual; the second one's follow-up commits slowly.
+    let copy = dir.path().join("copy");
+    copy_tree(&pristine, &copy).expect("copy");
+    let log = dir.path().join("first.log");
+    let status = load_command(&copy.join("1795500000.1"), &url, "fenced", &log)
+        .status()
+        .expect("run berth");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    cluster.psql(
+        "orphan",
+        "CREATE FUNCTION fenced.slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(4); RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_followup AFTER INSERT ON fenced._berth_journal \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.job_id LIKE 'followup:%') \
+         EXECUTE FUNCTION fenced.slow_commit()",
+    );
+    let log = dir.path().join("killed.log");
+    let mut child = load_command(&copy, &url, "fenced", &log).spawn().expect("spawn berth");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !phases_seen(&log).iter().any(|p| p == "followup") {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended before its follow-up"
+        );
+        assert!(Instant::now() < deadline, "no follow-up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let sleeping = cluster.psql(
+        "orphan",
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+    );
+    assert_eq!(
+        sleeping.trim(),
+        "1",
+        "the killed run's COMMIT is still running on the server"
+    );
+
+    let log = dir.path().join("after.log");
+    let status = load_command(&copy, &url, "fenced", &log).status().expect("run berth");
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let actual = rows_of(&open(), "fenced").await;
+    for (table, rows) in &expected {
+        if let Err(diff) = berth_tests::diff_rows(table, &actual[table], rows) {
+            panic!("fenced.{table} differs from an uninterrupted load\n{diff}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
