@@ -423,39 +423,50 @@ async fn quotes_semicolons_and_unicode_in_names_are_escaped_and_over_long_names_
     }
 }
 
-/// Dates and timestamps beyond what PostgreSQL stores (a date of -2^31 days, a timestamp of
-/// -2^63+1 µs) fail their job by column, never a panic or a wrapped value.
+/// Dates and timestamps beyond what every destination stores (a date of -2^31 or 2^31-1 days, a
+/// timestamp of -2^63+1 or 2^63-1 µs: PostgreSQL refuses them, DuckDB would store ±infinity)
+/// fail their job by column with the same error on both destinations, never a panic, a wrapped
+/// value or an infinity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn out_of_range_dates_and_timestamps_fail_their_job_on_postgres() {
+async fn out_of_range_dates_and_timestamps_fail_their_job_alike_everywhere() {
     use arrow::array::{Date32Array, TimestampMicrosecondArray};
-    let cluster = PgCluster::start();
-    let postgres: Arc<dyn Destination> =
-        Arc::new(berth::postgres::PostgresDestination::from_url(&cluster.database_url("ranges")).expect("postgres"));
+    let d = destinations("ranges");
     let dir = tempfile::tempdir().expect("tempdir");
-    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1]));
-    let cases: [(&str, &str, ArrayRef); 2] = [
-        ("d", "date", Arc::new(Date32Array::from(vec![i32::MIN]))),
-        (
-            "ts",
-            "timestamp",
-            Arc::new(TimestampMicrosecondArray::from(vec![i64::MIN + 1]).with_timezone("UTC")),
-        ),
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+    let timestamps =
+        |v: i64| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(vec![0, v]).with_timezone("UTC")) };
+    let cases: [(&str, &str, ArrayRef); 4] = [
+        ("d_min", "date", Arc::new(Date32Array::from(vec![0, i32::MIN]))),
+        ("d_max", "date", Arc::new(Date32Array::from(vec![0, i32::MAX]))),
+        ("ts_min", "timestamp", timestamps(i64::MIN + 1)),
+        ("ts_max", "timestamp", timestamps(i64::MAX)),
     ];
     for (column_name, data_type, values) in cases {
-        let root = package(
-            &dir.path().join(column_name),
-            json!({"t": table("t", &[column("id", "bigint", false), column(column_name, data_type, true)])}),
-            &[(
-                "t.range.0.parquet".into(),
-                parquet(vec![("id", Arc::clone(&ids)), (column_name, values)]),
-            )],
-        );
-        let dataset = format!("ranges_{column_name}");
-        let error = only_error(&load(&postgres, &root, &dataset).await);
-        assert!(error.contains(&format!("`{column_name}`")), "{column_name}: {error}");
-        assert!(
-            rows(postgres.as_ref(), &dataset, "t", &["id"]).await.is_empty(),
-            "nothing of the failed job is kept"
+        let mut errors = Vec::new();
+        for (name, destination) in &d.both {
+            let root = package(
+                &dir.path().join(format!("{name}-{column_name}")),
+                json!({"t": table("t", &[column("id", "bigint", false), column(column_name, data_type, true)])}),
+                &[(
+                    "t.range.0.parquet".into(),
+                    parquet(vec![("id", Arc::clone(&ids)), (column_name, Arc::clone(&values))]),
+                )],
+            );
+            let dataset = format!("ranges_{column_name}");
+            let error = only_error(&load(destination, &root, &dataset).await);
+            assert!(
+                error.contains(&format!("`{column_name}`")),
+                "{name} {column_name}: {error}"
+            );
+            assert!(
+                rows(destination.as_ref(), &dataset, "t", &["id"]).await.is_empty(),
+                "{name} {column_name}: nothing of the failed job is kept"
+            );
+            errors.push(error.replace(name, "<destination>"));
+        }
+        assert_eq!(
+            errors[0], errors[1],
+            "{column_name}: the same error on both destinations"
         );
     }
 }

@@ -664,8 +664,16 @@ impl Destination for DuckDbDestination {
             (FileFormat::Parquet, Some(dir)) => Some(dir.join(job.job.relative_path())),
             _ => None,
         };
-        if let Some(path) = local_parquet {
-            let info = read::inspect_parquet(job.package, job.job).await?;
+        let local_parquet = match local_parquet {
+            Some(path) => {
+                let info = read::inspect_parquet(job.package, job.job).await?;
+                // DuckDB would turn dates and timestamps beyond its range into infinity: a file
+                // whose statistics do not rule that out is read (and checked) by berth instead.
+                info.temporal_in_range.then_some((path, info))
+            }
+            None => None,
+        };
+        if let Some((path, info)) = local_parquet {
             let columns: Vec<String> = info
                 .schema
                 .fields()

@@ -145,6 +145,9 @@ pub enum Error {
         /// The file's type.
         found: String,
     },
+    /// A date or timestamp outside what every destination stores (see [`crate::read::range`]).
+    #[error("{0}")]
+    ValueOutOfRange(Box<crate::read::range::OutOfRange>),
     /// A job file that cannot be decoded.
     #[error("job file `{job}` cannot be read: {message}")]
     Decode {

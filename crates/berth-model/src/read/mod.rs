@@ -9,6 +9,7 @@
 
 mod insert_values;
 mod object_reader;
+pub mod range;
 mod types;
 
 use std::io::{BufRead, BufReader, Read};
@@ -108,6 +109,9 @@ pub struct ParquetInfo {
     pub row_group_bytes: Vec<u64>,
     /// Decoded (uncompressed) bytes of each row group: what an engine holds to decode it whole.
     pub row_group_decoded_bytes: Vec<u64>,
+    /// Do the row-group statistics prove every date and timestamp within [`range`]? (`true`
+    /// without such columns.)
+    pub temporal_in_range: bool,
 }
 
 fn table_for<'a>(package: &'a LoadPackage, job: &JobFile) -> Result<&'a Table> {
@@ -141,6 +145,7 @@ pub async fn inspect_parquet(package: &LoadPackage, job: &JobFile) -> Result<Par
             .iter()
             .map(|rg| u64::try_from(rg.total_byte_size()).unwrap_or_default())
             .collect(),
+        temporal_in_range: range::parquet_statistics_in_range(meta, builder.schema()),
     })
 }
 
@@ -168,8 +173,32 @@ pub async fn open_job(package: &LoadPackage, job: &JobFile, options: &ReadOption
     open_job_part(package, job, options, None).await
 }
 
-/// [`open_job`] for some row groups of a Parquet file only (`None`: the whole file).
+/// [`open_job`] for some row groups of a Parquet file only (`None`: the whole file). Every
+/// batch's dates and timestamps are checked against [`range`].
 pub async fn open_job_part(
+    package: &LoadPackage,
+    job: &JobFile,
+    options: &ReadOptions,
+    row_groups: Option<std::ops::Range<usize>>,
+) -> Result<JobReader> {
+    let JobReader { schema, stream } = open_unchecked(package, job, options, row_groups).await?;
+    if !schema.fields().iter().any(|f| range::is_checked(f.data_type())) {
+        return Ok(JobReader { schema, stream });
+    }
+    let (display, table) = (package.job_display(job), job.name.table.clone());
+    let stream = stream.map(move |item| {
+        item.and_then(|batch| {
+            range::check_batch(&batch, &display, &table)?;
+            Ok(batch)
+        })
+    });
+    Ok(JobReader {
+        schema,
+        stream: stream.boxed(),
+    })
+}
+
+async fn open_unchecked(
     package: &LoadPackage,
     job: &JobFile,
     options: &ReadOptions,
