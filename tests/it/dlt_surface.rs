@@ -108,3 +108,20 @@ async fn a_completed_package_loads_into_a_destination_that_lacks_it() {
     }
     assert!(counts[0] > 0 && counts[0] == counts[1], "{counts:?}");
 }
+
+/// A dataset named like its DuckDB database file (`fx` in `fx.duckdb`, as `dlt.pipeline("fx",
+/// destination="duckdb")` makes by default) loads to dlt's rows: names carry the database, so
+/// DuckDB does not find `fx.users` ambiguous between catalog `fx` and schema `fx`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_named_like_its_duckdb_file_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let duckdb: Arc<dyn berth::destination::Destination> =
+        Arc::new(berth::duckdb::DuckDbDestination::open(dir.path().join("fx.duckdb")).expect("duckdb"));
+    berth_tests::check_scenario(
+        duckdb,
+        &scenario_dir("duckdb", "merge_delete_insert"),
+        LoaderOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -120,7 +120,7 @@ pub async fn storage_columns(
     let scan = if per_dataset {
         sql::catalog_scan(dialect, dataset, &scanned)?
     } else {
-        sql::scan(dialect, "information_schema", "columns", &scanned)?
+        sql::information_schema_scan(dialect, &scanned)?
     };
     let names = tables.iter().map(|t| lit(dialect.stored_name(t))).collect();
     let filter = sql::column(dialect, "table_schema")

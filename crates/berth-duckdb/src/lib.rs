@@ -91,6 +91,7 @@ pub fn capabilities() -> Capabilities {
             dml_target_alias: true,
             create_table_as: true,
             catalog: Default::default(),
+            database: None,
             type_mapper: Arc::new(DuckDbTypeMapper),
             unparser: Arc::new(berth_plan::NoQualify(DuckDBDialect::new())),
         },
@@ -264,6 +265,14 @@ impl DuckDbDestination {
                 .map_err(|e| config(format!("setting memory_limit: {}", e.message)))?;
             self.memory = Arc::new(budget);
         }
+        // Names carry the database (as dlt's do): `bomb.t` in `bomb.duckdb` would be ambiguous.
+        let database: String = self
+            .db
+            .crate_connection()
+            .map_err(|e| config(e.message))?
+            .query_row("SELECT current_database()", [], |row| row.get(0))
+            .map_err(|e| config(format!("reading the database name: {e}")))?;
+        self.caps.dialect.database = Some(database);
         Ok(self)
     }
 

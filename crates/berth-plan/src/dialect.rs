@@ -93,6 +93,10 @@ pub struct SqlDialect {
     pub create_table_as: bool,
     /// Where the catalog's column list is and what it holds.
     pub catalog: CatalogStyle,
+    /// The database every table name is qualified with (`"db"."dataset"."table"`), where a
+    /// two-part name can be ambiguous: DuckDB resolves `bomb.t` in database file `bomb.duckdb`
+    /// as catalog `bomb` or schema `bomb` and refuses it. `None`: two-part names.
+    pub database: Option<String>,
     /// Column type mapping.
     pub type_mapper: Arc<dyn TypeMapper>,
     /// Dialect the DataFusion unparser prints SELECT bodies in.
@@ -118,7 +122,23 @@ impl SqlDialect {
 
     /// `"dataset"."table"`.
     pub fn table_name(&self, dataset: &str, table: &str) -> ObjectName {
-        ObjectName::from(vec![self.ident(dataset), self.ident(table)])
+        match &self.database {
+            Some(database) => ObjectName::from(vec![
+                Ident::with_quote(self.identifier_quote, database),
+                self.ident(dataset),
+                self.ident(table),
+            ]),
+            None => ObjectName::from(vec![self.ident(dataset), self.ident(table)]),
+        }
+    }
+
+    /// `dataset.table` as a DataFusion table reference (folded), with [`Self::database`].
+    pub fn table_reference(&self, dataset: &str, table: &str) -> datafusion::common::TableReference {
+        let (dataset, table) = (self.stored_name(dataset), self.stored_name(table));
+        match &self.database {
+            Some(database) => datafusion::common::TableReference::full(database.as_str(), dataset, table),
+            None => datafusion::common::TableReference::partial(dataset, table),
+        }
     }
 
     /// The length of `name` as the destination counts it (characters or UTF-8 bytes).

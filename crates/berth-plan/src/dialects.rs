@@ -76,6 +76,7 @@ fn dialect(base: Base) -> SqlDialect {
         dml_target_alias: true,
         create_table_as: true,
         catalog: Default::default(),
+        database: None,
         type_mapper: base.types,
         unparser: base.unparser,
     }

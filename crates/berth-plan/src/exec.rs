@@ -64,6 +64,7 @@ pub fn memory_dialect() -> SqlDialect {
         dml_target_alias: true,
         create_table_as: true,
         catalog: Default::default(),
+        database: None,
         type_mapper: Arc::new(NoTypes),
         unparser: Arc::new(NoQualify(datafusion::sql::unparser::dialect::DefaultDialect {})),
     }

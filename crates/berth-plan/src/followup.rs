@@ -325,7 +325,7 @@ impl<'a> PlanBuilder<'a> {
 
     /// `dataset.table` as a DataFusion table reference (folded).
     pub fn reference(&self, table: &TableRef) -> TableReference {
-        TableReference::partial(self.name(&table.dataset), self.name(&table.table))
+        self.dialect.table_reference(&table.dataset, &table.table)
     }
 
     /// The relation a target column is qualified with: the alias, or the full name.

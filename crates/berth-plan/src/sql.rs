@@ -291,12 +291,22 @@ pub fn scan(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) 
             .map(|c| Field::new(dialect.stored_name(c), arrow::datatypes::DataType::Utf8, true))
             .collect::<Vec<_>>(),
     );
-    let reference = TableReference::partial(dialect.stored_name(dataset), dialect.stored_name(table));
+    let reference = dialect.table_reference(dataset, table);
     Ok(LogicalPlanBuilder::scan(
         reference,
         Arc::new(LogicalTableSource::new(Arc::new(schema))),
         None,
     )?)
+}
+
+/// A scan of the database's `information_schema.columns` (never qualified with
+/// [`SqlDialect::database`]: DuckDB keeps it in its system catalog), with the given columns.
+pub fn information_schema_scan(dialect: &SqlDialect, columns: &[&str]) -> Result<LogicalPlanBuilder> {
+    let unqualified = SqlDialect {
+        database: None,
+        ..dialect.clone()
+    };
+    scan(&unqualified, "information_schema", "columns", columns)
 }
 
 /// A scan of `dataset`'s own column catalog, `<dataset>.INFORMATION_SCHEMA.COLUMNS`

@@ -104,6 +104,7 @@ pub fn capabilities() -> Capabilities {
             dml_target_alias: true,
             create_table_as: true,
             catalog: Default::default(),
+            database: None,
             type_mapper: Arc::new(PostgresTypeMapper),
             unparser: Arc::new(berth_plan::NoQualify(PostgreSqlDialect {})),
         },
@@ -446,24 +447,20 @@ impl PostgresDestination {
     /// Target column types of `dataset.table`, by stored column name.
     async fn column_types(&self, session: &Session, dataset: &str, table: &str) -> Result<HashMap<String, PgType>> {
         let dialect = &self.caps.dialect;
-        let builder = sql::scan(
-            dialect,
-            "information_schema",
-            "columns",
-            &["column_name", "udt_name", "table_schema", "table_name"],
-        )?
-        .filter(
-            sql::column(dialect, "table_schema")
-                .eq(lit(dialect.stored_name(dataset)))
-                .and(sql::column(dialect, "table_name").eq(lit(dialect.stored_name(table)))),
-        )
-        .and_then(|b| {
-            b.project(vec![
-                sql::column(dialect, "column_name"),
-                sql::column(dialect, "udt_name"),
-            ])
-        })
-        .map_err(berth_plan::Error::from)?;
+        let builder =
+            sql::information_schema_scan(dialect, &["column_name", "udt_name", "table_schema", "table_name"])?
+                .filter(
+                    sql::column(dialect, "table_schema")
+                        .eq(lit(dialect.stored_name(dataset)))
+                        .and(sql::column(dialect, "table_name").eq(lit(dialect.stored_name(table)))),
+                )
+                .and_then(|b| {
+                    b.project(vec![
+                        sql::column(dialect, "column_name"),
+                        sql::column(dialect, "udt_name"),
+                    ])
+                })
+                .map_err(berth_plan::Error::from)?;
         let query = sql::to_query(dialect, builder)?.to_string();
         let rows = session
             .client
