@@ -151,3 +151,43 @@ async fn delete_insert_with_primary_and_merge_key() {
     });
     check_variant("merge_delete_insert_merge_key", &package).await;
 }
+
+/// A package whose naming convention keeps case (`sql_cs_v1`) keeps its names where identifiers
+/// are case-sensitive, as dlt's `adjust_capabilities` does: Snowflake stops folding to upper case,
+/// BigQuery and PostgreSQL keep names anyway; Redshift and Databricks, whose identifiers are not
+/// case-sensitive, fold as usual. Every statement names `My_Table` one way only.
+#[tokio::test]
+async fn case_sensitive_naming_keeps_names_where_identifiers_are_case_sensitive() {
+    let package = berth_tests::scenario_packages("duckdb", "naming_case_sensitive")
+        .pop()
+        .expect("a package");
+    let expected = [
+        ("snowflake", "\"My_Table\""),
+        ("bigquery", "`My_Table`"),
+        ("postgres", "\"My_Table\""),
+        ("redshift", "\"my_table\""),
+        ("databricks", "`My_Table`"),
+    ];
+    for (name, table) in expected {
+        let (dialect, _) = berth::planning_dialect(name).expect("dialect");
+        let phases = phases(&package, &dialect, ReplaceStrategy::TruncateAndInsert, true).await;
+        let sql: String = phases
+            .iter()
+            .flat_map(|p| &p.steps)
+            .filter_map(|s| match s {
+                Step::Sql(statement) => Some(statement.to_string()),
+                _ => None,
+            })
+            // The `_dlt_version` row holds the schema's JSON, names as dlt wrote them.
+            .filter(|statement| !statement.to_ascii_lowercase().contains("_dlt_version"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(sql.contains(table), "{name}: no {table}");
+        let other_spellings = ["My_Table", "MY_TABLE", "my_table"]
+            .iter()
+            .filter(|s| !table.contains(**s))
+            .filter(|s| sql.contains(&format!("{}{s}", &table[..1])))
+            .count();
+        assert_eq!(other_spellings, 0, "{name}: {table} spelled another way too");
+    }
+}

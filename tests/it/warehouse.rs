@@ -289,7 +289,7 @@ fn scripted_snowflake(loads: Option<Arc<Mutex<bool>>>) -> TestServer {
                 ]),
             );
         }
-        if statement.starts_with("SELECT") && statement.contains("_BERTH_JOURNAL") {
+        if statement.starts_with("SELECT") && statement.to_ascii_uppercase().contains("_BERTH_JOURNAL") {
             return Reply::Json(
                 422,
                 serde_json::json!({
@@ -806,4 +806,72 @@ async fn databricks_service_principals_get_oauth_tokens_once() {
             .all(|r| r.header("authorization") == Some("Bearer oauth-access"))
     );
     assert!(!format!("{client:?}").contains("sp-secret"));
+}
+
+/// A package whose naming convention keeps case (`sql_cs_v1`) loads into Snowflake with its
+/// names as they are — `"ds"."My_Table"`, `"ds"."_dlt_loads"` — as dlt's `adjust_capabilities`
+/// makes Snowflake's identifiers case-sensitive for it; every statement spells them one way.
+#[tokio::test]
+async fn a_case_sensitive_package_keeps_its_names_in_snowflake() {
+    let s3 = S3Server::start(&["stage"]);
+    let api = snowflake_server();
+    let source = last_package("naming_case_sensitive");
+    let work = tempfile::tempdir().expect("tempdir");
+    let package_dir = work.path().join(source.file_name().expect("name"));
+    berth_tests::copy_tree(&source, &package_dir).expect("copy");
+    let mut env: std::collections::BTreeMap<String, String> = s3.env().into_iter().collect();
+    env.insert("SNOWFLAKE_TOKEN".into(), "sf-token".into());
+    let destination = WarehouseDestination::from_url(
+        &format!(
+            "snowflake://acct/ANALYTICS?warehouse=LOAD_WH&forward_credentials=true&base_url={}",
+            api.url
+        ),
+        WarehouseOptions {
+            staging: Some("s3://stage/berth".into()),
+            storage: s3.storage_config(),
+            env: Some(env),
+        },
+    )
+    .expect("open snowflake");
+    let loader = berth::loader::Loader::new(Arc::new(destination) as Arc<dyn Destination>).with_options(
+        berth::loader::LoaderOptions {
+            dataset: Some("ds".into()),
+            ..Default::default()
+        },
+    );
+    let summary = loader
+        .load_all(vec![PackageLocation::local(&package_dir).expect("location")])
+        .await
+        .expect("load");
+    assert!(summary.all_loaded(), "{summary:?}");
+    let statements: Vec<String> = api
+        .received()
+        .iter()
+        .map(|r| r.json()["statement"].as_str().unwrap_or_default().to_string())
+        // The `_dlt_version` row holds the schema's JSON, names as dlt wrote them.
+        .filter(|s| !(s.contains("INSERT INTO") && s.to_ascii_lowercase().contains("_dlt_version")))
+        .collect();
+    let copies: Vec<&String> = statements.iter().filter(|s| s.contains("COPY INTO")).collect();
+    assert!(
+        copies.iter().any(|s| s.contains("COPY INTO \"ds\".\"My_Table\"")),
+        "{copies:?}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.starts_with("INSERT INTO \"ds\".\"_dlt_loads\""))
+    );
+    // The catalog's own names stay Snowflake's (upper case); the names looked up are the package's.
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.contains("FROM \"INFORMATION_SCHEMA\".\"COLUMNS\"") && s.contains("'My_Table'")),
+        "the catalog lookup"
+    );
+    assert!(
+        !statements
+            .iter()
+            .any(|s| s.contains("\"MY_TABLE\"") || s.contains("\"DS\"")),
+        "a name folded to upper case"
+    );
 }

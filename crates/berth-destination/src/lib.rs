@@ -174,6 +174,14 @@ pub trait Destination: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// This destination as dlt adjusts it for a package whose naming convention keeps case
+    /// (`sql_cs_v1`, `duck_case`, `direct`; dlt's `adjust_capabilities`): where identifiers are
+    /// case-sensitive but folded by default (Snowflake's upper case), a copy that keeps names as
+    /// the package has them. `None` (the default): nothing changes.
+    fn for_case_sensitive_names(&self) -> Option<std::sync::Arc<dyn Destination>> {
+        None
+    }
+
     /// Removes the rows of every committed part of a job that failed terminally from the table
     /// they went into, together with the parts' journal rows, in one transaction, so the job
     /// leaves none of its rows (its parts commit one by one, see

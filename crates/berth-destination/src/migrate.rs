@@ -101,6 +101,9 @@ pub async fn storage_columns(
     tables: &[String],
 ) -> Result<HashMap<String, Vec<StorageColumn>>> {
     let dialect = &destination.capabilities().dialect;
+    // Names of the catalog itself fold natively; the dataset and tables looked up are the
+    // package's names (values, not identifiers).
+    let catalog = &dialect.catalog_dialect();
     let columns = [
         "table_name",
         "column_name",
@@ -123,9 +126,9 @@ pub async fn storage_columns(
         sql::information_schema_scan(dialect, &scanned)?
     };
     let names = tables.iter().map(|t| lit(dialect.stored_name(t))).collect();
-    let filter = sql::column(dialect, "table_schema")
+    let filter = sql::column(catalog, "table_schema")
         .eq(lit(dialect.stored_name(dataset)))
-        .and(in_list(sql::column(dialect, "table_name"), names, false));
+        .and(in_list(sql::column(catalog, "table_name"), names, false));
     // A catalog without numeric precision columns answers NULL for them.
     let projection = columns
         .iter()
@@ -133,7 +136,7 @@ pub async fn storage_columns(
             if per_dataset && c.starts_with("numeric_") {
                 lit(datafusion::scalar::ScalarValue::Int64(None)).alias(*c)
             } else {
-                sql::column(dialect, c)
+                sql::column(catalog, c)
             }
         })
         .collect::<Vec<_>>();
@@ -142,7 +145,7 @@ pub async fn storage_columns(
         .filter(filter)
         .and_then(|b| b.project(projection))
         .map_err(berth_plan::Error::from)?;
-    let query = sql::to_query(dialect, builder)?;
+    let query = sql::to_query(catalog, builder)?;
     let batches = destination
         .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
         .await?;

@@ -90,6 +90,8 @@ pub fn capabilities() -> Capabilities {
             supports_merge: true,
             dml_target_alias: true,
             create_table_as: true,
+            case_sensitive_identifiers: false,
+            catalog_casefold: CaseFold::None,
             catalog: Default::default(),
             database: None,
             type_mapper: Arc::new(DuckDbTypeMapper),

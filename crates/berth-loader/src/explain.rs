@@ -67,6 +67,8 @@ pub fn explain(
     caps: &PlanCapabilities,
     options: &ExplainOptions,
 ) -> Result<Vec<Phase>> {
+    let adjusted = dialect.for_naming(package.schema.naming().is_case_sensitive());
+    let dialect = adjusted.as_ref().unwrap_or(dialect);
     let plan = PackagePlan::new(package, &options.plan, caps)?;
     plan.check_names(package, dialect)?;
     let mut phases = Vec::new();

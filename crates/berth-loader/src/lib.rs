@@ -275,6 +275,21 @@ impl Loader {
     pub async fn load(&self, location: PackageLocation) -> Result<PackageSummary> {
         let started = Instant::now();
         let package = LoadPackage::open(location).await?;
+        if package.schema.naming().is_case_sensitive()
+            && let Some(adjusted) = self.destination.for_case_sensitive_names()
+        {
+            // Names as the package has them: the same load on the adjusted destination.
+            let loader = Self {
+                destination: adjusted,
+                ..self.clone()
+            };
+            return Box::pin(loader.load_opened(package, started)).await;
+        }
+        self.load_opened(package, started).await
+    }
+
+    /// [`Loader::load`] of an opened package.
+    async fn load_opened(&self, package: LoadPackage, started: Instant) -> Result<PackageSummary> {
         let dataset = package.dataset_name(self.options.dataset.as_deref());
         // One berth at a time per package and dataset: a second process waits here, then finds
         // the package loaded.

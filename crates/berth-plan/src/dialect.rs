@@ -91,6 +91,13 @@ pub struct SqlDialect {
     pub dml_target_alias: bool,
     /// `CREATE TABLE … AS SELECT` exists (else `SELECT … INTO`, MSSQL).
     pub create_table_as: bool,
+    /// Identifiers that differ only in case are different names (dlt's
+    /// `has_case_sensitive_identifiers`): where [`Self::casefold`] folds them anyway, a package
+    /// whose naming convention keeps case gets them unfolded ([`Self::for_naming`]).
+    pub case_sensitive_identifiers: bool,
+    /// Case folding of the catalog's own names (`information_schema`, its columns): the
+    /// destination's native folding, which [`Self::for_naming`] keeps.
+    pub catalog_casefold: CaseFold,
     /// Where the catalog's column list is and what it holds.
     pub catalog: CatalogStyle,
     /// The database every table name is qualified with (`"db"."dataset"."table"`), where a
@@ -118,6 +125,25 @@ impl SqlDialect {
     /// A quoted, case-folded identifier. Quotes inside the name are escaped by the printer.
     pub fn ident(&self, name: &str) -> Ident {
         Ident::with_quote(self.identifier_quote, self.casefold.apply(name))
+    }
+
+    /// The dialect for a package whose naming convention keeps case (`case_sensitive`), as dlt's
+    /// `adjust_capabilities` makes it: no folding where identifiers are case-sensitive; `None`
+    /// when nothing changes.
+    pub fn for_naming(&self, case_sensitive: bool) -> Option<SqlDialect> {
+        (case_sensitive && self.case_sensitive_identifiers && self.casefold != CaseFold::None).then(|| SqlDialect {
+            casefold: CaseFold::None,
+            ..self.clone()
+        })
+    }
+
+    /// The dialect of queries on the catalog's own tables: native folding, no database.
+    pub fn catalog_dialect(&self) -> SqlDialect {
+        SqlDialect {
+            casefold: self.catalog_casefold,
+            database: None,
+            ..self.clone()
+        }
     }
 
     /// `"dataset"."table"`.

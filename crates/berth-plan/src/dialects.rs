@@ -75,6 +75,8 @@ fn dialect(base: Base) -> SqlDialect {
         supports_merge: true,
         dml_target_alias: true,
         create_table_as: true,
+        case_sensitive_identifiers: false,
+        catalog_casefold: base.casefold,
         catalog: Default::default(),
         database: None,
         type_mapper: base.types,
@@ -84,20 +86,24 @@ fn dialect(base: Base) -> SqlDialect {
 
 /// Snowflake: upper-case folding, `MERGE`.
 pub fn snowflake() -> SqlDialect {
-    dialect(Base {
-        name: "snowflake",
-        quote: '"',
-        casefold: CaseFold::Upper,
-        max_identifier_length: 255,
-        types: Arc::new(Types(snowflake_type)),
-        unparser: Arc::new(NoQualify(SnowflakeDialect::new())),
-    })
+    SqlDialect {
+        case_sensitive_identifiers: true,
+        ..dialect(Base {
+            name: "snowflake",
+            quote: '"',
+            casefold: CaseFold::Upper,
+            max_identifier_length: 255,
+            types: Arc::new(Types(snowflake_type)),
+            unparser: Arc::new(NoQualify(SnowflakeDialect::new())),
+        })
+    }
 }
 
 /// BigQuery: back-quoted, case kept, `MERGE`, a catalog per dataset.
 pub fn bigquery() -> SqlDialect {
     SqlDialect {
         catalog: CatalogStyle::PerDataset,
+        case_sensitive_identifiers: true,
         ..dialect(Base {
             name: "bigquery",
             quote: '`',

@@ -63,6 +63,8 @@ pub fn memory_dialect() -> SqlDialect {
         supports_merge: true,
         dml_target_alias: true,
         create_table_as: true,
+        case_sensitive_identifiers: true,
+        catalog_casefold: CaseFold::None,
         catalog: Default::default(),
         database: None,
         type_mapper: Arc::new(NoTypes),

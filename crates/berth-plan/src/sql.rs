@@ -299,14 +299,11 @@ pub fn scan(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[&str]) 
     )?)
 }
 
-/// A scan of the database's `information_schema.columns` (never qualified with
-/// [`SqlDialect::database`]: DuckDB keeps it in its system catalog), with the given columns.
+/// A scan of the database's `information_schema.columns`, with the given columns, in
+/// [`SqlDialect::catalog_dialect`] (never qualified with a database: DuckDB keeps it in its
+/// system catalog; names folded natively: Snowflake's are upper case for every package).
 pub fn information_schema_scan(dialect: &SqlDialect, columns: &[&str]) -> Result<LogicalPlanBuilder> {
-    let unqualified = SqlDialect {
-        database: None,
-        ..dialect.clone()
-    };
-    scan(&unqualified, "information_schema", "columns", columns)
+    scan(&dialect.catalog_dialect(), "information_schema", "columns", columns)
 }
 
 /// A scan of `dataset`'s own column catalog, `<dataset>.INFORMATION_SCHEMA.COLUMNS`

@@ -1,5 +1,6 @@
 //! [`WarehouseDestination`]: the [`Destination`] of the four warehouses.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -53,11 +54,11 @@ enum Client {
 }
 
 /// Snowflake, BigQuery, Redshift or Databricks as a destination.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WarehouseDestination {
     warehouse: Warehouse,
     caps: Capabilities,
-    client: Client,
+    client: Arc<Client>,
     staging: Option<Staging>,
     access: StageAccess,
     storage: StorageConfig,
@@ -267,7 +268,7 @@ impl WarehouseDestination {
         Ok(Self {
             warehouse,
             caps: warehouse.capabilities(),
-            client,
+            client: Arc::new(client),
             staging,
             access,
             storage: options.storage,
@@ -297,7 +298,7 @@ impl WarehouseDestination {
 
     /// Runs statement texts through the client.
     async fn run(&self, statements: &[String], transactional: bool) -> Result<Rows> {
-        let result = match &self.client {
+        let result = match self.client.as_ref() {
             Client::Snowflake(c) => c.run(statements, transactional).await,
             Client::BigQuery(c) => c.run(statements, transactional).await,
             Client::Databricks(c) => c.run(statements).await,
@@ -340,6 +341,16 @@ impl Destination for WarehouseDestination {
     /// staging bucket, or, without one, next to the package in its bucket
     /// (`<package>/_berth_locks/<dataset>.json`). A local package with no staging bucket cannot
     /// load into a warehouse at all, so it takes none.
+    /// Snowflake folds names to upper case unless the package's naming convention keeps case
+    /// (dlt's `adjust_capabilities`: its identifiers are case-sensitive); then names are kept
+    /// ([`berth_plan::SqlDialect::for_naming`]).
+    fn for_case_sensitive_names(&self) -> Option<Arc<dyn Destination>> {
+        let dialect = self.caps.dialect.for_naming(true)?;
+        let mut kept = self.clone();
+        kept.caps.dialect = dialect;
+        Some(Arc::new(kept))
+    }
+
     async fn lock_load(&self, package: &LoadPackage, dataset: &str) -> Result<Option<LoadLock>> {
         let location = &package.location;
         let (store, path, display) = match &self.staging {
@@ -395,7 +406,7 @@ impl Destination for WarehouseDestination {
     }
 
     async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
-        if let Client::Redshift(pg) = &self.client {
+        if let Client::Redshift(pg) = self.client.as_ref() {
             return pg
                 .execute(statements, transactional)
                 .await
@@ -408,7 +419,7 @@ impl Destination for WarehouseDestination {
     }
 
     async fn query(&self, statement: Statement) -> Result<Vec<RecordBatch>> {
-        if let Client::Redshift(pg) = &self.client {
+        if let Client::Redshift(pg) = self.client.as_ref() {
             return pg.query(statement).await;
         }
         let rows = self.run(&[statement.to_string()], false).await?;
@@ -452,7 +463,7 @@ impl Destination for WarehouseDestination {
                 |m| m,
             )
         };
-        let rows = match (&self.client, command) {
+        let rows = match (self.client.as_ref(), command) {
             (Client::Redshift(pg), LoadCommand::Sql(copy)) => {
                 // The COPY text may hold forwarded keys: never let it into the message.
                 pg.execute(vec![copy, journal], true)
@@ -655,6 +666,9 @@ impl JobPlanner {
             }
         };
         let dialect = self.warehouse.dialect();
+        let dialect = dialect
+            .for_naming(package.schema.naming().is_case_sensitive())
+            .unwrap_or(dialect);
         let credentials = self
             .staging
             .as_ref()
