@@ -163,9 +163,33 @@ proptest! {
         let original = read("schema.json");
         let mutated = mutate(&original, &mutations);
         if let Ok(schema) = Schema::from_json(&mutated, "schema.json") {
-            // What parses is usable: every table can be looked up by its name.
-            for name in schema.tables.keys() {
-                prop_assert!(schema.table(name).is_some());
+            // What parses is usable: every table carries the name it is filed under, every
+            // column too, every parent chain ends at a root table of the schema within as many
+            // steps as there are tables, and each table is in exactly its root's chain.
+            let raw: serde_json::Value = serde_json::from_str(&mutated).expect("parsed as JSON already");
+            for (name, table) in &schema.tables {
+                prop_assert_eq!(&table.name, name);
+                prop_assert!(raw["tables"].get(name).is_some(), "table `{}` is not in the file", name);
+                for (column_name, column) in &table.columns {
+                    prop_assert_eq!(&column.name, column_name);
+                }
+                let mut current = table;
+                let mut steps = 0;
+                while let Some(parent) = &current.parent {
+                    current = schema.table(parent).expect("parents were checked");
+                    steps += 1;
+                    prop_assert!(steps <= schema.tables.len(), "a cycle of parents from `{}`", name);
+                }
+                let root = schema.root_of(table);
+                prop_assert!(root.parent.is_none());
+                prop_assert_eq!(&root.name, &current.name);
+                let in_chains = schema
+                    .tables
+                    .values()
+                    .filter(|r| r.parent.is_none())
+                    .filter(|r| schema.table_chain(r).iter().any(|t| t.name == *name))
+                    .count();
+                prop_assert_eq!(in_chains, 1, "table `{}` is in one root's chain", name);
             }
         }
         let _ = Schema::from_json(&damage(&original, cut, &flips), "schema.json");

@@ -599,3 +599,51 @@ async fn a_job_split_into_parts_that_fails_keeps_none_of_its_rows() {
         );
     }
 }
+
+/// The journal decides what is loaded, so a row of it berth cannot read (a negative row count,
+/// an empty row-group range, an empty job id) stops the load with a bug-kind error instead of
+/// being read as "nothing" or "the whole file".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_journal_row_stops_the_load() {
+    use berth::destination::{Error as DestinationError, ErrorKind};
+    let cluster = PgCluster::start();
+    let postgres: Arc<dyn Destination> =
+        Arc::new(berth::postgres::PostgresDestination::from_url(&cluster.database_url("journal")).expect("postgres"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = json!({"t": table("t", &[column("id", "bigint", false)])});
+    let job = (
+        "t.one.0.parquet".to_string(),
+        parquet(vec![("id", Arc::new(Int64Array::from(vec![1])) as ArrayRef)]),
+    );
+    // A first package creates the dataset and its journal.
+    let first = package(&dir.path().join("first"), tables.clone(), std::slice::from_ref(&job));
+    assert_eq!(load(&postgres, &first, "journal").await.status, PackageStatus::Loaded);
+    let rows = ["'t.one', 0, NULL, -5", "'t.one', 3, 2, 10", "'', 0, NULL, 10"];
+    for (n, row) in rows.iter().enumerate() {
+        let load_id = format!("1795400001.{n}");
+        cluster.psql(
+            "journal",
+            &format!("INSERT INTO journal._berth_journal VALUES ('{load_id}', {row}, now())"),
+        );
+        let root = dir.path().join(format!("bad-{n}"));
+        let made = package(&root, tables.clone(), std::slice::from_ref(&job));
+        let renamed = root.join(&load_id);
+        std::fs::rename(&made, &renamed).expect("rename");
+        let err = Loader::new(Arc::clone(&postgres))
+            .with_options(LoaderOptions {
+                dataset: Some("journal".into()),
+                ..LoaderOptions::default()
+            })
+            .load(PackageLocation::parse(&renamed.to_string_lossy()).expect("location"))
+            .await
+            .expect_err("the load stops");
+        assert_eq!(err.kind(), ErrorKind::Bug, "{row}: {err}");
+        assert!(
+            matches!(
+                err,
+                berth::loader::Error::Destination(DestinationError::MalformedJournal { .. })
+            ),
+            "{row}: {err}"
+        );
+    }
+}

@@ -63,6 +63,18 @@ pub enum Error {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// A journal row berth cannot read (see [`crate::committed_parts`]).
+    #[error(
+        "`{dataset}._berth_journal` holds a row for load {load_id} berth cannot read ({reason}); the journal decides what is loaded, so the load stops (a bug if berth wrote it: please report it)"
+    )]
+    MalformedJournal {
+        /// The final dataset.
+        dataset: String,
+        /// The load.
+        load_id: String,
+        /// What is wrong with the row.
+        reason: String,
+    },
     /// A bug in berth.
     #[error("internal error (a bug in berth, please report it): {0}")]
     Internal(String),
@@ -75,7 +87,7 @@ impl Error {
             Self::Database { kind, .. } => *kind,
             Self::Package(e) if e.is_transient() => ErrorKind::Transient,
             Self::Package(_) | Self::Plan(_) | Self::SchemaMismatch { .. } | Self::Config { .. } => ErrorKind::Terminal,
-            Self::Internal(_) => ErrorKind::Bug,
+            Self::Internal(_) | Self::MalformedJournal { .. } => ErrorKind::Bug,
         }
     }
 

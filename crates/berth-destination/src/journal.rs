@@ -126,23 +126,47 @@ pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_
         Err(e) if e.kind() == ErrorKind::UndefinedRelation => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let malformed = |reason: String| Error::MalformedJournal {
+        dataset: dataset.to_string(),
+        load_id: load_id.to_string(),
+        reason,
+    };
     let mut out = Vec::new();
     for batch in &batches {
+        if batch.num_columns() < columns.len() {
+            return Err(malformed(format!(
+                "{} columns answered, not {}",
+                batch.num_columns(),
+                columns.len()
+            )));
+        }
         let jobs = crate::migrate::string_column(batch, 0)?;
         let (first, end, rows) = (int_column(batch, 1)?, int_column(batch, 2)?, int_column(batch, 3)?);
         for row in 0..batch.num_rows() {
-            let as_index = |v: i64| usize::try_from(v).unwrap_or_default();
-            let start = as_index(first[row].unwrap_or_default());
+            let job_id = jobs[row]
+                .clone()
+                .filter(|j| !j.is_empty())
+                .ok_or_else(|| malformed("no job_id".into()))?;
+            let index = |v: Option<i64>, column: &str| {
+                v.and_then(|v| usize::try_from(v).ok())
+                    .ok_or_else(|| malformed(format!("job `{job_id}`: {column} is {v:?}")))
+            };
+            let start = index(first[row], "first_row_group")?;
             let part = match end[row] {
                 None if start == 0 => JobPart::Whole,
                 None => JobPart::RowGroups(start..usize::MAX),
-                Some(end) => JobPart::RowGroups(start..as_index(end)),
+                Some(_) => {
+                    let end = index(end[row], "end_row_group")?;
+                    if end <= start {
+                        return Err(malformed(format!("job `{job_id}`: row groups {start}..{end}")));
+                    }
+                    JobPart::RowGroups(start..end)
+                }
             };
-            out.push(JournalEntry {
-                job_id: jobs[row].clone().unwrap_or_default(),
-                part,
-                rows: u64::try_from(rows[row].unwrap_or_default()).unwrap_or_default(),
-            });
+            let rows = rows[row]
+                .and_then(|r| u64::try_from(r).ok())
+                .ok_or_else(|| malformed(format!("job `{job_id}`: rows is {:?}", rows[row])))?;
+            out.push(JournalEntry { job_id, part, rows });
         }
     }
     Ok(out)

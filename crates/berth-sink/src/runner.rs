@@ -309,7 +309,7 @@ impl SinkLoader {
     ) -> (JobEnd, u64, u32) {
         match self.send_job(package, state, job).await {
             Ok(done) => done,
-            Err(e) => (JobEnd::Failed(SinkError::terminal(e.to_string())), 0, 1),
+            Err(e) => (JobEnd::Failed(reading_failed(&e)), 0, 1),
         }
     }
 
@@ -455,5 +455,37 @@ impl SinkLoader {
                 }
             }
         }
+    }
+}
+
+/// A job that could not be read or recorded fails as what the error is: a store hiccup (a
+/// transient S3 failure) keeps the package pending for the next run, bad data is terminal.
+fn reading_failed(error: &berth_loader::Error) -> SinkError {
+    match error.kind() {
+        berth_destination::ErrorKind::Transient => SinkError::transient(error.to_string()),
+        _ => SinkError::terminal(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_that_cannot_be_read_fails_as_what_the_error_is() {
+        let hiccup = berth_model::Error::store(
+            "reading",
+            "s3://lake/pkg/new_jobs/t.1.0.parquet",
+            object_store::Error::Generic {
+                store: "S3",
+                source: "connection reset by peer".into(),
+            },
+        );
+        assert_eq!(reading_failed(&hiccup.into()).kind, SinkErrorKind::Transient);
+        let bad = berth_model::Error::Decode {
+            job: "t.1.0.parquet".into(),
+            message: "not a readable Parquet file".into(),
+        };
+        assert_eq!(reading_failed(&bad.into()).kind, SinkErrorKind::Terminal);
     }
 }
