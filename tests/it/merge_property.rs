@@ -1,5 +1,7 @@
-//! Random merge packages loaded into PostgreSQL and DuckDB end with the same rows as DataFusion
-//! executing the very same plans in memory (`berth_plan::exec`), load after load.
+//! Random merge packages loaded into PostgreSQL and DuckDB end with the rows an independent
+//! oracle (plain Rust over the staged rows, following dlt's merge SQL) computes, and with the same
+//! rows as DataFusion executing berth's very plans in memory (`berth_plan::exec`), load after
+//! load.
 //!
 //! Each case is a seeded run of several packages into one dataset: duplicate keys inside a
 //! package, NULL and tied `dedup_sort` values, hard deletes, nested lists of 0–3 elements, keys
@@ -7,7 +9,7 @@
 //! package may move the staging table into the new final table instead of copying it (PostgreSQL),
 //! which must end with the same rows and the final table's constraints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -143,8 +145,24 @@ fn text(name: &str, nullable: bool) -> Field {
     Field::new(name, ArrowType::Utf8, nullable)
 }
 
-/// Writes package `index` of a case and returns its folder.
-fn write_package(dir: &Path, strategy: Strategy, with_nested: bool, rng: &mut ChaCha8Rng, index: u64) -> PathBuf {
+/// A row as the oracle keeps it: column name to canonical JSON value (see [`berth_tests::cell`]).
+type Row = BTreeMap<String, Value>;
+
+/// What one package stages: its root and nested rows and its scd2 boundary (canonical).
+struct Staged {
+    roots: Vec<Row>,
+    nested: Vec<Row>,
+    boundary: Value,
+}
+
+/// Writes package `index` of a case and returns its folder and what it stages.
+fn write_package(
+    dir: &Path,
+    strategy: Strategy,
+    with_nested: bool,
+    rng: &mut ChaCha8Rng,
+    index: u64,
+) -> (PathBuf, Staged) {
     let load_id = format!("1795400{index:03}.5");
     let package = dir.join(&load_id);
     let jobs = package.join("new_jobs");
@@ -152,6 +170,18 @@ fn write_package(dir: &Path, strategy: Strategy, with_nested: bool, rng: &mut Ch
     let schema = serde_json::to_string(&schema_json(strategy, 1, with_nested)).expect("json");
     std::fs::write(package.join("schema.json"), schema).expect("schema");
     let created_at = format!("2026-11-22T10:{:02}:{:02}.123456+00:00", index, rng.random_range(0..60));
+    let boundary = chrono::DateTime::parse_from_rfc3339(&created_at)
+        .expect("created_at")
+        .timestamp_micros();
+    let boundary = cell(
+        &arrow::array::TimestampMicrosecondArray::from(vec![boundary]).with_timezone("UTC"),
+        0,
+    );
+    let mut staged = Staged {
+        roots: Vec::new(),
+        nested: Vec::new(),
+        boundary,
+    };
     let state = json!({"_state_version": 1, "_state_engine_version": 1, "created_at": created_at});
     std::fs::write(package.join("load_package_state.json"), state.to_string()).expect("state");
 
@@ -176,29 +206,46 @@ fn write_package(dir: &Path, strategy: Strategy, with_nested: bool, rng: &mut Ch
         } else {
             rng.random_range(1..=6)
         };
-        let value = format!("v{}", rng.random_range(0..3));
+        let value = (!rng.random_ratio(1, 6)).then(|| format!("v{}", rng.random_range(0..3)));
+        // scd2's row hash is the row's content, as dlt computes it.
         let row_id = match strategy {
             Strategy::DeleteInsert => hash(&[&load_id, &row.to_string()]),
             Strategy::Upsert | Strategy::InsertOnly => hash(&[&key.to_string()]),
-            Strategy::Scd2 => hash(&[&key.to_string(), &value]),
+            Strategy::Scd2 => hash(&[&key.to_string(), value.as_deref().unwrap_or("\u{0}null")]),
+        };
+        let seq_value = match rng.random_range(0..4) {
+            0 => None,
+            n => Some(n),
+        };
+        let deleted_value = match rng.random_range(0..6) {
+            0 => Some(true),
+            1 => None,
+            _ => Some(false),
         };
         id.append_value(key);
-        if rng.random_ratio(1, 6) {
-            v.append_null();
-        } else {
-            v.append_value(&value);
-        }
-        match rng.random_range(0..4) {
-            0 => seq.append_null(),
-            n => seq.append_value(n),
-        }
-        match rng.random_range(0..6) {
-            0 => deleted.append_value(true),
-            1 => deleted.append_null(),
-            _ => deleted.append_value(false),
-        }
+        v.append_option(value.as_deref());
+        seq.append_option(seq_value);
+        deleted.append_option(deleted_value);
         load.append_value(&load_id);
         dlt_id.append_value(&row_id);
+        let (key_name, value_name) = if strategy == Strategy::Scd2 {
+            ("cid", "city")
+        } else {
+            ("id", "v")
+        };
+        let mut staged_row = Row::from([
+            (key_name.to_string(), json!(key)),
+            (value_name.to_string(), value.map_or(Value::Null, Value::String)),
+            ("_dlt_load_id".to_string(), json!(load_id)),
+            ("_dlt_id".to_string(), json!(row_id)),
+        ]);
+        if strategy == Strategy::DeleteInsert {
+            staged_row.insert("seq".into(), seq_value.map_or(Value::Null, |n| json!(n)));
+        }
+        if matches!(strategy, Strategy::DeleteInsert | Strategy::Upsert) {
+            staged_row.insert("deleted".into(), deleted_value.map_or(Value::Null, Value::Bool));
+        }
+        staged.roots.push(staged_row);
         root_ids.push(row_id);
     }
     let (key_name, value_name, root, nested, nested_value) = if strategy == Strategy::Scd2 {
@@ -223,7 +270,7 @@ fn write_package(dir: &Path, strategy: Strategy, with_nested: bool, rng: &mut Ch
     let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).expect("root batch");
     write_parquet(&jobs.join(format!("{root}.{:010x}.0.parquet", index)), &batch);
     if !with_nested {
-        return package;
+        return (package, staged);
     }
 
     let (mut value, mut root_key, mut parent, mut idx, mut nid) = (
@@ -238,18 +285,30 @@ fn write_package(dir: &Path, strategy: Strategy, with_nested: bool, rng: &mut Ch
             // scd2 nested ids derive from the root's row hash: an identical version carries
             // identical children.
             let street = format!("t{}", rng.random_range(0..4));
-            if strategy == Strategy::Scd2 {
-                value.append_value(&hash(&[root_id, &i.to_string()])[..2]);
+            let element = if strategy == Strategy::Scd2 {
+                hash(&[root_id, &i.to_string()])[..2].to_string()
             } else {
-                value.append_value(street);
-            }
+                street
+            };
+            let element_id = match strategy {
+                Strategy::DeleteInsert => hash(&[&load_id, root_id, &i.to_string(), "n"]),
+                _ => hash(&[root_id, &i.to_string()]),
+            };
+            value.append_value(&element);
             root_key.append_value(root_id);
             parent.append_value(root_id);
             idx.append_value(i);
-            nid.append_value(match strategy {
-                Strategy::DeleteInsert => hash(&[&load_id, root_id, &i.to_string(), "n"]),
-                _ => hash(&[root_id, &i.to_string()]),
-            });
+            nid.append_value(&element_id);
+            let mut staged_row = Row::from([
+                (nested_value.to_string(), json!(element)),
+                ("_dlt_parent_id".to_string(), json!(root_id)),
+                ("_dlt_list_idx".to_string(), json!(i)),
+                ("_dlt_id".to_string(), json!(element_id)),
+            ]);
+            if strategy != Strategy::Scd2 {
+                staged_row.insert("_dlt_root_id".into(), json!(root_id));
+            }
+            staged.nested.push(staged_row);
         }
     }
     let mut fields = vec![text(nested_value, true)];
@@ -266,7 +325,166 @@ fn write_package(dir: &Path, strategy: Strategy, with_nested: bool, rng: &mut Ch
     columns.push(Arc::new(nid.finish()));
     let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).expect("nested batch");
     write_parquet(&jobs.join(format!("{nested}.{:010x}.0.parquet", index + 1)), &batch);
-    package
+    (package, staged)
+}
+
+/// The tables dlt's merge leaves, computed in plain Rust from the staged rows: an oracle that
+/// shares nothing with berth's plans (dlt 1.31's `sql_jobs.py`, with berth's documented
+/// decisions: ties broken by `_dlt_id`, NULL sort values last, an scd2 version or nested row
+/// staged twice inserted once).
+#[derive(Default)]
+struct Oracle {
+    roots: Vec<Row>,
+    nested: Vec<Row>,
+}
+
+fn text_of<'a>(row: &'a Row, column: &str) -> &'a str {
+    row.get(column).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn is_deleted(row: &Row) -> bool {
+    row.get("deleted") == Some(&Value::Bool(true))
+}
+
+impl Oracle {
+    fn apply(&mut self, strategy: Strategy, staged: &Staged) {
+        match strategy {
+            Strategy::DeleteInsert => self.delete_insert(staged),
+            Strategy::Upsert => self.upsert(staged),
+            Strategy::InsertOnly => self.insert_only(staged),
+            Strategy::Scd2 => self.scd2(staged),
+        }
+    }
+
+    /// Every final row of a staged key goes (with its nested rows); per key the first row by
+    /// `seq` descending (NULL last, then `_dlt_id`) comes in unless it is deleted, with its
+    /// nested rows.
+    fn delete_insert(&mut self, staged: &Staged) {
+        let keys: BTreeSet<Option<i64>> = staged.roots.iter().map(|r| r["id"].as_i64()).collect();
+        let removed: BTreeSet<String> = self
+            .roots
+            .iter()
+            .filter(|r| keys.contains(&r["id"].as_i64()))
+            .map(|r| text_of(r, "_dlt_id").to_string())
+            .collect();
+        self.roots.retain(|r| !keys.contains(&r["id"].as_i64()));
+        self.nested.retain(|n| !removed.contains(text_of(n, "_dlt_root_id")));
+        let rank = |r: &Row| {
+            (
+                r["seq"].as_i64().map_or(1, |_| 0),
+                -r["seq"].as_i64().unwrap_or(0),
+                text_of(r, "_dlt_id").to_string(),
+            )
+        };
+        let mut winners: BTreeMap<String, &Row> = BTreeMap::new();
+        for row in &staged.roots {
+            let key = row["id"].to_string();
+            if winners.get(&key).is_none_or(|best| rank(row) < rank(best)) {
+                winners.insert(key, row);
+            }
+        }
+        let inserted: Vec<Row> = winners.into_values().filter(|r| !is_deleted(r)).cloned().collect();
+        let ids: BTreeSet<&str> = inserted.iter().map(|r| text_of(r, "_dlt_id")).collect();
+        let children = staged
+            .nested
+            .iter()
+            .filter(|n| ids.contains(text_of(n, "_dlt_root_id")));
+        self.nested.extend(children.cloned());
+        self.roots.extend(inserted);
+    }
+
+    /// The root rows merge by key (a deleted staged row deletes its match and is not inserted);
+    /// nested rows merge by `_dlt_id`, then the nested rows of staged roots that were not staged
+    /// again go, and those of deleted roots.
+    fn upsert(&mut self, staged: &Staged) {
+        for row in &staged.roots {
+            match self.roots.iter().position(|f| f["id"] == row["id"]) {
+                Some(at) if is_deleted(row) => {
+                    self.roots.remove(at);
+                }
+                Some(at) => self.roots[at] = row.clone(),
+                // dlt 1.31's MERGE inserts it, delete marker and all; berth follows the hint's
+                // meaning ("deleted / not inserted"), as dlt's own `cdc` does.
+                None if is_deleted(row) => {}
+                None => self.roots.push(row.clone()),
+            }
+        }
+        for row in &staged.nested {
+            match self.nested.iter().position(|f| f["_dlt_id"] == row["_dlt_id"]) {
+                Some(at) => self.nested[at] = row.clone(),
+                None => self.nested.push(row.clone()),
+            }
+        }
+        let staged_roots: BTreeSet<&str> = staged.roots.iter().map(|r| text_of(r, "_dlt_id")).collect();
+        let staged_nested: BTreeSet<&str> = staged.nested.iter().map(|n| text_of(n, "_dlt_id")).collect();
+        let deleted_roots: BTreeSet<&str> = staged
+            .roots
+            .iter()
+            .filter(|r| is_deleted(r))
+            .map(|r| text_of(r, "_dlt_id"))
+            .collect();
+        self.nested.retain(|n| {
+            let root = text_of(n, "_dlt_root_id");
+            let gone_from_list = staged_roots.contains(root) && !staged_nested.contains(text_of(n, "_dlt_id"));
+            !gone_from_list && !deleted_roots.contains(root)
+        });
+    }
+
+    /// Root rows of new keys go in; nested rows whose `_dlt_id` is new go in.
+    fn insert_only(&mut self, staged: &Staged) {
+        for row in &staged.roots {
+            if !self.roots.iter().any(|f| f["id"] == row["id"]) {
+                self.roots.push(row.clone());
+            }
+        }
+        self.insert_new_nested(staged);
+    }
+
+    /// Active versions whose row hash is not staged retire at the boundary; staged versions not
+    /// active go in from the boundary on; nested rows whose `_dlt_id` is new go in.
+    fn scd2(&mut self, staged: &Staged) {
+        let hashes: BTreeSet<&str> = staged.roots.iter().map(|r| text_of(r, "_dlt_id")).collect();
+        for row in &mut self.roots {
+            if row["_dlt_valid_to"].is_null() && !hashes.contains(text_of(row, "_dlt_id")) {
+                row.insert("_dlt_valid_to".into(), staged.boundary.clone());
+            }
+        }
+        let mut active: BTreeSet<String> = self
+            .roots
+            .iter()
+            .filter(|r| r["_dlt_valid_to"].is_null())
+            .map(|r| text_of(r, "_dlt_id").to_string())
+            .collect();
+        for row in &staged.roots {
+            if active.insert(text_of(row, "_dlt_id").to_string()) {
+                let mut version = row.clone();
+                version.insert("_dlt_valid_from".into(), staged.boundary.clone());
+                version.insert("_dlt_valid_to".into(), Value::Null);
+                self.roots.push(version);
+            }
+        }
+        self.insert_new_nested(staged);
+    }
+
+    fn insert_new_nested(&mut self, staged: &Staged) {
+        for row in &staged.nested {
+            if !self.nested.iter().any(|f| f["_dlt_id"] == row["_dlt_id"]) {
+                self.nested.push(row.clone());
+            }
+        }
+    }
+
+    /// The rows of `table` (0: root, 1: nested) as [`table_rows`] prints them, and their columns.
+    fn rows(&self, table: usize) -> (Vec<String>, Vec<String>) {
+        let rows = if table == 0 { &self.roots } else { &self.nested };
+        let columns = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        let mut printed: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap_or_default())
+            .collect();
+        printed.sort();
+        (printed, columns)
+    }
 }
 
 fn memory_rows(catalog: &MemoryCatalog, at: &TableRef) -> Vec<String> {
@@ -301,8 +519,10 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
     } else {
         &["items", "items__tags"]
     };
+    let mut oracle = Oracle::default();
     for index in 0..4 {
-        let folder = write_package(dir.path(), strategy, with_nested, &mut rng, index);
+        let (folder, staged) = write_package(dir.path(), strategy, with_nested, &mut rng, index);
+        oracle.apply(strategy, &staged);
         let options = berth::plan::PlanOptions::new(&dataset);
         let package = LoadPackage::open(PackageLocation::local(&folder).expect("path"))
             .await
@@ -328,6 +548,26 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
                 berth::loader::PackageStatus::Loaded,
                 "seed {seed} into {name}: {summary:?}"
             );
+        }
+        // The oracle first: every destination and DataFusion's run of berth's plans end as it
+        // says (an empty table may not exist yet).
+        for (n, table) in tables.iter().enumerate() {
+            let (expected, columns) = oracle.rows(n);
+            if expected.is_empty() {
+                continue;
+            }
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            for (name, destination) in destinations {
+                let (actual, _) = table_rows(destination.as_ref(), &dataset, table, &columns)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                if let Err(diff) = berth_tests::diff_rows(table, &actual, &expected) {
+                    panic!(
+                        "seed {seed}, {}, after package {index}: {name} differs from the oracle\n{diff}",
+                        strategy.name()
+                    );
+                }
+            }
         }
         for table in tables {
             let expected = memory_rows(&memory, &TableRef::new(&dataset, *table));

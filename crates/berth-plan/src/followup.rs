@@ -837,17 +837,25 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
     let hd = hard_delete(root);
 
     if input.state.is_empty(&root.name) {
-        // Nothing to match: the deduplicated, not-deleted rows go straight in.
+        // Nothing to match: the deduplicated, not-deleted rows go straight in, and the nested
+        // rows of those roots (not of roots marked deleted, which the MERGE path deletes too).
         ops.push(FollowupOp::Insert {
             target: final_root,
             columns: columns.clone(),
             query: staged_rows(b, input, root, &pk, &columns)?.build()?,
         });
+        let kept_roots = Arc::new(staged_rows(b, input, root, &pk, &[DLT_ID.to_string()])?.build()?);
         for table in input.nested()? {
+            let link = root_link(input.schema, table)?;
             let columns = column_names(table);
+            let query = b
+                .scan(&input.staging_ref(&table.name), table, None)?
+                .filter(in_subquery(b.bare(&link.name), Arc::clone(&kept_roots)))?
+                .project(columns.iter().map(|c| b.bare(c)).collect::<Vec<_>>())?
+                .build()?;
             ops.push(FollowupOp::Insert {
                 target: input.final_ref(&table.name),
-                query: staged_rows(b, input, table, &[], &columns)?.build()?,
+                query,
                 columns,
             });
         }
