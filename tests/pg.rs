@@ -125,24 +125,8 @@ impl PgCluster {
     /// Creates a login role `user` that must authenticate with `password` (SCRAM) and owns a
     /// fresh database `database`; returns its URL, password included.
     pub fn password_user_url(&self, user: &str, password: &str, database: &str) -> String {
-        let out = self
-            .command("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "berth",
-                "-d",
-                "postgres",
-            ])
-            .args(["-v", "ON_ERROR_STOP=1"])
-            .args(["-c", &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'")])
-            .args(["-c", &format!("CREATE DATABASE {database} OWNER {user}")])
-            .output()
-            .expect("run psql");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.psql("postgres", &format!("CREATE ROLE {user} LOGIN PASSWORD '{password}'"));
+        self.psql("postgres", &format!("CREATE DATABASE {database} OWNER {user}"));
         let hba = self.data_dir().join("pg_hba.conf");
         let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
         std::fs::write(&hba, format!("host all {user} all scram-sha-256\n{text}")).expect("write pg_hba.conf");

@@ -380,34 +380,35 @@ async fn two_loaders_racing_for_a_bucket_package_into_snowflake_copy_each_file_o
     }
 }
 
-#[tokio::test]
-async fn a_package_loads_into_snowflake_through_its_sql_api_with_files_staged_in_s3() {
-    let s3 = S3Server::start(&["stage"]);
-    let api = snowflake_server();
-    let source = last_package("append_types");
-    let work = tempfile::tempdir().expect("tempdir");
-    let package_dir = work.path().join(source.file_name().expect("name"));
+/// The last package of `scenario`, copied into `work`.
+fn copied_package(work: &std::path::Path, scenario: &str) -> std::path::PathBuf {
+    let source = last_package(scenario);
+    let package_dir = work.join(source.file_name().expect("name"));
     berth_tests::copy_tree(&source, &package_dir).expect("copy");
-    let mut env: std::collections::BTreeMap<String, String> = s3.env().into_iter().collect();
-    env.insert("SNOWFLAKE_TOKEN".into(), "sf-token-do-not-print".into());
-    env.insert("SNOWFLAKE_TOKEN_TYPE".into(), "pat".into());
-    let destination = WarehouseDestination::from_url(
+    package_dir
+}
+
+/// Snowflake at the scripted `api` (database `ANALYTICS`, warehouse `LOAD_WH` and `params`),
+/// staging in `s3`, with the S3 keys forwarded and `env` (tokens) as its environment.
+fn snowflake_staged_in_s3(api: &TestServer, s3: &S3Server, env: &[(&str, &str)], params: &str) -> WarehouseDestination {
+    let mut vars: std::collections::BTreeMap<String, String> = s3.env().into_iter().collect();
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+    WarehouseDestination::from_url(
         &format!(
-            "snowflake://acct/ANALYTICS?warehouse=LOAD_WH&role=LOADER&forward_credentials=true&base_url={}",
+            "snowflake://acct/ANALYTICS?warehouse=LOAD_WH{params}&forward_credentials=true&base_url={}",
             api.url
         ),
         WarehouseOptions {
             staging: Some("s3://stage/berth".into()),
             storage: s3.storage_config(),
-            env: Some(env),
+            env: Some(vars),
         },
     )
-    .expect("open snowflake");
-    let shown = format!("{destination:?}");
-    assert!(
-        !shown.contains(berth_tests::s3::SECRET_KEY) && !shown.contains("sf-token-do-not-print"),
-        "{shown}"
-    );
+    .expect("open snowflake")
+}
+
+/// Loads the package at `dir` into dataset `ds` of `destination`, completely.
+async fn load_into_ds(destination: WarehouseDestination, dir: &std::path::Path) {
     let loader = berth::loader::Loader::new(Arc::new(destination) as Arc<dyn Destination>).with_options(
         berth::loader::LoaderOptions {
             dataset: Some("ds".into()),
@@ -415,10 +416,33 @@ async fn a_package_loads_into_snowflake_through_its_sql_api_with_files_staged_in
         },
     );
     let summary = loader
-        .load_all(vec![PackageLocation::local(&package_dir).expect("location")])
+        .load_all(vec![PackageLocation::local(dir).expect("location")])
         .await
         .expect("load");
     assert!(summary.all_loaded(), "{summary:?}");
+}
+
+#[tokio::test]
+async fn a_package_loads_into_snowflake_through_its_sql_api_with_files_staged_in_s3() {
+    let s3 = S3Server::start(&["stage"]);
+    let api = snowflake_server();
+    let work = tempfile::tempdir().expect("tempdir");
+    let package_dir = copied_package(work.path(), "append_types");
+    let destination = snowflake_staged_in_s3(
+        &api,
+        &s3,
+        &[
+            ("SNOWFLAKE_TOKEN", "sf-token-do-not-print"),
+            ("SNOWFLAKE_TOKEN_TYPE", "pat"),
+        ],
+        "&role=LOADER",
+    );
+    let shown = format!("{destination:?}");
+    assert!(
+        !shown.contains(berth_tests::s3::SECRET_KEY) && !shown.contains("sf-token-do-not-print"),
+        "{shown}"
+    );
+    load_into_ds(destination, &package_dir).await;
 
     let requests = api.received();
     for request in &requests {
@@ -815,35 +839,10 @@ async fn databricks_service_principals_get_oauth_tokens_once() {
 async fn a_case_sensitive_package_keeps_its_names_in_snowflake() {
     let s3 = S3Server::start(&["stage"]);
     let api = snowflake_server();
-    let source = last_package("naming_case_sensitive");
     let work = tempfile::tempdir().expect("tempdir");
-    let package_dir = work.path().join(source.file_name().expect("name"));
-    berth_tests::copy_tree(&source, &package_dir).expect("copy");
-    let mut env: std::collections::BTreeMap<String, String> = s3.env().into_iter().collect();
-    env.insert("SNOWFLAKE_TOKEN".into(), "sf-token".into());
-    let destination = WarehouseDestination::from_url(
-        &format!(
-            "snowflake://acct/ANALYTICS?warehouse=LOAD_WH&forward_credentials=true&base_url={}",
-            api.url
-        ),
-        WarehouseOptions {
-            staging: Some("s3://stage/berth".into()),
-            storage: s3.storage_config(),
-            env: Some(env),
-        },
-    )
-    .expect("open snowflake");
-    let loader = berth::loader::Loader::new(Arc::new(destination) as Arc<dyn Destination>).with_options(
-        berth::loader::LoaderOptions {
-            dataset: Some("ds".into()),
-            ..Default::default()
-        },
-    );
-    let summary = loader
-        .load_all(vec![PackageLocation::local(&package_dir).expect("location")])
-        .await
-        .expect("load");
-    assert!(summary.all_loaded(), "{summary:?}");
+    let package_dir = copied_package(work.path(), "naming_case_sensitive");
+    let destination = snowflake_staged_in_s3(&api, &s3, &[("SNOWFLAKE_TOKEN", "sf-token")], "");
+    load_into_ds(destination, &package_dir).await;
     let statements: Vec<String> = api
         .received()
         .iter()

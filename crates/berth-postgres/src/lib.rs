@@ -341,23 +341,47 @@ impl PostgresDestination {
         self
     }
 
+    /// Takes the session-level advisory lock `key` (shared or exclusive) on `session`, waiting,
+    /// after saying so with `waiting`, while another session holds it.
+    async fn advisory_lock(
+        &self,
+        session: &Session,
+        key: i64,
+        exclusive: bool,
+        waiting: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let (try_lock, wait) = if exclusive {
+            ("SELECT pg_try_advisory_lock($1)", "SELECT pg_advisory_lock($1)")
+        } else {
+            (
+                "SELECT pg_try_advisory_lock_shared($1)",
+                "SELECT pg_advisory_lock_shared($1)",
+            )
+        };
+        let taken: bool = session
+            .client
+            .query_one(try_lock, &[&key])
+            .await
+            .map_err(|e| self.error("taking an advisory lock", &e))?
+            .get(0);
+        if !taken {
+            tracing::info!("{}", waiting());
+            session
+                .client
+                .execute(wait, &[&key])
+                .await
+                .map_err(|e| self.error("waiting for an advisory lock", &e))?;
+        }
+        Ok(())
+    }
+
     /// Waits until no transaction holds the fence `key` (see [`fence_keys`]): takes it
     /// exclusively on `session` and lets go at once.
     async fn pass_fence(&self, session: &Session, key: i64, what: &str) -> Result<()> {
-        let free: bool = session
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .await
-            .map_err(|e| self.error("checking for transactions of a stopped run", &e))?
-            .get(0);
-        if !free {
-            tracing::info!("waiting for the transactions of an earlier run of {what} to end on the server");
-            session
-                .client
-                .execute("SELECT pg_advisory_lock($1)", &[&key])
-                .await
-                .map_err(|e| self.error("waiting for transactions of a stopped run", &e))?;
-        }
+        self.advisory_lock(session, key, true, || {
+            format!("waiting for the transactions of an earlier run of {what} to end on the server")
+        })
+        .await?;
         session
             .client
             .execute("SELECT pg_advisory_unlock($1)", &[&key])
@@ -662,22 +686,10 @@ impl Destination for PostgresDestination {
         let load_id = &package.load_id;
         let session = self.open_session().await?;
         let key = load_lock_key(dataset, load_id);
-        let taken: bool = session
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .await
-            .map_err(|e| self.error("taking the load lock", &e))?
-            .get(0);
-        if !taken {
-            tracing::info!(
-                "another berth process is loading package {load_id} into {dataset}; waiting for it to finish"
-            );
-            session
-                .client
-                .execute("SELECT pg_advisory_lock($1)", &[&key])
-                .await
-                .map_err(|e| self.error("waiting for the load lock", &e))?;
-        }
+        self.advisory_lock(&session, key, true, || {
+            format!("another berth process is loading package {load_id} into {dataset}; waiting for it to finish")
+        })
+        .await?;
         // A killed run's last transaction may still be running (even committing) on the server.
         let what = format!("package {load_id} into {dataset}");
         self.pass_fence(&session, package_fence_key(dataset, load_id), &what)
@@ -696,31 +708,13 @@ impl Destination for PostgresDestination {
         keyed.sort_by_key(|(key, _)| *key);
         let session = self.open_session().await?;
         for (key, lock) in keyed {
-            let (try_lock, wait) = if lock.exclusive {
-                ("SELECT pg_try_advisory_lock($1)", "SELECT pg_advisory_lock($1)")
-            } else {
-                (
-                    "SELECT pg_try_advisory_lock_shared($1)",
-                    "SELECT pg_advisory_lock_shared($1)",
-                )
-            };
-            let taken: bool = session
-                .client
-                .query_one(try_lock, &[&key])
-                .await
-                .map_err(|e| self.error("taking a table lock", &e))?
-                .get(0);
-            if !taken {
-                tracing::info!(
+            self.advisory_lock(&session, key, lock.exclusive, || {
+                format!(
                     "another berth process is writing {dataset}.{}; waiting for its load to finish",
                     lock.table
-                );
-                session
-                    .client
-                    .execute(wait, &[&key])
-                    .await
-                    .map_err(|e| self.error("waiting for a table lock", &e))?;
-            }
+                )
+            })
+            .await?;
         }
         for lock in &merged {
             let what = format!("a load into {dataset}.{}", lock.table);

@@ -365,29 +365,22 @@ async fn a_commit_the_server_finishes_after_the_kill_is_not_applied_twice() {
     let pristine = packages(dir.path());
     let reference = dir.path().join("reference");
     copy_tree(&pristine, &reference).expect("copy");
-    let log = dir.path().join("reference.log");
-    let status = load_command(&reference, &url, "reference", &log)
-        .status()
-        .expect("run berth");
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let load = |packages: &Path, dataset: &str, log: &str| {
+        let log = dir.path().join(log);
+        let status = load_command(packages, &url, dataset, &log).status().expect("run berth");
+        assert!(
+            status.success(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    load(&reference, "reference", "reference.log");
     let expected = rows_of(&open(), "reference").await;
 
     // The first package loads as usual; the second one's follow-up commits slowly.
     let copy = dir.path().join("copy");
     copy_tree(&pristine, &copy).expect("copy");
-    let log = dir.path().join("first.log");
-    let status = load_command(&copy.join("1795500000.1"), &url, "fenced", &log)
-        .status()
-        .expect("run berth");
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    load(&copy.join("1795500000.1"), "fenced", "first.log");
     cluster.psql(
         "orphan",
         "CREATE FUNCTION fenced.slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
@@ -420,13 +413,7 @@ async fn a_commit_the_server_finishes_after_the_kill_is_not_applied_twice() {
         "the killed run's COMMIT is still running on the server"
     );
 
-    let log = dir.path().join("after.log");
-    let status = load_command(&copy, &url, "fenced", &log).status().expect("run berth");
-    assert!(
-        status.success(),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    load(&copy, "fenced", "after.log");
     let actual = rows_of(&open(), "fenced").await;
     for (table, rows) in &expected {
         if let Err(diff) = berth_tests::diff_rows(table, &actual[table], rows) {
