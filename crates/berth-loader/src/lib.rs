@@ -31,6 +31,7 @@
 
 pub mod explain;
 mod progress;
+pub mod retry;
 mod summary;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, PlanOptions, s
 use futures::StreamExt;
 
 pub use progress::{NoProgress, Progress};
+pub use retry::{RetryPolicy, Verdict};
 pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary, process_peak_rss};
 pub use tokio_util::sync::CancellationToken;
 
@@ -755,18 +757,23 @@ impl Loader {
         package: &LoadPackage,
         plan: &PackagePlan,
     ) -> std::result::Result<berth_destination::MigrationReport, berth_destination::Error> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match migrate(self.destination.as_ref(), package, plan).await {
-                Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {
-                    let wait = backoff(self.options.retry_backoff, attempts);
-                    tracing::warn!(load_id = %package.load_id, attempt = attempts, "migration failed transiently, retrying in {wait:?}: {e}");
-                    tokio::time::sleep(wait).await;
-                }
-                other => return other,
-            }
-        }
+        let retried = self
+            .retry_policy()
+            .run(
+                &self.cancel,
+                || migrate(self.destination.as_ref(), package, plan),
+                transient,
+                |attempt, e, wait| {
+                    tracing::warn!(load_id = %package.load_id, attempt, "migration failed transiently, retrying in {wait:?}: {e}");
+                },
+            )
+            .await;
+        retried.result
+    }
+
+    /// The retry policy of this loader's options.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::new(self.options.max_attempts, self.options.retry_backoff)
     }
 
     async fn run_unit(
@@ -789,34 +796,34 @@ impl Loader {
             };
         };
         let dataset = plan.job_dataset(&table.name);
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let load = LoadJob {
-                package,
-                job,
-                table,
-                dataset,
-                part: part.clone(),
-                journal_dataset: &plan.dataset,
-                read_options: self.options.read_options.clone(),
-                emptied,
-            };
-            match self.destination.load_job(load).await {
-                Err(e) if e.kind() == ErrorKind::Transient && attempts < self.options.max_attempts => {
-                    let wait = backoff(self.options.retry_backoff, attempts);
-                    tracing::warn!(job = %job.name, %part, attempt = attempts, "transient error, retrying in {wait:?}: {e}");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.cancel.cancelled() => return UnitOutcome::cancelled(attempts),
-                    }
-                }
-                other => break other,
-            }
-        };
+        let retried = self
+            .retry_policy()
+            .run(
+                &self.cancel,
+                || {
+                    self.destination.load_job(LoadJob {
+                        package,
+                        job,
+                        table,
+                        dataset,
+                        part: part.clone(),
+                        journal_dataset: &plan.dataset,
+                        read_options: self.options.read_options.clone(),
+                        emptied,
+                    })
+                },
+                transient,
+                |attempt, e, wait| {
+                    tracing::warn!(job = %job.name, %part, attempt, "transient error, retrying in {wait:?}: {e}");
+                },
+            )
+            .await;
+        if retried.cancelled {
+            return UnitOutcome::cancelled(retried.attempts);
+        }
         UnitOutcome {
-            result,
-            attempts,
+            result: retried.result,
+            attempts: retried.attempts,
             cancelled: false,
         }
     }
@@ -1000,15 +1007,13 @@ fn new_tables(plan: &PackagePlan, migration: &berth_destination::MigrationReport
 }
 
 /// Exponential backoff with up to 25% jitter.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-    let nanos = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos(),
-    );
-    exp + exp.mul_f64((nanos % 250) as f64 / 1000.0)
+/// A destination error's retry verdict: transient errors are retried.
+fn transient(error: &berth_destination::Error) -> Verdict {
+    if error.kind() == ErrorKind::Transient {
+        Verdict::Retry(None)
+    } else {
+        Verdict::GiveUp
+    }
 }
 
 /// Opens packages from CLI-style arguments, in the order given: a package folder or URL, or a

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use berth_loader::{
     CancellationToken, JobSummary, LoadSummary, NoProgress, PackageStatus, PackageSummary, Progress, Result,
+    RetryPolicy, Verdict,
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
@@ -429,14 +430,16 @@ impl SinkLoader {
 
     /// Sends `batch` until the sink takes it, refuses it terminally or the attempts run out.
     async fn send_with_retries(&self, batch: SinkBatch) -> (std::result::Result<(), SinkError>, u32) {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.sink.send(batch.clone()).await {
-                Ok(()) => return (Ok(()), attempt),
-                Err(e) if e.kind == SinkErrorKind::Transient && attempt < self.options.max_attempts.max(1) => {
-                    let backoff = self.options.retry_backoff.saturating_mul(1 << (attempt - 1).min(10));
-                    let wait = e.retry_after.map_or(backoff, |after| after.max(backoff));
+        let policy = RetryPolicy::new(self.options.max_attempts, self.options.retry_backoff);
+        let retried = policy
+            .run(
+                &self.cancel,
+                || self.sink.send(batch.clone()),
+                |e: &SinkError| match e.kind {
+                    SinkErrorKind::Transient => Verdict::Retry(e.retry_after),
+                    SinkErrorKind::Terminal => Verdict::GiveUp,
+                },
+                |attempt, e, wait| {
                     tracing::warn!(
                         "{} batch {} (attempt {attempt}): {}; retrying in {:.1} s",
                         batch.job,
@@ -444,17 +447,17 @@ impl SinkLoader {
                         e.message,
                         wait.as_secs_f64()
                     );
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.cancel.cancelled() => return (Err(e), attempt),
-                    }
-                }
-                Err(e) => {
-                    let message = format!("{} batch {}: {}", batch.job, batch.index, e.message);
-                    return (Err(SinkError { message, ..e }), attempt);
-                }
+                },
+            )
+            .await;
+        let result = match retried.result {
+            Err(e) if !retried.cancelled => {
+                let message = format!("{} batch {}: {}", batch.job, batch.index, e.message);
+                Err(SinkError { message, ..e })
             }
-        }
+            other => other,
+        };
+        (result, retried.attempts)
     }
 }
 
