@@ -36,11 +36,45 @@ pub fn journal_table() -> Table {
     )
 }
 
+/// What a journal row says committed: a part of a job, or the follow-up of a table chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JournalKey {
+    /// A job, by its id (its file name without the retry count).
+    Job(String),
+    /// The follow-up statements of the chain rooted at this table.
+    Followup(String),
+}
+
+impl JournalKey {
+    const FOLLOWUP: &'static str = "followup:";
+
+    /// The key of `job`.
+    pub fn job(job: &berth_model::JobFile) -> Self {
+        Self::Job(job.name.job_id())
+    }
+
+    /// As stored in the journal's `job_id` column: the job id, or `followup:<root>`.
+    pub fn stored(&self) -> String {
+        match self {
+            Self::Job(id) => id.clone(),
+            Self::Followup(root) => format!("{}{root}", Self::FOLLOWUP),
+        }
+    }
+
+    /// Reads a stored key.
+    pub fn parse(stored: &str) -> Self {
+        match stored.strip_prefix(Self::FOLLOWUP) {
+            Some(root) => Self::Followup(root.to_string()),
+            None => Self::Job(stored.to_string()),
+        }
+    }
+}
+
 /// A committed job part, as the journal records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
-    /// The job's id (its file name without the retry count).
-    pub job_id: String,
+    /// What committed.
+    pub key: JournalKey,
     /// The part.
     pub part: JobPart,
     /// Rows it inserted.
@@ -51,7 +85,7 @@ impl JournalEntry {
     /// The entry for `job`'s part having inserted `rows` rows.
     pub fn for_job(job: &LoadJob<'_>, rows: u64) -> Self {
         Self {
-            job_id: job.job.name.job_id(),
+            key: JournalKey::job(job.job),
             part: job.part.clone(),
             rows,
         }
@@ -82,7 +116,7 @@ pub fn journal_insert(dialect: &SqlDialect, dataset: &str, load_id: &str, entry:
         ],
         vec![vec![
             lit_str(load_id),
-            lit_str(&entry.job_id),
+            lit_str(entry.key.stored()),
             first,
             end,
             lit_i64(i64::try_from(entry.rows).unwrap_or(i64::MAX)),
@@ -166,7 +200,11 @@ pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_
             let rows = rows[row]
                 .and_then(|r| u64::try_from(r).ok())
                 .ok_or_else(|| malformed(format!("job `{job_id}`: rows is {:?}", rows[row])))?;
-            out.push(JournalEntry { job_id, part, rows });
+            out.push(JournalEntry {
+                key: JournalKey::parse(&job_id),
+                part,
+                rows,
+            });
         }
     }
     Ok(out)
@@ -202,6 +240,17 @@ pub fn uncovered(row_groups: usize, committed: &[Range<usize>]) -> Vec<Range<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_keys_round_trip_as_stored() {
+        for key in [
+            JournalKey::Job("users.1a2b3c.0.parquet".into()),
+            JournalKey::Followup("users".into()),
+        ] {
+            assert_eq!(JournalKey::parse(&key.stored()), key);
+        }
+        assert_eq!(JournalKey::Followup("users".into()).stored(), "followup:users");
+    }
 
     #[test]
     fn uncovered_ranges_are_the_gaps() {

@@ -40,7 +40,9 @@ use berth_plan::sqlparser::ast::Statement;
 
 pub use capabilities::{Capabilities, default_parallel_jobs};
 pub use error::{Error, ErrorKind, Result};
-pub use journal::{JournalEntry, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered};
+pub use journal::{
+    JournalEntry, JournalKey, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered,
+};
 pub use migrate::{
     MigrationReport, StorageColumn, complete_load, drop_refreshed_tables, is_empty_table, is_loaded, load_marker,
     migrate, migration_for_empty_destination, refresh_drop_statements, storage_columns, system_table,

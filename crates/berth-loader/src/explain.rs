@@ -3,7 +3,8 @@
 //! for the follow-ups, final tables that already hold rows).
 
 use berth_destination::{
-    JobPart, JournalEntry, journal_insert, load_marker, migration_for_empty_destination, refresh_drop_statements,
+    JobPart, JournalEntry, JournalKey, journal_insert, load_marker, migration_for_empty_destination,
+    refresh_drop_statements,
 };
 use std::collections::BTreeSet;
 
@@ -196,7 +197,7 @@ pub fn explain(
             continue;
         }
         let entry = JournalEntry {
-            job_id: format!("followup:{}", chain.root),
+            key: JournalKey::Followup(chain.root.clone()),
             part: JobPart::Whole,
             rows: 0,
         };

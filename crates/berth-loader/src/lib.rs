@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{
-    Destination, DiscardJob, ErrorKind, JobMetrics, JobPart, JournalEntry, LoadJob, TableLock, committed_parts,
-    complete_load, drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate,
+    Destination, DiscardJob, ErrorKind, JobMetrics, JobPart, JournalEntry, JournalKey, LoadJob, TableLock,
+    committed_parts, complete_load, drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate,
     truncate_refreshed_tables, uncovered,
 };
 use berth_model::package::layout;
@@ -228,11 +228,6 @@ fn table_locks(package: &LoadPackage, plan: &PackagePlan) -> Vec<TableLock> {
     TableLock::merged(chains.chain(refreshed))
 }
 
-/// The journal key of a chain's follow-up statements.
-fn followup_key(chain: &ChainPlan) -> String {
-    format!("followup:{}", chain.root)
-}
-
 impl Loader {
     /// A loader with default options.
     pub fn new(destination: Arc<dyn Destination>) -> Self {
@@ -384,12 +379,12 @@ impl Loader {
                 .rename(layout::SCHEMA_UPDATES, layout::APPLIED_SCHEMA_UPDATES)
                 .await?;
         }
-        let journaled: HashSet<&str> = journal.iter().map(|e| e.job_id.as_str()).collect();
+        let journaled: HashSet<&JournalKey> = journal.iter().map(|e| &e.key).collect();
         // A package completed elsewhere loads every job again; otherwise a job in
         // `completed_jobs/` is done (a dlt run that stopped midway moved it there).
         let loaded_elsewhere = package.completed.is_some();
         let done = |j: &JobFile| {
-            journaled.contains(j.name.job_id().as_str()) || (j.state == JobState::Completed && !loaded_elsewhere)
+            journaled.contains(&JournalKey::job(j)) || (j.state == JobState::Completed && !loaded_elsewhere)
         };
         let has_progress = |table: &String| package.jobs.iter().any(|j| &j.name.table == table && done(j));
         // Empty only chains none of whose jobs committed yet: a resumed package keeps its rows.
@@ -449,7 +444,8 @@ impl Loader {
             } else {
                 job
             };
-            let done: Vec<&JournalEntry> = journal.iter().filter(|e| e.job_id == job.name.job_id()).collect();
+            let key = JournalKey::job(&job);
+            let done: Vec<&JournalEntry> = journal.iter().filter(|e| e.key == key).collect();
             let parts = match self.plan_parts(&package, &job, &done, parallel).await {
                 Ok(parts) => parts,
                 Err(e) => {
@@ -538,8 +534,8 @@ impl Loader {
             if self.cancel.is_cancelled() {
                 return Ok(self.interrupted(summary, started));
             }
-            let key = followup_key(chain);
-            if journal.iter().any(|e| e.job_id == key) {
+            let key = JournalKey::Followup(chain.root.clone());
+            if journal.iter().any(|e| e.key == key) {
                 continue;
             }
             if chain.action.loads_to_staging() {
@@ -550,7 +546,7 @@ impl Loader {
             if !statements.is_empty() {
                 summary.followup_statements += statements.len();
                 let entry = JournalEntry {
-                    job_id: key,
+                    key,
                     part: JobPart::Whole,
                     rows: 0,
                 };

@@ -179,7 +179,7 @@ impl berth_loader::explain::JobSteps for WarehouseSteps {
             None => return Ok(steps),
         }
         let entry = berth_destination::JournalEntry {
-            job_id: job.name.job_id(),
+            key: berth_destination::JournalKey::job(job),
             part: berth_destination::JobPart::Whole,
             rows: 0,
         };
