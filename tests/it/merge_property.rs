@@ -610,6 +610,18 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
              WHERE table_schema = '{dataset}' AND table_name = '{root}' AND constraint_type = 'UNIQUE'"
         );
         let count = query_text(destination.as_ref(), &sql).await.expect("constraints").len();
+        // A staging table that took the final table's place was logged: the final table
+        // survives a crash (relpersistence 'p', not 'u').
+        let persistence = format!(
+            "SELECT c.relpersistence::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = '{dataset}' AND c.relname = '{root}'"
+        );
+        let persistence = query_text(destination.as_ref(), &persistence).await.expect("pg_class");
+        assert_eq!(
+            persistence,
+            vec![vec![Some("p".to_string())]],
+            "seed {seed}: `{root}` is logged"
+        );
         assert_eq!(
             count, 1,
             "seed {seed}: {name} `{root}` should have one UNIQUE constraint"

@@ -174,7 +174,7 @@ pub fn explain(
         let mut steps = Vec::new();
         if plan.may_move_staging(chain, dialect, &new_tables) {
             let mut moved = state.clone();
-            moved.new_tables.clone_from(&new_tables);
+            moved.movable.insert(chain.root.clone());
             moved.staged.insert(
                 chain.root.clone(),
                 berth_plan::followup::StagedFacts {

@@ -670,10 +670,10 @@ impl Loader {
             // Checked even when created: a concurrent load may have filled it since.
             if is_empty_table(self.destination.as_ref(), &plan.dataset, table).await? {
                 state.empty_tables.insert(table.clone());
-                if new_tables.contains(table) {
-                    state.new_tables.insert(table.clone());
-                }
             }
+        }
+        if plan.may_move_staging(chain, &self.destination.capabilities().dialect, new_tables) {
+            state.movable.insert(chain.root.clone());
         }
         let root = package.schema.table(&chain.root);
         if let Some(root) = root.filter(|_| chain.action.measures_staged_rows()) {

@@ -158,9 +158,12 @@ pub enum FollowupOp {
 pub struct FinalState {
     /// Final tables known to hold no rows (created by this package's migration, or checked).
     pub empty_tables: BTreeSet<String>,
-    /// Final tables this package's migration created: nothing else (views, grants, indexes) can
-    /// refer to them yet, so a staging table may take their place.
-    pub new_tables: BTreeSet<String>,
+    /// Root tables whose staging table may take their place, as decided once when the load was
+    /// prepared ([`crate::PackagePlan::may_move_staging`]: a root-only chain whose final table
+    /// this package's migration created, on a destination that moves tables) — the same
+    /// decision that kept the staging table logged. The follow-up moves it only when, besides,
+    /// the final table is still empty and the staged rows are the result.
+    pub movable: BTreeSet<String>,
     /// What was measured on staging tables once their jobs loaded (see [`staged_facts_plan`]).
     pub staged: BTreeMap<String, StagedFacts>,
 }
@@ -642,14 +645,11 @@ fn move_into_empty(dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Optio
     let root = input.root()?;
     let name = &root.name;
     let state = input.state;
-    if input.tables.len() != 1
-        || !dialect.supports_set_schema
-        || !state.new_tables.contains(name)
-        || !state.is_empty(name)
-        || !state.staged_is_result(name)
-    {
+    if !state.movable.contains(name) || !state.is_empty(name) || !state.staged_is_result(name) {
         return Ok(None);
     }
+    // `movable` was decided by the plan with these conditions among others.
+    debug_assert!(input.tables.len() == 1 && dialect.supports_set_schema);
     Ok(Some(vec![FollowupOp::MoveTable {
         source: input.staging_ref(name),
         dataset: input.dataset.to_string(),
