@@ -48,7 +48,7 @@ use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
 use berth_model::{
     FailureKind, FileFormat, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition,
-    ReplaceStrategy, StorageConfig,
+    ReplaceStrategy, StorageConfig, TransitionState,
 };
 use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::sqlparser::ast::Statement;
@@ -57,7 +57,9 @@ use futures::StreamExt;
 
 pub use progress::{NoProgress, Progress};
 pub use retry::{RetryPolicy, Verdict};
-pub use summary::{JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary, process_peak_rss};
+pub use summary::{
+    JobStatus, JobSummary, LoadSummary, PackageStatus, PackageSummary, PhaseTimes, TableSummary, process_peak_rss,
+};
 pub use tokio_util::sync::CancellationToken;
 
 pub use berth_destination::default_parallel_jobs;
@@ -607,7 +609,7 @@ impl Loader {
                 .iter()
                 .find(|j| j.state == JobState::Started && j.name.to_string() == *file);
             if let Some(job) = started {
-                if transition.state == "completed" {
+                if transition.state == TransitionState::Completed {
                     package.move_job(job, JobState::Completed).await?;
                 } else {
                     let failure = JobFailure {
@@ -851,7 +853,7 @@ impl Loader {
                 if package.tracks_job_folders() {
                     // dlt's protocol: the marker says "committed" until the file has moved.
                     let transition = PendingTransition {
-                        state: "completed".into(),
+                        state: TransitionState::Completed,
                         failed_message: None,
                     };
                     package.write_pending_transition(&outcome.job, &transition).await?;
@@ -886,7 +888,7 @@ impl Loader {
                     let terminal = failure.kind == FailureKind::Terminal;
                     if terminal {
                         let transition = PendingTransition {
-                            state: "failed".into(),
+                            state: TransitionState::Failed,
                             failed_message: Some(failure.message.clone()),
                         };
                         package.write_pending_transition(&outcome.job, &transition).await?;

@@ -40,6 +40,25 @@ pub enum PackageStatus {
     Interrupted,
 }
 
+/// How a job ended in a load (`completed` / `failed` in JSON summaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Its rows are loaded.
+    Completed,
+    /// It failed; none of its rows are loaded.
+    Failed,
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        })
+    }
+}
+
 /// One job's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSummary {
@@ -49,8 +68,8 @@ pub struct JobSummary {
     pub table: String,
     /// Job file, for messages.
     pub file: String,
-    /// `completed` or `failed`.
-    pub state: String,
+    /// How it ended.
+    pub state: JobStatus,
     /// Rows inserted.
     pub rows: u64,
     /// File size.
@@ -71,7 +90,7 @@ impl JobSummary {
             job_id: job.name.job_id(),
             table: job.name.table.clone(),
             file: package.job_display(job),
-            state: "failed".into(),
+            state: JobStatus::Failed,
             rows: 0,
             bytes: job.size,
             attempts: 0,
@@ -88,14 +107,14 @@ impl JobSummary {
         elapsed: Duration,
     ) -> Self {
         let (state, metrics, error) = match result {
-            Ok(m) => ("completed", *m, None),
-            Err(e) => ("failed", JobMetrics::default(), Some(e.to_string())),
+            Ok(m) => (JobStatus::Completed, *m, None),
+            Err(e) => (JobStatus::Failed, JobMetrics::default(), Some(e.to_string())),
         };
         Self {
             job_id: job.name.job_id(),
             table: job.name.table.clone(),
             file: package.job_display(job),
-            state: state.into(),
+            state,
             rows: metrics.rows,
             bytes: job.size,
             attempts,
@@ -314,7 +333,7 @@ mod tests {
             job_id: "items.abc.0.parquet".into(),
             table: "items".into(),
             file: "pkg/new_jobs/items.abc.0.parquet".into(),
-            state: "failed".into(),
+            state: JobStatus::Failed,
             rows: 0,
             bytes: 10,
             attempts: 3,

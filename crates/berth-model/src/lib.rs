@@ -39,7 +39,9 @@ pub mod typed_json;
 pub use error::{Error, Result};
 pub use job::{FileFormat, JobFileName};
 pub use naming::NamingConvention;
-pub use package::{FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition};
+pub use package::{
+    FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition, TransitionState,
+};
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
 pub use state::{PackageState, RestoreState};
 pub use store::{StorageConfig, discover_packages, open_store};

@@ -104,12 +104,27 @@ pub struct JobFailure {
     pub message: String,
 }
 
+/// The state a `.pending_transitions/` marker records (dlt's `TLoadJobState` values it writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitionState {
+    /// The job's rows committed.
+    Completed,
+    /// The job failed for good.
+    Failed,
+    /// The job is to be retried.
+    Retry,
+    /// A state this berth does not know: the job is treated as failed.
+    #[serde(other)]
+    Unknown,
+}
+
 /// A crash-safety marker of dlt's protocol (`.pending_transitions/<job file>`): the destination
 /// committed the job's outcome, the job file has not moved yet.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingTransition {
-    /// `completed` or `failed`.
-    pub state: String,
+    /// The state the destination committed.
+    pub state: TransitionState,
     /// Why it failed.
     pub failed_message: Option<String>,
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use berth_loader::{
-    CancellationToken, JobSummary, LoadSummary, NoProgress, PackageStatus, PackageSummary, Progress, Result,
+    CancellationToken, JobStatus, JobSummary, LoadSummary, NoProgress, PackageStatus, PackageSummary, Progress, Result,
     RetryPolicy, Verdict,
 };
 use berth_model::package::layout;
@@ -262,7 +262,11 @@ impl SinkLoader {
                 job_id: job.name.job_id(),
                 table: job.name.table.clone(),
                 file: package.job_display(&job),
-                state: if error.is_some() { "failed" } else { "completed" }.into(),
+                state: if error.is_some() {
+                    JobStatus::Failed
+                } else {
+                    JobStatus::Completed
+                },
                 rows,
                 bytes: job.size,
                 attempts,
