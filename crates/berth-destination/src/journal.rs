@@ -120,7 +120,7 @@ pub fn journal_insert(dialect: &SqlDialect, dataset: &str, load_id: &str, entry:
             first,
             end,
             lit_i64(i64::try_from(entry.rows).unwrap_or(i64::MAX)),
-            lit_str(crate::migrate::now_literal()),
+            lit_str(crate::values::now_literal()),
         ]],
     )
 }
@@ -174,7 +174,7 @@ pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_
                 columns.len()
             )));
         }
-        let jobs = crate::migrate::string_column(batch, 0)?;
+        let jobs = crate::values::string_column(batch, 0)?;
         let (first, end, rows) = (int_column(batch, 1)?, int_column(batch, 2)?, int_column(batch, 3)?);
         for row in 0..batch.num_rows() {
             let job_id = jobs[row]

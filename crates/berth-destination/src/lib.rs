@@ -28,6 +28,7 @@ mod capabilities;
 mod error;
 mod journal;
 mod migrate;
+mod values;
 
 use std::fmt::Debug;
 

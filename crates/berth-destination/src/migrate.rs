@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType as ArrowType;
 use berth_model::schema::{JOURNAL_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
 use berth_model::{Column, DataType, LoadPackage, Table};
 use berth_plan::sql::{self, lit_i64, lit_str};
@@ -12,6 +10,7 @@ use datafusion::logical_expr::{in_list, lit};
 
 use crate::Destination;
 use crate::error::{Error, ErrorKind, Result};
+use crate::values::{now_literal, string_column};
 
 /// A column as the destination's catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,15 +81,6 @@ pub fn system_table(name: &str) -> Option<Table> {
     let mut table = Table::new(name, columns);
     table.resource = Some(name.to_string());
     Some(table)
-}
-
-pub(crate) fn string_column(batch: &RecordBatch, index: usize) -> Result<Vec<Option<String>>> {
-    let column = arrow::compute::cast(batch.column(index), &ArrowType::Utf8)
-        .map_err(|e| Error::Internal(format!("catalog column {index} is not text: {e}")))?;
-    let strings = column.as_string::<i32>();
-    Ok((0..strings.len())
-        .map(|i| strings.is_valid(i).then(|| strings.value(i).to_string()))
-        .collect())
 }
 
 /// Existing columns of `tables` in `dataset`, from `information_schema.columns`, keyed by the
@@ -294,10 +284,6 @@ async fn any_rows(
         Err(e) if e.kind() == ErrorKind::UndefinedRelation => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-pub(crate) fn now_literal() -> String {
-    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
 }
 
 /// Creates the datasets, creates missing tables and adds missing columns (never drops or retypes

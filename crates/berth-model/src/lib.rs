@@ -24,6 +24,7 @@
 //! Main types: [`LoadPackage`], [`PackageLocation`], [`Schema`], [`Table`], [`Column`],
 //! [`JobFileName`], [`read::JobReader`].
 
+mod discover;
 mod error;
 pub mod job;
 pub mod lease;
@@ -36,6 +37,7 @@ pub mod state;
 pub mod store;
 pub mod typed_json;
 
+pub use discover::discover_packages;
 pub use error::{Error, Result};
 pub use job::{FileFormat, JobFileName};
 pub use naming::NamingConvention;
@@ -44,4 +46,4 @@ pub use package::{
 };
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
 pub use state::{PackageState, RestoreState};
-pub use store::{StorageConfig, discover_packages, open_store};
+pub use store::{StorageConfig, open_store};
