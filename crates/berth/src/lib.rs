@@ -16,15 +16,18 @@
 //!   berth-plan ─── PackagePlan: chains → final or staging dataset, truncations,
 //!            │     follow-up statements (DataFusion plans → SQL via the unparser)
 //!            ▼
-//!   berth-destination ── Destination trait, Capabilities, migrate, _dlt_* bookkeeping
+//!   berth-destination ── Destination trait, Capabilities, migrate, _dlt_* bookkeeping, journal
 //!            │
 //!            ├── berth-duckdb (embedded default: read_parquet / Arrow C stream)
 //!            ├── berth-postgres (binary COPY encoded from Arrow by target column type)
+//!            │     └── berth-warehouse (Snowflake, BigQuery, Redshift, Databricks: COPY from buckets)
 //!            ▼
-//!   berth-loader ── bounded parallel jobs, retries, follow-ups, commit, dlt folders
+//!   berth-loader ── locks, bounded parallel jobs, one retry policy, follow-ups, commit, dlt folders
 //!            │
+//!            ├── berth-sink (reverse ETL: batches to an API, progress in the package state)
 //!            ▼
-//!   berth-cli ──── `berth load`, `berth package show`
+//!   berth (this facade: every crate, `open_destination`) ← berth-bench ← berth-cli
+//!                                                         (`berth load`, `plan`, `bench`, `package show`)
 //! ```
 //!
 //! ```no_run
