@@ -545,6 +545,19 @@ impl RecordBatchReader for ChannelBatchReader {
     }
 }
 
+// The transmutes below move C Data Interface structs between the `duckdb` crate's arrow and
+// berth's: checked at compile time to have one size and one alignment (a transmute checks only
+// the size), so an upgrade of either arrow that changed them fails the build, not a load.
+const _: () = {
+    use std::mem::{align_of, size_of};
+    type TheirArray = duckdb::arrow::ffi::FFI_ArrowArray;
+    type TheirSchema = duckdb::arrow::ffi::FFI_ArrowSchema;
+    assert!(size_of::<TheirArray>() == size_of::<arrow::ffi::FFI_ArrowArray>());
+    assert!(align_of::<TheirArray>() == align_of::<arrow::ffi::FFI_ArrowArray>());
+    assert!(size_of::<TheirSchema>() == size_of::<arrow::ffi::FFI_ArrowSchema>());
+    assert!(align_of::<TheirSchema>() == align_of::<arrow::ffi::FFI_ArrowSchema>());
+};
+
 /// Converts a batch of the `duckdb` crate's arrow to berth's arrow through the C Data Interface.
 fn from_duckdb_arrow(batch: duckdb::arrow::record_batch::RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
     use duckdb::arrow::array::Array as _;

@@ -87,6 +87,7 @@ impl Database {
             } else {
                 // SAFETY: DuckDB returns a NUL-terminated string that we must free.
                 let m = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+                // SAFETY: `error` was allocated by DuckDB, is freed once, and not read after.
                 unsafe { ffi::duckdb_free(error.cast()) };
                 m
             };
@@ -158,6 +159,7 @@ impl Connection {
                     CStr::from_ptr(m).to_string_lossy().into_owned()
                 }
             };
+            // SAFETY: `result` is the failed result DuckDB just filled in.
             let error_type = unsafe { ffi::duckdb_result_error_type(&mut result) };
             Err(DuckError {
                 kind: classify(error_type, &message),
