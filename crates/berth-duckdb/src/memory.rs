@@ -195,7 +195,7 @@ impl Automatic {
 #[must_use = "dropping it ends the job's fitting at once"]
 pub(crate) struct Fitted<'a> {
     /// Held for its `Drop`.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(test), expect(dead_code, reason = "held for its Drop; read only by tests"))]
     narrowed: Option<Narrowed<'a>>,
 }
 
@@ -211,7 +211,7 @@ struct Narrowed<'a> {
     _turn: MutexGuard<'a, ()>,
     db: &'a Database,
     /// The threads the job runs on.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(not(test), expect(dead_code, reason = "read only by tests"))]
     running: u64,
     /// What to set back.
     threads: u64,
@@ -253,12 +253,7 @@ fn parse_size(text: &str) -> Option<u64> {
         "TB" => 1_000_000_000_000,
         _ => return None,
     };
-    // Sizes are far below 2^53: the product is exact enough, and non-negative.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
+    // Sizes are far below 2^53: the product is exact enough, and non-negative (`as` saturates).
     Some((number * scale as f64) as u64)
 }
 
