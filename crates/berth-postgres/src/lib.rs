@@ -198,13 +198,26 @@ fn fence_statement(keys: &[i64]) -> Statement {
         .iter()
         .map(|k| format!("pg_advisory_xact_lock_shared({k})"))
         .collect();
-    berth_plan::sqlparser::parser::Parser::parse_sql(
-        &berth_plan::sqlparser::dialect::PostgreSqlDialect {},
-        &format!("SELECT {}", calls.join(", ")),
-    )
-    .ok()
-    .and_then(|mut s| s.pop())
-    .unwrap_or_else(|| unreachable!("a list of function calls on integers parses"))
+    parse_skeleton(&format!("SELECT {}", calls.join(", ")))
+}
+
+/// One statement berth wrote itself (a skeleton, or calls on integers), parsed as PostgreSQL.
+fn parse_skeleton(sql: &str) -> Statement {
+    berth_plan::sqlparser::parser::Parser::parse_sql(&berth_plan::sqlparser::dialect::PostgreSqlDialect {}, sql)
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_else(|| unreachable!("berth's own statement `{sql}` parses"))
+}
+
+/// The fence a transaction writing `table` of `dataset` for the load of `load_id` opens with:
+/// the package's, and the table's when it is a final table (`dataset` is the final one).
+fn job_fence(final_dataset: &str, load_id: &str, dataset: &str, table: &str) -> String {
+    let final_tables = if dataset == final_dataset {
+        vec![table.to_string()]
+    } else {
+        Vec::new()
+    };
+    fence_statement(&fence_keys(final_dataset, load_id, &final_tables)).to_string()
 }
 
 fn lock_key(kind: &[u8], dataset: &str, name: &str) -> i64 {
@@ -510,13 +523,7 @@ impl PostgresDestination {
 }
 
 fn copy_statement(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[String]) -> Statement {
-    let mut statement = berth_plan::sqlparser::parser::Parser::parse_sql(
-        &berth_plan::sqlparser::dialect::PostgreSqlDialect {},
-        "COPY t (c) FROM STDIN WITH (FORMAT binary)",
-    )
-    .ok()
-    .and_then(|mut s| s.pop())
-    .unwrap_or_else(|| unreachable!("constant COPY skeleton parses"));
+    let mut statement = parse_skeleton("COPY t (c) FROM STDIN WITH (FORMAT binary)");
     if let Statement::Copy {
         source:
             berth_plan::sqlparser::ast::CopySource::Table {
@@ -535,11 +542,7 @@ fn copy_statement(dialect: &SqlDialect, dataset: &str, table: &str, columns: &[S
 /// A statement parsed from a constant `sql` whose one table (in FROM) becomes `table`.
 fn on_table(sql: &str, table: ObjectName) -> Statement {
     use berth_plan::sqlparser::ast::{FromTable, SetExpr, TableFactor, TableWithJoins};
-    let mut statement =
-        berth_plan::sqlparser::parser::Parser::parse_sql(&berth_plan::sqlparser::dialect::PostgreSqlDialect {}, sql)
-            .ok()
-            .and_then(|mut s| s.pop())
-            .unwrap_or_else(|| unreachable!("constant statement skeleton parses"));
+    let mut statement = parse_skeleton(sql);
     let relations: Vec<&mut TableWithJoins> = match &mut statement {
         Statement::Delete(delete) => {
             let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &mut delete.from;
@@ -752,13 +755,8 @@ impl Destination for PostgresDestination {
             .transaction()
             .await
             .map_err(|e| self.error("begin", &e))?;
-        let final_tables = if job.dataset == job.journal_dataset {
-            vec![job.table.to_string()]
-        } else {
-            Vec::new()
-        };
-        let fence = fence_statement(&fence_keys(job.journal_dataset, job.load_id, &final_tables));
-        tx.batch_execute(&fence.to_string())
+        let fence = job_fence(job.journal_dataset, job.load_id, job.dataset, job.table);
+        tx.batch_execute(&fence)
             .await
             .map_err(|e| self.error(context.clone(), &e))?;
         let committed = match tx.query(&parts, &[&job.load_id, &job.job_id]).await {
@@ -892,13 +890,8 @@ impl Destination for PostgresDestination {
             .transaction()
             .await
             .map_err(|e| self.error("begin", &e))?;
-        let final_tables = if job.dataset == job.journal_dataset {
-            vec![job.table.name.clone()]
-        } else {
-            Vec::new()
-        };
-        let fence = fence_statement(&fence_keys(job.journal_dataset, &job.package.load_id, &final_tables));
-        tx.batch_execute(&fence.to_string())
+        let fence = job_fence(job.journal_dataset, &job.package.load_id, job.dataset, &job.table.name);
+        tx.batch_execute(&fence)
             .await
             .map_err(|e| self.error(context.clone(), &e))?;
         let sink = tx
