@@ -248,9 +248,10 @@ pub fn classify(error: &tokio_postgres::Error) -> ErrorKind {
             .as_db_error()
             .and_then(tokio_postgres::error::DbError::constraint)
             .is_some_and(|c| c.starts_with("pg_"));
-    // Another session created the schema or table between berth's catalog read and its CREATE:
-    // a retry reads the catalog again and finds it.
-    if catalog_race || matches!(code, "42P06" | "42P07") {
+    // Another session created the schema or table between berth's catalog read and its CREATE
+    // (42P06, 42P07), or won the race for the table's row type in `pg_type` (42710, "type …
+    // already exists"): a retry reads the catalog again and finds it.
+    if catalog_race || matches!(code, "42P06" | "42P07" | "42710") {
         return ErrorKind::Transient;
     }
     match code {
