@@ -127,7 +127,13 @@ fn plan(c: &mut Criterion) {
             jobs: None,
         };
         group.bench_function(destination, |b| {
-            b.iter(|| black_box(explain(&package, &dialect, &caps, &options).expect("plan")));
+            b.iter(|| {
+                black_box(
+                    runtime
+                        .block_on(explain(&package, &dialect, &caps, &options))
+                        .expect("plan"),
+                )
+            });
         });
     }
     group.finish();

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use arrow::array::{BooleanBuilder, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema};
 use berth::destination::Destination;
+use berth::loader::memory::MemoryExecutor;
 use berth::loader::{Loader, LoaderOptions};
-use berth::model::{LoadPackage, PackageLocation};
+use berth::model::PackageLocation;
 use berth::plan::TableRef;
 use berth::plan::exec::MemoryCatalog;
 use berth_tests::{cell, query_text, table_rows};
@@ -534,7 +535,13 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dataset = format!("prop_{}_{seed}", strategy.name().replace('-', "_"));
     let root = if strategy == Strategy::Scd2 { "dim" } else { "items" };
-    let mut memory = MemoryCatalog::new();
+    // DataFusion running berth's plans in memory, through the loader's own program and loop.
+    let memory = Arc::new(MemoryExecutor::new());
+    let in_memory =
+        Loader::with_executor(Arc::clone(&memory) as Arc<dyn berth::loader::Executor>).with_options(LoaderOptions {
+            dataset: Some(dataset.clone()),
+            ..LoaderOptions::default()
+        });
     let tables: &[&str] = if strategy == Strategy::Scd2 {
         &["dim", "dim__addr"]
     } else {
@@ -544,11 +551,15 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
     for index in 0..4 {
         let (folder, staged) = write_package(dir.path(), strategy, with_nested, &mut rng, index);
         oracle.apply(strategy, &staged);
-        let options = berth::plan::PlanOptions::new(&dataset);
-        let package = LoadPackage::open(PackageLocation::local(&folder).expect("path"))
+        let summary = in_memory
+            .load(PackageLocation::local(&folder).expect("path"))
             .await
-            .expect("open package");
-        memory.load_package(&package, &options).await.expect("memory load");
+            .expect("memory load");
+        assert_eq!(
+            summary.status,
+            berth::loader::PackageStatus::Loaded,
+            "memory: {summary:?}"
+        );
         for (name, destination) in destinations {
             // Each destination loads its own copy: loading moves the job files.
             let copy = dir
@@ -586,9 +597,13 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
                 )
                 .await;
             }
-            if let Some(t) = memory.table(&TableRef::new(&dataset, *table)) {
+            let catalog = memory.catalog().await;
+            let in_memory = catalog.table(&TableRef::new(&dataset, *table)).map(|t| {
                 let columns: Vec<String> = t.schema.fields().iter().map(|f| f.name().clone()).collect();
-                let expected = memory_rows(&memory, &TableRef::new(&dataset, *table));
+                (columns, memory_rows(&catalog, &TableRef::new(&dataset, *table)))
+            });
+            drop(catalog);
+            if let Some((columns, expected)) = in_memory {
                 same_rows(
                     destinations,
                     &dataset,

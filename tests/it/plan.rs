@@ -23,7 +23,7 @@ async fn phases(package: &std::path::Path, dialect: &SqlDialect, replace: Replac
         assume_empty: empty,
         jobs: None,
     };
-    explain(&package, dialect, &caps, &options).expect("plan")
+    explain(&package, dialect, &caps, &options).await.expect("plan")
 }
 
 /// The planned statements (not the migration's, whose `_dlt_version` row holds the whole

@@ -47,7 +47,10 @@ async fn plan_for(
         assume_empty: false,
         jobs,
     };
-    (explain(&package, &dialect, &caps, &options).expect("plan"), dialect)
+    (
+        explain(&package, &dialect, &caps, &options).await.expect("plan"),
+        dialect,
+    )
 }
 
 /// Every phase, statements and notes, timestamps replaced.

@@ -526,6 +526,7 @@ async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<E
             jobs: jobs.clone(),
         };
         let phases = berth::loader::explain::explain(&package, &dialect, &caps, &options)
+            .await
             .with_context(|| format!("cannot plan package {}", package.load_id))?;
         render::print_plan(&mut out, &package.load_id, dialect.name, &phases);
     }

@@ -1,19 +1,24 @@
-//! What a load would run, without running it: the statements of every phase for one package, in
-//! a dialect, against a destination assumed to have none of the package's datasets yet (or,
-//! for the follow-ups, final tables that already hold rows).
+//! What a load would run, without running it (`berth plan`): the package's [`LoadProgram`] run
+//! by the loader's own loop through [`ExplainExecutor`], which records the statements of every
+//! phase in a dialect instead of sending them, against a destination assumed to have none of the
+//! package's datasets yet (or, for the follow-ups, final tables that already hold rows).
 
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use async_trait::async_trait;
 use berth_destination::{
-    JobPart, JournalEntry, JournalKey, journal_insert, load_marker, migration_for_empty_destination,
+    JobPart, JournalEntry, MigrationReport, journal_insert, load_marker, migration_for_empty_destination,
     refresh_drop_statements,
 };
-use std::collections::BTreeSet;
-
-use berth_model::{JobFile, JobState, LoadPackage, Table};
-use berth_plan::ChainPlan;
-use berth_plan::followup::{TableRef, staged_facts_plan};
+use berth_model::{FileFormat, JobFile, LoadPackage, Table};
+use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
+use tokio_util::sync::CancellationToken;
 
-use crate::Result;
+use crate::executor::{Executor, StepResult, Unit, UnitEnd};
+use crate::program::{ChainStep, JobStep, LoadProgram};
+use crate::{LoaderOptions, NoProgress, Result};
 
 /// One phase of a load and its statements.
 #[derive(Debug, Clone)]
@@ -61,182 +66,307 @@ pub struct ExplainOptions {
     pub jobs: Option<std::sync::Arc<dyn JobSteps>>,
 }
 
-/// The phases of loading `package` with `dialect` and `caps`.
-pub fn explain(
+/// The phases of loading `package` with `dialect` and `caps`: the program the loader would
+/// run, recorded.
+pub async fn explain(
     package: &LoadPackage,
     dialect: &SqlDialect,
     caps: &PlanCapabilities,
     options: &ExplainOptions,
 ) -> Result<Vec<Phase>> {
     let adjusted = dialect.for_naming(package.schema.naming().is_case_sensitive());
-    let dialect = adjusted.as_ref().unwrap_or(dialect);
-    let plan = PackagePlan::new(package, &options.plan, caps)?;
-    plan.check_names(package, dialect)?;
-    let mut phases = Vec::new();
-    let sql = |statements: Vec<SqlStatement>| statements.into_iter().map(Step::Sql).collect::<Vec<_>>();
-
-    // dlt's refresh acts on a dataset that has the tables; with --assume-empty there is none.
-    let dropped = &package.state.dropped_tables;
-    if !dropped.is_empty() && !options.assume_empty {
-        phases.push(Phase {
-            title: "refresh: drop the tables the package drops, and the schema's stored versions (one transaction)"
-                .into(),
-            steps: sql(berth_plan::statements(refresh_drop_statements(
-                dialect,
-                package,
-                &plan.dataset,
-                dropped,
-            ))),
-        });
-    }
-    let migration = migration_for_empty_destination(dialect, package, &plan)?;
-    phases.push(Phase {
-        title: "migrate: datasets, tables, schema version (one transaction)".into(),
-        steps: sql(berth_plan::statements(migration)),
-    });
-    // With --assume-empty, the migration's tables are new: the planned staging moves apply.
-    let new_tables: BTreeSet<String> = if options.assume_empty {
-        plan.chains.iter().flat_map(|c| c.tables.iter().cloned()).collect()
-    } else {
-        BTreeSet::new()
+    let executor = ExplainExecutor {
+        dialect: adjusted.unwrap_or_else(|| dialect.clone()),
+        caps: caps.clone(),
+        options: options.clone(),
+        phases: Mutex::new(Vec::new()),
+        uses_staging: Mutex::new(false),
     };
-    let mut init = plan.init_statements_for(dialect, plan.chains.iter(), &new_tables);
-    if !options.assume_empty {
-        let truncated = package.state.truncated_tables.iter();
-        init.extend(truncated.map(|t| berth_plan::sql::delete_all(dialect, &plan.dataset, t).into()));
-    }
-    if !init.is_empty() {
-        phases.push(Phase {
-            title: "prepare: empty the tables the jobs load into".into(),
-            steps: sql(init),
+    let loader_options = LoaderOptions {
+        dataset: Some(options.plan.dataset.clone()),
+        replace_strategy: Some(options.plan.replace_strategy),
+        ..LoaderOptions::default()
+    };
+    let run = crate::run::Run {
+        executor: &executor,
+        options: &loader_options,
+        progress: &NoProgress,
+        cancel: &CancellationToken::new(),
+    };
+    run.package(package.clone(), Instant::now()).await?;
+    Ok(executor.phases.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Records the program's statements instead of running them (see [`explain`]).
+#[derive(Debug)]
+pub struct ExplainExecutor {
+    dialect: SqlDialect,
+    caps: PlanCapabilities,
+    options: ExplainOptions,
+    phases: Mutex<Vec<Phase>>,
+    /// The plan loads into a staging dataset, which the clean-up drops.
+    uses_staging: Mutex<bool>,
+}
+
+impl ExplainExecutor {
+    fn push(&self, title: impl Into<String>, steps: Vec<Step>) {
+        self.phases.lock().unwrap_or_else(PoisonError::into_inner).push(Phase {
+            title: title.into(),
+            steps,
         });
     }
-    let mut jobs = Vec::new();
-    for job in package.jobs.iter().filter(|j| j.name.format.is_data()) {
-        let table = &job.name.table;
-        let target = dialect.table_name(plan.job_dataset(table), table);
-        let state = if job.state == JobState::Completed {
-            " (completed earlier)"
-        } else {
-            ""
-        };
-        if let Some(hook) = &options.jobs {
-            let schema_table = package
-                .schema
-                .table(table)
-                .ok_or_else(|| berth_model::Error::TableNotInSchema {
-                    job: package.job_display(job),
-                    table: table.clone(),
-                })?;
-            if !state.is_empty() {
-                jobs.push(Step::Note(format!("job {}{state}", job.name)));
-            }
-            // A first run empties every truncate-and-insert and staging table before its jobs.
-            let emptied = plan
-                .chains
-                .iter()
-                .any(|c| c.action.empties_job_tables() && c.tables.contains(table));
-            jobs.extend(hook.steps(
-                package,
-                job,
-                schema_table,
-                plan.job_dataset(table),
-                &plan.dataset,
-                emptied,
-            )?);
-            continue;
+
+    /// Adds steps to the last phase (the jobs').
+    fn extend_last(&self, steps: Vec<Step>) {
+        let mut phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = phases.last_mut() {
+            last.steps.extend(steps);
         }
-        jobs.push(Step::Note(format!(
-            "job {} ({} bytes){state}: rows into {target} through the bulk path, with its journal row \
-             in the same transaction",
-            job.name, job.size
-        )));
     }
-    phases.push(Phase {
-        title: "load jobs (in parallel, each part in its own transaction)".into(),
-        steps: jobs,
-    });
-    for chain in &plan.chains {
-        let mut state = FinalState::default();
-        if options.assume_empty {
-            state.empty_tables.extend(chain.tables.iter().cloned());
+
+    /// The steps of loading `job`.
+    fn job_steps(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        table: &Table,
+        dataset: &str,
+        journal_dataset: &str,
+        emptied: bool,
+    ) -> Result<Vec<Step>> {
+        if let Some(hook) = &self.options.jobs {
+            return hook.steps(package, job, table, dataset, journal_dataset, emptied);
         }
-        if let Some(check) = staged_check(package, &plan, chain, dialect)? {
-            phases.push(Phase {
-                title: format!(
+        let target = self.dialect.table_name(dataset, &job.name.table);
+        Ok(vec![Step::Note(format!(
+            "job {} ({} bytes): rows into {target} through the bulk path, with its journal row in the same \
+             transaction",
+            job.name, job.size
+        ))])
+    }
+}
+
+fn sql(statements: Vec<SqlStatement>) -> Vec<Step> {
+    statements.into_iter().map(Step::Sql).collect()
+}
+
+/// What `berth plan` could not explain, as a step error.
+fn internal(error: crate::Error) -> berth_destination::Error {
+    match error {
+        crate::Error::Destination(e) => e,
+        crate::Error::Package(e) => e.into(),
+        crate::Error::Plan(e) => e.into(),
+    }
+}
+
+#[async_trait]
+impl Executor for ExplainExecutor {
+    fn describe(&self) -> String {
+        format!("plan ({})", self.dialect.name)
+    }
+
+    fn accepts(&self, format: FileFormat) -> bool {
+        format.is_data()
+    }
+
+    fn writes(&self) -> bool {
+        false
+    }
+
+    fn dialect(&self) -> Option<&SqlDialect> {
+        Some(&self.dialect)
+    }
+
+    fn plan(&self, package: &LoadPackage, options: &PlanOptions) -> Result<PackagePlan> {
+        let plan = PackagePlan::new(package, options, &self.caps)?;
+        plan.check_names(package, &self.dialect)?;
+        *self.uses_staging.lock().unwrap_or_else(PoisonError::into_inner) = plan.uses_staging();
+        Ok(plan)
+    }
+
+    async fn is_loaded(&self, _: &LoadPackage, _: &str) -> StepResult<bool> {
+        Ok(false)
+    }
+
+    /// dlt's refresh acts on a dataset that has the tables; with `assume_empty` there is none.
+    async fn refresh(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {
+        let dropped = &package.state.dropped_tables;
+        if !dropped.is_empty() && !self.options.assume_empty {
+            let statements = refresh_drop_statements(&self.dialect, package, program.dataset(), dropped);
+            self.push(
+                "refresh: drop the tables the package drops, and the schema's stored versions (one transaction)",
+                sql(berth_plan::statements(statements)),
+            );
+        }
+        Ok(())
+    }
+
+    /// With `assume_empty`, the migration creates every table of the plan.
+    async fn migrate(&self, package: &LoadPackage, plan: &PackagePlan) -> StepResult<MigrationReport> {
+        let migration = migration_for_empty_destination(&self.dialect, package, plan)?;
+        self.push(
+            "migrate: datasets, tables, schema version (one transaction)",
+            sql(berth_plan::statements(migration)),
+        );
+        let mut report = MigrationReport::default();
+        if self.options.assume_empty {
+            let tables = plan.chains.iter().flat_map(|c| c.tables.iter());
+            report.created_tables = tables.map(|t| format!("{}.{t}", plan.dataset)).collect();
+        }
+        Ok(report)
+    }
+
+    async fn prepare(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {
+        let mut init = program.prepare_statements(&self.dialect);
+        if program.refresh && !self.options.assume_empty {
+            let truncated = package.state.truncated_tables.iter();
+            init.extend(truncated.map(|t| berth_plan::sql::delete_all(&self.dialect, program.dataset(), t).into()));
+        }
+        if !init.is_empty() {
+            self.push("prepare: empty the tables the jobs load into", sql(init));
+        }
+        let done = program.jobs.iter().filter(|j| j.step == JobStep::Done);
+        let notes = done.map(|j| Step::Note(format!("job {} (completed earlier)", j.job.name)));
+        self.push(
+            "load jobs (in parallel, each part in its own transaction)",
+            notes.collect(),
+        );
+        Ok(())
+    }
+
+    async fn load_unit(&self, unit: Unit<'_>) -> StepResult<UnitEnd> {
+        let job = &unit.job.job;
+        let steps = self
+            .job_steps(
+                unit.package,
+                job,
+                unit.table,
+                &unit.job.dataset,
+                unit.journal_dataset,
+                unit.job.emptied,
+            )
+            .map_err(internal)?;
+        self.extend_last(steps);
+        Ok(UnitEnd::Loaded(berth_destination::JobMetrics::default()))
+    }
+
+    /// With `assume_empty`, the final tables are empty; where the loader measures the staged
+    /// rows, the query is shown.
+    async fn measure(
+        &self,
+        package: &LoadPackage,
+        program: &LoadProgram,
+        chain: &ChainStep,
+        mut state: FinalState,
+    ) -> StepResult<FinalState> {
+        if self.options.assume_empty {
+            state.empty_tables.extend(chain.plan.tables.iter().cloned());
+        }
+        if let Some(check) = staged_check(package, program, chain, &self.dialect)? {
+            self.push(
+                format!(
                     "measure the staged rows of `{}`: with unique keys the follow-up leaves deduplication out, and \
                      key matches look only at final rows inside the staged key range",
-                    chain.root
+                    chain.plan.root
                 ),
-                steps: vec![Step::Sql(check)],
-            });
-        }
-        let mut steps = Vec::new();
-        if plan.may_move_staging(chain, dialect, &new_tables) {
-            let mut moved = state.clone();
-            moved.movable.insert(chain.root.clone());
-            moved.staged.insert(
-                chain.root.clone(),
-                berth_plan::followup::StagedFacts {
-                    rows: 1,
-                    distinct_keys: 1,
-                    deleted_rows: 0,
-                    key_range: None,
-                },
+                vec![Step::Sql(check)],
             );
+        }
+        Ok(state)
+    }
+
+    async fn followup(
+        &self,
+        package: &LoadPackage,
+        program: &LoadProgram,
+        chain: &ChainStep,
+        state: &FinalState,
+    ) -> StepResult<usize> {
+        let plan = &program.plan;
+        let mut steps = Vec::new();
+        let mut otherwise = state.clone();
+        if chain.staging.movable {
+            let mut moved = state.clone();
+            let unique = StagedFacts {
+                rows: 1,
+                distinct_keys: 1,
+                deleted_rows: 0,
+                key_range: None,
+            };
+            moved.staged.insert(chain.plan.root.clone(), unique);
             steps.push(Step::Note(
                 "if the staged keys are unique and no row is marked deleted, the staging table takes the final \
                  table's place instead of being copied:"
                     .into(),
             ));
-            steps.extend(sql(plan.followup_statements(chain, package, dialect, &moved)?));
+            steps.extend(sql(plan.followup_statements(
+                &chain.plan,
+                package,
+                &self.dialect,
+                &moved,
+            )?));
             steps.push(Step::Note("otherwise:".into()));
+            otherwise.movable.clear();
         }
-        let mut statements = plan.followup_statements(chain, package, dialect, &state)?;
+        let mut statements = plan.followup_statements(&chain.plan, package, &self.dialect, &otherwise)?;
         if statements.is_empty() {
-            continue;
+            return Ok(0);
         }
+        let count = statements.len();
         let entry = JournalEntry {
-            key: JournalKey::Followup(chain.root.clone()),
+            key: chain.followup_key.clone(),
             part: JobPart::Whole,
             rows: 0,
         };
-        statements.push(journal_insert(dialect, &plan.dataset, &package.load_id, &entry).into());
+        statements.push(journal_insert(&self.dialect, program.dataset(), &package.load_id, &entry).into());
         steps.extend(sql(statements));
-        phases.push(Phase {
-            title: format!("follow-up of `{}` ({:?}, one transaction)", chain.root, chain.action),
+        self.push(
+            format!(
+                "follow-up of `{}` ({:?}, one transaction)",
+                chain.plan.root, chain.plan.action
+            ),
             steps,
-        });
+        );
+        Ok(count)
     }
-    phases.push(Phase {
-        title: "commit: the load's `_dlt_loads` row".into(),
-        steps: sql(vec![load_marker(dialect, package, &plan.dataset).into()]),
-    });
-    if let Some(drop) = plan.drop_staging(dialect) {
-        phases.push(Phase {
-            title: "clean up: this load's staging dataset".into(),
-            steps: sql(vec![drop]),
-        });
+
+    async fn commit(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {
+        self.push(
+            "commit: the load's `_dlt_loads` row",
+            sql(vec![load_marker(&self.dialect, package, program.dataset()).into()]),
+        );
+        Ok(())
     }
-    Ok(phases)
+
+    async fn clean_up(&self, dataset: &str, load_id: &str) {
+        if *self.uses_staging.lock().unwrap_or_else(PoisonError::into_inner) {
+            let staging = berth_plan::staging_dataset_name(dataset, load_id);
+            self.push(
+                "clean up: this load's staging dataset",
+                vec![Step::Sql(
+                    berth_plan::sql::drop_schema_cascade(&self.dialect, &staging).into(),
+                )],
+            );
+        }
+    }
 }
 
 /// The query that measures a merge root's staged rows before its follow-up, where the loader runs
 /// one.
 fn staged_check(
     package: &LoadPackage,
-    plan: &PackagePlan,
-    chain: &ChainPlan,
+    program: &LoadProgram,
+    chain: &ChainStep,
     dialect: &SqlDialect,
-) -> Result<Option<SqlStatement>> {
+) -> StepResult<Option<SqlStatement>> {
     let Some(root) = package
         .schema
-        .table(&chain.root)
-        .filter(|_| chain.action.measures_staged_rows())
+        .table(&chain.plan.root)
+        .filter(|_| chain.plan.action.measures_staged_rows())
     else {
         return Ok(None);
     };
-    let staging = TableRef::new(&plan.staging_dataset, &root.name);
+    let staging = TableRef::new(&program.plan.staging_dataset, &root.name);
     let Some(query) = staged_facts_plan(dialect, root, &staging)? else {
         return Ok(None);
     };

@@ -3,9 +3,8 @@
 //! [`MemoryCatalog`] holds tables as Arrow batches and runs [`FollowupOp`]s on them: the scans
 //! of each plan are pointed at the current contents and DataFusion executes it. This is the
 //! reference result the SQL destinations are tested against (the same plans, no SQL in between),
-//! and the path a destination without a SQL engine takes. [`MemoryCatalog::load_package`] runs a
-//! whole package the way the loader does: tables from the schema, jobs into the final or staging
-//! tables, follow-ups per chain.
+//! and the path a destination without a SQL engine takes. berth-loader's `MemoryExecutor` runs
+//! whole packages on it through the loader's own program and loop.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -13,19 +12,17 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array, new_null_array};
 use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef};
-use berth_model::{LoadPackage, read};
 use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::expr_fn::{exists, not_exists, out_ref_col};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScanBuilder, lit};
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 
 use crate::dialect::{CaseFold, NoQualify, SqlDialect};
 use crate::error::{Error, Result};
-use crate::followup::{FinalState, FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
-use crate::load::{ChainAction, PackagePlan, PlanCapabilities, PlanOptions};
+use crate::followup::{FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
+use crate::load::PlanCapabilities;
 
 const ROW_ID: &str = "__berth_row";
 
@@ -90,7 +87,8 @@ pub struct MemoryTable {
 }
 
 impl MemoryTable {
-    fn rows(&self) -> usize {
+    /// Rows it holds.
+    pub fn rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
@@ -444,57 +442,15 @@ impl MemoryCatalog {
         Ok(())
     }
 
-    /// Loads a package the way the loader does, with the plans of [`memory_dialect`].
-    pub async fn load_package(&mut self, package: &LoadPackage, options: &PlanOptions) -> Result<()> {
-        let dialect = memory_dialect();
-        let plan = PackagePlan::new(package, options, &memory_capabilities())?;
-        let b = PlanBuilder::new(&dialect);
-        let table = |name: &str| {
-            package.schema.table(name).ok_or_else(|| Error::Unsupported {
-                message: format!("table `{name}` is not in the package schema"),
-            })
-        };
-        for chain in &plan.chains {
-            for name in &chain.tables {
-                let schema = b.arrow_schema(table(name)?);
-                self.create_table(TableRef::new(&plan.dataset, name), &schema)?;
-                if chain.action.loads_to_staging() {
-                    let at = TableRef::new(&plan.staging_dataset, name);
-                    self.create_table(at.clone(), &schema)?;
-                    self.tables.get_mut(&at).ok_or_else(|| missing(&at))?.batches.clear();
-                }
-                if chain.action == ChainAction::TruncateAndInsert {
-                    let at = TableRef::new(&plan.dataset, name);
-                    self.tables.get_mut(&at).ok_or_else(|| missing(&at))?.batches.clear();
-                }
-            }
-        }
-        for job in package.jobs.iter().filter(|j| j.name.format.is_data()) {
-            let Some(_) = plan.chain_of(&job.name.table) else {
-                continue;
-            };
-            let mut reader = read::open_job(package, job, &read::ReadOptions::default()).await?;
-            let mut batches = Vec::new();
-            while let Some(batch) = reader.stream.next().await {
-                batches.push(batch?);
-            }
-            let at = TableRef::new(plan.job_dataset(&job.name.table), &job.name.table);
-            self.append(&at, batches)?;
-        }
-        for chain in &plan.chains {
-            let mut state = FinalState::default();
-            for name in &chain.tables {
-                let at = TableRef::new(&plan.dataset, name);
-                if self.tables.get(&at).is_none_or(|t| t.rows() == 0) {
-                    state.empty_tables.insert(name.clone());
-                }
-            }
-            let ops = plan.followup_ops(chain, package, &dialect, &state)?;
-            self.run(&ops).await?;
-        }
-        // The load's staging dataset goes once the load is done, as in the loader.
-        self.tables.retain(|at, _| at.dataset != plan.staging_dataset);
+    /// Empties `at`.
+    pub fn clear(&mut self, at: &TableRef) -> Result<()> {
+        self.tables.get_mut(at).ok_or_else(|| missing(at))?.batches.clear();
         Ok(())
+    }
+
+    /// Drops every table of `dataset`.
+    pub fn drop_dataset(&mut self, dataset: &str) {
+        self.tables.retain(|at, _| at.dataset != dataset);
     }
 }
 

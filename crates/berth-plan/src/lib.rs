@@ -40,7 +40,7 @@ pub use error::{Error, Result};
 pub use followup::{FinalState, FollowupOp, TableRef};
 pub use load::{
     ALL_REPLACE_STRATEGIES, ChainAction, ChainPlan, PLANNED_MERGE_STRATEGIES, PackagePlan, PlanCapabilities,
-    PlanOptions, STAGING_SUFFIX, staging_dataset_name,
+    PlanOptions, STAGING_SUFFIX, Staging, staging_dataset_name,
 };
 pub use statement::{SqlStatement, statements};
 

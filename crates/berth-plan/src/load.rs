@@ -135,6 +135,18 @@ pub struct ChainPlan {
     pub primary_key_columns: usize,
 }
 
+/// How a chain's staging tables are kept, decided once per load by [`PackagePlan::staging`]
+/// (the prepare phase creates them accordingly and the follow-up relies on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Staging {
+    /// The merge may end by moving the staging table into the final dataset (see
+    /// [`FinalState::movable`]).
+    pub movable: bool,
+    /// The staging tables are logged (where the dialect has unlogged staging tables): they may
+    /// become final tables. Always true when `movable` is.
+    pub logged: bool,
+}
+
 /// The plan of one package.
 #[derive(Debug, Clone)]
 pub struct PackagePlan {
@@ -152,6 +164,29 @@ impl PackagePlan {
     /// Plans `package`. Fails before anything is touched when the package asks for a strategy the
     /// destination does not support.
     pub fn new(package: &LoadPackage, options: &PlanOptions, caps: &PlanCapabilities) -> Result<Self> {
+        Self::with_actions(package, &options.dataset, |root, chain| {
+            chain_action(package, root, chain, options, caps)
+        })
+    }
+
+    /// Every chain appended, whatever its write disposition: for a destination that receives
+    /// rows and decides itself what they mean (a sink; dlt's sink destination does the same).
+    pub fn appending(package: &LoadPackage, dataset: &str) -> Self {
+        let appended = Self::with_actions(package, dataset, |_, _| {
+            Ok::<_, std::convert::Infallible>(ChainAction::Append)
+        });
+        match appended {
+            Ok(plan) => plan,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The chains of `package` that have jobs, each written as `action` says.
+    fn with_actions<E>(
+        package: &LoadPackage,
+        dataset: &str,
+        mut action: impl FnMut(&Table, &[&Table]) -> std::result::Result<ChainAction, E>,
+    ) -> std::result::Result<Self, E> {
         let schema = &package.schema;
         let with_jobs: BTreeSet<&str> = package
             .jobs
@@ -165,77 +200,7 @@ impl PackagePlan {
             if !chain_tables.iter().any(|t| with_jobs.contains(t.name.as_str())) {
                 continue;
             }
-            let action = match schema.write_disposition(root) {
-                WriteDisposition::Append => ChainAction::Append,
-                WriteDisposition::Skip => {
-                    return Err(Error::Unsupported {
-                        message: format!(
-                            "table `{}` has write disposition `skip` but jobs in the package",
-                            root.name
-                        ),
-                    });
-                }
-                WriteDisposition::Replace => {
-                    let strategy = options.replace_strategy;
-                    if !caps.replace_strategies.contains(&strategy) {
-                        return Err(Error::Unsupported {
-                            message: format!(
-                                "table `{}`: replace strategy `{strategy}` is not available on this destination \
-                                 (it supports {})",
-                                root.name,
-                                list(&caps.replace_strategies)
-                            ),
-                        });
-                    }
-                    match strategy {
-                        ReplaceStrategy::TruncateAndInsert => ChainAction::TruncateAndInsert,
-                        ReplaceStrategy::InsertFromStaging => ChainAction::InsertFromStaging,
-                        ReplaceStrategy::StagingOptimized => ChainAction::StagingOptimized,
-                    }
-                }
-                WriteDisposition::Merge => {
-                    let strategy = schema.merge_strategy(root);
-                    if !caps.merge_strategies.contains(&strategy) {
-                        return Err(Error::Unsupported {
-                            message: format!(
-                                "table `{}`: merge strategy `{strategy}` is not supported by this destination{}",
-                                root.name,
-                                if caps.merge_strategies.is_empty() {
-                                    " (berth does not load merge tables yet)".to_string()
-                                } else {
-                                    format!(" (it supports {})", list(&caps.merge_strategies))
-                                }
-                            ),
-                        });
-                    }
-                    // dlt 1.31's merge options change which rows a merge keeps: loading without
-                    // them would give other rows than dlt's, so a package using one is refused.
-                    let options_used: Vec<&str> = UNSUPPORTED_MERGE_HINTS
-                        .iter()
-                        .copied()
-                        .filter(|hint| {
-                            chain_tables
-                                .iter()
-                                .any(|t| t.extra.get(*hint).is_some_and(|v| !v.is_null()))
-                        })
-                        .collect();
-                    if !options_used.is_empty() {
-                        return Err(Error::Unsupported {
-                            message: format!(
-                                "table `{}`: dlt's merge option(s) {} are not supported by berth yet; \
-                                 nothing of the package was loaded",
-                                root.name,
-                                options_used
-                                    .iter()
-                                    .map(|h| format!("`{h}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        });
-                    }
-                    ChainAction::Merge(strategy)
-                }
-            };
+            let action = action(root, &chain_tables)?;
             // Replace and merge also touch nested tables without jobs: their old rows must go.
             let include =
                 |t: &&Table| with_jobs.contains(t.name.as_str()) || (action != ChainAction::Append && t.seen_data);
@@ -256,8 +221,8 @@ impl PackagePlan {
             });
         }
         Ok(Self {
-            staging_dataset: staging_dataset_name(&options.dataset, &package.load_id),
-            dataset: options.dataset.clone(),
+            staging_dataset: staging_dataset_name(dataset, &package.load_id),
+            dataset: dataset.to_string(),
             boundary: package.state.created_at.map(|t| t.to_rfc3339()),
             chains,
         })
@@ -326,25 +291,27 @@ impl PackagePlan {
         }
     }
 
-    /// Statements that run once the tables exist and before any job: empty the final tables of
-    /// truncate-and-insert chains and the staging tables of staging chains (all of a chain's
-    /// staging tables, so rows of an earlier package can never be copied again).
+    /// Statements that run once the tables exist and before any job, on a first load of the
+    /// package into a dataset the migration just created: see [`PackagePlan::init_statements_for`].
     pub fn init_statements(&self, dialect: &SqlDialect) -> Vec<SqlStatement> {
-        self.init_statements_for(dialect, self.chains.iter(), &BTreeSet::new())
+        let none = BTreeSet::new();
+        self.init_statements_for(
+            dialect,
+            self.chains.iter().map(|c| (c, self.staging(c, dialect, &none))),
+        )
     }
 
-    /// [`PackagePlan::init_statements`] for some chains only: a resumed package must not empty a
-    /// chain some of whose jobs already committed. `new_tables` are the final tables this
-    /// package's migration created: the staging tables of merges that may be moved into them
-    /// stay logged (see [`PackagePlan::may_move_staging`]).
+    /// Empties the final tables of truncate-and-insert chains and the staging tables of staging
+    /// chains (all of a chain's staging tables, so rows of an earlier package can never be copied
+    /// again), for the `chains` given with their [`Staging`] decision (a resumed package must not
+    /// empty a chain some of whose jobs already committed).
     pub fn init_statements_for<'a>(
         &'a self,
         dialect: &SqlDialect,
-        chains: impl IntoIterator<Item = &'a ChainPlan>,
-        new_tables: &BTreeSet<String>,
+        chains: impl IntoIterator<Item = (&'a ChainPlan, Staging)>,
     ) -> Vec<SqlStatement> {
         let mut statements = Vec::new();
-        for chain in chains {
+        for (chain, staging) in chains {
             let dataset = match chain.action {
                 ChainAction::TruncateAndInsert => &self.dataset,
                 a if a.loads_to_staging() => &self.staging_dataset,
@@ -353,11 +320,10 @@ impl PackagePlan {
             for table in &chain.tables {
                 statements.push(sql::delete_all(dialect, dataset, table).into());
                 if dialect.unlogged_staging && chain.action.loads_to_staging() {
-                    // Emptied just now, so switching is cheap. A table that is swapped into the
-                    // dataset must be logged, or it would lose its rows in a crash.
+                    // Emptied just now, so switching is cheap.
                     statements.push(SqlStatement::SetLogged {
                         table: dialect.table_name(dataset, table),
-                        logged: self.swaps_staging(chain, dialect) || self.may_move_staging(chain, dialect, new_tables),
+                        logged: staging.logged,
                     });
                 }
             }
@@ -370,16 +336,25 @@ impl PackagePlan {
         chain.action == ChainAction::StagingOptimized && dialect.supports_set_schema
     }
 
-    /// Might the merge of `chain` end by moving its staging table into the dataset? When it is
-    /// only a root table the migration created, with a one-column primary key (whose staged
-    /// values are checked for duplicates), with a strategy that inserts every staged row into an
-    /// empty table, on a destination that can move tables.
-    pub fn may_move_staging(&self, chain: &ChainPlan, dialect: &SqlDialect, new_tables: &BTreeSet<String>) -> bool {
-        chain.action.measures_staged_rows()
+    /// The one decision about `chain`'s staging tables: whether its merge may end by moving the
+    /// staging table into the dataset, and so whether they are logged. `new_tables` are the final
+    /// tables this package's migration created.
+    ///
+    /// A merge may move its staging table when it is only a root table the migration created,
+    /// with a one-column primary key (whose staged values are checked for duplicates), with a
+    /// strategy that inserts every staged row into an empty table, on a destination that can move
+    /// tables. A table that is moved or swapped into the dataset must be logged, or it would lose
+    /// its rows in a crash: `movable` implies `logged` by construction.
+    pub fn staging(&self, chain: &ChainPlan, dialect: &SqlDialect, new_tables: &BTreeSet<String>) -> Staging {
+        let movable = chain.action.measures_staged_rows()
             && chain.tables.len() == 1
             && chain.primary_key_columns == 1
             && dialect.supports_set_schema
-            && new_tables.contains(&chain.root)
+            && new_tables.contains(&chain.root);
+        Staging {
+            movable,
+            logged: movable || self.swaps_staging(chain, dialect),
+        }
     }
 
     /// The staging dataset, when some chain loads into it.
@@ -469,6 +444,89 @@ impl PackagePlan {
     ) -> Result<Vec<SqlStatement>> {
         lower::lower(dialect, &self.followup_ops(chain, package, dialect, state)?)
     }
+}
+
+/// How the chain rooted at `root` is written: its write disposition and strategy, refused when
+/// the destination does not support it.
+fn chain_action(
+    package: &LoadPackage,
+    root: &Table,
+    chain_tables: &[&Table],
+    options: &PlanOptions,
+    caps: &PlanCapabilities,
+) -> Result<ChainAction> {
+    let schema = &package.schema;
+    Ok(match schema.write_disposition(root) {
+        WriteDisposition::Append => ChainAction::Append,
+        WriteDisposition::Skip => {
+            return Err(Error::Unsupported {
+                message: format!(
+                    "table `{}` has write disposition `skip` but jobs in the package",
+                    root.name
+                ),
+            });
+        }
+        WriteDisposition::Replace => {
+            let strategy = options.replace_strategy;
+            if !caps.replace_strategies.contains(&strategy) {
+                return Err(Error::Unsupported {
+                    message: format!(
+                        "table `{}`: replace strategy `{strategy}` is not available on this destination \
+                         (it supports {})",
+                        root.name,
+                        list(&caps.replace_strategies)
+                    ),
+                });
+            }
+            match strategy {
+                ReplaceStrategy::TruncateAndInsert => ChainAction::TruncateAndInsert,
+                ReplaceStrategy::InsertFromStaging => ChainAction::InsertFromStaging,
+                ReplaceStrategy::StagingOptimized => ChainAction::StagingOptimized,
+            }
+        }
+        WriteDisposition::Merge => {
+            let strategy = schema.merge_strategy(root);
+            if !caps.merge_strategies.contains(&strategy) {
+                return Err(Error::Unsupported {
+                    message: format!(
+                        "table `{}`: merge strategy `{strategy}` is not supported by this destination{}",
+                        root.name,
+                        if caps.merge_strategies.is_empty() {
+                            " (berth does not load merge tables yet)".to_string()
+                        } else {
+                            format!(" (it supports {})", list(&caps.merge_strategies))
+                        }
+                    ),
+                });
+            }
+            refuse_merge_options(root, chain_tables)?;
+            ChainAction::Merge(strategy)
+        }
+    })
+}
+
+/// dlt 1.31's merge options change which rows a merge keeps: loading without them would give
+/// other rows than dlt's, so a package using one is refused.
+fn refuse_merge_options(root: &Table, chain_tables: &[&Table]) -> Result<()> {
+    let options_used: Vec<String> = UNSUPPORTED_MERGE_HINTS
+        .iter()
+        .filter(|hint| {
+            chain_tables
+                .iter()
+                .any(|t| t.extra.get(**hint).is_some_and(|v| !v.is_null()))
+        })
+        .map(|hint| format!("`{hint}`"))
+        .collect();
+    if options_used.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        message: format!(
+            "table `{}`: dlt's merge option(s) {} are not supported by berth yet; nothing of the package was loaded",
+            root.name,
+            options_used.join(", ")
+        ),
+    })
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {

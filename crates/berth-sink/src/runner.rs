@@ -1,16 +1,19 @@
 //! Runs packages through a sink, recording each acknowledged batch in the package state.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use berth_destination::{ErrorKind, JobMetrics, JobTimings};
 use berth_loader::{
-    CancellationToken, JobStatus, JobSummary, LoadSummary, NoProgress, PackageStatus, PackageSummary, Progress, Result,
-    RetryPolicy, Verdict,
+    CancellationToken, Executor, LoadProgram, LoadSummary, Loader, LoaderOptions, NoProgress, PackageSummary, Progress,
+    Result, RetryPolicy, StepResult, Unit, UnitEnd, Verdict,
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
-use berth_model::{FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation};
+use berth_model::{JobFile, LoadPackage, PackageLocation};
+use berth_plan::{PackagePlan, PlanOptions};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
@@ -88,13 +91,89 @@ pub fn open_sink(url: &str, webhook: WebhookConfig) -> std::result::Result<Arc<d
     ))
 }
 
-/// Loads packages into a [`Sink`].
+/// Loads packages into a [`Sink`]: the loader's own program and loop (`berth_loader::run`)
+/// through a [`SinkExecutor`], so a sink keeps dlt's folder protocol like every destination.
 #[derive(Debug, Clone)]
 pub struct SinkLoader {
     sink: Arc<dyn Sink>,
     options: SinkOptions,
     progress: Arc<dyn Progress>,
     cancel: CancellationToken,
+}
+
+impl SinkLoader {
+    /// Loads into `sink` with default options.
+    pub fn new(sink: Arc<dyn Sink>) -> Self {
+        Self {
+            sink,
+            options: SinkOptions::default(),
+            progress: Arc::new(NoProgress),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: SinkOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Stops sending when `cancel` is cancelled: the batch in flight finishes, the package stays
+    /// resumable.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The loader that runs packages through this sink.
+    fn loader(&self) -> Loader {
+        let executor = SinkExecutor {
+            sink: Arc::clone(&self.sink),
+            options: self.options.clone(),
+            state: tokio::sync::Mutex::new(None),
+        };
+        let options = LoaderOptions {
+            parallel_jobs: self.options.parallel_jobs.max(1),
+            // Batches retry inside a job (honouring `Retry-After`), from the recorded progress.
+            max_attempts: 1,
+            retry_backoff: self.options.retry_backoff,
+            read_options: self.options.read_options.clone(),
+            allow_failed_jobs: self.options.allow_failed_jobs,
+            ..LoaderOptions::default()
+        };
+        Loader::with_executor(Arc::new(executor))
+            .with_options(options)
+            .with_progress(Arc::clone(&self.progress))
+            .with_cancel(self.cancel.clone())
+    }
+
+    /// Loads packages in order; stops at the first that does not complete.
+    pub async fn load_all(&self, locations: Vec<PackageLocation>) -> Result<LoadSummary> {
+        self.loader().load_all(locations).await
+    }
+
+    /// Sends one package.
+    pub async fn load(&self, location: PackageLocation) -> Result<PackageSummary> {
+        self.loader().load(location).await
+    }
+}
+
+/// Runs load programs into a [`Sink`]: every chain is appended (dispositions are the receiver's
+/// to interpret, as in dlt's sink destination); a job's unit sends its rows batch by batch from
+/// the progress the package state records, and the commit flushes the sink. The package marker
+/// (`package_completed.json`) says whether a package was sent.
+#[derive(Debug)]
+pub struct SinkExecutor {
+    sink: Arc<dyn Sink>,
+    options: SinkOptions,
+    /// The progress record of the package being sent, by load id.
+    state: tokio::sync::Mutex<Option<(String, StateFile)>>,
 }
 
 /// The package state's progress record, written after every acknowledged batch.
@@ -133,206 +212,118 @@ impl StateFile {
     }
 }
 
-/// How a job ended.
+/// How a job's batches ended.
 enum JobEnd {
     Sent,
     Failed(SinkError),
     Cancelled,
 }
 
-impl SinkLoader {
-    /// Loads into `sink` with default options.
-    pub fn new(sink: Arc<dyn Sink>) -> Self {
-        Self {
-            sink,
-            options: SinkOptions::default(),
-            progress: Arc::new(NoProgress),
-            cancel: CancellationToken::new(),
-        }
+#[async_trait]
+impl Executor for SinkExecutor {
+    fn describe(&self) -> String {
+        self.sink.describe()
     }
 
-    /// Sets the options.
-    pub fn with_options(mut self, options: SinkOptions) -> Self {
-        self.options = options;
-        self
+    fn accepts(&self, format: berth_model::FileFormat) -> bool {
+        format.is_data()
     }
 
-    /// Reports progress to `progress`.
-    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
-        self.progress = progress;
-        self
+    fn plan(&self, package: &LoadPackage, options: &PlanOptions) -> Result<PackagePlan> {
+        Ok(PackagePlan::appending(package, &options.dataset))
     }
 
-    /// Stops sending when `cancel` is cancelled: the batch in flight finishes, the package stays
-    /// resumable.
-    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
-        self.cancel = cancel;
-        self
+    async fn is_loaded(&self, package: &LoadPackage, _: &str) -> StepResult<bool> {
+        Ok(package.completed.is_some())
     }
 
-    /// Loads packages in order; stops at the first that does not complete.
-    pub async fn load_all(&self, locations: Vec<PackageLocation>) -> Result<LoadSummary> {
-        berth_loader::load_in_order(self.sink.describe(), &self.cancel, locations, |l| self.load(l)).await
-    }
-
-    /// Sends one package.
-    pub async fn load(&self, location: PackageLocation) -> Result<PackageSummary> {
-        let started = Instant::now();
-        let package = LoadPackage::open(location).await?;
-        let mut summary = PackageSummary::new(&package, &package.default_dataset(), &self.sink.describe());
-        if package.completed.is_some() {
-            berth_loader::finish_package_folders(&package).await?;
-            summary.status = PackageStatus::AlreadyLoaded;
-            summary.elapsed = started.elapsed();
-            self.progress.package_finished(&summary);
-            return Ok(summary);
-        }
-        summary.record_completed(package.jobs_in(JobState::Completed));
-        // Jobs queued again, started by a run that stopped, or failed in a run that did not allow
-        // failures are all sent (from their recorded progress on).
-        let pending: Vec<JobFile> = package
-            .jobs
-            .iter()
-            .filter(|j| j.name.format.is_data())
-            .filter(|j| match j.state {
-                JobState::New | JobState::Started => true,
-                JobState::Failed => !self.options.allow_failed_jobs,
-                _ => false,
-            })
-            .cloned()
-            .collect();
-        self.progress.package_started(&package, pending.len());
-        let mut started_jobs = Vec::with_capacity(pending.len());
-        for job in pending {
-            started_jobs.push(if package.tracks_job_folders() && job.state != JobState::Started {
-                package.move_job(&job, JobState::Started).await?
-            } else {
-                job
-            });
-        }
-        let state = tokio::sync::Mutex::new(StateFile {
-            raw: package.state.raw.clone(),
-        });
-        let phase = Instant::now();
-        let (package_ref, state_ref) = (&package, &state);
-        let mut results = futures::stream::iter(started_jobs)
-            .map(|job| async move {
-                let job_started = Instant::now();
-                let (end, rows, attempts) = self.run_job(package_ref, state_ref, &job).await;
-                (job, end, rows, attempts, job_started.elapsed())
-            })
-            .buffer_unordered(self.options.parallel_jobs.max(1));
-        let mut pending_failures = 0;
-        let mut cancelled = 0;
-        while let Some((job, end, rows, attempts, elapsed)) = results.next().await {
-            let error = match &end {
-                JobEnd::Sent => {
-                    if package.tracks_job_folders() {
-                        package.move_job(&job, JobState::Completed).await?;
-                    }
-                    None
-                }
-                JobEnd::Cancelled => {
-                    cancelled += 1;
-                    continue;
-                }
-                JobEnd::Failed(error) => {
-                    let failure = JobFailure {
-                        kind: match error.kind {
-                            SinkErrorKind::Transient => FailureKind::Transient,
-                            SinkErrorKind::Terminal => FailureKind::Terminal,
-                        },
-                        message: error.message.clone(),
-                    };
-                    let allowed = self.options.allow_failed_jobs && error.kind == SinkErrorKind::Terminal;
-                    if package.tracks_job_folders() {
-                        if allowed {
-                            package.fail_job(&job, &failure.message).await?;
-                        } else {
-                            package.requeue_job(&job, &failure).await?;
-                        }
-                    }
-                    if !allowed {
-                        pending_failures += 1;
-                    }
-                    Some(error.message.clone())
-                }
-            };
-            let job_summary = JobSummary {
-                job_id: job.name.job_id(),
-                table: job.name.table.clone(),
-                file: package.job_display(&job),
-                state: if error.is_some() {
-                    JobStatus::Failed
-                } else {
-                    JobStatus::Completed
-                },
-                rows,
-                bytes: job.size,
-                attempts,
-                seconds: elapsed,
-                error,
-            };
-            self.progress.job_finished(&job_summary);
-            summary.push_job(job_summary);
-        }
-        drop(results);
-        summary.phases.jobs = phase.elapsed();
-        summary.interrupted_jobs = cancelled;
-        summary.status = if cancelled > 0 {
-            PackageStatus::Interrupted
-        } else if pending_failures > 0 {
-            PackageStatus::Pending
-        } else {
-            if let Err(e) = self.sink.flush().await {
-                return Err(berth_loader::Error::from(berth_model::Error::Decode {
-                    job: package.location.to_string(),
-                    message: format!("the sink could not flush: {e}"),
-                }));
-            }
-            let commit = Instant::now();
-            berth_loader::finish_package_folders(&package).await?;
-            summary.phases.commit = commit.elapsed();
-            if summary.failed_jobs().next().is_some() {
-                PackageStatus::LoadedWithFailedJobs
-            } else {
-                PackageStatus::Loaded
-            }
-        };
-        summary.elapsed = started.elapsed();
-        self.progress.package_finished(&summary);
-        Ok(summary)
-    }
-
-    /// Sends one job from its recorded progress on. Returns how it ended, the rows sent now and
-    /// the most attempts a batch took.
-    async fn run_job(
-        &self,
-        package: &LoadPackage,
-        state: &tokio::sync::Mutex<StateFile>,
-        job: &JobFile,
-    ) -> (JobEnd, u64, u32) {
-        match self.send_job(package, state, job).await {
+    async fn load_unit(&self, unit: Unit<'_>) -> StepResult<UnitEnd> {
+        let (end, rows) = match self.send_job(unit.package, &unit.job.job, unit.cancel).await {
             Ok(done) => done,
-            Err(e) => (JobEnd::Failed(reading_failed(&e)), 0, 1),
+            Err(e) => (JobEnd::Failed(reading_failed(&e)), 0),
+        };
+        match end {
+            JobEnd::Sent => Ok(UnitEnd::Loaded(JobMetrics {
+                rows,
+                bytes: unit.job.job.size,
+                timings: JobTimings::default(),
+            })),
+            JobEnd::Cancelled => Ok(UnitEnd::Cancelled { rows }),
+            JobEnd::Failed(error) => Err(berth_destination::Error::Database {
+                kind: match error.kind {
+                    SinkErrorKind::Transient => ErrorKind::Transient,
+                    SinkErrorKind::Terminal => ErrorKind::Terminal,
+                },
+                destination: self.sink.describe(),
+                context: unit.package.job_display(&unit.job.job),
+                message: error.message,
+            }),
         }
     }
 
+    async fn commit(&self, package: &LoadPackage, _: &LoadProgram) -> StepResult<()> {
+        self.sink.flush().await.map_err(|e| berth_destination::Error::Database {
+            kind: match e.kind {
+                SinkErrorKind::Transient => ErrorKind::Transient,
+                SinkErrorKind::Terminal => ErrorKind::Terminal,
+            },
+            destination: self.sink.describe(),
+            context: format!("flushing after {}", package.location),
+            message: e.message,
+        })
+    }
+}
+
+impl SinkExecutor {
+    /// Rows of `key` the package state records as sent.
+    async fn sent(&self, package: &LoadPackage, key: &str) -> u64 {
+        let mut state = self.state.lock().await;
+        match &*state {
+            Some((load_id, file)) if *load_id == package.load_id => file.sent(key),
+            _ => {
+                let file = StateFile {
+                    raw: package.state.raw.clone(),
+                };
+                let sent = file.sent(key);
+                *state = Some((package.load_id.clone(), file));
+                sent
+            }
+        }
+    }
+
+    /// Records `rows` of `key` sent.
+    async fn record(&self, package: &LoadPackage, key: &str, rows: u64) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let fresh = || StateFile {
+            raw: package.state.raw.clone(),
+        };
+        match &mut *state {
+            Some((load_id, file)) if *load_id == package.load_id => file.record(package, key, rows).await,
+            other => {
+                let mut file = fresh();
+                file.record(package, key, rows).await?;
+                *other = Some((package.load_id.clone(), file));
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one job from its recorded progress on. Returns how it ended and the rows sent now.
     async fn send_job(
         &self,
         package: &LoadPackage,
-        state: &tokio::sync::Mutex<StateFile>,
         job: &JobFile,
-    ) -> Result<(JobEnd, u64, u32)> {
+        cancel: &CancellationToken,
+    ) -> Result<(JobEnd, u64)> {
         // dlt's own tables are no-op jobs for a sink that skips them.
         if self.options.skip_dlt && berth_model::schema::is_dlt_name(&job.name.table) {
-            return Ok((JobEnd::Sent, 0, 0));
+            return Ok((JobEnd::Sent, 0));
         }
-        if self.cancel.is_cancelled() {
-            return Ok((JobEnd::Cancelled, 0, 0));
+        if cancel.is_cancelled() {
+            return Ok((JobEnd::Cancelled, 0));
         }
         let key = format!("{}.{}", job.name.table, job.name.file_id);
-        let mut sent = state.lock().await.sent(&key);
+        let sent = self.sent(package, &key).await;
         let shaping = Shaping {
             skip_dlt: self.options.skip_dlt,
             max_nesting: self.options.max_nesting,
@@ -345,99 +336,106 @@ impl SinkLoader {
         if self.options.skip_dlt {
             dlt.columns.retain(|name, _| !berth_model::schema::is_dlt_name(name));
         }
-        let mut reader = read::open_job(package, job, &self.options.read_options).await?;
+        let reader = read::open_job(package, job, &self.options.read_options).await?;
         let schema = shaping.schema(&reader.schema);
         let table = Arc::new(SinkTable {
             name: job.name.table.clone(),
             schema: Arc::clone(&schema),
             dlt,
         });
-        let make = |index: u64, first_row: u64, rows: RecordBatch, file: Option<String>| SinkBatch {
-            table: Arc::clone(&table),
-            load_id: package.load_id.clone(),
-            job: key.clone(),
-            index,
-            first_row,
-            rows,
-            file,
+        let batches = JobBatches {
+            package,
+            job,
+            key,
+            table,
+            cancel,
         };
-        let mut attempts_max = 0;
         if self.options.batch_size == 0 {
-            // The whole file, once: progress 1 means sent.
-            if sent > 0 {
-                return Ok((JobEnd::Sent, 0, 0));
-            }
-            let file = match package.location.local_dir() {
-                Some(dir) => dir.join(job.relative_path()).display().to_string(),
-                None => package.location.display_child(&job.relative_path()),
-            };
-            let batch = make(0, 0, RecordBatch::new_empty(Arc::clone(&schema)), Some(file));
-            let (result, attempts) = self.send_with_retries(batch).await;
-            if let Err(e) = result {
-                return Ok((JobEnd::Failed(e), 0, attempts));
-            }
-            state.lock().await.record(package, &key, 1).await?;
-            return Ok((JobEnd::Sent, 0, attempts));
+            return self.send_file(&batches, sent).await;
         }
+        self.send_rows(&batches, reader, shaping, sent).await
+    }
+
+    /// The whole file, once: progress 1 means sent.
+    async fn send_file(&self, job: &JobBatches<'_>, sent: u64) -> Result<(JobEnd, u64)> {
+        if sent > 0 {
+            return Ok((JobEnd::Sent, 0));
+        }
+        let package = job.package;
+        let file = match package.location.local_dir() {
+            Some(dir) => dir.join(job.job.relative_path()).display().to_string(),
+            None => package.location.display_child(&job.job.relative_path()),
+        };
+        let empty = RecordBatch::new_empty(Arc::clone(&job.table.schema));
+        if let Err(e) = self
+            .send_with_retries(job.batch(0, 0, empty, Some(file)), job.cancel)
+            .await
+        {
+            return Ok((JobEnd::Failed(e), 0));
+        }
+        self.record(package, &job.key, 1).await?;
+        Ok((JobEnd::Sent, 0))
+    }
+
+    /// The rows in batches of the configured size, from row `sent` on.
+    async fn send_rows(
+        &self,
+        job: &JobBatches<'_>,
+        mut reader: read::JobReader,
+        shaping: Shaping,
+        mut sent: u64,
+    ) -> Result<(JobEnd, u64)> {
+        let schema = Arc::clone(&job.table.schema);
         let size = self.options.batch_size as u64;
         let mut rebatcher = Rebatcher::new(Arc::clone(&schema), self.options.batch_size, sent);
+        let decode = |e: arrow::error::ArrowError| decode_error(job.package, job.job, e);
         let mut now_sent = 0;
         let mut finished = false;
         while !finished {
             let full = match reader.stream.next().await {
-                Some(batch) => {
-                    let batch = shaping
-                        .apply(&batch?, &schema)
-                        .map_err(|e| self.decode_error(package, job, e))?;
-                    rebatcher.push(batch).map_err(|e| self.decode_error(package, job, e))?
-                }
+                Some(batch) => rebatcher
+                    .push(shaping.apply(&batch?, &schema).map_err(decode)?)
+                    .map_err(decode)?,
                 None => {
                     finished = true;
-                    rebatcher
-                        .finish()
-                        .map_err(|e| self.decode_error(package, job, e))?
-                        .into_iter()
-                        .collect()
+                    rebatcher.finish().map_err(decode)?.into_iter().collect()
                 }
             };
             for rows in full {
-                if self.cancel.is_cancelled() {
-                    return Ok((JobEnd::Cancelled, now_sent, attempts_max));
+                if job.cancel.is_cancelled() {
+                    return Ok((JobEnd::Cancelled, now_sent));
                 }
                 let count = rows.num_rows() as u64;
-                let (result, attempts) = self.send_with_retries(make(sent / size, sent, rows, None)).await;
-                attempts_max = attempts_max.max(attempts);
+                let result = self
+                    .send_with_retries(job.batch(sent / size, sent, rows, None), job.cancel)
+                    .await;
                 if let Err(e) = result {
                     // Cut short by Ctrl-C while waiting to retry: the package stays resumable.
-                    let end = if self.cancel.is_cancelled() {
+                    let end = if job.cancel.is_cancelled() {
                         JobEnd::Cancelled
                     } else {
                         JobEnd::Failed(e)
                     };
-                    return Ok((end, now_sent, attempts_max));
+                    return Ok((end, now_sent));
                 }
                 sent += count;
                 now_sent += count;
-                state.lock().await.record(package, &key, sent).await?;
+                self.record(job.package, &job.key, sent).await?;
             }
         }
-        Ok((JobEnd::Sent, now_sent, attempts_max))
-    }
-
-    fn decode_error(&self, package: &LoadPackage, job: &JobFile, e: arrow::error::ArrowError) -> berth_loader::Error {
-        berth_model::Error::Decode {
-            job: package.job_display(job),
-            message: e.to_string(),
-        }
-        .into()
+        Ok((JobEnd::Sent, now_sent))
     }
 
     /// Sends `batch` until the sink takes it, refuses it terminally or the attempts run out.
-    async fn send_with_retries(&self, batch: SinkBatch) -> (std::result::Result<(), SinkError>, u32) {
+    async fn send_with_retries(
+        &self,
+        batch: SinkBatch,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<(), SinkError> {
         let policy = RetryPolicy::new(self.options.max_attempts, self.options.retry_backoff);
         let retried = policy
             .run(
-                &self.cancel,
+                cancel,
                 || self.sink.send(batch.clone()),
                 |e: &SinkError| match e.kind {
                     SinkErrorKind::Transient => Verdict::Retry(e.retry_after),
@@ -454,15 +452,46 @@ impl SinkLoader {
                 },
             )
             .await;
-        let result = match retried.result {
+        match retried.result {
             Err(e) if !retried.cancelled => {
                 let message = format!("{} batch {}: {}", batch.job, batch.index, e.message);
                 Err(SinkError { message, ..e })
             }
             other => other,
-        };
-        (result, retried.attempts)
+        }
     }
+}
+
+/// One job's batches: what every batch of it carries.
+struct JobBatches<'a> {
+    package: &'a LoadPackage,
+    job: &'a JobFile,
+    /// `<table>.<file_id>`: the progress key and [`SinkBatch::job`].
+    key: String,
+    table: Arc<SinkTable>,
+    cancel: &'a CancellationToken,
+}
+
+impl JobBatches<'_> {
+    fn batch(&self, index: u64, first_row: u64, rows: RecordBatch, file: Option<String>) -> SinkBatch {
+        SinkBatch {
+            table: Arc::clone(&self.table),
+            load_id: self.package.load_id.clone(),
+            job: self.key.clone(),
+            index,
+            first_row,
+            rows,
+            file,
+        }
+    }
+}
+
+fn decode_error(package: &LoadPackage, job: &JobFile, e: arrow::error::ArrowError) -> berth_loader::Error {
+    berth_model::Error::Decode {
+        job: package.job_display(job),
+        message: e.to_string(),
+    }
+    .into()
 }
 
 /// A job that could not be read or recorded fails as what the error is: a store hiccup (a

@@ -1,0 +1,256 @@
+//! The executor of every SQL [`Destination`]: each phase of the program as statements in the
+//! destination's dialect, jobs through its bulk path, each write fenced (see
+//! [`Destination::load_fence`]) and in one transaction where the destination has them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_destination::{
+    Destination, DiscardJob, JobPart, JournalEntry, LoadJob, LoadLock, MigrationReport, TableLock, committed_parts,
+    complete_load, drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate,
+    truncate_refreshed_tables, uncovered,
+};
+use berth_model::read;
+use berth_model::{FileFormat, LoadPackage};
+use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
+use berth_plan::sqlparser::ast::Statement;
+use berth_plan::{FinalState, PackagePlan, PlanOptions, SqlDialect, staging_dataset_name};
+
+use crate::executor::{Executor, StepResult, Unit, UnitEnd};
+use crate::program::{ChainStep, LoadProgram, ProgramJob};
+
+/// Largest part a file is split into.
+const MAX_PART_BYTES: u64 = 256 << 20;
+
+/// Runs load programs on a SQL [`Destination`].
+#[derive(Debug, Clone)]
+pub struct SqlExecutor {
+    destination: Arc<dyn Destination>,
+    /// Parquet files from this size up load in row-group parts (see
+    /// [`crate::LoaderOptions::split_min_bytes`]).
+    split_min_bytes: u64,
+}
+
+impl SqlExecutor {
+    /// The executor of `destination`, splitting Parquet files from `split_min_bytes` up.
+    pub fn new(destination: Arc<dyn Destination>, split_min_bytes: u64) -> Self {
+        Self {
+            destination,
+            split_min_bytes,
+        }
+    }
+
+    fn caps(&self) -> &berth_destination::Capabilities {
+        self.destination.capabilities()
+    }
+}
+
+#[async_trait]
+impl Executor for SqlExecutor {
+    fn describe(&self) -> String {
+        self.destination.describe()
+    }
+
+    fn accepts(&self, format: FileFormat) -> bool {
+        self.caps().loader_formats.contains(&format)
+    }
+
+    fn dialect(&self) -> Option<&SqlDialect> {
+        Some(&self.caps().dialect)
+    }
+
+    fn for_case_sensitive_names(&self) -> Option<Arc<dyn Executor>> {
+        let adjusted = self.destination.for_case_sensitive_names()?;
+        Some(Arc::new(Self::new(adjusted, self.split_min_bytes)))
+    }
+
+    fn max_parallel_units(&self) -> Option<usize> {
+        self.caps().max_parallel_jobs
+    }
+
+    fn plan(&self, package: &LoadPackage, options: &PlanOptions) -> crate::Result<PackagePlan> {
+        let plan = PackagePlan::new(package, options, &self.caps().plan_capabilities())?;
+        plan.check_names(package, &self.caps().dialect)?;
+        Ok(plan)
+    }
+
+    fn default_replace_strategy(&self) -> berth_model::ReplaceStrategy {
+        self.caps().replace_strategies.first().copied().unwrap_or_default()
+    }
+
+    async fn lock_load(&self, package: &LoadPackage, dataset: &str) -> StepResult<Option<LoadLock>> {
+        self.destination.lock_load(package, dataset).await
+    }
+
+    async fn lock_tables(&self, dataset: &str, tables: &[TableLock]) -> StepResult<Option<LoadLock>> {
+        self.destination.lock_tables(dataset, tables).await
+    }
+
+    async fn is_loaded(&self, package: &LoadPackage, dataset: &str) -> StepResult<bool> {
+        is_loaded(self.destination.as_ref(), dataset, &package.load_id).await
+    }
+
+    async fn journal(&self, dataset: &str, load_id: &str) -> StepResult<Vec<JournalEntry>> {
+        committed_parts(self.destination.as_ref(), dataset, load_id).await
+    }
+
+    async fn refresh(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {
+        let dropped = drop_refreshed_tables(self.destination.as_ref(), package, program.dataset()).await?;
+        if !dropped.is_empty() {
+            tracing::info!(load_id = %package.load_id, "refresh: dropped {}", dropped.join(", "));
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self, package: &LoadPackage, plan: &PackagePlan) -> StepResult<MigrationReport> {
+        migrate(self.destination.as_ref(), package, plan).await
+    }
+
+    async fn prepare(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {
+        let mut init = program.prepare_statements(&self.caps().dialect);
+        if program.refresh {
+            let truncated = truncate_refreshed_tables(self.destination.as_ref(), package, program.dataset()).await?;
+            init.extend(truncated.into_iter().map(Into::into));
+        }
+        if init.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(load_id = %package.load_id, phase = "prepare", "emptying the tables jobs load into");
+        let mut fenced = self
+            .destination
+            .load_fence(program.dataset(), &package.load_id, &program.emptied_tables());
+        fenced.extend(init);
+        self.destination
+            .execute(fenced, self.caps().supports_transactions)
+            .await
+    }
+
+    /// Row-group ranges of a large Parquet file where the destination loads those on their own,
+    /// else the whole file; nothing when the journal covers it.
+    async fn parts(&self, package: &LoadPackage, job: &ProgramJob, parallel: usize) -> StepResult<Vec<JobPart>> {
+        let done = &job.committed;
+        if done.iter().any(|e| e.part == JobPart::Whole) {
+            return Ok(Vec::new());
+        }
+        let splittable = self.caps().row_group_parts
+            && job.job.name.format == FileFormat::Parquet
+            && (job.job.size >= self.split_min_bytes || !done.is_empty());
+        if !splittable {
+            return Ok(vec![JobPart::Whole]);
+        }
+        let info = read::inspect_parquet(package, &job.job).await?;
+        let committed: Vec<std::ops::Range<usize>> = done.iter().filter_map(|e| e.part.row_groups()).collect();
+        let target = (job.job.size / parallel as u64).clamp(self.split_min_bytes / 2, MAX_PART_BYTES);
+        let mut parts = Vec::new();
+        for gap in uncovered(info.row_groups, &committed) {
+            let mut start = gap.start;
+            let mut bytes = 0;
+            for index in gap.clone() {
+                bytes += info.row_group_bytes[index];
+                if bytes >= target || index + 1 == gap.end {
+                    parts.push(JobPart::RowGroups(start..index + 1));
+                    start = index + 1;
+                    bytes = 0;
+                }
+            }
+        }
+        if done.is_empty() && parts.len() <= 1 {
+            return Ok(vec![JobPart::Whole]);
+        }
+        Ok(parts)
+    }
+
+    async fn load_unit(&self, unit: Unit<'_>) -> StepResult<UnitEnd> {
+        let metrics = self
+            .destination
+            .load_job(LoadJob {
+                package: unit.package,
+                job: &unit.job.job,
+                table: unit.table,
+                dataset: &unit.job.dataset,
+                part: unit.part,
+                journal_dataset: unit.journal_dataset,
+                read_options: unit.read_options.clone(),
+                emptied: unit.job.emptied,
+            })
+            .await?;
+        Ok(UnitEnd::Loaded(metrics))
+    }
+
+    async fn discard_job(&self, job: DiscardJob<'_>) -> StepResult<u64> {
+        self.destination.discard_job(job).await
+    }
+
+    /// Which final tables are empty, and for merges that can use them, facts about the staged
+    /// root rows (duplicate keys, deleted rows, key range).
+    async fn measure(
+        &self,
+        package: &LoadPackage,
+        program: &LoadProgram,
+        chain: &ChainStep,
+        mut state: FinalState,
+    ) -> StepResult<FinalState> {
+        for table in &chain.plan.tables {
+            // Checked even when created: a concurrent load may have filled it since.
+            if is_empty_table(self.destination.as_ref(), program.dataset(), table).await? {
+                state.empty_tables.insert(table.clone());
+            }
+        }
+        let root = package.schema.table(&chain.plan.root);
+        if let Some(root) = root.filter(|_| chain.plan.action.measures_staged_rows()) {
+            let dialect = &self.caps().dialect;
+            let staging = TableRef::new(&program.plan.staging_dataset, &root.name);
+            if let Some(query) = staged_facts_plan(dialect, root, &staging)? {
+                let query = berth_plan::sql::to_query(dialect, query.into())?;
+                let batches = self.destination.query(Statement::Query(Box::new(query))).await?;
+                let facts = StagedFacts::from_batches(root, &batches)?;
+                tracing::debug!(table = %root.name, ?facts, "staged rows measured");
+                state.staged.insert(root.name.clone(), facts);
+            }
+        }
+        Ok(state)
+    }
+
+    async fn followup(
+        &self,
+        package: &LoadPackage,
+        program: &LoadProgram,
+        chain: &ChainStep,
+        state: &FinalState,
+    ) -> StepResult<usize> {
+        let dialect = &self.caps().dialect;
+        let mut statements = program.plan.followup_statements(&chain.plan, package, dialect, state)?;
+        if statements.is_empty() {
+            return Ok(0);
+        }
+        let count = statements.len();
+        let entry = JournalEntry {
+            key: chain.followup_key.clone(),
+            part: JobPart::Whole,
+            rows: 0,
+        };
+        statements.push(journal_insert(dialect, program.dataset(), &package.load_id, &entry).into());
+        let mut fenced = self
+            .destination
+            .load_fence(program.dataset(), &package.load_id, &chain.plan.tables);
+        fenced.extend(statements);
+        self.destination
+            .execute(fenced, self.caps().supports_transactions)
+            .await?;
+        Ok(count)
+    }
+
+    async fn commit(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {
+        complete_load(self.destination.as_ref(), package, program.dataset()).await
+    }
+
+    /// Drops the load's staging dataset. Failing to is only worth a warning: the rows are
+    /// committed, and a later run of the same package drops it again.
+    async fn clean_up(&self, dataset: &str, load_id: &str) {
+        let staging = staging_dataset_name(dataset, load_id);
+        let statement = berth_plan::sql::drop_schema_cascade(&self.caps().dialect, &staging);
+        if let Err(e) = self.destination.execute(vec![statement.into()], false).await {
+            tracing::warn!(dataset = %staging, error = %e, "could not drop the staging dataset");
+        }
+    }
+}
