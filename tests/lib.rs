@@ -23,6 +23,23 @@ use berth::plan::sql;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
+/// Loads `locations` into a fresh in-memory DuckDB, expecting every package to load; returns the
+/// destination to read back.
+pub async fn load_all_into_duckdb(locations: Vec<PackageLocation>) -> Arc<dyn Destination> {
+    let destination: Arc<dyn Destination> =
+        Arc::new(berth::duckdb::DuckDbDestination::in_memory().expect("in-memory duckdb"));
+    let summary = Loader::new(Arc::clone(&destination))
+        .load_all(locations)
+        .await
+        .expect("load");
+    assert!(summary.all_loaded(), "{summary:?}");
+    assert!(
+        summary.packages.iter().all(|p| p.status == PackageStatus::Loaded),
+        "{summary:?}"
+    );
+    destination
+}
+
 /// The repository's `testdata/`.
 pub fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")

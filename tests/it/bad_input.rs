@@ -140,11 +140,7 @@ async fn parquet_columns_that_disagree_with_the_schema_are_named() {
             .shift_remove("email");
     });
     let summary = load(&f).await.expect("opens");
-    let error = summary
-        .failed_jobs()
-        .next()
-        .and_then(|j| j.error.clone())
-        .expect("users fails");
+    let error = first_error(&summary);
     assert!(
         error.contains("`email`") && error.contains("`users`") && error.contains("users."),
         "{error}"
@@ -155,11 +151,7 @@ async fn parquet_columns_that_disagree_with_the_schema_are_named() {
         s["tables"]["users"]["columns"]["id"]["data_type"] = "bool".into()
     });
     let summary = load(&f).await.expect("opens");
-    let error = summary
-        .failed_jobs()
-        .next()
-        .and_then(|j| j.error.clone())
-        .expect("users fails");
+    let error = first_error(&summary);
     assert!(
         error.contains("`id`") && error.contains("bool") && error.contains("Int64"),
         "{error}"
@@ -479,4 +471,13 @@ async fn corrupt_package_state_files_are_named_and_touch_nothing() {
             "{file}: nothing may be created"
         );
     }
+}
+
+/// The error of the package's first failed job.
+fn first_error(summary: &berth::loader::PackageSummary) -> String {
+    summary
+        .failed_jobs()
+        .next()
+        .and_then(|j| j.error.clone())
+        .expect("a job fails")
 }

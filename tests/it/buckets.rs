@@ -214,12 +214,7 @@ async fn packages_load_from_azure_blob_storage_in_azurite() {
         .expect("list the prefix");
     let names: Vec<String> = locations.iter().map(|l| l.folder_name()).collect();
     assert_eq!(names, scenario.packages);
-    let destination: Arc<dyn Destination> = Arc::new(DuckDbDestination::in_memory().expect("duckdb"));
-    let summary = Loader::new(Arc::clone(&destination))
-        .load_all(locations)
-        .await
-        .expect("load");
-    assert!(summary.all_loaded(), "{summary:?}");
+    let destination = berth_tests::load_all_into_duckdb(locations).await;
     check_scenario_tables(destination.as_ref(), &dir)
         .await
         .expect("the rows dlt loaded");

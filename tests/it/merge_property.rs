@@ -585,34 +585,21 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
         // both say (a table the oracle leaves empty may not exist yet).
         let when = format!("seed {seed}, {}, after package {index}", strategy.name());
         for (n, table) in tables.iter().enumerate() {
+            let mut expectations = Vec::new();
             let (expected, columns) = oracle.rows(n);
             if !expected.is_empty() {
-                same_rows(
-                    destinations,
-                    &dataset,
-                    table,
-                    &columns,
-                    &expected,
-                    &format!("{when}: the oracle"),
-                )
-                .await;
+                expectations.push(("the oracle", columns, expected));
             }
             let catalog = memory.catalog().await;
-            let in_memory = catalog.table(&TableRef::new(&dataset, *table)).map(|t| {
+            if let Some(t) = catalog.table(&TableRef::new(&dataset, *table)) {
                 let columns: Vec<String> = t.schema.fields().iter().map(|f| f.name().clone()).collect();
-                (columns, memory_rows(&catalog, &TableRef::new(&dataset, *table)))
-            });
+                let rows = memory_rows(&catalog, &TableRef::new(&dataset, *table));
+                expectations.push(("DataFusion", columns, rows));
+            }
             drop(catalog);
-            if let Some((columns, expected)) = in_memory {
-                same_rows(
-                    destinations,
-                    &dataset,
-                    table,
-                    &columns,
-                    &expected,
-                    &format!("{when}: DataFusion"),
-                )
-                .await;
+            for (who, columns, expected) in expectations {
+                let what = format!("{when}: {who}");
+                same_rows(destinations, &dataset, table, &columns, &expected, &what).await;
             }
         }
     }

@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-use berth::destination::Destination;
-use berth::duckdb::DuckDbDestination;
-use berth::loader::{Loader, PackageStatus};
 use berth::model::PackageLocation;
 use berth_tests::s3::upload_dir;
 use berth_tests::{Scenario, check_scenario_tables, scenario_dir};
@@ -33,13 +30,7 @@ async fn loads_packages_from_an_object_store_without_touching_them() {
         .collect::<Vec<_>>()
         .await;
 
-    let destination: Arc<dyn Destination> = Arc::new(DuckDbDestination::in_memory().expect("duckdb"));
-    let summary = Loader::new(Arc::clone(&destination))
-        .load_all(locations)
-        .await
-        .expect("load");
-    assert!(summary.all_loaded(), "{summary:?}");
-    assert!(summary.packages.iter().all(|p| p.status == PackageStatus::Loaded));
+    let destination = berth_tests::load_all_into_duckdb(locations).await;
 
     check_scenario_tables(destination.as_ref(), &dir)
         .await

@@ -526,9 +526,9 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 /// empty dataset, (b) a second package into it: for merge a delta of `delta_rows` (half updates of
 /// existing ids, half new ids), for replace a full refresh of `rows`. Each step runs next to a plain
 /// append of the same rows in the same run.
-async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<BenchReport> {
-    let target = Target::open(&config.destination)?;
-    let (described, dialect) = target.describe()?;
+/// The packages of a two-step run: the base rows appended and with `disposition`, then the
+/// second rows (a delta for merges, the same rows again otherwise), appended and with it.
+fn two_step_packages(config: &BenchConfig, disposition: Disposition) -> Result<[PathBuf; 4]> {
     let shape = &config.shape;
     let base_load = "1800000000.000001";
     let second_load = "1800000000.000002";
@@ -569,6 +569,13 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
             second_load,
         )?,
     ];
+    Ok(packages)
+}
+
+async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<BenchReport> {
+    let target = Target::open(&config.destination)?;
+    let (described, dialect) = target.describe()?;
+    let packages = two_step_packages(config, disposition)?;
     let mut loader_options = config.loader.clone();
     if let Disposition::Replace(strategy) = disposition {
         loader_options.replace_strategy = Some(strategy);

@@ -375,16 +375,8 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<E
     args.tuning.apply(&mut options);
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let progress = Arc::new(render::ProgressBars::new(show_progress));
-    let cancel = berth::loader::CancellationToken::new();
-    tokio::spawn(stop_on_signals(cancel.clone(), Arc::clone(&progress)));
-    let loader = Loader::new(destination)
-        .with_options(options)
-        .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
-        .with_cancel(cancel.clone());
-    let mut summary = loader.load_all(locations).await.context("load failed")?;
-    // The destination closes here (an embedded DuckDB checkpoints): part of the load's memory.
-    drop(loader);
-    summary.peak_rss_bytes = berth::loader::process_peak_rss();
+    let loader = Loader::new(destination).with_options(options);
+    let (summary, cancel) = run_loads(loader, locations, &progress).await?;
     finish_load(&summary, args.json, &cancel, total, &progress)
 }
 
@@ -425,15 +417,8 @@ async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -
     let to_stdout = matches!(args.destination.as_str(), "ndjson:" | "ndjson:-");
     let show_progress = !args.json && !to_stdout && std::io::stderr().is_terminal();
     let progress = Arc::new(render::ProgressBars::new(show_progress));
-    let cancel = berth::loader::CancellationToken::new();
-    tokio::spawn(stop_on_signals(cancel.clone(), Arc::clone(&progress)));
-    let loader = berth::sink::SinkLoader::new(sink)
-        .with_options(options)
-        .with_progress(Arc::clone(&progress) as Arc<dyn berth::loader::Progress>)
-        .with_cancel(cancel.clone());
-    let mut summary = loader.load_all(locations).await.context("load failed")?;
-    drop(loader);
-    summary.peak_rss_bytes = berth::loader::process_peak_rss();
+    let loader = berth::sink::SinkLoader::new(sink).with_options(options).loader();
+    let (summary, cancel) = run_loads(loader, locations, &progress).await?;
     if to_stdout && !args.json {
         // The summary goes to standard error, out of the data's way.
         progress.finish();
@@ -441,6 +426,27 @@ async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -
         return Ok(exit_code(&summary, &cancel, total));
     }
     finish_load(&summary, args.json, &cancel, total, &progress)
+}
+
+/// Runs `loader` over `locations`, showing `progress`, until done or stopped by Ctrl-C (see
+/// [`stop_on_signals`]). The destination closes before the peak RSS is read (an embedded DuckDB
+/// checkpoints then): it is part of the load's memory.
+async fn run_loads(
+    loader: Loader,
+    locations: Vec<berth::model::PackageLocation>,
+    progress: &Arc<render::ProgressBars>,
+) -> Result<(berth::loader::LoadSummary, berth::loader::CancellationToken)> {
+    let cancel = berth::loader::CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signals(cancel.clone(), Arc::clone(progress)));
+    let loader = loader
+        .with_progress(Arc::clone(progress) as Arc<dyn berth::loader::Progress>)
+        .with_cancel(cancel.clone());
+    let loaded = loader.load_all(locations).await.context("load failed");
+    drop(loader);
+    signals.abort();
+    let mut summary = loaded?;
+    summary.peak_rss_bytes = berth::loader::process_peak_rss();
+    Ok((summary, cancel))
 }
 
 /// Prints a load's summary and picks the exit code.

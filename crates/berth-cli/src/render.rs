@@ -198,6 +198,42 @@ fn summary_text(summary: &LoadSummary) -> String {
     out
 }
 
+/// The tables with jobs, and the jobs, of `package` as two tables.
+fn print_package_tables(package: &LoadPackage, jobs: &[serde_json::Value]) {
+    let mut tables = Table::new();
+    tables.load_preset(UTF8_FULL_CONDENSED);
+    tables.set_header(vec!["table", "parent", "disposition", "columns"]);
+    let with_jobs: std::collections::BTreeSet<&str> = package.jobs.iter().map(|j| j.name.table.as_str()).collect();
+    for t in package
+        .schema
+        .tables
+        .values()
+        .filter(|t| with_jobs.contains(t.name.as_str()))
+    {
+        tables.add_row(vec![
+            Cell::new(&t.name),
+            Cell::new(t.parent.as_deref().unwrap_or("-")),
+            Cell::new(package.schema.write_disposition(t).as_str()),
+            right(t.complete_columns().count()),
+        ]);
+    }
+    println!("{tables}");
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(vec!["job file", "table", "format", "state", "rows", "bytes"]);
+    for job in jobs {
+        table.add_row(vec![
+            Cell::new(job["file"].as_str().unwrap_or_default()),
+            Cell::new(job["table"].as_str().unwrap_or_default()),
+            Cell::new(job["format"].as_str().unwrap_or_default()),
+            Cell::new(job["state"].as_str().unwrap_or_default()),
+            right(job["rows"].as_u64().map_or_else(|| "-".into(), |r| r.to_string())),
+            right(human_bytes(job["bytes"].as_u64().unwrap_or_default())),
+        ]);
+    }
+    println!("{table}");
+}
+
 /// Rows in a data job file; `None` for other formats.
 async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile) -> Result<Option<u64>> {
     Ok(match job.name.format {
@@ -270,38 +306,7 @@ pub async fn show_package(location: &str, storage: &berth::model::StorageConfig,
         package.state.created_at.map_or_else(|| "-".into(), |t| t.to_rfc3339())
     );
     println!("State: {state}");
-    let mut tables = Table::new();
-    tables.load_preset(UTF8_FULL_CONDENSED);
-    tables.set_header(vec!["table", "parent", "disposition", "columns"]);
-    let with_jobs: std::collections::BTreeSet<&str> = package.jobs.iter().map(|j| j.name.table.as_str()).collect();
-    for t in package
-        .schema
-        .tables
-        .values()
-        .filter(|t| with_jobs.contains(t.name.as_str()))
-    {
-        tables.add_row(vec![
-            Cell::new(&t.name),
-            Cell::new(t.parent.as_deref().unwrap_or("-")),
-            Cell::new(package.schema.write_disposition(t).as_str()),
-            right(t.complete_columns().count()),
-        ]);
-    }
-    println!("{tables}");
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["job file", "table", "format", "state", "rows", "bytes"]);
-    for job in &jobs {
-        table.add_row(vec![
-            Cell::new(job["file"].as_str().unwrap_or_default()),
-            Cell::new(job["table"].as_str().unwrap_or_default()),
-            Cell::new(job["format"].as_str().unwrap_or_default()),
-            Cell::new(job["state"].as_str().unwrap_or_default()),
-            right(job["rows"].as_u64().map_or_else(|| "-".into(), |r| r.to_string())),
-            right(human_bytes(job["bytes"].as_u64().unwrap_or_default())),
-        ]);
-    }
-    println!("{table}");
+    print_package_tables(&package, &jobs);
     for job in &jobs {
         if let Some(problem) = job["unreadable"].as_str() {
             println!("UNREADABLE {}: {problem}", job["path"].as_str().unwrap_or_default());

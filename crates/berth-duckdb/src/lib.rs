@@ -52,7 +52,7 @@ use berth_plan::sql;
 use berth_plan::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, Query, SelectItem, SetExpr, Statement, TableFactor,
 };
-use berth_plan::{CaseFold, SqlDialect, SqlStatement};
+use berth_plan::{SqlDialect, SqlStatement};
 use datafusion::sql::unparser::dialect::DuckDBDialect;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -69,6 +69,9 @@ pub fn release_freed_memory() -> bool {
 use memory::MemoryBudget;
 use raw::{Database, DuckError};
 
+/// The journal row of a job, given the rows it inserted (written in the job's transaction).
+type JournalStatement = Box<dyn Fn(u64) -> String + Send>;
+
 /// Record batches buffered between the decoder and DuckDB.
 const BATCHES_IN_FLIGHT: usize = 2;
 
@@ -76,26 +79,15 @@ const BATCHES_IN_FLIGHT: usize = 2;
 pub fn capabilities() -> Capabilities {
     Capabilities {
         dialect: SqlDialect {
-            name: "duckdb",
-            identifier_quote: '"',
-            casefold: CaseFold::None,
-            max_identifier_length: 65_536,
-            identifier_length_in_bytes: false,
             supports_truncate: false,
             alter_add_multi_column: false,
-            supports_create_table_if_not_exists: true,
-            create_unique_constraints: false,
-            unlogged_staging: false,
-            supports_set_schema: false,
-            supports_merge: true,
-            dml_target_alias: true,
-            create_table_as: true,
-            case_sensitive_identifiers: false,
-            catalog_casefold: CaseFold::None,
-            catalog: Default::default(),
-            database: None,
-            type_mapper: Arc::new(DuckDbTypeMapper),
-            unparser: Arc::new(berth_plan::NoQualify(DuckDBDialect::new())),
+            ..SqlDialect::new(
+                "duckdb",
+                Arc::new(DuckDbTypeMapper),
+                Arc::new(berth_plan::NoQualify(DuckDBDialect::new())),
+                Arc::new(berth_plan::sqlparser::dialect::DuckDbDialect {}),
+            )
+            .with_max_identifier_length(65_536)
         },
         loader_formats: FileFormat::READABLE.to_vec(),
         replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
@@ -290,7 +282,7 @@ impl DuckDbDestination {
         context: String,
         stream: Option<(String, FFI_ArrowArrayStream)>,
         row_group_bytes: u64,
-        journal: Box<dyn Fn(u64) -> String + Send>,
+        journal: JournalStatement,
     ) -> Result<u64> {
         let location = self.location.clone();
         let memory = Arc::clone(&self.memory);
@@ -667,9 +659,7 @@ impl Destination for DuckDbDestination {
     }
 
     async fn load_job(&self, job: LoadJob<'_>) -> Result<JobMetrics> {
-        let dialect = self.caps.dialect.clone();
         let display = job.package.job_display(job.job);
-        let bytes = job.job.size;
         if job.part != JobPart::Whole {
             return Err(Error::Internal(format!(
                 "{display}: DuckDB loads whole files, not {}",
@@ -677,51 +667,69 @@ impl Destination for DuckDbDestination {
             )));
         }
         let journal = {
-            let dialect = dialect.clone();
+            let dialect = self.caps.dialect.clone();
             let (dataset, load_id) = (job.journal_dataset.to_string(), job.package.load_id.clone());
             let entry = JournalEntry::for_job(&job, 0);
             Box::new(move |rows| {
                 journal_insert(&dialect, &dataset, &load_id, &JournalEntry { rows, ..entry.clone() }).to_string()
             })
         };
-        let local_parquet = match (job.job.name.format, job.package.location.local_dir()) {
-            (FileFormat::Parquet, Some(dir)) => Some(dir.join(job.job.relative_path())),
-            _ => None,
-        };
-        let local_parquet = match local_parquet {
-            Some(path) => {
-                let info = read::inspect_parquet(job.package, job.job).await?;
-                // DuckDB would turn dates and timestamps beyond its range into infinity: a file
-                // whose statistics do not rule that out is read (and checked) by berth instead.
-                info.temporal_in_range.then_some((path, info))
+        if let (FileFormat::Parquet, Some(dir)) = (job.job.name.format, job.package.location.local_dir()) {
+            let info = read::inspect_parquet(job.package, job.job).await?;
+            // DuckDB would turn dates and timestamps beyond its range into infinity: a file whose
+            // statistics do not rule that out is read (and checked) by berth instead.
+            if info.temporal_in_range {
+                let path = dir.join(job.job.relative_path());
+                return self.load_local_parquet(&job, &path, &info, journal).await;
             }
-            None => None,
-        };
-        if let Some((path, info)) = local_parquet {
-            let columns: Vec<String> = info
-                .schema
-                .fields()
-                .iter()
-                .filter(|f| job.table.columns.get(f.name()).is_some_and(|c| c.is_complete()))
-                .map(|f| f.name().clone())
-                .collect();
-            let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-            let query = select_from_parquet(&dialect, &path.to_string_lossy(), &columns);
-            let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
-            let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
-            let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
-            let started = Instant::now();
-            let rows = self
-                .insert_in_transaction(insert, context, None, widest, journal)
-                .await?;
-            let timings = JobTimings {
-                transfer: started.elapsed(),
-                ..JobTimings::default()
-            };
-            return Ok(JobMetrics { rows, bytes, timings });
         }
+        self.load_stream(&job, journal).await
+    }
+}
 
-        let JobReader { schema, mut stream } = read::open_job(job.package, job.job, &job.read_options).await?;
+impl DuckDbDestination {
+    /// A local Parquet file, read by DuckDB's own `read_parquet`.
+    async fn load_local_parquet(
+        &self,
+        job: &LoadJob<'_>,
+        path: &std::path::Path,
+        info: &read::ParquetInfo,
+        journal: JournalStatement,
+    ) -> Result<JobMetrics> {
+        let dialect = &self.caps.dialect;
+        let columns: Vec<String> = info
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| job.table.columns.get(f.name()).is_some_and(|c| c.is_complete()))
+            .map(|f| f.name().clone())
+            .collect();
+        let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let query = select_from_parquet(dialect, &path.to_string_lossy(), &columns);
+        let insert = sql::insert_select(dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
+        let display = job.package.job_display(job.job);
+        let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+        let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
+        let started = Instant::now();
+        let rows = self
+            .insert_in_transaction(insert, context, None, widest, journal)
+            .await?;
+        let timings = JobTimings {
+            transfer: started.elapsed(),
+            ..JobTimings::default()
+        };
+        Ok(JobMetrics {
+            rows,
+            bytes: job.job.size,
+            timings,
+        })
+    }
+
+    /// Any job file, decoded by berth and streamed to DuckDB through the C Data Interface.
+    async fn load_stream(&self, job: &LoadJob<'_>, journal: JournalStatement) -> Result<JobMetrics> {
+        let dialect = &self.caps.dialect;
+        let display = job.package.job_display(job.job);
+        let JobReader { schema, stream } = read::open_job(job.package, job.job, &job.read_options).await?;
         let keep: Vec<usize> = schema
             .fields()
             .iter()
@@ -735,22 +743,75 @@ impl Destination for DuckDbDestination {
         let view = format!("berth_job_{}", self.views.fetch_add(1, Ordering::Relaxed));
         let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let query = sql::select_columns_from(
-            &dialect,
+            dialect,
             datafusion::common::TableReference::bare(view.clone()),
             &column_refs,
         )?;
-        let insert = sql::insert_select(&dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
-
+        let insert = sql::insert_select(dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
+        let pump = Pump::start(stream, keep, Arc::clone(&target_schema), display.clone());
+        let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
+        let started = Instant::now();
+        let result = self
+            .insert_in_transaction(
+                insert,
+                context,
+                Some((view, FFI_ArrowArrayStream::new(Box::new(pump.reader)))),
+                0,
+                journal,
+            )
+            .await;
+        pump.task.abort();
         // The decoder's own error (naming the file, line and column) wins over DuckDB's report of
         // a failed stream.
-        let read_error: Arc<Mutex<Option<berth_model::Error>>> = Arc::default();
+        let read_error = pump
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match (result, read_error) {
+            (Ok(rows), _) => {
+                let decode = Duration::from_nanos(pump.decode_nanos.load(Ordering::Relaxed));
+                let timings = JobTimings {
+                    decode,
+                    transfer: started.elapsed().saturating_sub(decode),
+                    ..JobTimings::default()
+                };
+                Ok(JobMetrics {
+                    rows,
+                    bytes: job.job.size,
+                    timings,
+                })
+            }
+            (Err(_), Some(read)) => Err(read.into()),
+            (Err(e), None) => Err(e),
+        }
+    }
+}
+
+/// Decodes a job on a task of its own while DuckDB reads its batches from [`Pump::reader`].
+struct Pump {
+    reader: ChannelBatchReader,
+    /// Owned: aborted once DuckDB is done with the stream.
+    task: tokio::task::JoinHandle<()>,
+    /// The decoder's error, when it failed.
+    error: Arc<Mutex<Option<berth_model::Error>>>,
+    /// Time spent decoding.
+    decode_nanos: Arc<AtomicU64>,
+}
+
+impl Pump {
+    fn start(
+        mut stream: futures::stream::BoxStream<'static, berth_model::Result<RecordBatch>>,
+        keep: Vec<usize>,
+        schema: SchemaRef,
+        job: String,
+    ) -> Self {
+        let error: Arc<Mutex<Option<berth_model::Error>>> = Arc::default();
         let (tx, rx) = mpsc::channel(BATCHES_IN_FLIGHT);
-        let pump_error = Arc::clone(&read_error);
-        let pump_schema = Arc::clone(&target_schema);
-        let pump_job = display.clone();
         let decode_nanos = Arc::new(AtomicU64::new(0));
-        let pump_nanos = Arc::clone(&decode_nanos);
-        let pump = tokio::spawn(async move {
+        let (pump_error, pump_nanos, pump_schema) =
+            (Arc::clone(&error), Arc::clone(&decode_nanos), Arc::clone(&schema));
+        let task = tokio::spawn(async move {
             loop {
                 let decoding = Instant::now();
                 let Some(item) = stream.next().await else { break };
@@ -761,56 +822,26 @@ impl Destination for DuckDbDestination {
                         .project(&keep)
                         .and_then(|b| conform(b, &pump_schema))
                         .map_err(|e| berth_model::Error::Decode {
-                            job: pump_job.clone(),
+                            job: job.clone(),
                             message: e.to_string(),
                         })
                 });
-                let item = match converted {
-                    Ok(batch) => Ok(batch),
-                    Err(e) => {
-                        let message = e.to_string();
-                        *pump_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-                        Err(ArrowError::ExternalError(message.into()))
-                    }
-                };
+                let item = converted.map_err(|e| {
+                    let message = e.to_string();
+                    *pump_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    ArrowError::ExternalError(message.into())
+                });
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     break;
                 }
             }
         });
-        let reader = ChannelBatchReader {
-            schema: Arc::clone(&target_schema),
-            rx,
-        };
-        let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
-        let started = Instant::now();
-        let result = self
-            .insert_in_transaction(
-                insert,
-                context,
-                Some((view, FFI_ArrowArrayStream::new(Box::new(reader)))),
-                0,
-                journal,
-            )
-            .await;
-        pump.abort();
-        let read_error = read_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        match (result, read_error) {
-            (Ok(rows), _) => {
-                let decode = Duration::from_nanos(decode_nanos.load(Ordering::Relaxed));
-                let timings = JobTimings {
-                    decode,
-                    transfer: started.elapsed().saturating_sub(decode),
-                    ..JobTimings::default()
-                };
-                Ok(JobMetrics { rows, bytes, timings })
-            }
-            (Err(_), Some(read)) => Err(read.into()),
-            (Err(e), None) => Err(e),
+        Self {
+            reader: ChannelBatchReader { schema, rx },
+            task,
+            error,
+            decode_nanos,
         }
     }
 }

@@ -41,6 +41,17 @@ pub struct Unit<'a> {
     pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
+/// A step of one table chain: the package, its program and the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainCall<'a> {
+    /// The package.
+    pub package: &'a LoadPackage,
+    /// Its program.
+    pub program: &'a LoadProgram,
+    /// The chain.
+    pub chain: &'a ChainStep,
+}
+
 /// How a unit ended without error.
 #[derive(Debug, Clone, Copy)]
 pub enum UnitEnd {
@@ -60,8 +71,10 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Where the rows go, for summaries and messages: never credentials.
     fn describe(&self) -> String;
 
-    /// Can jobs of this format be loaded?
-    fn accepts(&self, format: FileFormat) -> bool;
+    /// Can jobs of this format be loaded? (Default: every data format.)
+    fn accepts(&self, format: FileFormat) -> bool {
+        format.is_data()
+    }
 
     /// Does running a step change the destination? A dry run (`berth plan`) or an executor whose
     /// result lives elsewhere leaves the package's folders as they are.
@@ -154,27 +167,15 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
 
     /// Measures what a merge follow-up may assume about its final and staged tables, starting
     /// from `state` (what the program decided).
-    async fn measure(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        state: FinalState,
-    ) -> StepResult<FinalState> {
-        let _ = (package, program, chain);
+    async fn measure(&self, at: ChainCall<'_>, state: FinalState) -> StepResult<FinalState> {
+        let _ = at;
         Ok(state)
     }
 
     /// Runs the follow-up of `chain` together with its journal record; returns the statements
     /// it ran.
-    async fn followup(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        state: &FinalState,
-    ) -> StepResult<usize> {
-        let _ = (package, program, chain, state);
+    async fn followup(&self, at: ChainCall<'_>, state: &FinalState) -> StepResult<usize> {
+        let _ = (at, state);
         Ok(0)
     }
 

@@ -7,16 +7,13 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use berth_destination::{
-    JobPart, JournalEntry, MigrationReport, journal_insert, load_marker, migration_for_empty_destination,
-    refresh_drop_statements,
-};
-use berth_model::{FileFormat, JobFile, LoadPackage, Table};
+use berth_destination::{MigrationReport, load_marker, migration_for_empty_destination, refresh_drop_statements};
+use berth_model::LoadPackage;
 use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Executor, StepResult, Unit, UnitEnd};
+use crate::executor::{ChainCall, Executor, StepResult, Unit, UnitEnd};
 use crate::program::{ChainStep, JobStep, LoadProgram};
 use crate::{LoaderOptions, NoProgress, Result};
 
@@ -41,17 +38,10 @@ pub enum Step {
 /// The steps of one job for destinations whose jobs are more than rows through a bulk path (a
 /// warehouse: upload to the staging bucket, then its COPY command).
 pub trait JobSteps: Send + Sync + std::fmt::Debug {
-    /// The steps loading `job` (rows of `table`) into `dataset`; `final_dataset` holds the
-    /// journal; `emptied`: the load empties the table first (see `LoadJob::emptied`).
-    fn steps(
-        &self,
-        package: &LoadPackage,
-        job: &JobFile,
-        table: &Table,
-        dataset: &str,
-        final_dataset: &str,
-        emptied: bool,
-    ) -> Result<Vec<Step>>;
+    /// The steps loading `unit`: its job's rows into the job's dataset (`unit.job.emptied`: the
+    /// load empties the table first, see `LoadJob::emptied`), journaled in
+    /// `unit.journal_dataset`.
+    fn steps(&self, unit: &Unit<'_>) -> Result<Vec<Step>>;
 }
 
 /// How to explain.
@@ -124,20 +114,13 @@ impl ExplainExecutor {
         }
     }
 
-    /// The steps of loading `job`.
-    fn job_steps(
-        &self,
-        package: &LoadPackage,
-        job: &JobFile,
-        table: &Table,
-        dataset: &str,
-        journal_dataset: &str,
-        emptied: bool,
-    ) -> Result<Vec<Step>> {
+    /// The steps of loading `unit`.
+    fn job_steps(&self, unit: &Unit<'_>) -> Result<Vec<Step>> {
         if let Some(hook) = &self.options.jobs {
-            return hook.steps(package, job, table, dataset, journal_dataset, emptied);
+            return hook.steps(unit);
         }
-        let target = self.dialect.table_name(dataset, &job.name.table);
+        let job = &unit.job.job;
+        let target = self.dialect.table_name(&unit.job.dataset, &job.name.table);
         Ok(vec![Step::Note(format!(
             "job {} ({} bytes): rows into {target} through the bulk path, with its journal row in the same \
              transaction",
@@ -163,10 +146,6 @@ fn internal(error: crate::Error) -> berth_destination::Error {
 impl Executor for ExplainExecutor {
     fn describe(&self) -> String {
         format!("plan ({})", self.dialect.name)
-    }
-
-    fn accepts(&self, format: FileFormat) -> bool {
-        format.is_data()
     }
 
     fn writes(&self) -> bool {
@@ -235,30 +214,15 @@ impl Executor for ExplainExecutor {
     }
 
     async fn load_unit(&self, unit: Unit<'_>) -> StepResult<UnitEnd> {
-        let job = &unit.job.job;
-        let steps = self
-            .job_steps(
-                unit.package,
-                job,
-                unit.table,
-                &unit.job.dataset,
-                unit.journal_dataset,
-                unit.job.emptied,
-            )
-            .map_err(internal)?;
+        let steps = self.job_steps(&unit).map_err(internal)?;
         self.extend_last(steps);
         Ok(UnitEnd::Loaded(berth_destination::JobMetrics::default()))
     }
 
     /// With `assume_empty`, the final tables are empty; where the loader measures the staged
     /// rows, the query is shown.
-    async fn measure(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        mut state: FinalState,
-    ) -> StepResult<FinalState> {
+    async fn measure(&self, at: ChainCall<'_>, mut state: FinalState) -> StepResult<FinalState> {
+        let (package, program, chain) = (at.package, at.program, at.chain);
         if self.options.assume_empty {
             state.empty_tables.extend(chain.plan.tables.iter().cloned());
         }
@@ -275,13 +239,8 @@ impl Executor for ExplainExecutor {
         Ok(state)
     }
 
-    async fn followup(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        state: &FinalState,
-    ) -> StepResult<usize> {
+    async fn followup(&self, at: ChainCall<'_>, state: &FinalState) -> StepResult<usize> {
+        let (package, program, chain) = (at.package, at.program, at.chain);
         let plan = &program.plan;
         let mut steps = Vec::new();
         let mut otherwise = state.clone();
@@ -313,12 +272,7 @@ impl Executor for ExplainExecutor {
             return Ok(0);
         }
         let count = statements.len();
-        let entry = JournalEntry {
-            key: chain.followup_key.clone(),
-            part: JobPart::Whole,
-            rows: 0,
-        };
-        statements.push(journal_insert(&self.dialect, program.dataset(), &package.load_id, &entry).into());
+        statements.push(program.followup_record(&self.dialect, chain));
         steps.extend(sql(statements));
         self.push(
             format!(

@@ -21,14 +21,14 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use berth_destination::MigrationReport;
-use berth_model::{FileFormat, LoadPackage, read};
+use berth_model::{LoadPackage, read};
 use berth_plan::exec::{MemoryCatalog, memory_capabilities, memory_dialect};
 use berth_plan::followup::PlanBuilder;
 use berth_plan::{ChainAction, FinalState, PackagePlan, PlanOptions, SqlDialect, TableRef};
 use futures::StreamExt;
 
-use crate::executor::{Executor, StepResult, Unit, UnitEnd};
-use crate::program::{ChainStep, LoadProgram};
+use crate::executor::{ChainCall, Executor, StepResult, Unit, UnitEnd};
+use crate::program::LoadProgram;
 
 /// Runs load programs on a [`MemoryCatalog`]. Packages stay as they are (it is not their
 /// destination of record).
@@ -70,10 +70,6 @@ impl MemoryExecutor {
 impl Executor for MemoryExecutor {
     fn describe(&self) -> String {
         "memory".into()
-    }
-
-    fn accepts(&self, format: FileFormat) -> bool {
-        format.is_data()
     }
 
     fn writes(&self) -> bool {
@@ -152,13 +148,8 @@ impl Executor for MemoryExecutor {
         }))
     }
 
-    async fn measure(
-        &self,
-        _: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        mut state: FinalState,
-    ) -> StepResult<FinalState> {
+    async fn measure(&self, at: ChainCall<'_>, mut state: FinalState) -> StepResult<FinalState> {
+        let (program, chain) = (at.program, at.chain);
         let catalog = self.catalog.lock().await;
         for name in &chain.plan.tables {
             let at = TableRef::new(program.dataset(), name);
@@ -169,13 +160,8 @@ impl Executor for MemoryExecutor {
         Ok(state)
     }
 
-    async fn followup(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        state: &FinalState,
-    ) -> StepResult<usize> {
+    async fn followup(&self, at: ChainCall<'_>, state: &FinalState) -> StepResult<usize> {
+        let (package, program, chain) = (at.package, at.program, at.chain);
         let ops = program.plan.followup_ops(&chain.plan, package, &self.dialect, state)?;
         self.catalog.lock().await.run(&ops).await?;
         Ok(ops.len())

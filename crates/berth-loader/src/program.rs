@@ -215,6 +215,17 @@ impl LoadProgram {
         tables
     }
 
+    /// The statement recording `chain`'s follow-up in the journal, in `dialect`: it commits in
+    /// the follow-up's transaction, so the follow-up runs exactly once.
+    pub fn followup_record(&self, dialect: &SqlDialect, chain: &ChainStep) -> SqlStatement {
+        let entry = JournalEntry {
+            key: chain.followup_key.clone(),
+            part: berth_destination::JobPart::Whole,
+            rows: 0,
+        };
+        berth_destination::journal_insert(dialect, self.dataset(), &self.load_id, &entry).into()
+    }
+
     /// The prepare phase's statements in `dialect`: empty the fresh chains' job tables and keep
     /// their staging tables as decided (see [`PackagePlan::init_statements_for`]).
     pub fn prepare_statements(&self, dialect: &SqlDialect) -> Vec<SqlStatement> {

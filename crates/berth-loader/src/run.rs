@@ -15,7 +15,7 @@ use berth_plan::{ChainAction, PackagePlan, PlanOptions};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Executor, Unit, UnitEnd};
+use crate::executor::{ChainCall, Executor, Unit, UnitEnd};
 use crate::folders::Folders;
 use crate::program::{JobStep, LoadProgram, ProgramJob};
 use crate::retry::{RetryPolicy, Verdict};
@@ -513,14 +513,17 @@ impl Run<'_> {
             if chain.plan.action.loads_to_staging() {
                 tracing::info!(load_id = %package.load_id, phase = "followup", "follow-up of {}", chain.plan.root);
             }
+            let at = ChainCall {
+                package,
+                program,
+                chain,
+            };
             let state = if chain.merges() {
-                self.executor
-                    .measure(package, program, chain, chain.initial_state())
-                    .await?
+                self.executor.measure(at, chain.initial_state()).await?
             } else {
                 chain.initial_state()
             };
-            summary.followup_statements += self.executor.followup(package, program, chain, &state).await?;
+            summary.followup_statements += self.executor.followup(at, &state).await?;
         }
         Ok(true)
     }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_destination::{
     Destination, DiscardJob, JobPart, JournalEntry, LoadJob, LoadLock, MigrationReport, TableLock, committed_parts,
-    complete_load, drop_refreshed_tables, is_empty_table, is_loaded, journal_insert, migrate,
-    truncate_refreshed_tables, uncovered,
+    complete_load, drop_refreshed_tables, is_empty_table, is_loaded, migrate, truncate_refreshed_tables, uncovered,
 };
 use berth_model::read;
 use berth_model::{FileFormat, LoadPackage};
@@ -16,8 +15,8 @@ use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{FinalState, PackagePlan, PlanOptions, SqlDialect, staging_dataset_name};
 
-use crate::executor::{Executor, StepResult, Unit, UnitEnd};
-use crate::program::{ChainStep, LoadProgram, ProgramJob};
+use crate::executor::{ChainCall, Executor, StepResult, Unit, UnitEnd};
+use crate::program::{LoadProgram, ProgramJob};
 
 /// Largest part a file is split into.
 const MAX_PART_BYTES: u64 = 256 << 20;
@@ -183,13 +182,8 @@ impl Executor for SqlExecutor {
 
     /// Which final tables are empty, and for merges that can use them, facts about the staged
     /// root rows (duplicate keys, deleted rows, key range).
-    async fn measure(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        mut state: FinalState,
-    ) -> StepResult<FinalState> {
+    async fn measure(&self, at: ChainCall<'_>, mut state: FinalState) -> StepResult<FinalState> {
+        let (package, program, chain) = (at.package, at.program, at.chain);
         for table in &chain.plan.tables {
             // Checked even when created: a concurrent load may have filled it since.
             if is_empty_table(self.destination.as_ref(), program.dataset(), table).await? {
@@ -211,25 +205,15 @@ impl Executor for SqlExecutor {
         Ok(state)
     }
 
-    async fn followup(
-        &self,
-        package: &LoadPackage,
-        program: &LoadProgram,
-        chain: &ChainStep,
-        state: &FinalState,
-    ) -> StepResult<usize> {
+    async fn followup(&self, at: ChainCall<'_>, state: &FinalState) -> StepResult<usize> {
+        let (package, program, chain) = (at.package, at.program, at.chain);
         let dialect = &self.caps().dialect;
         let mut statements = program.plan.followup_statements(&chain.plan, package, dialect, state)?;
         if statements.is_empty() {
             return Ok(0);
         }
         let count = statements.len();
-        let entry = JournalEntry {
-            key: chain.followup_key.clone(),
-            part: JobPart::Whole,
-            rows: 0,
-        };
-        statements.push(journal_insert(dialect, program.dataset(), &package.load_id, &entry).into());
+        statements.push(program.followup_record(dialect, chain));
         let mut fenced = self
             .destination
             .load_fence(program.dataset(), &package.load_id, &chain.plan.tables);

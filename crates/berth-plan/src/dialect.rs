@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use berth_model::{Column, DataType, Table};
 use datafusion::sql::sqlparser::ast::{DataType as SqlType, Ident, ObjectName};
+use datafusion::sql::sqlparser::dialect::Dialect as ParserDialect;
 use datafusion::sql::unparser::dialect::Dialect as UnparserDialect;
 
 use crate::error::Result;
@@ -108,6 +109,9 @@ pub struct SqlDialect {
     pub type_mapper: Arc<dyn TypeMapper>,
     /// Dialect the DataFusion unparser prints SELECT bodies in.
     pub unparser: Arc<dyn UnparserDialect + Send + Sync>,
+    /// The sqlparser dialect that parses this dialect's statements back (tests and `berth plan`
+    /// check every printed statement with it).
+    pub parser: Arc<dyn ParserDialect + Send + Sync>,
 }
 
 impl fmt::Debug for SqlDialect {
@@ -122,6 +126,75 @@ impl fmt::Debug for SqlDialect {
 }
 
 impl SqlDialect {
+    /// A dialect called `name` with these types, printers and parser, and the defaults of a
+    /// standard SQL database, each changed with struct-update syntax or the `with_` methods:
+    ///
+    /// | field | default |
+    /// |---|---|
+    /// | [`Self::identifier_quote`] | `"` |
+    /// | [`Self::casefold`], [`Self::catalog_casefold`] | none ([`Self::with_casefold`] sets both) |
+    /// | [`Self::max_identifier_length`] | 255 characters |
+    /// | [`Self::identifier_length_in_bytes`] | false |
+    /// | [`Self::supports_truncate`], [`Self::alter_add_multi_column`], [`Self::supports_create_table_if_not_exists`], [`Self::supports_merge`], [`Self::dml_target_alias`], [`Self::create_table_as`] | true |
+    /// | [`Self::create_unique_constraints`], [`Self::unlogged_staging`], [`Self::supports_set_schema`], [`Self::case_sensitive_identifiers`] | false |
+    /// | [`Self::catalog`] | [`CatalogStyle::Standard`] |
+    /// | [`Self::database`] | none (two-part names) |
+    pub fn new(
+        name: &'static str,
+        type_mapper: Arc<dyn TypeMapper>,
+        unparser: Arc<dyn UnparserDialect + Send + Sync>,
+        parser: Arc<dyn ParserDialect + Send + Sync>,
+    ) -> Self {
+        Self {
+            name,
+            identifier_quote: '"',
+            casefold: CaseFold::None,
+            max_identifier_length: 255,
+            identifier_length_in_bytes: false,
+            supports_truncate: true,
+            alter_add_multi_column: true,
+            supports_create_table_if_not_exists: true,
+            create_unique_constraints: false,
+            unlogged_staging: false,
+            supports_set_schema: false,
+            supports_merge: true,
+            dml_target_alias: true,
+            create_table_as: true,
+            case_sensitive_identifiers: false,
+            catalog_casefold: CaseFold::None,
+            catalog: CatalogStyle::Standard,
+            database: None,
+            type_mapper,
+            unparser,
+            parser,
+        }
+    }
+
+    /// Quotes identifiers with `quote`.
+    pub fn with_quote(self, quote: char) -> Self {
+        Self {
+            identifier_quote: quote,
+            ..self
+        }
+    }
+
+    /// Folds identifiers (and the catalog's own names) with `casefold`.
+    pub fn with_casefold(self, casefold: CaseFold) -> Self {
+        Self {
+            casefold,
+            catalog_casefold: casefold,
+            ..self
+        }
+    }
+
+    /// Identifiers are at most `length` long (characters, unless counted in bytes).
+    pub fn with_max_identifier_length(self, length: usize) -> Self {
+        Self {
+            max_identifier_length: length,
+            ..self
+        }
+    }
+
     /// A quoted, case-folded identifier. Quotes inside the name are escaped by the printer.
     pub fn ident(&self, name: &str) -> Ident {
         Ident::with_quote(self.identifier_quote, self.casefold.apply(name))

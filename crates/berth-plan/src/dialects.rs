@@ -35,67 +35,22 @@ pub fn by_name(name: &str) -> Option<SqlDialect> {
     })
 }
 
-/// The sqlparser dialect that parses statements printed for `dialect` (by its name).
-pub fn parser_dialect(dialect: &SqlDialect) -> Box<dyn parse::Dialect> {
-    match dialect.name {
-        "snowflake" => Box::new(parse::SnowflakeDialect {}),
-        "bigquery" => Box::new(parse::BigQueryDialect {}),
-        "redshift" => Box::new(parse::RedshiftSqlDialect {}),
-        "databricks" => Box::new(parse::DatabricksDialect {}),
-        "mssql" => Box::new(parse::MsSqlDialect {}),
-        "mysql" => Box::new(parse::MySqlDialect {}),
-        "postgres" => Box::new(parse::PostgreSqlDialect {}),
-        "duckdb" => Box::new(parse::DuckDbDialect {}),
-        _ => Box::new(parse::GenericDialect {}),
-    }
-}
-
-struct Base {
-    name: &'static str,
-    quote: char,
-    casefold: CaseFold,
-    max_identifier_length: usize,
-    types: Arc<dyn TypeMapper>,
-    unparser: Arc<dyn datafusion::sql::unparser::dialect::Dialect + Send + Sync>,
-}
-
-fn dialect(base: Base) -> SqlDialect {
-    SqlDialect {
-        name: base.name,
-        identifier_quote: base.quote,
-        casefold: base.casefold,
-        max_identifier_length: base.max_identifier_length,
-        identifier_length_in_bytes: false,
-        supports_truncate: true,
-        alter_add_multi_column: true,
-        supports_create_table_if_not_exists: true,
-        create_unique_constraints: false,
-        unlogged_staging: false,
-        supports_set_schema: false,
-        supports_merge: true,
-        dml_target_alias: true,
-        create_table_as: true,
-        case_sensitive_identifiers: false,
-        catalog_casefold: base.casefold,
-        catalog: Default::default(),
-        database: None,
-        type_mapper: base.types,
-        unparser: base.unparser,
-    }
+/// The sqlparser dialect that parses statements printed for `dialect` ([`SqlDialect::parser`]).
+pub fn parser_dialect(dialect: &SqlDialect) -> Arc<dyn parse::Dialect + Send + Sync> {
+    Arc::clone(&dialect.parser)
 }
 
 /// Snowflake: upper-case folding, `MERGE`.
 pub fn snowflake() -> SqlDialect {
     SqlDialect {
         case_sensitive_identifiers: true,
-        ..dialect(Base {
-            name: "snowflake",
-            quote: '"',
-            casefold: CaseFold::Upper,
-            max_identifier_length: 255,
-            types: Arc::new(Types(snowflake_type)),
-            unparser: Arc::new(NoQualify(SnowflakeDialect::new())),
-        })
+        ..SqlDialect::new(
+            "snowflake",
+            Arc::new(Types(snowflake_type)),
+            Arc::new(NoQualify(SnowflakeDialect::new())),
+            Arc::new(parse::SnowflakeDialect {}),
+        )
+        .with_casefold(CaseFold::Upper)
     }
 }
 
@@ -104,14 +59,14 @@ pub fn bigquery() -> SqlDialect {
     SqlDialect {
         catalog: CatalogStyle::PerDataset,
         case_sensitive_identifiers: true,
-        ..dialect(Base {
-            name: "bigquery",
-            quote: '`',
-            casefold: CaseFold::None,
-            max_identifier_length: 1024,
-            types: Arc::new(Types(bigquery_type)),
-            unparser: Arc::new(NoQualify(BigQueryDialect {})),
-        })
+        ..SqlDialect::new(
+            "bigquery",
+            Arc::new(Types(bigquery_type)),
+            Arc::new(NoQualify(BigQueryDialect {})),
+            Arc::new(parse::BigQueryDialect {}),
+        )
+        .with_quote('`')
+        .with_max_identifier_length(1024)
     }
 }
 
@@ -124,55 +79,51 @@ pub fn redshift() -> SqlDialect {
         dml_target_alias: false,
         // Redshift's 127 are bytes of UTF-8.
         identifier_length_in_bytes: true,
-        ..dialect(Base {
-            name: "redshift",
-            quote: '"',
-            casefold: CaseFold::Lower,
-            max_identifier_length: 127,
-            types: Arc::new(Types(redshift_type)),
-            unparser: Arc::new(NoQualify(PostgreSqlDialect {})),
-        })
+        ..SqlDialect::new(
+            "redshift",
+            Arc::new(Types(redshift_type)),
+            Arc::new(NoQualify(PostgreSqlDialect {})),
+            Arc::new(parse::RedshiftSqlDialect {}),
+        )
+        .with_casefold(CaseFold::Lower)
+        .with_max_identifier_length(127)
     }
 }
 
 /// Databricks (Delta tables): back-quoted, `MERGE`.
 pub fn databricks() -> SqlDialect {
-    dialect(Base {
-        name: "databricks",
-        quote: '`',
-        casefold: CaseFold::None,
-        max_identifier_length: 255,
-        types: Arc::new(Types(databricks_type)),
-        unparser: Arc::new(NoQualify(
-            CustomDialectBuilder::new()
-                .with_identifier_quote_style('`')
-                .with_requires_derived_table_alias(true)
-                .build(),
-        )),
-    })
+    let unparser = CustomDialectBuilder::new()
+        .with_identifier_quote_style('`')
+        .with_requires_derived_table_alias(true)
+        .build();
+    SqlDialect::new(
+        "databricks",
+        Arc::new(Types(databricks_type)),
+        Arc::new(NoQualify(unparser)),
+        Arc::new(parse::DatabricksDialect {}),
+    )
+    .with_quote('`')
 }
 
 /// MSSQL: `SELECT … INTO` for work tables, no alias in `DELETE`/`UPDATE`, no `NULLS LAST`, no
 /// `CREATE TABLE IF NOT EXISTS`.
 pub fn mssql() -> SqlDialect {
+    let unparser = CustomDialectBuilder::new()
+        .with_identifier_quote_style('"')
+        .with_supports_nulls_first_in_sort(false)
+        .with_requires_derived_table_alias(true)
+        .build();
     SqlDialect {
         supports_create_table_if_not_exists: false,
         dml_target_alias: false,
         create_table_as: false,
-        ..dialect(Base {
-            name: "mssql",
-            quote: '"',
-            casefold: CaseFold::None,
-            max_identifier_length: 128,
-            types: Arc::new(Types(mssql_type)),
-            unparser: Arc::new(NoQualify(
-                CustomDialectBuilder::new()
-                    .with_identifier_quote_style('"')
-                    .with_supports_nulls_first_in_sort(false)
-                    .with_requires_derived_table_alias(true)
-                    .build(),
-            )),
-        })
+        ..SqlDialect::new(
+            "mssql",
+            Arc::new(Types(mssql_type)),
+            Arc::new(NoQualify(unparser)),
+            Arc::new(parse::MsSqlDialect {}),
+        )
+        .with_max_identifier_length(128)
     }
 }
 
@@ -180,14 +131,14 @@ pub fn mssql() -> SqlDialect {
 pub fn mysql() -> SqlDialect {
     SqlDialect {
         supports_merge: false,
-        ..dialect(Base {
-            name: "mysql",
-            quote: '`',
-            casefold: CaseFold::None,
-            max_identifier_length: 64,
-            types: Arc::new(Types(mysql_type)),
-            unparser: Arc::new(NoQualify(MySqlDialect {})),
-        })
+        ..SqlDialect::new(
+            "mysql",
+            Arc::new(Types(mysql_type)),
+            Arc::new(NoQualify(MySqlDialect {})),
+            Arc::new(parse::MySqlDialect {}),
+        )
+        .with_quote('`')
+        .with_max_identifier_length(64)
     }
 }
 

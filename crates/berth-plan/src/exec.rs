@@ -19,7 +19,7 @@ use datafusion::logical_expr::expr_fn::{exists, not_exists, out_ref_col};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScanBuilder, lit};
 use datafusion::prelude::SessionContext;
 
-use crate::dialect::{CaseFold, NoQualify, SqlDialect};
+use crate::dialect::{NoQualify, SqlDialect};
 use crate::error::{Error, Result};
 use crate::followup::{FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
 use crate::load::PlanCapabilities;
@@ -46,26 +46,15 @@ pub fn memory_dialect() -> SqlDialect {
         }
     }
     SqlDialect {
-        name: "memory",
-        identifier_quote: '"',
-        casefold: CaseFold::None,
-        max_identifier_length: 1024,
-        identifier_length_in_bytes: false,
-        supports_truncate: true,
-        alter_add_multi_column: true,
-        supports_create_table_if_not_exists: true,
-        create_unique_constraints: false,
-        unlogged_staging: false,
         supports_set_schema: true,
-        supports_merge: true,
-        dml_target_alias: true,
-        create_table_as: true,
         case_sensitive_identifiers: true,
-        catalog_casefold: CaseFold::None,
-        catalog: Default::default(),
-        database: None,
-        type_mapper: Arc::new(NoTypes),
-        unparser: Arc::new(NoQualify(datafusion::sql::unparser::dialect::DefaultDialect {})),
+        ..SqlDialect::new(
+            "memory",
+            Arc::new(NoTypes),
+            Arc::new(NoQualify(datafusion::sql::unparser::dialect::DefaultDialect {})),
+            Arc::new(datafusion::sql::sqlparser::dialect::GenericDialect {}),
+        )
+        .with_max_identifier_length(1024)
     }
 }
 

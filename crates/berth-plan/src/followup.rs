@@ -674,34 +674,21 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
     let nested = input.nested()?;
     let pk = root.primary_key();
     let mk = root.merge_key();
-    let columns = column_names(root);
-    let mut ops = Vec::new();
-
     if pk.is_empty() && mk.is_empty() {
         // Nothing to match on: append from staging, as dlt does (with a warning there).
-        for table in std::iter::once(root).chain(nested.iter().copied()) {
-            let columns = column_names(table);
-            let rows = staged_rows(b, input, table, &[], &columns)?;
-            ops.push(FollowupOp::Insert {
-                target: input.final_ref(&table.name),
-                columns,
-                query: rows.build()?,
-            });
-        }
-        return Ok(ops);
+        return append_from_staging(b, input, std::iter::once(root).chain(nested.iter().copied()));
     }
-
-    let final_root = input.final_ref(&root.name);
-    let staging_root = input.staging_ref(&root.name);
-    let target = b.target_qualifier(&final_root);
     let key_clauses: Vec<&[&SchemaColumn]> = [pk.as_slice(), mk.as_slice()]
         .into_iter()
         .filter(|k| !k.is_empty())
         .collect();
     let root_empty = input.state.is_empty(&root.name);
-
     if nested.is_empty() {
+        let final_root = input.final_ref(&root.name);
+        let mut ops = Vec::new();
         if !root_empty {
+            let target = b.target_qualifier(&final_root);
+            let staging_root = input.staging_ref(&root.name);
             for keys in &key_clauses {
                 let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
                 let predicate = match range_of(input, root, keys) {
@@ -714,6 +701,7 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
                 });
             }
         }
+        let columns = column_names(root);
         let rows = staged_rows(b, input, root, &pk, &columns)?;
         ops.push(FollowupOp::Insert {
             target: final_root,
@@ -722,85 +710,134 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
         });
         return Ok(ops);
     }
-
-    let id = dlt_id(root)?;
-    let deletes = input.work_table(dialect, "delete", &root.name);
-    let inserts = input.work_table(dialect, "insert", &root.name);
-    let ids_of = |work: &TableRef| -> Result<Arc<LogicalPlan>> {
-        let work_table = Table::new(work.table.clone(), [id.clone()]);
-        Ok(Arc::new(
-            b.scan(work, &work_table, None)?
-                .project(vec![b.bare(DLT_ID)])?
-                .build()?,
-        ))
-    };
-
+    let mut ops = Vec::new();
     if !root_empty {
-        // The root rows whose keys are staged, before any of them is deleted.
-        ops.push(FollowupOp::DropTable {
-            target: deletes.clone(),
-        });
-        for (i, keys) in key_clauses.iter().enumerate() {
-            let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
-            let scanned = b.relation(TARGET_ALIAS);
-            let predicate = match range_of(input, root, keys) {
-                Some(range) => range.predicate(b, &scanned).and(exists(matched)),
-                None => exists(matched),
-            };
-            let query = b
-                .scan(&final_root, root, Some(TARGET_ALIAS))?
-                .filter(predicate)?
-                .project(vec![b.acol(TARGET_ALIAS, DLT_ID).alias(b.name(DLT_ID))])?
-                .build()?;
-            ops.push(if i == 0 {
-                FollowupOp::CreateTableAs {
-                    target: deletes.clone(),
-                    query,
-                }
-            } else {
-                FollowupOp::Insert {
-                    target: deletes.clone(),
-                    columns: vec![DLT_ID.into()],
-                    query,
-                }
-            });
-        }
-        for table in &nested {
-            let link = root_link(input.schema, table)?;
-            let final_nested = input.final_ref(&table.name);
-            let qualifier = b.target_qualifier(&final_nested);
-            ops.push(FollowupOp::Delete {
-                predicate: in_subquery(b.col(&qualifier, &link.name), ids_of(&deletes)?),
-                target: final_nested,
-            });
-        }
-        ops.push(FollowupOp::Delete {
-            predicate: in_subquery(b.col(&target, DLT_ID), ids_of(&deletes)?),
-            target: final_root.clone(),
-        });
-        ops.push(FollowupOp::DropTable { target: deletes });
+        ops.extend(delete_matched_chain(b, dialect, input, &key_clauses)?);
     }
+    ops.extend(insert_staged_chain(b, dialect, input, &pk)?);
+    Ok(ops)
+}
 
-    // The root rows that survive deduplication and are not deleted; nested rows follow them.
-    ops.push(FollowupOp::DropTable {
-        target: inserts.clone(),
+/// Every staged row of `tables` appended to its final table.
+fn append_from_staging<'t>(
+    b: &PlanBuilder<'_>,
+    input: &ChainInput<'_>,
+    tables: impl Iterator<Item = &'t Table>,
+) -> Result<Vec<FollowupOp>> {
+    let mut ops = Vec::new();
+    for table in tables {
+        let columns = column_names(table);
+        let rows = staged_rows(b, input, table, &[], &columns)?;
+        ops.push(FollowupOp::Insert {
+            target: input.final_ref(&table.name),
+            columns,
+            query: rows.build()?,
+        });
+    }
+    Ok(ops)
+}
+
+/// The `_dlt_id`s held in the work table `work`, as a subquery.
+fn ids_of(b: &PlanBuilder<'_>, id: &SchemaColumn, work: &TableRef) -> Result<Arc<LogicalPlan>> {
+    let work_table = Table::new(work.table.clone(), [id.clone()]);
+    Ok(Arc::new(
+        b.scan(work, &work_table, None)?
+            .project(vec![b.bare(DLT_ID)])?
+            .build()?,
+    ))
+}
+
+/// Deletes the final root rows whose keys (any of `key_clauses`) are staged, and their nested
+/// rows: their `_dlt_id`s are collected into a work table first, before any of them is deleted.
+fn delete_matched_chain(
+    b: &PlanBuilder<'_>,
+    dialect: &SqlDialect,
+    input: &ChainInput<'_>,
+    key_clauses: &[&[&SchemaColumn]],
+) -> Result<Vec<FollowupOp>> {
+    let root = input.root()?;
+    let id = dlt_id(root)?;
+    let final_root = input.final_ref(&root.name);
+    let staging_root = input.staging_ref(&root.name);
+    let target = b.target_qualifier(&final_root);
+    let deletes = input.work_table(dialect, "delete", &root.name);
+    let mut ops = vec![FollowupOp::DropTable {
+        target: deletes.clone(),
+    }];
+    for (i, keys) in key_clauses.iter().enumerate() {
+        let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
+        let scanned = b.relation(TARGET_ALIAS);
+        let predicate = match range_of(input, root, keys) {
+            Some(range) => range.predicate(b, &scanned).and(exists(matched)),
+            None => exists(matched),
+        };
+        let query = b
+            .scan(&final_root, root, Some(TARGET_ALIAS))?
+            .filter(predicate)?
+            .project(vec![b.acol(TARGET_ALIAS, DLT_ID).alias(b.name(DLT_ID))])?
+            .build()?;
+        ops.push(if i == 0 {
+            FollowupOp::CreateTableAs {
+                target: deletes.clone(),
+                query,
+            }
+        } else {
+            FollowupOp::Insert {
+                target: deletes.clone(),
+                columns: vec![DLT_ID.into()],
+                query,
+            }
+        });
+    }
+    for table in input.nested()? {
+        let link = root_link(input.schema, table)?;
+        let final_nested = input.final_ref(&table.name);
+        let qualifier = b.target_qualifier(&final_nested);
+        ops.push(FollowupOp::Delete {
+            predicate: in_subquery(b.col(&qualifier, &link.name), ids_of(b, id, &deletes)?),
+            target: final_nested,
+        });
+    }
+    ops.push(FollowupOp::Delete {
+        predicate: in_subquery(b.col(&target, DLT_ID), ids_of(b, id, &deletes)?),
+        target: final_root,
     });
-    ops.push(FollowupOp::CreateTableAs {
-        target: inserts.clone(),
-        query: staged_rows(b, input, root, &pk, &[DLT_ID.to_string()])?.build()?,
-    });
+    ops.push(FollowupOp::DropTable { target: deletes });
+    Ok(ops)
+}
+
+/// Inserts the staged root rows that survive deduplication and are not deleted, and the nested
+/// rows that follow them.
+fn insert_staged_chain(
+    b: &PlanBuilder<'_>,
+    dialect: &SqlDialect,
+    input: &ChainInput<'_>,
+    pk: &[&SchemaColumn],
+) -> Result<Vec<FollowupOp>> {
+    let root = input.root()?;
+    let id = dlt_id(root)?;
+    let inserts = input.work_table(dialect, "insert", &root.name);
+    let mut ops = vec![
+        FollowupOp::DropTable {
+            target: inserts.clone(),
+        },
+        FollowupOp::CreateTableAs {
+            target: inserts.clone(),
+            query: staged_rows(b, input, root, pk, &[DLT_ID.to_string()])?.build()?,
+        },
+    ];
     let selected = |table: &Table, link: &str| -> Result<LogicalPlan> {
         Ok(b.scan(&input.staging_ref(&table.name), table, None)?
-            .filter(in_subquery(b.bare(link), ids_of(&inserts)?))?
+            .filter(in_subquery(b.bare(link), ids_of(b, id, &inserts)?))?
             .project(column_names(table).iter().map(|c| b.bare(c)).collect::<Vec<_>>())?
             .build()?)
     };
     ops.push(FollowupOp::Insert {
-        target: final_root,
-        columns,
+        target: input.final_ref(&root.name),
+        columns: column_names(root),
         query: selected(root, DLT_ID)?,
     });
-    for table in &nested {
+    for table in input.nested()? {
         let link = root_link(input.schema, table)?;
         ops.push(FollowupOp::Insert {
             target: input.final_ref(&table.name),
@@ -880,53 +917,67 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
         target_range: range_of(input, root, &pk).cloned(),
     })));
 
-    let staging_root = input.staging_ref(&root.name);
     for table in input.nested()? {
-        let link = root_link(input.schema, table)?;
-        let columns = column_names(table);
-        let final_nested = input.final_ref(&table.name);
-        let staging_nested = input.staging_ref(&table.name);
-        ops.push(FollowupOp::Merge(Box::new(MergeInto {
-            target: final_nested.clone(),
-            source: b
-                .project_columns(b.scan(&staging_nested, table, None)?, &columns)?
-                .build()?,
-            on: vec![DLT_ID.into()],
-            delete_when: None,
-            update_columns: columns.clone(),
-            insert_columns: columns,
-            insert_when: None,
-            target_range: None,
-        })));
-        // List elements that are gone from an updated root row.
-        let qualifier = b.target_qualifier(&final_nested);
-        let staged_roots = b
+        ops.extend(upsert_nested(b, input, root, table, hd.as_ref())?);
+    }
+    Ok(ops)
+}
+
+/// Merges the staged rows of nested `table` by `_dlt_id`, then deletes the list elements that
+/// are gone from an updated root row and the nested rows of roots marked deleted.
+fn upsert_nested(
+    b: &PlanBuilder<'_>,
+    input: &ChainInput<'_>,
+    root: &Table,
+    table: &Table,
+    hd: Option<&HardDelete<'_>>,
+) -> Result<Vec<FollowupOp>> {
+    let mut ops = Vec::new();
+    let staging_root = input.staging_ref(&root.name);
+    let link = root_link(input.schema, table)?;
+    let columns = column_names(table);
+    let final_nested = input.final_ref(&table.name);
+    let staging_nested = input.staging_ref(&table.name);
+    ops.push(FollowupOp::Merge(Box::new(MergeInto {
+        target: final_nested.clone(),
+        source: b
+            .project_columns(b.scan(&staging_nested, table, None)?, &columns)?
+            .build()?,
+        on: vec![DLT_ID.into()],
+        delete_when: None,
+        update_columns: columns.clone(),
+        insert_columns: columns,
+        insert_when: None,
+        target_range: None,
+    })));
+    // List elements that are gone from an updated root row.
+    let qualifier = b.target_qualifier(&final_nested);
+    let staged_roots = b
+        .scan(&staging_root, root, None)?
+        .project(vec![b.bare(DLT_ID)])?
+        .build()?;
+    let still_there = b.correlated(
+        &staging_nested,
+        table,
+        SOURCE_ALIAS,
+        &qualifier,
+        &[dlt_id(table)?],
+        None,
+    )?;
+    ops.push(FollowupOp::Delete {
+        target: final_nested.clone(),
+        predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(staged_roots)).and(not_exists(still_there)),
+    });
+    if let Some(hd) = hd {
+        let deleted_roots = b
             .scan(&staging_root, root, None)?
+            .filter(hd.deleted(b.bare(&hd.column.name)))?
             .project(vec![b.bare(DLT_ID)])?
             .build()?;
-        let still_there = b.correlated(
-            &staging_nested,
-            table,
-            SOURCE_ALIAS,
-            &qualifier,
-            &[dlt_id(table)?],
-            None,
-        )?;
         ops.push(FollowupOp::Delete {
-            target: final_nested.clone(),
-            predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(staged_roots)).and(not_exists(still_there)),
+            target: final_nested,
+            predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(deleted_roots)),
         });
-        if let Some(hd) = &hd {
-            let deleted_roots = b
-                .scan(&staging_root, root, None)?
-                .filter(hd.deleted(b.bare(&hd.column.name)))?
-                .project(vec![b.bare(DLT_ID)])?
-                .build()?;
-            ops.push(FollowupOp::Delete {
-                target: final_nested,
-                predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(deleted_roots)),
-            });
-        }
     }
     Ok(ops)
 }
@@ -979,36 +1030,67 @@ fn insert_unseen(
     })
 }
 
+/// The columns and values an scd2 follow-up works with.
+struct Scd2Columns<'t> {
+    valid_from: &'t SchemaColumn,
+    valid_to: &'t SchemaColumn,
+    /// The row version compared: the `x-row-version` column, else `_dlt_id` (dlt's row hash).
+    version: &'t SchemaColumn,
+    /// When retired versions end and new ones start.
+    boundary: String,
+    /// The validity end of active rows (`x-active-record-timestamp`), else NULL.
+    active_marker: Option<String>,
+}
+
+impl<'t> Scd2Columns<'t> {
+    fn of(root: &'t Table, input: &ChainInput<'_>) -> Result<Self> {
+        let find = |pred: fn(&SchemaColumn) -> bool, what: &str| {
+            root.complete_columns()
+                .find(|c| pred(c))
+                .ok_or_else(|| Error::Unsupported {
+                    message: format!("scd2 table `{}` has no {what} column", root.name),
+                })
+        };
+        let valid_from = find(|c| c.valid_from, "validity start (`x-valid-from`)")?;
+        let valid_to = find(|c| c.valid_to, "validity end (`x-valid-to`)")?;
+        let version = root
+            .complete_columns()
+            .find(|c| c.row_version)
+            .map_or_else(|| dlt_id(root), Ok)?;
+        let boundary = root
+            .boundary_timestamp
+            .clone()
+            .or_else(|| input.boundary.clone())
+            .ok_or_else(|| Error::Unsupported {
+                message: format!(
+                    "scd2 table `{}`: the package has no `created_at` and the table no boundary timestamp",
+                    root.name
+                ),
+            })?;
+        let active_marker = valid_to
+            .extra
+            .get("x-active-record-timestamp")
+            .and_then(|v| v.as_str())
+            .map(timestamp_literal);
+        Ok(Self {
+            valid_from,
+            valid_to,
+            version,
+            boundary,
+            active_marker,
+        })
+    }
+}
+
 fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
     let root = input.root()?;
-    let find = |pred: fn(&SchemaColumn) -> bool, what: &str| {
-        root.complete_columns()
-            .find(|c| pred(c))
-            .ok_or_else(|| Error::Unsupported {
-                message: format!("scd2 table `{}` has no {what} column", root.name),
-            })
-    };
-    let valid_from = find(|c| c.valid_from, "validity start (`x-valid-from`)")?;
-    let valid_to = find(|c| c.valid_to, "validity end (`x-valid-to`)")?;
-    let version = root
-        .complete_columns()
-        .find(|c| c.row_version)
-        .map_or_else(|| dlt_id(root), Ok)?;
-    let boundary = root
-        .boundary_timestamp
-        .clone()
-        .or_else(|| input.boundary.clone())
-        .ok_or_else(|| Error::Unsupported {
-            message: format!(
-                "scd2 table `{}`: the package has no `created_at` and the table no boundary timestamp",
-                root.name
-            ),
-        })?;
-    let active_marker = valid_to
-        .extra
-        .get("x-active-record-timestamp")
-        .and_then(|v| v.as_str())
-        .map(timestamp_literal);
+    let Scd2Columns {
+        valid_from,
+        valid_to,
+        version,
+        boundary,
+        active_marker,
+    } = Scd2Columns::of(root, input)?;
     let final_root = input.final_ref(&root.name);
     let staging_root = input.staging_ref(&root.name);
     let target = b.target_qualifier(&final_root);

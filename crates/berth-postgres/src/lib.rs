@@ -38,7 +38,7 @@ use berth_model::read;
 use berth_model::schema::JOURNAL_TABLE;
 use berth_model::{FileFormat, LoadPackage};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
-use berth_plan::{CaseFold, SqlDialect, SqlStatement, sql};
+use berth_plan::{SqlDialect, SqlStatement, sql};
 use bytes::BytesMut;
 use datafusion::logical_expr::lit;
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
@@ -85,30 +85,23 @@ fn warn_if_password_unprotected(config: &tokio_postgres::Config, mode: tls::SslM
 pub fn capabilities() -> Capabilities {
     Capabilities {
         dialect: SqlDialect {
-            name: "postgres",
-            identifier_quote: '"',
             // dlt folds PostgreSQL names to lower case only under case-insensitive naming
             // conventions, whose names are lower case already; under case-sensitive ones
             // (`sql_cs_v1`, `duck_case`, `direct`) it keeps them (`adjust_capabilities`). Either
-            // way the quoted name is the name as the package has it.
-            casefold: CaseFold::None,
-            max_identifier_length: 63,
+            // way the quoted name is the name as the package has it: no folding (the default).
+            // PostgreSQL's 63 are bytes of UTF-8.
             identifier_length_in_bytes: true,
-            supports_truncate: true,
-            alter_add_multi_column: true,
-            supports_create_table_if_not_exists: true,
             create_unique_constraints: true,
             unlogged_staging: true,
             supports_set_schema: true,
-            supports_merge: true,
-            dml_target_alias: true,
-            create_table_as: true,
             case_sensitive_identifiers: true,
-            catalog_casefold: CaseFold::None,
-            catalog: Default::default(),
-            database: None,
-            type_mapper: Arc::new(PostgresTypeMapper),
-            unparser: Arc::new(berth_plan::NoQualify(PostgreSqlDialect {})),
+            ..SqlDialect::new(
+                "postgres",
+                Arc::new(PostgresTypeMapper),
+                Arc::new(berth_plan::NoQualify(PostgreSqlDialect {})),
+                Arc::new(berth_plan::sqlparser::dialect::PostgreSqlDialect {}),
+            )
+            .with_max_identifier_length(63)
         },
         loader_formats: FileFormat::READABLE.to_vec(),
         replace_strategies: berth_plan::ALL_REPLACE_STRATEGIES.to_vec(),
@@ -866,23 +859,7 @@ impl Destination for PostgresDestination {
         let types = self.column_types(&session, job.dataset, &job.table.name).await?;
         let mut reader = read::open_job_part(job.package, job.job, &job.read_options, job.part.row_groups()).await?;
         let dialect = &self.caps.dialect;
-        // COPY the file's columns that the table has, each with its catalog type.
-        let mut keep = Vec::new();
-        let mut targets = Vec::new();
-        for (index, field) in reader.schema.fields().iter().enumerate() {
-            if !job.table.columns.get(field.name()).is_some_and(|c| c.is_complete()) {
-                continue;
-            }
-            let stored = dialect.stored_name(field.name());
-            let pg = types.get(&stored).copied().ok_or_else(|| Error::Database {
-                kind: ErrorKind::Terminal,
-                destination: self.display.clone(),
-                context: context.clone(),
-                message: format!("column `{}` is missing from the table", field.name()),
-            })?;
-            keep.push(index);
-            targets.push((field.name().clone(), pg));
-        }
+        let (keep, targets) = self.copy_targets(&reader.schema, &job, &types, &context)?;
         let columns: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
         let statement = copy_statement(dialect, job.dataset, &job.table.name, &columns).to_string();
 
@@ -959,6 +936,37 @@ impl Destination for PostgresDestination {
             bytes: job.job.size,
             timings,
         })
+    }
+}
+
+impl PostgresDestination {
+    /// The file's columns that the table has (their indexes in `schema`), each with its catalog
+    /// type: what a job's COPY sends.
+    #[expect(clippy::type_complexity, reason = "indexes and their targets, used together once")]
+    fn copy_targets(
+        &self,
+        schema: &arrow::datatypes::Schema,
+        job: &LoadJob<'_>,
+        types: &HashMap<String, PgType>,
+        context: &str,
+    ) -> Result<(Vec<usize>, Vec<(String, PgType)>)> {
+        let mut keep = Vec::new();
+        let mut targets = Vec::new();
+        for (index, field) in schema.fields().iter().enumerate() {
+            if !job.table.columns.get(field.name()).is_some_and(|c| c.is_complete()) {
+                continue;
+            }
+            let stored = self.caps.dialect.stored_name(field.name());
+            let pg = types.get(&stored).copied().ok_or_else(|| Error::Database {
+                kind: ErrorKind::Terminal,
+                destination: self.display.clone(),
+                context: context.to_string(),
+                message: format!("column `{}` is missing from the table", field.name()),
+            })?;
+            keep.push(index);
+            targets.push((field.name().clone(), pg));
+        }
+        Ok((keep, targets))
     }
 }
 

@@ -136,9 +136,15 @@ impl TlsOptions {
     pub fn client_config(&self) -> Result<Option<ClientConfig>, String> {
         let verifier: Arc<dyn ServerCertVerifier> = match self.mode {
             SslMode::Disable => return Ok(None),
-            SslMode::Allow | SslMode::Prefer => Arc::new(AcceptAnyCertificate(provider())),
+            SslMode::Allow | SslMode::Prefer => Arc::new(LenientVerifier {
+                provider: provider(),
+                chain: None,
+            }),
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => match self.roots()? {
-                None => Arc::new(AcceptAnyCertificate(provider())),
+                None => Arc::new(LenientVerifier {
+                    provider: provider(),
+                    chain: None,
+                }),
                 Some(roots) => {
                     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                         .build()
@@ -146,7 +152,10 @@ impl TlsOptions {
                     if self.mode == SslMode::VerifyFull {
                         webpki
                     } else {
-                        Arc::new(IgnoreHostName(webpki))
+                        Arc::new(LenientVerifier {
+                            provider: provider(),
+                            chain: Some(webpki),
+                        })
                     }
                 }
             },
@@ -172,11 +181,17 @@ impl TlsOptions {
     }
 }
 
-/// `verify-ca`: the chain must verify; the name in the certificate may differ from the host.
+/// The verifier of libpq's weaker modes: `verify-ca` (`chain`: the chain must verify, but the
+/// name in the certificate may differ from the host), and `prefer` and `require` without a root
+/// (no `chain`: encrypted, but any certificate is taken, as libpq does). Handshake signatures are
+/// always checked, so the peer holds the certificate's key.
 #[derive(Debug)]
-struct IgnoreHostName(Arc<WebPkiServerVerifier>);
+struct LenientVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for IgnoreHostName {
+impl ServerCertVerifier for LenientVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -185,10 +200,10 @@ impl ServerCertVerifier for IgnoreHostName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -202,7 +217,8 @@ impl ServerCertVerifier for IgnoreHostName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -211,51 +227,12 @@ impl ServerCertVerifier for IgnoreHostName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a root: encrypted, but any certificate is taken (as libpq).
-/// Handshake signatures are still checked, so the peer holds the certificate's key.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -131,8 +131,9 @@ impl SinkLoader {
         self
     }
 
-    /// The loader that runs packages through this sink.
-    fn loader(&self) -> Loader {
+    /// The loader that runs packages through this sink (its [`SinkExecutor`] in the loader's
+    /// loop, with these options, progress and cancellation).
+    pub fn loader(&self) -> Loader {
         let executor = SinkExecutor {
             sink: Arc::clone(&self.sink),
             options: self.options.clone(),
@@ -223,10 +224,6 @@ enum JobEnd {
 impl Executor for SinkExecutor {
     fn describe(&self) -> String {
         self.sink.describe()
-    }
-
-    fn accepts(&self, format: berth_model::FileFormat) -> bool {
-        format.is_data()
     }
 
     fn plan(&self, package: &LoadPackage, options: &PlanOptions) -> Result<PackagePlan> {

@@ -102,157 +102,28 @@ impl WarehouseDestination {
                 "not a warehouse URL (snowflake://, bigquery://, redshift://, databricks://)",
             )
         })?;
-        let mut query: std::collections::BTreeMap<String, String> = parsed
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let access = StageAccess::from_query(&mut query).map_err(|reason| bad(url, reason))?;
-        let mut take = |key: &str| query.remove(key);
-        let base_url = take("base_url");
-        let path: Vec<String> = parsed
-            .path_segments()
-            .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default();
-        let host = parsed.host_str().unwrap_or_default().to_string();
-        if warehouse != Warehouse::Redshift && parsed.password().is_some() {
+        let mut parts = UrlParts::new(url, parsed, &options);
+        let access = StageAccess::from_query(&mut parts.query).map_err(|reason| bad(url, reason))?;
+        if warehouse != Warehouse::Redshift && parts.parsed.password().is_some() {
             return Err(bad(
                 url,
                 "tokens do not go into URLs; set SNOWFLAKE_TOKEN, DATABRICKS_TOKEN or Google credentials in the \
                  environment",
             ));
         }
-        let token = |var: &str| {
-            options
-                .var(var)
-                .map(Secret::new)
-                .ok_or_else(|| bad(url, format!("set {var} to the access token")))
-        };
         let mut project = String::new();
         let mut location = String::new();
         let (client, display) = match warehouse {
-            Warehouse::Snowflake => {
-                let database = path
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| bad(url, "name the database: snowflake://<account>/<database>"))?;
-                let key = match (
-                    options.var("SNOWFLAKE_PRIVATE_KEY"),
-                    options.var("SNOWFLAKE_PRIVATE_KEY_PATH"),
-                ) {
-                    (Some(pem), _) => Some(pem),
-                    (None, Some(path)) => Some(
-                        std::fs::read_to_string(&path)
-                            .map_err(|e| bad(url, format!("cannot read SNOWFLAKE_PRIVATE_KEY_PATH {path}: {e}")))?,
-                    ),
-                    (None, None) => None,
-                };
-                let auth = match key {
-                    Some(pem) => {
-                        let user = parsed.username();
-                        if user.is_empty() {
-                            return Err(bad(
-                                url,
-                                "key-pair authentication needs the user: snowflake://<user>@<account>/<database>",
-                            ));
-                        }
-                        let pair = crate::api::jwt::KeyPair::from_pem(&pem, &host, user).map_err(|r| bad(url, r))?;
-                        SnowflakeAuth::KeyPair(std::sync::Arc::new(pair))
-                    }
-                    None => {
-                        let token_type = match options.var("SNOWFLAKE_TOKEN_TYPE") {
-                            Some(t) => TokenType::parse(&t)
-                                .ok_or_else(|| bad(url, "SNOWFLAKE_TOKEN_TYPE is one of oauth, pat, jwt"))?,
-                            None => TokenType::OAuth,
-                        };
-                        let token = token("SNOWFLAKE_TOKEN").map_err(|_| {
-                            bad(
-                                url,
-                                "set SNOWFLAKE_TOKEN (an OAuth or programmatic access token) or \
-                                 SNOWFLAKE_PRIVATE_KEY_PATH (key-pair authentication)",
-                            )
-                        })?;
-                        SnowflakeAuth::Token(token, token_type)
-                    }
-                };
-                let config = SnowflakeConfig {
-                    base_url: base_url.unwrap_or_else(|| format!("https://{host}.snowflakecomputing.com")),
-                    auth,
-                    database: database.clone(),
-                    warehouse: take("warehouse"),
-                    role: take("role"),
-                    timeout_secs: DEFAULT_TIMEOUT.as_secs(),
-                };
-                (
-                    Client::Snowflake(SnowflakeClient::new(config)?),
-                    format!("snowflake://{host}/{database}"),
-                )
-            }
+            Warehouse::Snowflake => parts.snowflake()?,
             Warehouse::BigQuery => {
-                project = host.clone();
-                location = path.first().cloned().unwrap_or_default();
-                let tokens = match options.var("BIGQUERY_ACCESS_TOKEN") {
-                    Some(token) => TokenSource::Fixed(Secret::new(token)),
-                    None => TokenSource::from_env()?,
-                };
-                let config = BigQueryConfig {
-                    base_url: base_url.unwrap_or_else(|| "https://bigquery.googleapis.com".into()),
-                    project: project.clone(),
-                    location: location.clone(),
-                    tokens,
-                };
-                (
-                    Client::BigQuery(BigQueryClient::new(config)?),
-                    format!("bigquery://{project}/{location}"),
-                )
+                project = parts.host.clone();
+                location = parts.path.first().cloned().unwrap_or_default();
+                parts.bigquery(&project, &location)?
             }
-            Warehouse::Databricks => {
-                let warehouse_id = path.first().cloned().ok_or_else(|| {
-                    bad(
-                        url,
-                        "name the SQL warehouse: databricks://<workspace host>/<warehouse id>",
-                    )
-                })?;
-                let auth = match (
-                    options.var("DATABRICKS_CLIENT_ID"),
-                    options.var("DATABRICKS_CLIENT_SECRET"),
-                ) {
-                    (Some(client_id), Some(secret)) => DatabricksAuth::ClientCredentials {
-                        client_id,
-                        client_secret: Secret::new(secret),
-                    },
-                    _ => DatabricksAuth::Token(token("DATABRICKS_TOKEN").map_err(|_| {
-                        bad(
-                            url,
-                            "set DATABRICKS_TOKEN (a personal access token) or DATABRICKS_CLIENT_ID and \
-                             DATABRICKS_CLIENT_SECRET (a service principal, OAuth machine-to-machine)",
-                        )
-                    })?),
-                };
-                let config = DatabricksConfig {
-                    base_url: base_url.unwrap_or_else(|| format!("https://{host}")),
-                    auth,
-                    warehouse_id: warehouse_id.clone(),
-                    catalog: take("catalog").unwrap_or_else(|| "main".into()),
-                };
-                (
-                    Client::Databricks(DatabricksClient::new(config)?),
-                    format!("databricks://{host}/{warehouse_id}"),
-                )
-            }
-            Warehouse::Redshift => {
-                let mut pg_url = parsed.clone();
-                pg_url.set_query(None);
-                let kept: Vec<(String, String)> = std::mem::take(&mut query).into_iter().collect();
-                let mut text = pg_url.to_string().replacen("redshift://", "postgres://", 1);
-                if !kept.is_empty() {
-                    let pairs: Vec<String> = kept.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    text = format!("{text}?{}", pairs.join("&"));
-                }
-                let pg = PostgresDestination::from_url(&text)?.with_capabilities(warehouse.capabilities());
-                (Client::Redshift(Box::new(pg)), berth_postgres::redact_url(url))
-            }
+            Warehouse::Databricks => parts.databricks()?,
+            Warehouse::Redshift => parts.redshift(warehouse)?,
         };
-        if let Some(key) = query.keys().next() {
+        if let Some(key) = parts.query.keys().next() {
             return Err(bad(url, format!("`{key}` is not an option of {warehouse} URLs")));
         }
         let staging = options
@@ -695,5 +566,174 @@ impl JobPlanner {
             upload,
             command: Some(command),
         })
+    }
+}
+
+/// A warehouse URL taken apart while its client is built: options are taken out of `query` as
+/// they are used, and what remains is refused.
+struct UrlParts<'a> {
+    url: &'a str,
+    parsed: Url,
+    host: String,
+    path: Vec<String>,
+    query: std::collections::BTreeMap<String, String>,
+    options: &'a WarehouseOptions,
+}
+
+impl<'a> UrlParts<'a> {
+    fn new(url: &'a str, parsed: Url, options: &'a WarehouseOptions) -> Self {
+        let query = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let path = parsed
+            .path_segments()
+            .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        Self {
+            url,
+            host: parsed.host_str().unwrap_or_default().to_string(),
+            parsed,
+            path,
+            query,
+            options,
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<String> {
+        self.query.remove(key)
+    }
+
+    /// `base_url=` (a proxy, a private link, a test server), else `default`.
+    fn base_url(&mut self, default: impl FnOnce() -> String) -> String {
+        self.take("base_url").unwrap_or_else(default)
+    }
+
+    fn bad(&self, reason: impl Into<String>) -> Error {
+        bad(self.url, reason)
+    }
+
+    /// The first path segment, or an error saying what it names.
+    fn first_path(&self, missing: &str) -> Result<String> {
+        self.path.first().cloned().ok_or_else(|| self.bad(missing))
+    }
+
+    fn snowflake(&mut self) -> Result<(Client, String)> {
+        let database = self.first_path("name the database: snowflake://<account>/<database>")?;
+        let auth = self.snowflake_auth()?;
+        let host = self.host.clone();
+        let config = SnowflakeConfig {
+            base_url: self.base_url(|| format!("https://{host}.snowflakecomputing.com")),
+            auth,
+            database: database.clone(),
+            warehouse: self.take("warehouse"),
+            role: self.take("role"),
+            timeout_secs: DEFAULT_TIMEOUT.as_secs(),
+        };
+        Ok((
+            Client::Snowflake(SnowflakeClient::new(config)?),
+            format!("snowflake://{host}/{database}"),
+        ))
+    }
+
+    /// Key-pair authentication when a private key is configured, else a token.
+    fn snowflake_auth(&self) -> Result<SnowflakeAuth> {
+        let options = self.options;
+        let key = match (
+            options.var("SNOWFLAKE_PRIVATE_KEY"),
+            options.var("SNOWFLAKE_PRIVATE_KEY_PATH"),
+        ) {
+            (Some(pem), _) => Some(pem),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| self.bad(format!("cannot read SNOWFLAKE_PRIVATE_KEY_PATH {path}: {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(pem) = key {
+            let user = self.parsed.username();
+            if user.is_empty() {
+                return Err(self.bad("key-pair authentication needs the user: snowflake://<user>@<account>/<database>"));
+            }
+            let pair = crate::api::jwt::KeyPair::from_pem(&pem, &self.host, user).map_err(|r| self.bad(r))?;
+            return Ok(SnowflakeAuth::KeyPair(std::sync::Arc::new(pair)));
+        }
+        let token_type = match options.var("SNOWFLAKE_TOKEN_TYPE") {
+            Some(t) => {
+                TokenType::parse(&t).ok_or_else(|| self.bad("SNOWFLAKE_TOKEN_TYPE is one of oauth, pat, jwt"))?
+            }
+            None => TokenType::OAuth,
+        };
+        let token = options.var("SNOWFLAKE_TOKEN").map(Secret::new).ok_or_else(|| {
+            self.bad(
+                "set SNOWFLAKE_TOKEN (an OAuth or programmatic access token) or SNOWFLAKE_PRIVATE_KEY_PATH \
+                 (key-pair authentication)",
+            )
+        })?;
+        Ok(SnowflakeAuth::Token(token, token_type))
+    }
+
+    fn bigquery(&mut self, project: &str, location: &str) -> Result<(Client, String)> {
+        let tokens = match self.options.var("BIGQUERY_ACCESS_TOKEN") {
+            Some(token) => TokenSource::Fixed(Secret::new(token)),
+            None => TokenSource::from_env()?,
+        };
+        let config = BigQueryConfig {
+            base_url: self.base_url(|| "https://bigquery.googleapis.com".into()),
+            project: project.to_string(),
+            location: location.to_string(),
+            tokens,
+        };
+        Ok((
+            Client::BigQuery(BigQueryClient::new(config)?),
+            format!("bigquery://{project}/{location}"),
+        ))
+    }
+
+    fn databricks(&mut self) -> Result<(Client, String)> {
+        let warehouse_id = self.first_path("name the SQL warehouse: databricks://<workspace host>/<warehouse id>")?;
+        let options = self.options;
+        let auth = match (
+            options.var("DATABRICKS_CLIENT_ID"),
+            options.var("DATABRICKS_CLIENT_SECRET"),
+        ) {
+            (Some(client_id), Some(secret)) => DatabricksAuth::ClientCredentials {
+                client_id,
+                client_secret: Secret::new(secret),
+            },
+            _ => DatabricksAuth::Token(options.var("DATABRICKS_TOKEN").map(Secret::new).ok_or_else(|| {
+                self.bad(
+                    "set DATABRICKS_TOKEN (a personal access token) or DATABRICKS_CLIENT_ID and \
+                     DATABRICKS_CLIENT_SECRET (a service principal, OAuth machine-to-machine)",
+                )
+            })?),
+        };
+        let host = self.host.clone();
+        let config = DatabricksConfig {
+            base_url: self.base_url(|| format!("https://{host}")),
+            auth,
+            warehouse_id: warehouse_id.clone(),
+            catalog: self.take("catalog").unwrap_or_else(|| "main".into()),
+        };
+        Ok((
+            Client::Databricks(DatabricksClient::new(config)?),
+            format!("databricks://{host}/{warehouse_id}"),
+        ))
+    }
+
+    /// Redshift speaks PostgreSQL's protocol: the URL's remaining options are the connection's.
+    fn redshift(&mut self, warehouse: Warehouse) -> Result<(Client, String)> {
+        // `base_url=` is for the HTTP APIs: not a connection option.
+        self.take("base_url");
+        let mut pg_url = self.parsed.clone();
+        pg_url.set_query(None);
+        let kept: Vec<(String, String)> = std::mem::take(&mut self.query).into_iter().collect();
+        let mut text = pg_url.to_string().replacen("redshift://", "postgres://", 1);
+        if !kept.is_empty() {
+            let pairs: Vec<String> = kept.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            text = format!("{text}?{}", pairs.join("&"));
+        }
+        let pg = PostgresDestination::from_url(&text)?.with_capabilities(warehouse.capabilities());
+        Ok((Client::Redshift(Box::new(pg)), berth_postgres::redact_url(self.url)))
     }
 }

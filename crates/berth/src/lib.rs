@@ -160,17 +160,17 @@ struct WarehouseSteps(berth_warehouse::JobPlanner);
 
 #[cfg(feature = "warehouse")]
 impl berth_loader::explain::JobSteps for WarehouseSteps {
-    fn steps(
-        &self,
-        package: &berth_model::LoadPackage,
-        job: &berth_model::JobFile,
-        table: &berth_model::Table,
-        dataset: &str,
-        final_dataset: &str,
-        emptied: bool,
-    ) -> berth_loader::Result<Vec<berth_loader::explain::Step>> {
+    fn steps(&self, unit: &berth_loader::Unit<'_>) -> berth_loader::Result<Vec<berth_loader::explain::Step>> {
         use berth_loader::explain::Step;
-        let planned = self.0.plan_job(package, job, table, dataset, final_dataset, emptied)?;
+        let (package, job, final_dataset) = (unit.package, &unit.job.job, unit.journal_dataset);
+        let planned = self.0.plan_job(
+            package,
+            job,
+            unit.table,
+            &unit.job.dataset,
+            final_dataset,
+            unit.job.emptied,
+        )?;
         let mut steps = Vec::new();
         steps.extend(planned.upload.map(Step::Note));
         match planned.command {

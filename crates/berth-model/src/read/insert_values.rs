@@ -355,53 +355,8 @@ pub fn parse_insert_values(
         if c.rest().is_empty() {
             return Ok(());
         }
-        if !(c.eat("INSERT") && c.eat("INTO")) {
-            return Err(err(job, &c, "expected `INSERT INTO {}(...)`"));
-        }
-        c.skip_ws();
-        if !c.eat("{}") {
-            // A table name where dlt leaves a placeholder: skip it.
-            parse_identifier(&mut c, job)?;
-            while c.eat(".") {
-                parse_identifier(&mut c, job)?;
-            }
-        }
-        if !c.eat("(") {
-            return Err(err(job, &c, "expected `(` and a column list"));
-        }
-        let mut header = Vec::new();
-        loop {
-            header.push(parse_identifier(&mut c, job)?);
-            if c.eat(")") {
-                break;
-            }
-            if !c.eat(",") {
-                return Err(err(job, &c, "expected `,` or `)` in the column list"));
-            }
-        }
-        // Map every header column to its position in the table's Arrow schema.
-        let mut targets = Vec::with_capacity(header.len());
-        for name in &header {
-            let index = schema
-                .index_of(name)
-                .ok()
-                .or_else(|| schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)))
-                .ok_or_else(|| Error::ColumnNotInSchema {
-                    job: job.to_string(),
-                    table: table.name.clone(),
-                    column: name.clone(),
-                })?;
-            targets.push(index);
-        }
-        for field in schema.fields() {
-            if !field.is_nullable() && !targets.iter().any(|&i| schema.field(i).name() == field.name()) {
-                return Err(Error::MissingColumn {
-                    job: job.to_string(),
-                    table: table.name.clone(),
-                    column: field.name().clone(),
-                });
-            }
-        }
+        let header = parse_header(&mut c, job)?;
+        let targets = header_targets(&schema, &header, table, job)?;
         if !c.eat("VALUES") {
             return Err(err(
                 job,
@@ -418,40 +373,17 @@ pub fn parse_insert_values(
             .iter()
             .map(|&t| ColumnValues::for_type(schema.field(t).data_type()))
             .collect();
+        let mut flush = |builders: &mut [ColumnValues], rows: usize| -> Result<bool> {
+            Ok(emit(build_batch(
+                &schema, &targets, &header, builders, rows, table, job,
+            )?))
+        };
         let mut rows = 0usize;
         loop {
-            if !c.eat("(") {
-                return Err(err(job, &c, "expected `(` starting a row"));
-            }
-            for (i, builder) in builders.iter_mut().enumerate() {
-                if i > 0 && !c.eat(",") {
-                    return Err(err(
-                        job,
-                        &c,
-                        format!("row has fewer values than the {} columns", header.len()),
-                    ));
-                }
-                let value = parse_value(&mut c, job)?;
-                builder.append(value, &header[i]).map_err(|m| err(job, &c, m))?;
-            }
-            if !c.eat(")") {
-                return Err(err(
-                    job,
-                    &c,
-                    format!("row has more values than the {} columns", header.len()),
-                ));
-            }
+            parse_row(&mut c, &mut builders, &header, job)?;
             rows += 1;
             if rows >= batch_size {
-                if !emit(build_batch(
-                    &schema,
-                    &targets,
-                    &header,
-                    &mut builders,
-                    rows,
-                    table,
-                    job,
-                )?) {
+                if !flush(&mut builders, rows)? {
                     return Ok(());
                 }
                 rows = 0;
@@ -464,20 +396,98 @@ pub fn parse_insert_values(
             }
             return Err(err(job, &c, "expected `,` or `;` after a row"));
         }
-        if rows > 0
-            && !emit(build_batch(
-                &schema,
-                &targets,
-                &header,
-                &mut builders,
-                rows,
-                table,
-                job,
-            )?)
-        {
+        if rows > 0 && !flush(&mut builders, rows)? {
             return Ok(());
         }
     }
+}
+
+/// `INSERT INTO {}(<columns>)` (or a table name where dlt leaves its placeholder): the columns.
+fn parse_header(c: &mut Cursor<'_>, job: &str) -> Result<Vec<String>> {
+    if !(c.eat("INSERT") && c.eat("INTO")) {
+        return Err(err(job, c, "expected `INSERT INTO {}(...)`"));
+    }
+    c.skip_ws();
+    if !c.eat("{}") {
+        // A table name where dlt leaves a placeholder: skip it.
+        parse_identifier(c, job)?;
+        while c.eat(".") {
+            parse_identifier(c, job)?;
+        }
+    }
+    if !c.eat("(") {
+        return Err(err(job, c, "expected `(` and a column list"));
+    }
+    let mut header = Vec::new();
+    loop {
+        header.push(parse_identifier(c, job)?);
+        if c.eat(")") {
+            break;
+        }
+        if !c.eat(",") {
+            return Err(err(job, c, "expected `,` or `)` in the column list"));
+        }
+    }
+    Ok(header)
+}
+
+/// The position of every header column in the table's Arrow schema; every non-nullable column
+/// must be there.
+fn header_targets(
+    schema: &arrow::datatypes::Schema,
+    header: &[String],
+    table: &Table,
+    job: &str,
+) -> Result<Vec<usize>> {
+    let mut targets = Vec::with_capacity(header.len());
+    for name in header {
+        let index = schema
+            .index_of(name)
+            .ok()
+            .or_else(|| schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)))
+            .ok_or_else(|| Error::ColumnNotInSchema {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: name.clone(),
+            })?;
+        targets.push(index);
+    }
+    for field in schema.fields() {
+        if !field.is_nullable() && !targets.iter().any(|&i| schema.field(i).name() == field.name()) {
+            return Err(Error::MissingColumn {
+                job: job.to_string(),
+                table: table.name.clone(),
+                column: field.name().clone(),
+            });
+        }
+    }
+    Ok(targets)
+}
+
+/// One `(v1, v2, …)` row, appended to `builders`.
+fn parse_row(c: &mut Cursor<'_>, builders: &mut [ColumnValues], header: &[String], job: &str) -> Result<()> {
+    if !c.eat("(") {
+        return Err(err(job, c, "expected `(` starting a row"));
+    }
+    for (i, builder) in builders.iter_mut().enumerate() {
+        if i > 0 && !c.eat(",") {
+            return Err(err(
+                job,
+                c,
+                format!("row has fewer values than the {} columns", header.len()),
+            ));
+        }
+        let value = parse_value(c, job)?;
+        builder.append(value, &header[i]).map_err(|m| err(job, c, m))?;
+    }
+    if !c.eat(")") {
+        return Err(err(
+            job,
+            c,
+            format!("row has more values than the {} columns", header.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn build_batch(

@@ -552,45 +552,7 @@ fn decode_jsonl(
                 return Err(decode_error(job, format!("line {line_no} is not a JSON object")));
             };
             for (key, value) in row.iter_mut() {
-                let Some(column) = table.columns.get(key) else {
-                    return Err(Error::ColumnNotInSchema {
-                        job: job.to_string(),
-                        table: table.name.clone(),
-                        column: key.clone(),
-                    });
-                };
-                if json_columns.contains(column.name.as_str()) {
-                    if !value.is_null() {
-                        *value = Value::String(value.to_string());
-                    }
-                } else if column.data_type == Some(DataType::Bigint)
-                    && let Value::Number(n) = value
-                    && n.as_i64().is_none()
-                    && n.as_u64().is_none()
-                    && !n
-                        .as_f64()
-                        .is_some_and(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
-                {
-                    // A fraction (or an integer beyond 64 bits) in an integer column would be
-                    // cut silently by the decoder: refuse it, as Parquet refuses the mismatch.
-                    return Err(Error::ColumnType {
-                        job: job.to_string(),
-                        table: table.name.clone(),
-                        column: key.clone(),
-                        expected: DataType::Bigint.as_str(),
-                        found: format!("the number {n} on line {line_no}"),
-                    });
-                } else if typed
-                    && column.data_type != Some(DataType::Binary)
-                    && let Value::String(s) = value
-                {
-                    // Only typed JSONL marks its strings; in plain JSONL a leading marker
-                    // character is data (dlt's variant column of an empty binary holds one).
-                    let plain = crate::typed_json::strip_marker(s);
-                    if plain.len() != s.len() {
-                        *s = plain.to_string();
-                    }
-                }
+                jsonl_value(table, &json_columns, typed, key, value, line_no, job)?;
             }
             rows.push(Value::Object(row));
             if rows.len() >= batch_size && !flush(&mut rows, &mut decoder, line_no)? {
@@ -600,6 +562,60 @@ fn decode_jsonl(
     }
     if !rows.is_empty() {
         flush(&mut rows, &mut decoder, usize::MAX)?;
+    }
+    Ok(())
+}
+
+/// Readies one JSONL value for Arrow's decoder: `json` columns become their JSON text, integers
+/// that a bigint column cannot hold are refused, and typed JSONL's string markers go.
+fn jsonl_value(
+    table: &Table,
+    json_columns: &std::collections::HashSet<&str>,
+    typed: bool,
+    key: &str,
+    value: &mut serde_json::Value,
+    line_no: usize,
+    job: &str,
+) -> Result<()> {
+    use serde_json::Value;
+    let Some(column) = table.columns.get(key) else {
+        return Err(Error::ColumnNotInSchema {
+            job: job.to_string(),
+            table: table.name.clone(),
+            column: key.to_string(),
+        });
+    };
+    if json_columns.contains(column.name.as_str()) {
+        if !value.is_null() {
+            *value = Value::String(value.to_string());
+        }
+    } else if column.data_type == Some(DataType::Bigint)
+        && let Value::Number(n) = value
+        && n.as_i64().is_none()
+        && n.as_u64().is_none()
+        && !n
+            .as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+    {
+        // A fraction (or an integer beyond 64 bits) in an integer column would be
+        // cut silently by the decoder: refuse it, as Parquet refuses the mismatch.
+        return Err(Error::ColumnType {
+            job: job.to_string(),
+            table: table.name.clone(),
+            column: key.to_string(),
+            expected: DataType::Bigint.as_str(),
+            found: format!("the number {n} on line {line_no}"),
+        });
+    } else if typed
+        && column.data_type != Some(DataType::Binary)
+        && let Value::String(s) = value
+    {
+        // Only typed JSONL marks its strings; in plain JSONL a leading marker
+        // character is data (dlt's variant column of an empty binary holds one).
+        let plain = crate::typed_json::strip_marker(s);
+        if plain.len() != s.len() {
+            *s = plain.to_string();
+        }
     }
     Ok(())
 }
