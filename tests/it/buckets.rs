@@ -306,7 +306,7 @@ async fn leases_on_s3_and_azure_keep_one_holder_and_expire_when_not_renewed() {
         let path = object_store::path::Path::from("ds/_berth_locks/1.json");
         let take = || Lease::acquire(Arc::clone(&store), path.clone(), name, "package 1", options);
         let first = take().await.expect("acquire").expect("conditional writes work");
-        let waiter = tokio::spawn(take());
+        let waiter = berth::model::task::spawn_owned(take());
         tokio::time::sleep(Duration::from_millis(3000)).await;
         assert!(!waiter.is_finished(), "{name}: a renewed lease keeps others out");
         first.release().await;

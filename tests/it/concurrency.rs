@@ -110,7 +110,9 @@ async fn concurrent_loads_into_one_dataset_equal_a_serial_run_for_every_disposit
         for package in &together {
             let loader = loader(&url, &dataset, disposition);
             let location = PackageLocation::local(package).expect("location");
-            loads.push(tokio::spawn(async move { loader.load(location).await }));
+            loads.push(berth::model::task::spawn_owned(
+                async move { loader.load(location).await },
+            ));
         }
         for load in loads {
             let summary = load.await.expect("task").unwrap_or_else(|e| panic!("{label}: {e}"));

@@ -420,7 +420,7 @@ async fn terminated_backends_and_a_server_restart_mid_copy_are_retried_to_exact_
 
     // 1. Backends terminated mid-COPY (SQLSTATE 57P01): the parts retry on new connections.
     let killer: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("postgres"));
-    let kills = tokio::spawn(async move {
+    let kills = berth::model::task::spawn_owned(async move {
         let mut terminated = 0;
         let started = std::time::Instant::now();
         while terminated < 3 && started.elapsed() < std::time::Duration::from_secs(60) {
@@ -457,7 +457,7 @@ async fn terminated_backends_and_a_server_restart_mid_copy_are_retried_to_exact_
     let watcher: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("postgres"));
     let restarter = {
         let cluster = Arc::clone(&cluster);
-        tokio::spawn(async move {
+        berth::model::task::spawn_owned(async move {
             let started = std::time::Instant::now();
             while started.elapsed() < std::time::Duration::from_secs(60) {
                 if query_count(watcher.as_ref(), ACTIVE_COPY).await > 0 {
@@ -517,7 +517,9 @@ async fn different_packages_loading_into_a_new_dataset_at_once_all_load() {
             ..LoaderOptions::default()
         });
         let location = PackageLocation::local(&dir).expect("location");
-        loads.push(tokio::spawn(async move { loader.load_all(vec![location]).await }));
+        loads.push(berth::model::task::spawn_owned(async move {
+            loader.load_all(vec![location]).await
+        }));
     }
     for load in loads {
         let summary = load.await.expect("task").unwrap_or_else(|e| panic!("load: {e}"));

@@ -437,7 +437,7 @@ async fn run_loads(
     progress: &Arc<render::ProgressBars>,
 ) -> Result<(berth::loader::LoadSummary, berth::loader::CancellationToken)> {
     let cancel = berth::loader::CancellationToken::new();
-    let signals = tokio::spawn(stop_on_signals(cancel.clone(), Arc::clone(progress)));
+    let signals = berth::model::task::spawn_owned(stop_on_signals(cancel.clone(), Arc::clone(progress)));
     let loader = loader
         .with_progress(Arc::clone(progress) as Arc<dyn berth::loader::Progress>)
         .with_cancel(cancel.clone());

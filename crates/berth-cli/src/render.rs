@@ -12,20 +12,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar per package on a terminal; nothing otherwise.
 #[derive(Debug)]
-pub struct ProgressBars {
+pub(crate) struct ProgressBars {
     enabled: bool,
     bar: Mutex<Option<ProgressBar>>,
 }
 
 impl ProgressBars {
-    pub fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         Self {
             enabled,
             bar: Mutex::new(None),
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = self
             .bar
             .lock()
@@ -90,12 +90,12 @@ fn right(text: impl ToString) -> Cell {
 }
 
 /// Prints a load's summary on standard output.
-pub fn print_summary(summary: &LoadSummary) {
+pub(crate) fn print_summary(summary: &LoadSummary) {
     print!("{}", summary_text(summary));
 }
 
 /// Prints a load's summary on standard error (when standard output carries data).
-pub fn eprint_summary(summary: &LoadSummary) {
+pub(crate) fn eprint_summary(summary: &LoadSummary) {
     eprint!("{}", summary_text(summary));
 }
 
@@ -251,7 +251,7 @@ async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile) -> Resul
     })
 }
 
-pub async fn show_package(location: &str, storage: &berth::model::StorageConfig, json: bool) -> Result<()> {
+pub(crate) async fn show_package(location: &str, storage: &berth::model::StorageConfig, json: bool) -> Result<()> {
     let package = LoadPackage::open(PackageLocation::parse_with(location, storage)?).await?;
     let mut jobs = Vec::new();
     for job in &package.jobs {
@@ -326,7 +326,7 @@ pub async fn show_package(location: &str, storage: &berth::model::StorageConfig,
 }
 
 /// The benchmark report as a table.
-pub fn print_bench(report: &berth_bench::BenchReport) {
+pub(crate) fn print_bench(report: &berth_bench::BenchReport) {
     println!(
         "{} rows of `{}`, {} ({} of Parquet, row groups of {} rows) into {}, {} parallel",
         report.rows,
@@ -374,7 +374,7 @@ pub fn print_bench(report: &berth_bench::BenchReport) {
 
 /// Appends the phases of a planned load to `out`: one statement per line group, each ending in
 /// `;`, phases and jobs as `--` comments.
-pub fn print_plan(out: &mut String, load_id: &str, dialect: &str, phases: &[berth::loader::explain::Phase]) {
+pub(crate) fn print_plan(out: &mut String, load_id: &str, dialect: &str, phases: &[berth::loader::explain::Phase]) {
     use std::fmt::Write as _;
     let _ = writeln!(out, "-- package {load_id}, {dialect}");
     for phase in phases {

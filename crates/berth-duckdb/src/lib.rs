@@ -581,7 +581,9 @@ impl Destination for DuckDbDestination {
     async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
         let location = self.location.clone();
         let memory = Arc::clone(&self.memory);
-        let sql: Vec<String> = statements.iter().map(ToString::to_string).collect();
+        let sql: Vec<String> = statements.iter().map(SqlStatement::text_to_send).collect();
+        // Errors name a statement as printed (secrets as `***`).
+        let shown: Vec<String> = statements.iter().map(ToString::to_string).collect();
         self.blocking(move |db| {
             let error = |context: &str, e: DuckError| Error::Database {
                 kind: e.kind,
@@ -594,7 +596,7 @@ impl Destination for DuckDbDestination {
             // work runs again: the whole transaction, or (autocommit) the failed statement.
             let mut next = 0;
             let failed = std::cell::Cell::new(None);
-            let failing = || failed.get().map_or("begin", |index: usize| sql[index].as_str());
+            let failing = || failed.get().map_or("begin", |index: usize| shown[index].as_str());
             memory
                 .retry_on_oom(
                     db,
@@ -792,7 +794,7 @@ impl DuckDbDestination {
 struct Pump {
     reader: ChannelBatchReader,
     /// Owned: aborted once DuckDB is done with the stream.
-    task: tokio::task::JoinHandle<()>,
+    task: berth_model::task::OwnedTask<()>,
     /// The decoder's error, when it failed.
     error: Arc<Mutex<Option<berth_model::Error>>>,
     /// Time spent decoding.
@@ -811,7 +813,7 @@ impl Pump {
         let decode_nanos = Arc::new(AtomicU64::new(0));
         let (pump_error, pump_nanos, pump_schema) =
             (Arc::clone(&error), Arc::clone(&decode_nanos), Arc::clone(&schema));
-        let task = tokio::spawn(async move {
+        let task = berth_model::task::spawn_owned(async move {
             loop {
                 let decoding = Instant::now();
                 let Some(item) = stream.next().await else { break };

@@ -63,7 +63,7 @@ unsafe impl Send for Database {}
 unsafe impl Sync for Database {}
 
 /// The linked DuckDB library's version (`v1.5.6`).
-pub fn library_version() -> String {
+pub(crate) fn library_version() -> String {
     // SAFETY: DuckDB returns a static NUL-terminated string.
     let version = unsafe { ffi::duckdb_library_version() };
     if version.is_null() {
@@ -75,7 +75,7 @@ pub fn library_version() -> String {
 
 impl Database {
     /// Opens (creating if missing) the database at `path` (`:memory:` for in-memory).
-    pub fn open(path: &str) -> Result<Self, DuckError> {
+    pub(crate) fn open(path: &str) -> Result<Self, DuckError> {
         let c_path = CString::new(path).map_err(|_| DuckError::new(ErrorKind::Terminal, "path contains a NUL byte"))?;
         let mut raw: ffi::duckdb_database = ptr::null_mut();
         let mut error: *mut std::os::raw::c_char = ptr::null_mut();
@@ -103,7 +103,7 @@ impl Database {
     }
 
     /// A new connection.
-    pub fn connect(&self) -> Result<Connection, DuckError> {
+    pub(crate) fn connect(&self) -> Result<Connection, DuckError> {
         let mut raw: ffi::duckdb_connection = ptr::null_mut();
         // SAFETY: the database is open for as long as `self` lives; out-pointer valid.
         if unsafe { ffi::duckdb_connect(self.raw, &mut raw) } != ffi::DuckDBSuccess {
@@ -113,7 +113,7 @@ impl Database {
     }
 
     /// A `duckdb` crate connection on this database (for reading results as Arrow).
-    pub fn crate_connection(&self) -> Result<duckdb::Connection, DuckError> {
+    pub(crate) fn crate_connection(&self) -> Result<duckdb::Connection, DuckError> {
         // SAFETY: `open_from_raw` does not take ownership of the handle (we close it in Drop), and
         // the returned connection is dropped before `self` (it is used within one call).
         unsafe { duckdb::Connection::open_from_raw(self.raw) }
@@ -139,7 +139,7 @@ unsafe impl Send for Connection {}
 
 impl Connection {
     /// Runs one or more statements; returns the rows changed by the last.
-    pub fn execute(&self, sql: &str) -> Result<u64, DuckError> {
+    pub(crate) fn execute(&self, sql: &str) -> Result<u64, DuckError> {
         let c_sql =
             CString::new(sql).map_err(|_| DuckError::new(ErrorKind::Terminal, "statement contains a NUL byte"))?;
         // SAFETY: zeroed is the documented initial state of a duckdb_result out-parameter.
@@ -174,7 +174,7 @@ impl Connection {
 
     /// Registers `stream` as a temporary view `name` on this connection. DuckDB reads the stream
     /// while a query scans the view; the caller keeps it alive (and releases it) afterwards.
-    pub fn register_arrow_stream(&self, name: &str, stream: &mut FFI_ArrowArrayStream) -> Result<(), DuckError> {
+    pub(crate) fn register_arrow_stream(&self, name: &str, stream: &mut FFI_ArrowArrayStream) -> Result<(), DuckError> {
         let c_name = CString::new(name).map_err(|_| DuckError::new(ErrorKind::Bug, "view name contains a NUL byte"))?;
         let pointer = (stream as *mut FFI_ArrowArrayStream).cast::<ffi::_duckdb_arrow_stream>();
         // SAFETY: FFI_ArrowArrayStream is the C Data Interface's ArrowArrayStream (repr(C)); DuckDB

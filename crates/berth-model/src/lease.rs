@@ -49,7 +49,8 @@ pub struct Lease {
     store: Arc<dyn ObjectStore>,
     path: Path,
     shown: String,
-    renewal: tokio::task::JoinHandle<()>,
+    /// Renews the lease until released; aborted when the lease is dropped (a crash stops it).
+    renewal: crate::task::OwnedTask<()>,
 }
 
 fn now_ms() -> u64 {
@@ -184,7 +185,7 @@ impl Lease {
         let version = Arc::new(Mutex::new(version));
         let renewal = {
             let (store, path, shown) = (Arc::clone(&store), path.clone(), shown.to_string());
-            tokio::spawn(async move {
+            crate::task::spawn_owned(async move {
                 let every = options.ttl / 3;
                 let mut wait = every;
                 loop {
@@ -233,12 +234,6 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.renewal.abort();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +256,7 @@ mod tests {
             .expect("conditional writes");
         let waiter = {
             let (store, path) = (Arc::clone(&store), path.clone());
-            tokio::spawn(async move { Lease::acquire(store, path, "lock", "package 1", quick()).await })
+            crate::task::spawn_owned(async move { Lease::acquire(store, path, "lock", "package 1", quick()).await })
         };
         // Renewed past several lifetimes: the waiter keeps waiting.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -385,7 +380,7 @@ mod tests {
             .map(|_| {
                 let (store, path, inside, most) =
                     (Arc::clone(&store), path.clone(), Arc::clone(&inside), Arc::clone(&most));
-                tokio::spawn(async move {
+                crate::task::spawn_owned(async move {
                     let lease = Lease::acquire(store, path, "lock", "p", quick())
                         .await
                         .expect("acquire")

@@ -33,8 +33,10 @@ pub mod package;
 pub mod read;
 pub mod redact;
 pub mod schema;
+mod secret;
 pub mod state;
 pub mod store;
+pub mod task;
 pub mod typed_json;
 
 pub use discover::discover_packages;
@@ -45,5 +47,6 @@ pub use package::{
     FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition, TransitionState,
 };
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
+pub use secret::Secret;
 pub use state::{PackageState, RestoreState};
 pub use store::{StorageConfig, open_store};

@@ -32,7 +32,7 @@ pub fn staging_dataset_name(dataset: &str, load_id: &str) -> String {
 /// Table hints of dlt 1.31's merge options that berth does not implement yet
 /// (`source_filter`, `destination_scope`, `skip_unchanged_rows`): a merge table that has one is
 /// refused. (`row_version_column_name`, the column hint `x-row-version`, is scd2's and honoured.)
-pub const UNSUPPORTED_MERGE_HINTS: [&str; 3] = [
+pub(crate) const UNSUPPORTED_MERGE_HINTS: [&str; 3] = [
     "x-merge-source-filter",
     "x-merge-destination-scope",
     "x-merge-skip-unchanged-rows",

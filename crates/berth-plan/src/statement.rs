@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use berth_model::Secret;
 use datafusion::sql::sqlparser::ast::{CopyLegacyOption, Ident, ObjectName, Statement, Value};
 
 /// One statement for a destination to run.
@@ -61,6 +62,26 @@ pub enum SqlStatement {
         /// `IAM_ROLE '…'` or `CREDENTIALS '…'`.
         authorization: CopyLegacyOption,
     },
+    /// A statement whose text holds secrets (a warehouse COPY that forwards bucket keys): printed
+    /// (`Display`, `Debug`) as `shown`, the same statement built with every secret as `***`; only
+    /// [`SqlStatement::text_to_send`] gives the text with the values.
+    WithSecrets {
+        /// The statement with its secrets as `***`.
+        shown: Box<SqlStatement>,
+        /// The statement's text with the secrets.
+        sent: Secret,
+    },
+}
+
+impl SqlStatement {
+    /// The text a destination sends: the statement as printed, but for
+    /// [`SqlStatement::WithSecrets`], whose secrets only this shows.
+    pub fn text_to_send(&self) -> String {
+        match self {
+            Self::WithSecrets { sent, .. } => sent.expose().to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl From<Statement> for SqlStatement {
@@ -73,6 +94,7 @@ impl fmt::Display for SqlStatement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ast(statement) => statement.fmt(f),
+            Self::WithSecrets { shown, .. } => shown.fmt(f),
             Self::SetSchema { table, schema } => write!(f, "ALTER TABLE {table} SET SCHEMA {schema}"),
             Self::SetLogged { table, logged } => {
                 write!(

@@ -144,13 +144,7 @@ pub fn redact_url(url: &str) -> String {
 /// A connection and the task driving it; dropping it closes both.
 struct Session {
     client: Client,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+    driver: berth_model::task::OwnedTask<()>,
 }
 
 /// The advisory lock key of loading `load_id` into `dataset`: FNV-1a over both, so every berth
@@ -433,11 +427,11 @@ impl PostgresDestination {
     }
 
     async fn open_session(&self) -> Result<Session> {
-        fn drive<F>(connection: F) -> tokio::task::JoinHandle<()>
+        fn drive<F>(connection: F) -> berth_model::task::OwnedTask<()>
         where
             F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send + 'static,
         {
-            tokio::spawn(async move {
+            berth_model::task::spawn_owned(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!("postgres connection ended: {e}");
                 }
@@ -806,20 +800,19 @@ impl Destination for PostgresDestination {
                 .await
                 .map_err(|e| self.error("begin", &e))?;
             for statement in &statements {
-                let text = statement.to_string();
-                tx.batch_execute(&text)
+                // Sent with its secrets; named in errors as printed (secrets as `***`).
+                tx.batch_execute(&statement.text_to_send())
                     .await
-                    .map_err(|e| self.error(text.clone(), &e))?;
+                    .map_err(|e| self.error(statement.to_string(), &e))?;
             }
             tx.commit().await.map_err(|e| self.error("commit", &e))?;
         } else {
             for statement in &statements {
-                let text = statement.to_string();
                 session
                     .client
-                    .batch_execute(&text)
+                    .batch_execute(&statement.text_to_send())
                     .await
-                    .map_err(|e| self.error(text.clone(), &e))?;
+                    .map_err(|e| self.error(statement.to_string(), &e))?;
             }
         }
         self.release(session);

@@ -48,7 +48,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 
 pub use ndjson::NdjsonSink;
-pub use runner::{SinkLoader, SinkOptions, open_sink};
+pub use runner::{SinkExecutor, SinkLoader, SinkOptions, open_sink};
 pub use webhook::{WebhookBody, WebhookConfig, WebhookSink};
 
 /// A table as a sink sees it.

@@ -4,7 +4,7 @@
 //! load job as the JSON body of `jobs.insert`.
 
 use berth_destination::{Error, Result};
-use berth_model::{DataType, Table};
+use berth_model::{DataType, Secret, Table};
 use berth_plan::sqlparser::ast::helpers::key_value_options::{
     KeyValueOption, KeyValueOptionKind, KeyValueOptions, KeyValueOptionsDelimiter,
 };
@@ -71,8 +71,33 @@ pub struct CopySpec<'a> {
     pub emptied: Option<&'a str>,
 }
 
-/// The load command for one staged file.
+/// The load command for one staged file. A statement that forwards the bucket's keys carries
+/// them as a [`Secret`] ([`SqlStatement::WithSecrets`]): it prints with every key as `***`, and
+/// only the send path sees them.
 pub fn load_command(spec: &CopySpec<'_>) -> Result<LoadCommand> {
+    let command = command_with_keys(spec)?;
+    if spec.access != &StageAccess::ForwardCredentials {
+        return Ok(command);
+    }
+    let LoadCommand::Sql(sent) = command else {
+        return Ok(command);
+    };
+    let redacted = spec.credentials.redacted();
+    let shown = command_with_keys(&CopySpec {
+        credentials: &redacted,
+        ..spec.clone()
+    })?;
+    Ok(LoadCommand::Sql(match shown {
+        LoadCommand::Sql(shown) => SqlStatement::WithSecrets {
+            shown: Box::new(shown),
+            sent: Secret::new(sent.to_string()),
+        },
+        LoadCommand::BigQueryJob(_) => sent,
+    }))
+}
+
+/// [`load_command`] with the keys of `spec.credentials` in its text.
+fn command_with_keys(spec: &CopySpec<'_>) -> Result<LoadCommand> {
     spec.access
         .check(spec.warehouse, spec.file.kind)
         .map_err(|reason| config(spec.warehouse, reason))?;
@@ -317,4 +342,53 @@ pub fn bigquery_job_id(load_id: &str, dataset: &str, table: &str, job_name: &str
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     format!("berth_{load}_{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_keys_print_as_stars_and_are_sent() {
+        let file = BucketObject::parse("s3://bucket/p/t.parquet", None).expect("object");
+        let table = Table::new("t".to_string(), Vec::new());
+        let credentials = Credentials {
+            aws_key_id: Some("AKIAEXAMPLEKEY".into()),
+            aws_secret_key: Some("very-secret-value".into()),
+            ..Credentials::default()
+        };
+        for warehouse in [Warehouse::Snowflake, Warehouse::Redshift, Warehouse::Databricks] {
+            let dialect = warehouse.dialect();
+            let spec = CopySpec {
+                warehouse,
+                dialect: &dialect,
+                dataset: "ds",
+                table: &table,
+                file: &file,
+                access: &StageAccess::ForwardCredentials,
+                credentials: &credentials,
+                stage_prefix: "",
+                project: "",
+                location: "",
+                load_id: "1",
+                job_name: "t.1.parquet",
+                emptied: None,
+            };
+            let Ok(LoadCommand::Sql(statement)) = load_command(&spec) else {
+                panic!("{warehouse}: a statement");
+            };
+            assert!(matches!(statement, SqlStatement::WithSecrets { .. }), "{warehouse}");
+            for printed in [statement.to_string(), format!("{statement:?}")] {
+                assert!(
+                    !printed.contains("very-secret-value") && !printed.contains("AKIAEXAMPLEKEY"),
+                    "{printed}"
+                );
+            }
+            let sent = statement.text_to_send();
+            assert!(
+                sent.contains("very-secret-value") && sent.contains("AKIAEXAMPLEKEY"),
+                "{warehouse}: {sent}"
+            );
+        }
+    }
 }

@@ -283,7 +283,7 @@ impl Destination for WarehouseDestination {
                 .await
                 .map_err(|e| scrub_error(e, &self.secrets()));
         }
-        let texts: Vec<String> = statements.iter().map(ToString::to_string).collect();
+        let texts: Vec<String> = statements.iter().map(SqlStatement::text_to_send).collect();
         self.run(&texts, transactional && self.caps.supports_transactions)
             .await
             .map(drop)
@@ -344,7 +344,7 @@ impl Destination for WarehouseDestination {
                 num_rows
             }
             (Client::Snowflake(_), LoadCommand::Sql(copy)) => {
-                self.run(&[copy.to_string(), journal.to_string()], true)
+                self.run(&[copy.text_to_send(), journal.to_string()], true)
                     .await
                     .map_err(context)?;
                 num_rows
@@ -352,7 +352,7 @@ impl Destination for WarehouseDestination {
             (Client::Databricks(_), LoadCommand::Sql(copy)) => {
                 // COPY INTO skips a file the table loaded already: a crash before the journal
                 // row leaves nothing to load twice.
-                self.run(&[copy.to_string()], false).await.map_err(context)?;
+                self.run(&[copy.text_to_send()], false).await.map_err(context)?;
                 self.run(&[journal.to_string()], false).await.map_err(context)?;
                 num_rows
             }

@@ -117,6 +117,7 @@ async fn serve(listener: std::net::TcpListener, root: std::path::PathBuf, stoppe
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     let http = ConnBuilder::new(TokioExecutor::new());
     let mut stopped = std::pin::pin!(stopped);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let socket = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -128,7 +129,8 @@ async fn serve(listener: std::net::TcpListener, root: std::path::PathBuf, stoppe
         let connection = http
             .serve_connection(TokioIo::new(socket), service.clone())
             .into_owned();
-        tokio::spawn(async move {
+        // Owned by the set: the connections end with the server.
+        connections.spawn(async move {
             let _ = connection.await;
         });
     }

@@ -362,8 +362,8 @@ where
     let path = package.location.child(&job.relative_path());
     let compressed = job.name.compressed;
     let (bytes_tx, bytes_rx) = mpsc::channel::<std::io::Result<Bytes>>(BYTE_CHUNKS_IN_FLIGHT);
-    let fetch = tokio::spawn(fetch_bytes(store, path, bytes_tx));
-    spawn_blocking_decoder(display, Some(AbortOnDrop(fetch)), move |emit, display| {
+    let fetch = crate::task::spawn_owned(fetch_bytes(store, path, bytes_tx));
+    spawn_blocking_decoder(display, Some(fetch), move |emit, display| {
         let raw = ChannelReader {
             rx: bytes_rx,
             current: Bytes::new(),
@@ -382,7 +382,7 @@ where
 /// false once the stream was dropped: the decoder should stop then.
 fn spawn_blocking_decoder<F>(
     display: String,
-    fetch: Option<AbortOnDrop>,
+    fetch: Option<crate::task::OwnedTask<()>>,
     decode: F,
 ) -> BoxStream<'static, Result<RecordBatch>>
 where
@@ -445,19 +445,11 @@ impl Read for ChannelReader {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The batches of a blocking decoder. Dropping it stops the fetch; the decoder then stops at its
 /// next send. Decoder panics surface as the channel closing early, which `poll_next` reports.
 struct DecodeStream {
     rx: mpsc::Receiver<Result<RecordBatch>>,
-    _fetch: Option<AbortOnDrop>,
+    _fetch: Option<crate::task::OwnedTask<()>>,
     _decoder: tokio::task::JoinHandle<()>,
 }
 

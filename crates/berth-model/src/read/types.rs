@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::schema::{Column, DataType, Table};
 
 /// Default decimal precision and scale (dlt's `decimal_precision`).
-pub const DEFAULT_DECIMAL: (u8, i8) = (38, 9);
+pub(crate) const DEFAULT_DECIMAL: (u8, i8) = (38, 9);
 
 /// The Arrow type dlt's writers use for a column (reference §1.6).
 pub fn arrow_type(column: &Column) -> ArrowType {
@@ -57,7 +57,7 @@ fn time_unit(precision: Option<u32>) -> TimeUnit {
 }
 
 /// An Arrow field for a column.
-pub fn arrow_field(column: &Column) -> Field {
+pub(crate) fn arrow_field(column: &Column) -> Field {
     Field::new(&column.name, arrow_type(column), column.nullable)
 }
 

@@ -50,27 +50,7 @@ impl Rows {
     }
 }
 
-/// A secret value (token, key): `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use berth_model::Secret;
 
 /// The HTTP client every API uses: rustls, timeouts, berth's user agent.
 pub fn http_client() -> Result<reqwest::Client> {
