@@ -136,6 +136,12 @@ async fn a_sink_that_keeps_failing_leaves_the_package_pending_and_the_rerun_resu
     let location = PackageLocation::parse(&package.to_string_lossy()).expect("location");
     let first = loader.load(location.clone()).await.expect("load");
     assert_eq!(first.status, berth::loader::PackageStatus::Pending);
+    // A sink that keeps answering 503 is a transient failure: the package stays pending.
+    assert_eq!(
+        first.jobs[0].error_kind,
+        Some(berth::model::FailureKind::Transient),
+        "{first:?}"
+    );
     assert!(
         first.jobs[0].error.as_deref().unwrap_or_default().contains("503"),
         "{first:?}"
@@ -217,6 +223,7 @@ async fn closures_are_sinks_and_terminal_errors_fail_the_job() {
         .expect("load");
     assert_eq!(summary.status, berth::loader::PackageStatus::LoadedWithFailedJobs);
     assert_eq!(summary.jobs[0].attempts, 1, "terminal errors are not retried");
+    assert_eq!(summary.jobs[0].error_kind, Some(berth::model::FailureKind::Terminal));
     assert_eq!(
         std::fs::read_dir(package.join("failed_jobs")).expect("failed").count(),
         2,

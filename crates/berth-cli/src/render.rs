@@ -48,7 +48,7 @@ impl Progress for ProgressBars {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_prefix(package.load_id.clone());
+        bar.set_prefix(package.load_id.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         *self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar);
     }

@@ -67,7 +67,7 @@ impl<'a> Folders<'a> {
             let started = package
                 .jobs
                 .iter()
-                .find(|j| j.state == JobState::Started && j.name.to_string() == *file);
+                .find(|j| j.state == JobState::Started && j.name == *file);
             if let Some(job) = started {
                 if transition.state == TransitionState::Completed {
                     package.move_job(job, JobState::Completed).await?;
@@ -114,7 +114,7 @@ impl<'a> Folders<'a> {
         };
         self.package.write_pending_transition(job, &transition).await?;
         self.package.move_job(job, JobState::Completed).await?;
-        self.package.clear_pending_transition(&job.name.to_string()).await?;
+        self.package.clear_pending_transition(&job.name).await?;
         Ok(())
     }
 
@@ -134,7 +134,7 @@ impl<'a> Folders<'a> {
         }
         self.settle_failed(job, failure).await?;
         if terminal {
-            self.package.clear_pending_transition(&job.name.to_string()).await?;
+            self.package.clear_pending_transition(&job.name).await?;
         }
         Ok(())
     }

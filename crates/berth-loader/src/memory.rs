@@ -21,7 +21,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use berth_destination::MigrationReport;
-use berth_model::{LoadPackage, read};
+use berth_model::{LoadId, LoadPackage, read};
 use berth_plan::exec::{MemoryCatalog, memory_capabilities, memory_dialect};
 use berth_plan::followup::PlanBuilder;
 use berth_plan::{ChainAction, FinalState, PackagePlan, PlanOptions, SqlDialect, TableRef};
@@ -36,7 +36,7 @@ use crate::program::LoadProgram;
 pub struct MemoryExecutor {
     catalog: tokio::sync::Mutex<MemoryCatalog>,
     /// `(dataset, load id)` of the committed loads.
-    loaded: std::sync::Mutex<HashSet<(String, String)>>,
+    loaded: std::sync::Mutex<HashSet<(String, LoadId)>>,
     dialect: SqlDialect,
 }
 
@@ -61,7 +61,7 @@ impl MemoryExecutor {
         self.catalog.lock().await
     }
 
-    fn loaded(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashSet<(String, LoadId)>> {
         self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

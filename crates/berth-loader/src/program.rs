@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{JournalEntry, JournalKey, MigrationReport};
-use berth_model::{JobFile, JobState, LoadPackage};
+use berth_model::{JobFile, JobState, LoadId, LoadPackage};
 use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, SqlDialect, SqlStatement, Staging};
 
 /// What the program does with a job.
@@ -89,7 +89,7 @@ impl ChainStep {
 #[derive(Debug, Clone)]
 pub struct LoadProgram {
     /// The package's load id.
-    pub load_id: String,
+    pub load_id: LoadId,
     /// The plan.
     pub plan: PackagePlan,
     /// dlt's `refresh` (dropping and emptying the tables the package state names) applies:

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_destination::{JobMetrics, MigrationReport};
-use berth_model::{JobFailure, JobFile, LoadPackage};
+use berth_model::{FailureKind, JobFailure, JobFile, LoadId, LoadPackage};
 use serde::{Deserialize, Serialize};
 
 /// Durations as seconds (milliseconds precision) in JSON, and back.
@@ -81,6 +81,10 @@ pub struct JobSummary {
     pub seconds: Duration,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// Whether a retry may load it (`transient`: the next run tries again) or not (`terminal`),
+    /// when it failed.
+    #[serde(default)]
+    pub error_kind: Option<FailureKind>,
 }
 
 impl JobSummary {
@@ -95,6 +99,7 @@ impl JobSummary {
             bytes: job.size,
             attempts: 0,
             seconds: Duration::ZERO,
+            error_kind: Some(failure.as_ref().map_or(FailureKind::Terminal, |f| f.kind)),
             error: Some(failure.map_or_else(|| "failed in an earlier run".into(), |f| f.message)),
         }
     }
@@ -108,8 +113,12 @@ impl JobSummary {
     ) -> Self {
         let (state, metrics, error) = match result {
             Ok(m) => (JobStatus::Completed, *m, None),
-            Err(e) => (JobStatus::Failed, JobMetrics::default(), Some(e.to_string())),
+            Err(e) => (JobStatus::Failed, JobMetrics::default(), Some(e)),
         };
+        let error_kind = error.map(|e| match e.kind() {
+            berth_destination::ErrorKind::Transient => FailureKind::Transient,
+            _ => FailureKind::Terminal,
+        });
         Self {
             job_id: job.name.job_id(),
             table: job.name.table.clone(),
@@ -119,7 +128,8 @@ impl JobSummary {
             bytes: job.size,
             attempts,
             seconds: elapsed,
-            error,
+            error: error.map(ToString::to_string),
+            error_kind,
         }
     }
 }
@@ -188,7 +198,7 @@ pub struct TableSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageSummary {
     /// The load id.
-    pub load_id: String,
+    pub load_id: LoadId,
     /// Where the package is.
     pub package: String,
     /// Schema name.
@@ -339,9 +349,10 @@ mod tests {
             attempts: 3,
             seconds: Duration::from_millis(1250),
             error: Some("items: column `id` is not nullable".into()),
+            error_kind: Some(FailureKind::Terminal),
         };
         let mut package = PackageSummary {
-            load_id: "1.1".into(),
+            load_id: LoadId::parse("1.1").expect("a load id"),
             package: "pkg".into(),
             schema: "s".into(),
             dataset: "d".into(),

@@ -28,6 +28,7 @@ mod discover;
 mod error;
 pub mod job;
 pub mod lease;
+mod load_id;
 pub mod naming;
 pub mod package;
 pub mod read;
@@ -42,6 +43,7 @@ pub mod typed_json;
 pub use discover::discover_packages;
 pub use error::{Error, Result};
 pub use job::{FileFormat, JobFileName};
+pub use load_id::LoadId;
 pub use naming::NamingConvention;
 pub use package::{
     FailureKind, JobFailure, JobFile, JobState, LoadPackage, PackageLocation, PendingTransition, TransitionState,

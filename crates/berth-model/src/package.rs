@@ -22,6 +22,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::LoadId;
 use crate::error::{Error, Result};
 use crate::job::JobFileName;
 use crate::schema::Schema;
@@ -76,7 +77,7 @@ impl JobState {
 }
 
 /// Whether a failed attempt may succeed when tried again (dlt's `retry: transient|terminal`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// A later attempt may succeed (connection lost, server restarting, ...).
@@ -330,27 +331,26 @@ pub fn load_id_from_folder(folder: &str) -> String {
 /// (`pipeline_state._dlt_load_id`) where it records one, else the folder's. A folder is named by
 /// its load id, optionally after an ordering prefix (`0_1795379913.1787062`); any other name is
 /// refused, since the load id is what `_dlt_loads`, the journal and the staging dataset are keyed by.
-pub fn package_load_id(folder: &str, state: &PackageState, package: &str) -> Result<String> {
+pub fn package_load_id(folder: &str, state: &PackageState, package: &str) -> Result<LoadId> {
     let from_folder = load_id_from_folder(folder);
-    match &state.load_id {
+    match state.load_id.as_deref().map(|id| (id, LoadId::parse(id))) {
         // Load ids name staging datasets with their dot made `_`: only dlt's shape keeps that
         // one-to-one.
-        Some(id) if !is_load_id(id) => Err(Error::LoadId {
+        Some((id, None)) => Err(Error::LoadId {
             package: package.to_string(),
             message: format!(
                 "the package's state says its load id is `{id}`, which is not a dlt load id (`<seconds>.<fraction>`)"
             ),
         }),
-        Some(id) if *id == from_folder => Ok(id.clone()),
-        Some(id) => Err(Error::LoadId {
+        Some((id, Some(parsed))) if id == from_folder => Ok(parsed),
+        Some((id, Some(_))) => Err(Error::LoadId {
             package: package.to_string(),
             message: format!(
                 "the folder is named `{folder}` but the package's state says its load id is `{id}`: \
                  rename the folder to `{id}` (dlt names package folders by their load id)"
             ),
         }),
-        None if is_load_id(&from_folder) => Ok(from_folder),
-        None => Err(Error::LoadId {
+        None => LoadId::parse(&from_folder).ok_or_else(|| Error::LoadId {
             package: package.to_string(),
             message: format!(
                 "`{folder}` is not a load id (`<seconds>.<fraction>`, as dlt names package folders) and the \
@@ -427,8 +427,8 @@ impl JobFile {
 pub struct LoadPackage {
     /// Where it lives.
     pub location: PackageLocation,
-    /// The load id (see [`load_id_from_folder`]).
-    pub load_id: String,
+    /// The load id (see [`package_load_id`]).
+    pub load_id: LoadId,
     /// `schema.json`.
     pub schema: Arc<Schema>,
     /// `load_package_state.json` (empty when absent).
@@ -441,8 +441,8 @@ pub struct LoadPackage {
     pub completed: Option<String>,
     /// All jobs, sorted by table then name.
     pub jobs: Vec<JobFile>,
-    /// `.pending_transitions/`: job file name and marker, sorted by name.
-    pub pending_transitions: Vec<(String, PendingTransition)>,
+    /// `.pending_transitions/`: each marker under its job's file name, sorted by name.
+    pub pending_transitions: Vec<(JobFileName, PendingTransition)>,
 }
 
 impl LoadPackage {
@@ -689,8 +689,8 @@ impl LoadPackage {
     }
 
     /// Removes the `.pending_transitions/` marker named `file` (a job file name), if any.
-    pub async fn clear_pending_transition(&self, file: &str) -> Result<()> {
-        let path = format!("{}/{file}", layout::PENDING_TRANSITIONS);
+    pub async fn clear_pending_transition(&self, job: &JobFileName) -> Result<()> {
+        let path = format!("{}/{job}", layout::PENDING_TRANSITIONS);
         match self.location.store().delete(&self.location.child(&path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::store("delete", self.location.display_child(&path), e)),
@@ -699,7 +699,7 @@ impl LoadPackage {
 }
 
 /// Reads every marker in `.pending_transitions/`.
-async fn read_pending_transitions(location: &PackageLocation) -> Result<Vec<(String, PendingTransition)>> {
+async fn read_pending_transitions(location: &PackageLocation) -> Result<Vec<(JobFileName, PendingTransition)>> {
     let folder = location.child(layout::PENDING_TRANSITIONS);
     let mut names = Vec::new();
     let mut listing = location.store().list(Some(&folder));
@@ -726,7 +726,12 @@ async fn read_pending_transitions(location: &PackageLocation) -> Result<Vec<(Str
             path: location.display_child(&path),
             message: e.to_string(),
         })?;
-        out.push((name, transition));
+        // dlt names a marker by its job file; anything else there is not a marker.
+        let Ok(job) = JobFileName::parse(&name) else {
+            tracing::warn!("{}: not a job's marker, left alone", location.display_child(&path));
+            continue;
+        };
+        out.push((job, transition));
     }
     Ok(out)
 }

@@ -69,7 +69,7 @@ pub struct SinkBatch {
     /// The table.
     pub table: Arc<SinkTable>,
     /// The package's load id.
-    pub load_id: String,
+    pub load_id: berth_model::LoadId,
     /// The job (`<table>.<file_id>`).
     pub job: String,
     /// Position of this batch in the job: 0, 1, 2, …

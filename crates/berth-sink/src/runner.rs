@@ -12,7 +12,7 @@ use berth_loader::{
 };
 use berth_model::package::layout;
 use berth_model::read::{self, ReadOptions};
-use berth_model::{JobFile, LoadPackage, PackageLocation};
+use berth_model::{JobFile, LoadId, LoadPackage, PackageLocation};
 use berth_plan::{PackagePlan, PlanOptions};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -174,7 +174,7 @@ pub struct SinkExecutor {
     sink: Arc<dyn Sink>,
     options: SinkOptions,
     /// The progress record of the package being sent, by load id.
-    state: tokio::sync::Mutex<Option<(String, StateFile)>>,
+    state: tokio::sync::Mutex<Option<(LoadId, StateFile)>>,
 }
 
 /// The package state's progress record, written after every acknowledged batch.
