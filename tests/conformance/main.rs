@@ -24,15 +24,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 /// Scenarios whose dlt features berth does not implement yet. berth must refuse them (a plan
 /// error, nothing of the package committed) instead of loading other rows than dlt; the trial
 /// checks exactly that. Remove a line when the feature lands, and the trial checks dlt's rows.
-const REFUSED: &[(&str, &str)] = &[
-    ("merge_cdc", "the `cdc` merge strategy (issue 26)"),
-    ("merge_cdc_scope", "the `cdc` merge strategy (issue 26)"),
-    ("merge_source_filter", "the `source_filter` merge option (issue 26)"),
-    (
-        "merge_upsert_skip_unchanged",
-        "the `skip_unchanged_rows` merge option (issue 26)",
-    ),
-];
+const REFUSED: &[(&str, &str)] = &[];
 
 /// A destination berth loads into in this matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

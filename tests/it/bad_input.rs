@@ -481,3 +481,54 @@ fn first_error(summary: &berth::loader::PackageSummary) -> String {
         .and_then(|j| j.error.clone())
         .expect("a job fails")
 }
+
+/// A dlt merge condition that names a column the table lacks, or does not parse, stops the
+/// package before anything is created: the error names the table and the option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_merge_condition_is_refused_before_anything_runs() {
+    for (hint, condition) in [
+        ("x-merge-source-filter", "country = 'eu'"),
+        ("x-merge-source-filter", "region = "),
+        ("x-merge-destination-scope", "{table}.nope > 1"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scenario = scenario_dir("duckdb", "merge_source_filter");
+        let first = std::fs::read_dir(scenario.join("packages"))
+            .expect("packages")
+            .map(|e| e.expect("entry").path())
+            .min()
+            .expect("a package");
+        let package = dir.path().join(first.file_name().expect("name"));
+        copy_tree(&first, &package).expect("copy");
+        edit_schema(&package, |schema| {
+            let tables = schema["tables"].as_object_mut().expect("tables");
+            let root = tables
+                .values_mut()
+                .find(|t| t["write_disposition"] == "merge" && t.get("parent").is_none())
+                .expect("a merge root");
+            root["x-merge-strategy"] = "delete-insert".into();
+            root["x-merge-destination-scope"] = serde_json::Value::Null;
+            root[hint] = condition.into();
+        });
+        let destination: Arc<dyn Destination> =
+            Arc::new(DuckDbDestination::open(dir.path().join("db.duckdb")).expect("duckdb"));
+        let location = PackageLocation::parse(&package.to_string_lossy()).expect("location");
+        let error = Loader::new(Arc::clone(&destination))
+            .load(location)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(error, berth::loader::Error::Plan(_)),
+            "{hint} = {condition}: {error}"
+        );
+        let text = error.to_string();
+        assert!(text.contains(hint), "{text}");
+        let schemas = berth_tests::query_text(
+            destination.as_ref(),
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ('main', 'information_schema', 'pg_catalog')",
+        )
+        .await
+        .expect("schemas");
+        assert!(schemas.is_empty(), "{hint} = {condition}: created {schemas:?}");
+    }
+}

@@ -7,6 +7,7 @@ mod conformance;
 mod dlt_surface;
 mod fuzz;
 mod hostile;
+mod memory;
 mod merge_property;
 mod object_store;
 mod plan;

@@ -34,6 +34,7 @@ enum Strategy {
     Upsert,
     InsertOnly,
     Scd2,
+    Cdc,
 }
 
 impl Strategy {
@@ -43,6 +44,7 @@ impl Strategy {
             Self::Upsert => "upsert",
             Self::InsertOnly => "insert-only",
             Self::Scd2 => "scd2",
+            Self::Cdc => "cdc",
         }
     }
 }
@@ -187,7 +189,7 @@ fn write_package(
     std::fs::write(package.join("load_package_state.json"), state.to_string()).expect("state");
 
     let rows = rng.random_range(0..10usize);
-    let unique_keys = matches!(strategy, Strategy::Upsert | Strategy::InsertOnly);
+    let unique_keys = matches!(strategy, Strategy::Upsert | Strategy::InsertOnly | Strategy::Cdc);
     let mut keys: Vec<i64> = (1..=8).collect();
     let mut root_ids = Vec::new();
     let (mut id, mut v, mut seq, mut deleted, mut load, mut dlt_id) = (
@@ -211,7 +213,7 @@ fn write_package(
         // scd2's row hash is the row's content, as dlt computes it.
         let row_id = match strategy {
             Strategy::DeleteInsert => hash(&[&load_id, &row.to_string()]),
-            Strategy::Upsert | Strategy::InsertOnly => hash(&[&key.to_string()]),
+            Strategy::Upsert | Strategy::InsertOnly | Strategy::Cdc => hash(&[&key.to_string()]),
             Strategy::Scd2 => hash(&[&key.to_string(), value.as_deref().unwrap_or("\u{0}null")]),
         };
         let seq_value = match rng.random_range(0..4) {
@@ -243,7 +245,7 @@ fn write_package(
         if strategy == Strategy::DeleteInsert {
             staged_row.insert("seq".into(), seq_value.map_or(Value::Null, |n| json!(n)));
         }
-        if matches!(strategy, Strategy::DeleteInsert | Strategy::Upsert) {
+        if matches!(strategy, Strategy::DeleteInsert | Strategy::Upsert | Strategy::Cdc) {
             staged_row.insert("deleted".into(), deleted_value.map_or(Value::Null, Value::Bool));
         }
         staged.roots.push(staged_row);
@@ -260,7 +262,7 @@ fn write_package(
         fields.push(Field::new("seq", ArrowType::Int64, true));
         columns.push(Arc::new(seq.finish()));
     }
-    if matches!(strategy, Strategy::DeleteInsert | Strategy::Upsert) {
+    if matches!(strategy, Strategy::DeleteInsert | Strategy::Upsert | Strategy::Cdc) {
         fields.push(Field::new("deleted", ArrowType::Boolean, true));
         columns.push(Arc::new(deleted.finish()));
     }
@@ -354,7 +356,23 @@ impl Oracle {
             Strategy::Upsert => self.upsert(staged),
             Strategy::InsertOnly => self.insert_only(staged),
             Strategy::Scd2 => self.scd2(staged),
+            Strategy::Cdc => self.cdc(staged),
         }
+    }
+
+    /// The package is a snapshot: final roots whose key is not staged go with their nested rows;
+    /// then the staged rows upsert.
+    fn cdc(&mut self, staged: &Staged) {
+        let keys: BTreeSet<Option<i64>> = staged.roots.iter().map(|r| r["id"].as_i64()).collect();
+        let absent: BTreeSet<String> = self
+            .roots
+            .iter()
+            .filter(|r| !keys.contains(&r["id"].as_i64()))
+            .map(|r| text_of(r, "_dlt_id").to_string())
+            .collect();
+        self.roots.retain(|r| keys.contains(&r["id"].as_i64()));
+        self.nested.retain(|n| !absent.contains(text_of(n, "_dlt_root_id")));
+        self.upsert(staged);
     }
 
     /// Every final row of a staged key goes (with its nested rows); per key the first row by
@@ -645,9 +663,10 @@ async fn random_merges_match_datafusion_in_postgres_and_duckdb() {
         Strategy::Upsert,
         Strategy::InsertOnly,
         Strategy::Scd2,
+        Strategy::Cdc,
     ];
-    for seed in 0..12u64 {
-        run_case(seed, strategies[(seed % 4) as usize], true, &destinations).await;
+    for seed in 0..15u64 {
+        run_case(seed, strategies[(seed % 5) as usize], true, &destinations).await;
     }
     // Root tables alone: the first package may move staging into the new table.
     for seed in 12..21u64 {

@@ -112,6 +112,26 @@ async fn insert_from_staging_for_every_warehouse() {
     check("replace", ReplaceStrategy::InsertFromStaging).await;
 }
 
+#[tokio::test]
+async fn cdc_for_every_warehouse() {
+    check("merge_cdc", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn cdc_with_a_destination_scope_for_every_warehouse() {
+    check("merge_cdc_scope", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn delete_insert_with_a_source_filter_for_every_warehouse() {
+    check("merge_source_filter", ReplaceStrategy::default()).await;
+}
+
+#[tokio::test]
+async fn upsert_skipping_unchanged_rows_for_every_warehouse() {
+    check("merge_upsert_skip_unchanged", ReplaceStrategy::default()).await;
+}
+
 /// The last package of `scenario`, copied, with its schema edited.
 fn variant(scenario: &str, edit: impl Fn(&mut serde_json::Value)) -> (tempfile::TempDir, std::path::PathBuf) {
     let source = packages(scenario).pop().expect("a package");

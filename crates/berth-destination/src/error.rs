@@ -16,6 +16,26 @@ pub enum ErrorKind {
     Bug,
 }
 
+impl From<ErrorKind> for berth_model::FailureKind {
+    /// What dlt's folder protocol records of a failure: only transient errors are worth another
+    /// run; every other kind is terminal.
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Transient => Self::Transient,
+            ErrorKind::Terminal | ErrorKind::UndefinedRelation | ErrorKind::Bug => Self::Terminal,
+        }
+    }
+}
+
+impl From<berth_model::FailureKind> for ErrorKind {
+    fn from(kind: berth_model::FailureKind) -> Self {
+        match kind {
+            berth_model::FailureKind::Transient => Self::Transient,
+            berth_model::FailureKind::Terminal => Self::Terminal,
+        }
+    }
+}
+
 /// An error from a destination. Messages name the destination, the table and the job; they never
 /// contain credentials (destinations pass only redacted descriptions).
 #[derive(Debug, thiserror::Error)]

@@ -98,10 +98,7 @@ struct JobsPhase {
 /// How a job's failure is handled.
 fn failure_of(error: &berth_destination::Error) -> JobFailure {
     JobFailure {
-        kind: match error.kind() {
-            ErrorKind::Transient => FailureKind::Transient,
-            _ => FailureKind::Terminal,
-        },
+        kind: error.kind().into(),
         message: error.to_string(),
     }
 }

@@ -115,10 +115,7 @@ impl JobSummary {
             Ok(m) => (JobStatus::Completed, *m, None),
             Err(e) => (JobStatus::Failed, JobMetrics::default(), Some(e)),
         };
-        let error_kind = error.map(|e| match e.kind() {
-            berth_destination::ErrorKind::Transient => FailureKind::Transient,
-            _ => FailureKind::Terminal,
-        });
+        let error_kind = error.map(|e| FailureKind::from(e.kind()));
         Self {
             job_id: job.name.job_id(),
             table: job.name.table.clone(),

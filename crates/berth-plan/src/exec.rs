@@ -359,19 +359,7 @@ impl MemoryCatalog {
         let target_schema = Arc::clone(&target_table.schema);
         let qualifier = b.target_qualifier(&merge.target);
         let source_schema = Arc::clone(merge.source.schema());
-        // Target rows with a source row of the same key.
-        let mut key_eq: Option<Expr> = None;
-        for key in &merge.on {
-            let field = source_schema.field_with_unqualified_name(key)?;
-            let eq = b.acol(SOURCE_ALIAS, key).eq(out_ref_col(
-                field.data_type().clone(),
-                datafusion::common::Column::new(Some(qualifier.clone()), key.clone()),
-            ));
-            key_eq = Some(key_eq.map_or(eq.clone(), |p| p.and(eq)));
-        }
-        let key_eq = key_eq.ok_or_else(|| Error::Unsupported {
-            message: format!("merge into `{}` has no key columns", merge.target),
-        })?;
+        let key_eq = source_matches(merge, &b, &qualifier)?;
         let in_source = LogicalPlanBuilder::from(merge.source.clone())
             .alias(b.relation(SOURCE_ALIAS))?
             .filter(key_eq)?
@@ -396,14 +384,26 @@ impl MemoryCatalog {
         }
         let in_target = Arc::new(
             target_scan
-                .filter(target_key_eq.unwrap_or_else(|| lit(false)))?
+                .clone()
+                .filter(target_key_eq.clone().unwrap_or_else(|| lit(false)))?
                 .project(vec![lit(1i64).alias("one")])?
                 .build()?,
         );
+        let source_relation = b.relation(SOURCE_ALIAS);
+        let outer = |c: &str| outer_column(merge, &source_relation, c);
+        let changed_target = match merge.changed(&outer, &|c| b.acol(TARGET_ALIAS, c)) {
+            Some(changed) => Arc::new(
+                target_scan
+                    .filter(target_key_eq.unwrap_or_else(|| lit(false)).and(changed))?
+                    .project(vec![lit(1i64).alias("one")])?
+                    .build()?,
+            ),
+            None => Arc::clone(&in_target),
+        };
         let source = || -> Result<LogicalPlanBuilder> {
             Ok(LogicalPlanBuilder::from(merge.source.clone()).alias(b.relation(SOURCE_ALIAS))?)
         };
-        let mut matched = source()?.filter(exists(Arc::clone(&in_target)))?;
+        let mut matched = source()?.filter(exists(changed_target))?;
         if let Some(delete) = &merge.delete_when {
             matched = matched.filter(delete.clone().is_not_true())?;
         }
@@ -441,6 +441,44 @@ impl MemoryCatalog {
     pub fn drop_dataset(&mut self, dataset: &str) {
         self.tables.retain(|at, _| at.dataset != dataset);
     }
+}
+
+/// The source rows (aliased `s`) that match a target row (as `qualifier` names it) and replace
+/// it: with the same key, and — where the merge skips unchanged rows — marked deleted or
+/// different from it.
+fn source_matches(
+    merge: &MergeInto,
+    b: &PlanBuilder<'_>,
+    qualifier: &datafusion::common::TableReference,
+) -> Result<Expr> {
+    let key_eq = merge
+        .on
+        .iter()
+        .map(|key| b.acol(SOURCE_ALIAS, key).eq(outer_column(merge, qualifier, key)))
+        .reduce(Expr::and)
+        .ok_or_else(|| Error::Unsupported {
+            message: format!("merge into `{}` has no key columns", merge.target),
+        })?;
+    Ok(
+        match merge.changed(&|c| b.acol(SOURCE_ALIAS, c), &|c| outer_column(merge, qualifier, c)) {
+            Some(changed) => key_eq.and(match &merge.delete_when {
+                Some(delete) => delete.clone().or(changed),
+                None => changed,
+            }),
+            None => key_eq,
+        },
+    )
+}
+
+/// A reference from a subquery to column `c` of `relation` (typed as the merge source's).
+fn outer_column(merge: &MergeInto, relation: &datafusion::common::TableReference, c: &str) -> Expr {
+    let data_type = merge
+        .source
+        .schema()
+        .field_with_unqualified_name(c)
+        .map(|f| f.data_type().clone())
+        .unwrap_or(ArrowType::Null);
+    out_ref_col(data_type, datafusion::common::Column::new(Some(relation.clone()), c))
 }
 
 fn rename(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {

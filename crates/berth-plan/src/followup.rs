@@ -34,6 +34,7 @@ use datafusion::logical_expr::builder::LogicalTableSource;
 use datafusion::logical_expr::expr_fn::{exists, in_subquery, not_exists, out_ref_col};
 use datafusion::logical_expr::{Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, lit, when};
 
+use crate::conditions::{MergeOptions, compare_columns};
 use crate::dialect::SqlDialect;
 use crate::error::{Error, Result};
 
@@ -90,6 +91,28 @@ pub struct MergeInto {
     pub target_range: Option<KeyRange>,
     /// Unmatched source rows are inserted only when this (over `s`) holds.
     pub insert_when: Option<Expr>,
+    /// Matched rows are updated only when one of these columns differs (`IS DISTINCT FROM`)
+    /// between `s` and `d` (dlt's `skip_unchanged_rows`); `None`: every matched row is updated.
+    pub changed_columns: Option<Vec<String>>,
+}
+
+impl MergeInto {
+    /// The source row differs from its matched target row in one of
+    /// [`MergeInto::changed_columns`] (columns named by `source` and `target`); `None` when every
+    /// matched row is updated.
+    pub fn changed(&self, source: &dyn Fn(&str) -> Expr, target: &dyn Fn(&str) -> Expr) -> Option<Expr> {
+        self.changed_columns
+            .as_ref()?
+            .iter()
+            .map(|c| {
+                Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                    Box::new(source(c)),
+                    datafusion::logical_expr::Operator::IsDistinctFrom,
+                    Box::new(target(c)),
+                ))
+            })
+            .reduce(Expr::or)
+    }
 }
 
 /// One step of a follow-up.
@@ -508,6 +531,8 @@ pub struct ChainInput<'a> {
     pub boundary: Option<String>,
     /// What is known about the final tables.
     pub state: &'a FinalState,
+    /// dlt 1.31's merge options of the chain (see [`crate::conditions`]).
+    pub options: MergeOptions,
 }
 
 impl ChainInput<'_> {
@@ -531,6 +556,24 @@ impl ChainInput<'_> {
 
     fn nested(&self) -> Result<Vec<&Table>> {
         self.tables.iter().skip(1).map(|t| self.table(t)).collect()
+    }
+
+    /// The source filter over the staged root rows, their columns as `column` names them.
+    fn source_filter(&self, column: &dyn Fn(&str) -> Expr) -> Result<Option<Expr>> {
+        self.options
+            .source_filter
+            .as_ref()
+            .map(|f| MergeOptions::bind(f, column))
+            .transpose()
+    }
+
+    /// The destination scope over the final root rows, their columns as `column` names them.
+    fn destination_scope(&self, column: &dyn Fn(&str) -> Expr) -> Result<Option<Expr>> {
+        self.options
+            .destination_scope
+            .as_ref()
+            .map(|f| MergeOptions::bind(f, column))
+            .transpose()
     }
 
     /// A work table in the staging dataset, named so no normalized table can clash with it.
@@ -597,12 +640,7 @@ pub fn merge_ops(dialect: &SqlDialect, input: &ChainInput<'_>, strategy: MergeSt
         MergeStrategy::Upsert => upsert(&b, dialect, input),
         MergeStrategy::InsertOnly => insert_only(&b, dialect, input),
         MergeStrategy::Scd2 => scd2(&b, input),
-        MergeStrategy::Cdc => Err(Error::Unsupported {
-            message: format!(
-                "table `{}`: merge strategy `cdc` is not supported by berth yet",
-                input.tables.first().map(String::as_str).unwrap_or_default()
-            ),
-        }),
+        MergeStrategy::Cdc => cdc(&b, dialect, input),
     }
 }
 
@@ -622,6 +660,13 @@ fn staged_rows(
     }
     if let Some(hd) = hard_delete(table) {
         rows = rows.filter(hd.kept(b.bare(&hd.column.name)))?;
+    }
+    // The source filter is on root columns, after deduplication as dlt applies it; nested rows
+    // follow their roots.
+    if input.tables.first() == Some(&table.name)
+        && let Some(filter) = input.source_filter(&|c| b.bare(c))?
+    {
+        rows = rows.filter(filter)?;
     }
     b.project_columns(rows, columns)
 }
@@ -645,7 +690,9 @@ fn move_into_empty(dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Optio
     let root = input.root()?;
     let name = &root.name;
     let state = input.state;
-    if !state.movable.contains(name) || !state.is_empty(name) || !state.staged_is_result(name) {
+    // With a source filter the staged rows are not the result.
+    let filtered = input.options.source_filter.is_some();
+    if filtered || !state.movable.contains(name) || !state.is_empty(name) || !state.staged_is_result(name) {
         return Ok(None);
     }
     // `movable` was decided by the plan with these conditions among others.
@@ -674,9 +721,29 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
     let nested = input.nested()?;
     let pk = root.primary_key();
     let mk = root.merge_key();
-    if pk.is_empty() && mk.is_empty() {
+    if pk.is_empty() && mk.is_empty() && input.options.destination_scope.is_none() {
         // Nothing to match on: append from staging, as dlt does (with a warning there).
         return append_from_staging(b, input, std::iter::once(root).chain(nested.iter().copied()));
+    }
+    if input.options.destination_scope.is_some() {
+        // The scope alone selects the rows replaced: no key matching (the destination can prune
+        // partitions by it), nested rows first, through their root rows.
+        let mut ops = Vec::new();
+        if !input.state.is_empty(&root.name) {
+            ops.extend(delete_in_scope(b, input)?);
+        }
+        if nested.is_empty() {
+            let columns = column_names(root);
+            let rows = staged_rows(b, input, root, &pk, &columns)?;
+            ops.push(FollowupOp::Insert {
+                target: input.final_ref(&root.name),
+                columns,
+                query: rows.build()?,
+            });
+        } else {
+            ops.extend(insert_staged_chain(b, dialect, input, &pk)?);
+        }
+        return Ok(ops);
     }
     let key_clauses: Vec<&[&SchemaColumn]> = [pk.as_slice(), mk.as_slice()]
         .into_iter()
@@ -689,8 +756,9 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
         if !root_empty {
             let target = b.target_qualifier(&final_root);
             let staging_root = input.staging_ref(&root.name);
+            let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
             for keys in &key_clauses {
-                let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
+                let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, filter.clone())?;
                 let predicate = match range_of(input, root, keys) {
                     Some(range) => range.predicate(b, &target).and(exists(matched)),
                     None => exists(matched),
@@ -764,8 +832,9 @@ fn delete_matched_chain(
     let mut ops = vec![FollowupOp::DropTable {
         target: deletes.clone(),
     }];
+    let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
     for (i, keys) in key_clauses.iter().enumerate() {
-        let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, None)?;
+        let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, filter.clone())?;
         let scanned = b.relation(TARGET_ALIAS);
         let predicate = match range_of(input, root, keys) {
             Some(range) => range.predicate(b, &scanned).and(exists(matched)),
@@ -849,6 +918,118 @@ fn insert_staged_chain(
     Ok(ops)
 }
 
+/// Deletes the final root rows in the destination scope, and their nested rows first (selected
+/// through the root rows, which still exist then).
+fn delete_in_scope(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+    let root = input.root()?;
+    let final_root = input.final_ref(&root.name);
+    let target = b.target_qualifier(&final_root);
+    let scoped = |qualifier: &TableReference| input.destination_scope(&|c| b.col(qualifier, c));
+    let mut ops = Vec::new();
+    for table in input.nested()? {
+        let link = root_link(input.schema, table)?;
+        let roots = b.relation(SOURCE_ALIAS);
+        let mut in_scope = b.scan(&final_root, root, Some(SOURCE_ALIAS))?;
+        if let Some(scope) = scoped(&roots)? {
+            in_scope = in_scope.filter(scope)?;
+        }
+        let ids = Arc::new(in_scope.project(vec![b.acol(SOURCE_ALIAS, DLT_ID)])?.build()?);
+        let final_nested = input.final_ref(&table.name);
+        let qualifier = b.target_qualifier(&final_nested);
+        ops.push(FollowupOp::Delete {
+            predicate: in_subquery(b.col(&qualifier, &link.name), ids),
+            target: final_nested,
+        });
+    }
+    ops.push(FollowupOp::Delete {
+        predicate: scoped(&target)?.unwrap_or_else(|| lit(true)),
+        target: final_root,
+    });
+    Ok(ops)
+}
+
+/// `cdc`: the package is a snapshot of the source. Final root rows whose key is absent from the
+/// merge source — within the merge key's partitions or the destination scope, where set — are
+/// deleted with their nested rows; then the rows are upserted, those marked deleted deleting
+/// their match and never inserted (dlt 1.31's `gen_upsert_sql` with `delete_absent`).
+fn cdc(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
+    let root = input.root()?;
+    let pk = require_primary_key(root, "cdc")?;
+    let mut ops = Vec::new();
+    if !input.state.is_empty(&root.name) {
+        ops.extend(delete_absent(b, input, &pk)?);
+    }
+    ops.extend(upsert(b, dialect, input)?);
+    Ok(ops)
+}
+
+/// The final root rows (as `qualifier` names them) absent from the merge source: no staged row
+/// with their primary key (among the rows the source filter keeps), within the merge key's
+/// partitions or the destination scope.
+fn absent_rows(
+    b: &PlanBuilder<'_>,
+    input: &ChainInput<'_>,
+    pk: &[&SchemaColumn],
+    qualifier: &TableReference,
+) -> Result<Expr> {
+    let root = input.root()?;
+    let staging_root = input.staging_ref(&root.name);
+    let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
+    let present = b.correlated(&staging_root, root, SOURCE_ALIAS, qualifier, pk, filter.clone())?;
+    let mut absent = not_exists(present);
+    if let Some(scope) = input.destination_scope(&|c| b.col(qualifier, c))? {
+        absent = absent.and(scope);
+    } else {
+        let mk = root.merge_key();
+        if !mk.is_empty() {
+            let in_partition = b.correlated(&staging_root, root, SOURCE_ALIAS, qualifier, &mk, filter)?;
+            absent = absent.and(exists(in_partition));
+        }
+    }
+    Ok(absent)
+}
+
+/// Deletes the final rows absent from the merge source (see [`absent_rows`]): nested rows first,
+/// through their root rows, which still exist then.
+fn delete_absent(b: &PlanBuilder<'_>, input: &ChainInput<'_>, pk: &[&SchemaColumn]) -> Result<Vec<FollowupOp>> {
+    let root = input.root()?;
+    let final_root = input.final_ref(&root.name);
+    let mut ops = Vec::new();
+    for table in input.nested()? {
+        let link = root_link(input.schema, table)?;
+        // The root rows are aliased apart from the staging rows they are matched with.
+        let absent_roots = b.scan(&final_root, root, Some("r"))?;
+        let absent = absent_rows(b, input, pk, &b.relation("r"))?;
+        let ids = Arc::new(
+            absent_roots
+                .filter(absent)?
+                .project(vec![b.acol("r", DLT_ID)])?
+                .build()?,
+        );
+        let final_nested = input.final_ref(&table.name);
+        let qualifier = b.target_qualifier(&final_nested);
+        ops.push(FollowupOp::Delete {
+            predicate: in_subquery(b.col(&qualifier, &link.name), ids),
+            target: final_nested,
+        });
+    }
+    let target = b.target_qualifier(&final_root);
+    ops.push(FollowupOp::Delete {
+        predicate: absent_rows(b, input, pk, &target)?,
+        target: final_root,
+    });
+    Ok(ops)
+}
+
+/// The columns a matched row of `table` must differ in to be rewritten, where the chain skips
+/// unchanged rows (see [`compare_columns`]).
+fn changed_columns(input: &ChainInput<'_>, table: &Table) -> Option<Vec<String>> {
+    input
+        .options
+        .skip_unchanged
+        .then(|| compare_columns(table).into_iter().map(|c| c.name.clone()).collect())
+}
+
 fn require_primary_key<'t>(root: &'t Table, strategy: &str) -> Result<Vec<&'t SchemaColumn>> {
     let pk = root.primary_key();
     if pk.is_empty() {
@@ -904,6 +1085,9 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
     if !root.stage_data_deduplicated && !input.state.unique_keys(&root.name) {
         source = b.dedup(source, root, &pk)?;
     }
+    if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
+        source = source.filter(filter)?;
+    }
     let source = b.project_columns(source, &columns)?.build()?;
     let s = |name: &str| b.acol(SOURCE_ALIAS, name);
     ops.push(FollowupOp::Merge(Box::new(MergeInto {
@@ -915,6 +1099,7 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
         insert_columns: columns,
         insert_when: hd.as_ref().map(|hd| hd.kept(s(&hd.column.name))),
         target_range: range_of(input, root, &pk).cloned(),
+        changed_columns: changed_columns(input, root),
     })));
 
     for table in input.nested()? {
@@ -938,24 +1123,33 @@ fn upsert_nested(
     let columns = column_names(table);
     let final_nested = input.final_ref(&table.name);
     let staging_nested = input.staging_ref(&table.name);
+    // The root rows in the merge source (all staged ones, or those the source filter keeps): the
+    // nested rows that follow them are merged.
+    let source_roots = || -> Result<Arc<LogicalPlan>> {
+        let mut roots = b.scan(&staging_root, root, None)?;
+        if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
+            roots = roots.filter(filter)?;
+        }
+        Ok(Arc::new(roots.project(vec![b.bare(DLT_ID)])?.build()?))
+    };
+    let mut nested_source = b.scan(&staging_nested, table, None)?;
+    if input.options.source_filter.is_some() {
+        nested_source = nested_source.filter(in_subquery(b.bare(&link.name), source_roots()?))?;
+    }
     ops.push(FollowupOp::Merge(Box::new(MergeInto {
         target: final_nested.clone(),
-        source: b
-            .project_columns(b.scan(&staging_nested, table, None)?, &columns)?
-            .build()?,
+        source: b.project_columns(nested_source, &columns)?.build()?,
         on: vec![DLT_ID.into()],
         delete_when: None,
         update_columns: columns.clone(),
         insert_columns: columns,
         insert_when: None,
         target_range: None,
+        changed_columns: changed_columns(input, table),
     })));
     // List elements that are gone from an updated root row.
     let qualifier = b.target_qualifier(&final_nested);
-    let staged_roots = b
-        .scan(&staging_root, root, None)?
-        .project(vec![b.bare(DLT_ID)])?
-        .build()?;
+    let staged_roots = source_roots()?;
     let still_there = b.correlated(
         &staging_nested,
         table,
@@ -966,14 +1160,16 @@ fn upsert_nested(
     )?;
     ops.push(FollowupOp::Delete {
         target: final_nested.clone(),
-        predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(staged_roots)).and(not_exists(still_there)),
+        predicate: in_subquery(b.col(&qualifier, &link.name), staged_roots).and(not_exists(still_there)),
     });
     if let Some(hd) = hd {
-        let deleted_roots = b
+        let mut deleted = b
             .scan(&staging_root, root, None)?
-            .filter(hd.deleted(b.bare(&hd.column.name)))?
-            .project(vec![b.bare(DLT_ID)])?
-            .build()?;
+            .filter(hd.deleted(b.bare(&hd.column.name)))?;
+        if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
+            deleted = deleted.filter(filter)?;
+        }
+        let deleted_roots = deleted.project(vec![b.bare(DLT_ID)])?.build()?;
         ops.push(FollowupOp::Delete {
             target: final_nested,
             predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(deleted_roots)),

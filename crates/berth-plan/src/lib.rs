@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod conditions;
 mod dialect;
 pub mod dialects;
 mod error;

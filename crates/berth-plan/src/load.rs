@@ -29,21 +29,13 @@ pub fn staging_dataset_name(dataset: &str, load_id: &str) -> String {
     format!("{dataset}{STAGING_SUFFIX}_{id}")
 }
 
-/// Table hints of dlt 1.31's merge options that berth does not implement yet
-/// (`source_filter`, `destination_scope`, `skip_unchanged_rows`): a merge table that has one is
-/// refused. (`row_version_column_name`, the column hint `x-row-version`, is scd2's and honoured.)
-pub(crate) const UNSUPPORTED_MERGE_HINTS: [&str; 3] = [
-    "x-merge-source-filter",
-    "x-merge-destination-scope",
-    "x-merge-skip-unchanged-rows",
-];
-
-/// The merge strategies berth plans (every one but `cdc`).
-pub const PLANNED_MERGE_STRATEGIES: [MergeStrategy; 4] = [
+/// The merge strategies berth plans: all of dlt 1.31's.
+pub const PLANNED_MERGE_STRATEGIES: [MergeStrategy; 5] = [
     MergeStrategy::DeleteInsert,
     MergeStrategy::Upsert,
     MergeStrategy::InsertOnly,
     MergeStrategy::Scd2,
+    MergeStrategy::Cdc,
 ];
 
 /// Every replace strategy.
@@ -164,8 +156,8 @@ impl PackagePlan {
     /// Plans `package`. Fails before anything is touched when the package asks for a strategy the
     /// destination does not support.
     pub fn new(package: &LoadPackage, options: &PlanOptions, caps: &PlanCapabilities) -> Result<Self> {
-        Self::with_actions(package, &options.dataset, |root, chain| {
-            chain_action(package, root, chain, options, caps)
+        Self::with_actions(package, &options.dataset, |root, _| {
+            chain_action(package, root, options, caps)
         })
     }
 
@@ -419,6 +411,9 @@ impl PackagePlan {
                 }
             }
             ChainAction::Merge(strategy) => {
+                let root = package.schema.table(&chain.root).ok_or_else(|| Error::Unsupported {
+                    message: format!("table `{}` is not in the package schema", chain.root),
+                })?;
                 let input = ChainInput {
                     schema: &package.schema,
                     tables: &chain.tables,
@@ -426,6 +421,7 @@ impl PackagePlan {
                     staging_dataset: &self.staging_dataset,
                     boundary: self.boundary.clone(),
                     state,
+                    options: crate::conditions::MergeOptions::of(root, strategy)?,
                 };
                 ops = followup::merge_ops(dialect, &input, strategy)?;
             }
@@ -451,7 +447,6 @@ impl PackagePlan {
 fn chain_action(
     package: &LoadPackage,
     root: &Table,
-    chain_tables: &[&Table],
     options: &PlanOptions,
     caps: &PlanCapabilities,
 ) -> Result<ChainAction> {
@@ -499,33 +494,11 @@ fn chain_action(
                     ),
                 });
             }
-            refuse_merge_options(root, chain_tables)?;
+            // dlt 1.31's merge options, parsed and checked now: a bad condition stops the
+            // package before anything of it is touched.
+            crate::conditions::MergeOptions::of(root, strategy)?;
             ChainAction::Merge(strategy)
         }
-    })
-}
-
-/// dlt 1.31's merge options change which rows a merge keeps: loading without them would give
-/// other rows than dlt's, so a package using one is refused.
-fn refuse_merge_options(root: &Table, chain_tables: &[&Table]) -> Result<()> {
-    let options_used: Vec<String> = UNSUPPORTED_MERGE_HINTS
-        .iter()
-        .filter(|hint| {
-            chain_tables
-                .iter()
-                .any(|t| t.extra.get(**hint).is_some_and(|v| !v.is_null()))
-        })
-        .map(|hint| format!("`{hint}`"))
-        .collect();
-    if options_used.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Unsupported {
-        message: format!(
-            "table `{}`: dlt's merge option(s) {} are not supported by berth yet; nothing of the package was loaded",
-            root.name,
-            options_used.join(", ")
-        ),
     })
 }
 

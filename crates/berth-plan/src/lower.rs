@@ -239,6 +239,10 @@ impl Lowering<'_> {
                     if merge.update_columns.is_empty() {
                         continue;
                     }
+                    let changed = merge.changed(&|c| self.plans.acol(SOURCE_ALIAS, c), &|c| {
+                        self.plans.acol(TARGET_ALIAS, c)
+                    });
+                    clause.predicate = changed.as_ref().map(|c| self.expr(c)).transpose()?;
                     update.assignments = merge
                         .update_columns
                         .iter()
@@ -280,23 +284,44 @@ impl Lowering<'_> {
     fn merge_as_delete_insert(&self, merge: &MergeInto, out: &mut Vec<SqlStatement>) -> Result<()> {
         let target = self.plans.target_qualifier(&merge.target);
         let schema = merge.source.schema();
+        // Outer references from a subquery to the columns of `relation`.
+        let outer = |relation: &datafusion::common::TableReference, c: &str| -> Result<DfExpr> {
+            let name = self.dialect.stored_name(c);
+            let field = schema.field_with_unqualified_name(&name)?;
+            Ok(out_ref_col(
+                field.data_type().clone(),
+                datafusion::common::Column::new(Some(relation.clone()), name),
+            ))
+        };
         let mut predicate: Option<DfExpr> = None;
         for key in &merge.on {
-            let name = self.dialect.stored_name(key);
-            let field = schema.field_with_unqualified_name(&name)?;
-            let outer = out_ref_col(
-                field.data_type().clone(),
-                datafusion::common::Column::new(Some(target.clone()), name.clone()),
-            );
-            let eq = self.plans.acol(SOURCE_ALIAS, key).eq(outer);
+            let eq = self.plans.acol(SOURCE_ALIAS, key).eq(outer(&target, key)?);
             predicate = Some(match predicate {
                 Some(p) => p.and(eq),
                 None => eq,
             });
         }
-        let predicate = predicate.ok_or_else(|| Error::Unsupported {
+        let mut predicate = predicate.ok_or_else(|| Error::Unsupported {
             message: format!("merge into `{}` has no key columns", merge.target),
         })?;
+        // Skipping unchanged rows: only rows to delete or that changed are replaced.
+        let changed_columns = merge.changed_columns.clone().unwrap_or_default();
+        let outer_target: Vec<(String, DfExpr)> = changed_columns
+            .iter()
+            .map(|c| Ok((c.clone(), outer(&target, c)?)))
+            .collect::<Result<_>>()?;
+        let target_value = |c: &str| {
+            outer_target
+                .iter()
+                .find(|(name, _)| name == c)
+                .map_or_else(|| lit(false), |(_, e)| e.clone())
+        };
+        if let Some(changed) = merge.changed(&|c| self.plans.acol(SOURCE_ALIAS, c), &target_value) {
+            predicate = predicate.and(match &merge.delete_when {
+                Some(delete) => delete.clone().or(changed),
+                None => changed,
+            });
+        }
         let matched = LogicalPlanBuilder::from(merge.source.clone())
             .alias(self.plans.relation(SOURCE_ALIAS))?
             .filter(predicate)?
@@ -311,6 +336,23 @@ impl Lowering<'_> {
         let mut rows = LogicalPlanBuilder::from(merge.source.clone()).alias(self.plans.relation(SOURCE_ALIAS))?;
         if let Some(when) = &merge.insert_when {
             rows = rows.filter(when.clone())?;
+        }
+        if merge.changed_columns.is_some() {
+            // The unchanged matched rows stayed: their source rows are not inserted again.
+            let source = self.plans.relation(SOURCE_ALIAS);
+            let mut still_there: Option<DfExpr> = None;
+            for key in &merge.on {
+                let eq = self.plans.acol(TARGET_ALIAS, key).eq(outer(&source, key)?);
+                still_there = Some(still_there.map_or(eq.clone(), |p| p.and(eq)));
+            }
+            let arrow = Arc::new(schema.as_arrow().clone());
+            let table = Arc::new(datafusion::logical_expr::builder::LogicalTableSource::new(arrow));
+            let existing = LogicalPlanBuilder::scan(self.plans.reference(&merge.target), table, None)?
+                .alias(self.plans.relation(TARGET_ALIAS))?
+                .filter(still_there.unwrap_or_else(|| lit(false)))?
+                .project(vec![lit(1i64).alias("one")])?
+                .build()?;
+            rows = rows.filter(datafusion::logical_expr::expr_fn::not_exists(Arc::new(existing)))?;
         }
         let rows = rows
             .project(

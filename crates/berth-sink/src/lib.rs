@@ -91,14 +91,11 @@ impl SinkBatch {
     }
 }
 
-/// Whether an error may pass if the same batch is sent again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkErrorKind {
-    /// Worth retrying: timeouts, dropped connections, 429 and 5xx.
-    Transient,
-    /// Will fail again: bad data, bad credentials, 4xx.
-    Terminal,
-}
+/// Whether an error may pass if the same batch is sent again: berth's one
+/// [`FailureKind`](berth_model::FailureKind)
+/// (transient: timeouts, dropped connections, 429 and 5xx; terminal: bad data, bad credentials,
+/// other 4xx).
+pub use berth_model::FailureKind as SinkErrorKind;
 
 /// Why a sink did not take a batch.
 #[derive(Debug, Clone, thiserror::Error)]

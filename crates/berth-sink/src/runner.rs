@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
-use berth_destination::{ErrorKind, JobMetrics, JobTimings};
+use berth_destination::{JobMetrics, JobTimings};
 use berth_loader::{
     CancellationToken, Executor, LoadProgram, LoadSummary, Loader, LoaderOptions, NoProgress, PackageSummary, Progress,
     Result, RetryPolicy, StepResult, Unit, UnitEnd, Verdict,
@@ -247,10 +247,7 @@ impl Executor for SinkExecutor {
             })),
             JobEnd::Cancelled => Ok(UnitEnd::Cancelled { rows }),
             JobEnd::Failed(error) => Err(berth_destination::Error::Database {
-                kind: match error.kind {
-                    SinkErrorKind::Transient => ErrorKind::Transient,
-                    SinkErrorKind::Terminal => ErrorKind::Terminal,
-                },
+                kind: error.kind.into(),
                 destination: self.sink.describe(),
                 context: unit.package.job_display(&unit.job.job),
                 message: error.message,
@@ -260,10 +257,7 @@ impl Executor for SinkExecutor {
 
     async fn commit(&self, package: &LoadPackage, _: &LoadProgram) -> StepResult<()> {
         self.sink.flush().await.map_err(|e| berth_destination::Error::Database {
-            kind: match e.kind {
-                SinkErrorKind::Transient => ErrorKind::Transient,
-                SinkErrorKind::Terminal => ErrorKind::Terminal,
-            },
+            kind: e.kind.into(),
             destination: self.sink.describe(),
             context: format!("flushing after {}", package.location),
             message: e.message,

@@ -123,13 +123,13 @@ impl Warehouse {
         let (replace_strategies, merge_strategies, ddl_tx, tx) = match self {
             Self::Snowflake => (
                 all_replace,
-                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly],
+                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 true,
                 true,
             ),
             Self::BigQuery => (
                 all_replace,
-                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly],
+                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 false,
                 true,
             ),
@@ -137,14 +137,14 @@ impl Warehouse {
             // keyed DELETE and an INSERT in one transaction (Redshift has no MERGE berth uses).
             Self::Redshift => (
                 vec![R::TruncateAndInsert, R::InsertFromStaging],
-                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly],
+                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 true,
                 true,
             ),
             // Delta tables: no multi-statement transactions.
             Self::Databricks => (
                 all_replace,
-                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly],
+                vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 false,
                 false,
             ),
