@@ -69,7 +69,15 @@ fn col(name: &str, data_type: &str, nullable: bool, hints: Value) -> (String, Va
     (name.to_string(), column)
 }
 
-fn schema_json(strategy: Strategy, version: u64, with_nested: bool) -> Value {
+/// dlt 1.31's merge conditions a case sets: a source filter keeping keys 1 to 4, and a
+/// destination scope of keys 1 to 4.
+#[derive(Debug, Clone, Copy, Default)]
+struct Conditions {
+    filter: bool,
+    scope: bool,
+}
+
+fn schema_json(strategy: Strategy, version: u64, with_nested: bool, conditions: Conditions) -> Value {
     let (root, nested, root_columns, nested_columns) = if strategy == Strategy::Scd2 {
         (
             "dim",
@@ -122,6 +130,13 @@ fn schema_json(strategy: Strategy, version: u64, with_nested: bool) -> Value {
             "resource": root, "x-normalizer": {"seen-data": true}, "columns": columns(root_columns),
         },
     });
+    let key = if strategy == Strategy::Scd2 { "cid" } else { "id" };
+    if conditions.filter {
+        tables[root]["x-merge-source-filter"] = json!(format!("{key} <= 4"));
+    }
+    if conditions.scope {
+        tables[root]["x-merge-destination-scope"] = json!(format!("{{table}}.{key} <= 4"));
+    }
     if with_nested {
         tables[nested] = json!({
             "name": nested, "parent": root, "x-normalizer": {"seen-data": true},
@@ -165,12 +180,13 @@ fn write_package(
     with_nested: bool,
     rng: &mut ChaCha8Rng,
     index: u64,
+    conditions: Conditions,
 ) -> (PathBuf, Staged) {
     let load_id = format!("1795400{index:03}.5");
     let package = dir.join(&load_id);
     let jobs = package.join("new_jobs");
     std::fs::create_dir_all(&jobs).expect("mkdir");
-    let schema = serde_json::to_string(&schema_json(strategy, 1, with_nested)).expect("json");
+    let schema = serde_json::to_string(&schema_json(strategy, 1, with_nested, conditions)).expect("json");
     std::fs::write(package.join("schema.json"), schema).expect("schema");
     let created_at = format!("2026-11-22T10:{:02}:{:02}.123456+00:00", index, rng.random_range(0..60));
     let boundary = chrono::DateTime::parse_from_rfc3339(&created_at)
@@ -350,28 +366,68 @@ fn is_deleted(row: &Row) -> bool {
 }
 
 impl Oracle {
-    fn apply(&mut self, strategy: Strategy, staged: &Staged) {
+    fn apply(&mut self, strategy: Strategy, staged: &Staged, conditions: Conditions) {
+        let (key, link) = if strategy == Strategy::Scd2 {
+            ("cid", "_dlt_parent_id")
+        } else {
+            ("id", "_dlt_root_id")
+        };
+        let in_range = move |r: &Row| r[key].as_i64().is_some_and(|k| k <= 4);
+        // The source filter: only the staged roots it keeps, and their nested rows, are merged.
+        let filtered;
+        let staged = if conditions.filter {
+            let roots: Vec<Row> = staged.roots.iter().filter(|r| in_range(r)).cloned().collect();
+            let ids: BTreeSet<&str> = roots.iter().map(|r| text_of(r, "_dlt_id")).collect();
+            let nested = staged
+                .nested
+                .iter()
+                .filter(|n| ids.contains(text_of(n, link)))
+                .cloned()
+                .collect();
+            filtered = Staged {
+                roots,
+                nested,
+                boundary: staged.boundary.clone(),
+            };
+            &filtered
+        } else {
+            staged
+        };
+        let scope: Option<&dyn Fn(&Row) -> bool> = if conditions.scope { Some(&in_range) } else { None };
         match strategy {
-            Strategy::DeleteInsert => self.delete_insert(staged),
+            Strategy::DeleteInsert => match scope {
+                Some(scope) => {
+                    // The scope alone picks the rows replaced; every staged winner comes in.
+                    self.remove_roots(|r| scope(r), link);
+                    self.insert_winners(staged);
+                }
+                None => self.delete_insert(staged),
+            },
             Strategy::Upsert => self.upsert(staged),
             Strategy::InsertOnly => self.insert_only(staged),
-            Strategy::Scd2 => self.scd2(staged),
-            Strategy::Cdc => self.cdc(staged),
+            Strategy::Scd2 => self.scd2(staged, scope),
+            Strategy::Cdc => self.cdc(staged, scope),
         }
+    }
+
+    /// Removes the final roots for which `gone` holds, with their nested rows (by `link`).
+    fn remove_roots(&mut self, gone: impl Fn(&Row) -> bool, link: &str) {
+        let removed: BTreeSet<String> = self
+            .roots
+            .iter()
+            .filter(|r| gone(r))
+            .map(|r| text_of(r, "_dlt_id").to_string())
+            .collect();
+        self.roots.retain(|r| !gone(r));
+        self.nested.retain(|n| !removed.contains(text_of(n, link)));
     }
 
     /// The package is a snapshot: final roots whose key is not staged go with their nested rows;
     /// then the staged rows upsert.
-    fn cdc(&mut self, staged: &Staged) {
+    fn cdc(&mut self, staged: &Staged, scope: Option<&dyn Fn(&Row) -> bool>) {
         let keys: BTreeSet<Option<i64>> = staged.roots.iter().map(|r| r["id"].as_i64()).collect();
-        let absent: BTreeSet<String> = self
-            .roots
-            .iter()
-            .filter(|r| !keys.contains(&r["id"].as_i64()))
-            .map(|r| text_of(r, "_dlt_id").to_string())
-            .collect();
-        self.roots.retain(|r| keys.contains(&r["id"].as_i64()));
-        self.nested.retain(|n| !absent.contains(text_of(n, "_dlt_root_id")));
+        let in_scope = |r: &Row| scope.is_none_or(|s| s(r));
+        self.remove_roots(|r| !keys.contains(&r["id"].as_i64()) && in_scope(r), "_dlt_root_id");
         self.upsert(staged);
     }
 
@@ -380,14 +436,13 @@ impl Oracle {
     /// nested rows.
     fn delete_insert(&mut self, staged: &Staged) {
         let keys: BTreeSet<Option<i64>> = staged.roots.iter().map(|r| r["id"].as_i64()).collect();
-        let removed: BTreeSet<String> = self
-            .roots
-            .iter()
-            .filter(|r| keys.contains(&r["id"].as_i64()))
-            .map(|r| text_of(r, "_dlt_id").to_string())
-            .collect();
-        self.roots.retain(|r| !keys.contains(&r["id"].as_i64()));
-        self.nested.retain(|n| !removed.contains(text_of(n, "_dlt_root_id")));
+        self.remove_roots(|r| keys.contains(&r["id"].as_i64()), "_dlt_root_id");
+        self.insert_winners(staged);
+    }
+
+    /// Per key the first staged row by `seq` descending (NULL last, then `_dlt_id`) comes in
+    /// unless it is deleted, with its nested rows.
+    fn insert_winners(&mut self, staged: &Staged) {
         let rank = |r: &Row| {
             (
                 r["seq"].as_i64().map_or(1, |_| 0),
@@ -461,10 +516,11 @@ impl Oracle {
 
     /// Active versions whose row hash is not staged retire at the boundary; staged versions not
     /// active go in from the boundary on; nested rows whose `_dlt_id` is new go in.
-    fn scd2(&mut self, staged: &Staged) {
+    fn scd2(&mut self, staged: &Staged, scope: Option<&dyn Fn(&Row) -> bool>) {
         let hashes: BTreeSet<&str> = staged.roots.iter().map(|r| text_of(r, "_dlt_id")).collect();
         for row in &mut self.roots {
-            if row["_dlt_valid_to"].is_null() && !hashes.contains(text_of(row, "_dlt_id")) {
+            let in_scope = scope.is_none_or(|s| s(row));
+            if row["_dlt_valid_to"].is_null() && !hashes.contains(text_of(row, "_dlt_id")) && in_scope {
                 row.insert("_dlt_valid_to".into(), staged.boundary.clone());
             }
         }
@@ -548,7 +604,13 @@ async fn same_rows(
     }
 }
 
-async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations: &[(&str, Arc<dyn Destination>)]) {
+async fn run_case(
+    seed: u64,
+    strategy: Strategy,
+    with_nested: bool,
+    conditions: Conditions,
+    destinations: &[(&str, Arc<dyn Destination>)],
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dataset = format!("prop_{}_{seed}", strategy.name().replace('-', "_"));
@@ -567,8 +629,8 @@ async fn run_case(seed: u64, strategy: Strategy, with_nested: bool, destinations
     };
     let mut oracle = Oracle::default();
     for index in 0..4 {
-        let (folder, staged) = write_package(dir.path(), strategy, with_nested, &mut rng, index);
-        oracle.apply(strategy, &staged);
+        let (folder, staged) = write_package(dir.path(), strategy, with_nested, &mut rng, index, conditions);
+        oracle.apply(strategy, &staged, conditions);
         let summary = in_memory
             .load(PackageLocation::local(&folder).expect("path"))
             .await
@@ -666,10 +728,39 @@ async fn random_merges_match_datafusion_in_postgres_and_duckdb() {
         Strategy::Cdc,
     ];
     for seed in 0..15u64 {
-        run_case(seed, strategies[(seed % 5) as usize], true, &destinations).await;
+        run_case(
+            seed,
+            strategies[(seed % 5) as usize],
+            true,
+            Conditions::default(),
+            &destinations,
+        )
+        .await;
+    }
+    // dlt 1.31's merge conditions: a source filter, a destination scope, both.
+    let conditioned = [
+        (Strategy::DeleteInsert, true, false),
+        (Strategy::DeleteInsert, false, true),
+        (Strategy::Upsert, true, false),
+        (Strategy::Cdc, true, false),
+        (Strategy::Cdc, false, true),
+        (Strategy::Cdc, true, true),
+        (Strategy::Scd2, true, false),
+        (Strategy::Scd2, false, true),
+    ];
+    for (i, (strategy, filter, scope)) in conditioned.into_iter().enumerate() {
+        let conditions = Conditions { filter, scope };
+        run_case(30 + i as u64, strategy, true, conditions, &destinations).await;
     }
     // Root tables alone: the first package may move staging into the new table.
     for seed in 12..21u64 {
-        run_case(seed, strategies[(seed % 3) as usize], false, &destinations).await;
+        run_case(
+            seed,
+            strategies[(seed % 3) as usize],
+            false,
+            Conditions::default(),
+            &destinations,
+        )
+        .await;
     }
 }

@@ -2,9 +2,10 @@
 //! root table's columns and checked against its schema before anything runs.
 //!
 //! - `x-merge-source-filter` (dlt's `source_filter`): which loaded root rows are merged; the
-//!   others are discarded with their nested rows (delete-insert, upsert, cdc).
+//!   others are discarded with their nested rows (delete-insert, upsert, cdc, scd2).
 //! - `x-merge-destination-scope` (`destination_scope`): which destination rows may be deleted as
-//!   replaced or absent; `{table}` stands for the destination table (delete-insert, cdc).
+//!   replaced or absent, or retired; `{table}` stands for the destination table (delete-insert,
+//!   cdc, scd2).
 //! - `x-merge-skip-unchanged-rows` (`skip_unchanged_rows`): a matched row equal to its loaded row
 //!   (on the `x-row-version` column when the table has one, else on every column but the keys,
 //!   the hard-delete column and `_dlt_load_id`) is not rewritten and keeps its `_dlt_load_id`
@@ -70,21 +71,14 @@ impl MergeOptions {
                 .unwrap_or(false),
         };
         // dlt ignores an option its strategy has no use for (its schema check warns): so does
-        // berth. scd2's filter and scope berth does not implement yet: refused, since dlt would
-        // keep other rows.
-        if strategy == MergeStrategy::Scd2 && (options.source_filter.is_some() || options.destination_scope.is_some()) {
-            return Err(Error::Unsupported {
-                message: format!(
-                    "table `{}`: the merge options `{SOURCE_FILTER}` and `{DESTINATION_SCOPE}` are not supported with \
-                     merge strategy `scd2` by berth yet; nothing of the package was loaded",
-                    root.name
-                ),
-            });
-        }
+        // berth.
         let mut options = options;
         let uses = |hint: &str| match hint {
             SOURCE_FILTER => !matches!(strategy, MergeStrategy::InsertOnly),
-            DESTINATION_SCOPE => matches!(strategy, MergeStrategy::DeleteInsert | MergeStrategy::Cdc),
+            DESTINATION_SCOPE => matches!(
+                strategy,
+                MergeStrategy::DeleteInsert | MergeStrategy::Cdc | MergeStrategy::Scd2
+            ),
             _ => matches!(strategy, MergeStrategy::Upsert | MergeStrategy::Cdc),
         };
         for (set, hint) in [

@@ -663,10 +663,19 @@ fn staged_rows(
     }
     // The source filter is on root columns, after deduplication as dlt applies it; nested rows
     // follow their roots.
-    if input.tables.first() == Some(&table.name)
-        && let Some(filter) = input.source_filter(&|c| b.bare(c))?
-    {
-        rows = rows.filter(filter)?;
+    if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
+        if input.tables.first() == Some(&table.name) {
+            rows = rows.filter(filter)?;
+        } else {
+            let root = input.root()?;
+            let roots = b
+                .scan(&input.staging_ref(&root.name), root, None)?
+                .filter(filter)?
+                .project(vec![b.bare(DLT_ID)])?
+                .build()?;
+            let link = root_link(input.schema, table)?;
+            rows = rows.filter(in_subquery(b.bare(&link.name), Arc::new(roots)))?;
+        }
     }
     b.project_columns(rows, columns)
 }
@@ -1300,20 +1309,22 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
     let root_empty = input.state.is_empty(&root.name);
 
     if !root_empty {
-        // Retire active versions whose row hash is not staged (or staged as deleted).
-        let staged = b.correlated(
-            &staging_root,
-            root,
-            SOURCE_ALIAS,
-            &target,
-            &[version],
-            kept(SOURCE_ALIAS),
-        )?;
+        // Retire active versions whose row hash is not staged (or staged as deleted, or left
+        // out by the source filter).
+        let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
+        let present = match (kept(SOURCE_ALIAS), filter.clone()) {
+            (Some(kept), Some(filter)) => Some(kept.and(filter)),
+            (kept, filter) => kept.or(filter),
+        };
+        let staged = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, &[version], present)?;
         let mut predicate = is_active(b.col(&target, &valid_to.name)).and(not_exists(staged));
         let mk = root.merge_key();
-        if !mk.is_empty() {
+        if let Some(scope) = input.destination_scope(&|c| b.col(&target, c))? {
+            // The destination scope replaces the merge key's partitions.
+            predicate = predicate.and(scope);
+        } else if !mk.is_empty() {
             // Only keys that are in this load, compared column by column (dlt #4244).
-            let in_load = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, &mk, None)?;
+            let in_load = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, &mk, filter)?;
             predicate = predicate.and(exists(in_load));
         }
         ops.push(FollowupOp::Update {
