@@ -233,10 +233,10 @@ mod tests {
                 .expect("upsert")
                 .skip_unchanged
         );
-        let scd2 = accounts(serde_json::json!({ SOURCE_FILTER: "region = 'eu'" }));
-        assert!(matches!(
-            MergeOptions::of(&scd2, MergeStrategy::Scd2),
-            Err(Error::Unsupported { .. })
-        ));
+        let filtered = accounts(serde_json::json!({ SOURCE_FILTER: "region = 'eu'" }));
+        let scd2 = MergeOptions::of(&filtered, MergeStrategy::Scd2).expect("scd2");
+        assert!(scd2.source_filter.is_some());
+        let insert_only = MergeOptions::of(&filtered, MergeStrategy::InsertOnly).expect("ignored");
+        assert!(insert_only.source_filter.is_none());
     }
 }
