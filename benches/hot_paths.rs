@@ -122,6 +122,7 @@ fn plan(c: &mut Criterion) {
             plan: PlanOptions {
                 dataset: "bench".into(),
                 replace_strategy: caps.replace_strategies.first().copied().unwrap_or_default(),
+                widen_types: false,
             },
             assume_empty: false,
             jobs: None,

@@ -14,3 +14,4 @@ mod plan;
 mod postgres;
 mod sink;
 mod warehouse;
+mod widen;

@@ -19,6 +19,7 @@ async fn phases(package: &std::path::Path, dialect: &SqlDialect, replace: Replac
         plan: PlanOptions {
             dataset: "ds".into(),
             replace_strategy: replace,
+            widen_types: false,
         },
         assume_empty: empty,
         jobs: None,
@@ -218,5 +219,73 @@ async fn case_sensitive_naming_keeps_names_where_identifiers_are_case_sensitive(
             .filter(|s| sql.contains(&format!("{}{s}", &table[..1])))
             .count();
         assert_eq!(other_spellings, 0, "{name}: {table} spelled another way too");
+    }
+}
+
+/// The migration's statements for a destination with none of the package's tables (not the
+/// `_dlt_version` row, which holds the whole schema).
+fn migration_sql(phases: &[Phase]) -> String {
+    let mut out = String::new();
+    for phase in phases.iter().filter(|p| p.title.starts_with("migrate")) {
+        for step in &phase.steps {
+            if let Step::Sql(statement) = step {
+                let text = statement.to_string();
+                if !text.starts_with("INSERT") {
+                    out.push_str(&text);
+                    out.push_str(";\n");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// dlt's table and column hints become DDL as dlt writes it per destination: Snowflake clusters
+/// and comments columns; BigQuery partitions (a timestamp by its date), clusters (its table hint
+/// first) and describes tables and columns in OPTIONS; Databricks clusters, partitions and
+/// comments; PostgreSQL keeps UNIQUE for `unique`. dlt's own tables get none of it.
+#[tokio::test]
+async fn table_and_column_hints_in_ddl_for_every_dialect() {
+    let (_dir, package) = variant("merge_upsert", |schema| {
+        let users = &mut schema["tables"]["users"];
+        users["description"] = "People who signed up".into();
+        users["x-bigquery-table-description"] = "People (BigQuery's description)".into();
+        users["x-bigquery-partition-expiration-days"] = 30.into();
+        let columns = &mut users["columns"];
+        columns["created"]["partition"] = true.into();
+        columns["id"]["cluster"] = true.into();
+        columns["email"]["cluster"] = true.into();
+        columns["email"]["unique"] = true.into();
+        // A quote and a backslash, escaped as each dialect's literals escape them.
+        columns["name"]["description"] = "Full name, as they gave it: it's in C:\\names".into();
+        columns["email"]["x-snowflake-column-comment"] = "Snowflake's own comment".into();
+    });
+    for (name, dialect) in every_dialect() {
+        let phases = phases(&package, &dialect, ReplaceStrategy::default(), true).await;
+        parses_back(&dialect, &phases);
+        insta::assert_snapshot!(format!("hints__{name}"), migration_sql(&phases));
+    }
+}
+
+/// A replace with each destination's default strategy is atomic wherever the destination allows
+/// it: readers see the old rows until the follow-up commits (Snowflake clones the staging table
+/// in place keeping grants, Databricks INSERT OVERWRITEs, the others empty and refill in the
+/// follow-up's transaction — Redshift with DELETE, as its TRUNCATE commits); PostgreSQL keeps
+/// dlt's truncate-and-insert.
+#[tokio::test]
+async fn replace_by_default_is_atomic_for_every_warehouse() {
+    let package = packages("replace").pop().expect("a package");
+    for (name, dialect) in every_dialect() {
+        let (_, caps) = berth::planning_dialect(name).expect("dialect");
+        let default = caps.replace_strategies[0];
+        let expected = match name {
+            "postgres" | "mssql" | "mysql" => ReplaceStrategy::TruncateAndInsert,
+            "snowflake" | "databricks" => ReplaceStrategy::StagingOptimized,
+            _ => ReplaceStrategy::InsertFromStaging,
+        };
+        assert_eq!(default, expected, "{name}");
+        let phases = phases(&package, &dialect, default, false).await;
+        parses_back(&dialect, &phases);
+        insta::assert_snapshot!(format!("replace_default__{name}"), planned_sql(&phases));
     }
 }

@@ -43,6 +43,7 @@ async fn plan_for(
         plan: PlanOptions {
             dataset: "ds".into(),
             replace_strategy: caps.replace_strategies[0],
+            widen_types: false,
         },
         assume_empty: false,
         jobs,
@@ -289,6 +290,8 @@ fn scripted_snowflake(loads: Option<Arc<Mutex<bool>>>) -> TestServer {
                     "NUMERIC_PRECISION",
                     "NUMERIC_SCALE",
                     "ORDINAL_POSITION",
+                    "CHARACTER_MAXIMUM_LENGTH",
+                    "DATETIME_PRECISION",
                 ]),
             );
         }

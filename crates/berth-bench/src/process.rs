@@ -100,6 +100,9 @@ fn forwarded(options: &LoaderOptions) -> Result<Vec<String>> {
     if let Some(strategy) = options.replace_strategy {
         args.extend(["--replace-strategy".into(), strategy.to_string()]);
     }
+    if options.widen_types {
+        args.push("--widen-types".into());
+    }
     Ok(args)
 }
 

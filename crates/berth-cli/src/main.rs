@@ -113,7 +113,10 @@ struct LoadArgs {
     #[arg(long, env = "BERTH_DATASET")]
     dataset: Option<String>,
     /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized
-    /// [default: the destination's first, truncate-and-insert].
+    /// [default: atomic where the destination allows it — readers never see the table empty:
+    /// insert-from-staging on DuckDB, BigQuery and Redshift (one transaction), staging-optimized on
+    /// Snowflake (a clone that keeps grants) and Databricks (INSERT OVERWRITE); PostgreSQL
+    /// truncate-and-insert, as dlt].
     #[arg(long, value_parser = parse_replace_strategy)]
     replace_strategy: Option<ReplaceStrategy>,
     /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
@@ -128,6 +131,13 @@ struct LoadArgs {
     /// are not loaded (dlt's raise_on_failed_jobs=false). By default the package stays pending.
     #[arg(long)]
     allow_failed_jobs: bool,
+    /// Widen existing columns whose type in the package is wider than in the destination, with
+    /// ALTER, along a safe lattice: integer → bigint → numeric of enough digits, real → double,
+    /// varchar(n) → longer or text, more fractional second digits (PostgreSQL and DuckDB take
+    /// every edge; each warehouse the ones it can). Anything else stays an error naming the
+    /// column. By default, as dlt, a column keeps its type. Config: `[load] widen_types = true`.
+    #[arg(long)]
+    widen_types: bool,
     #[command(flatten)]
     tuning: Tuning,
     /// Print the load summary as JSON on stdout (and no progress bar).
@@ -370,6 +380,7 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<E
         parallel_jobs: args.parallel.max(1),
         max_attempts: args.max_attempts.max(1),
         allow_failed_jobs: args.allow_failed_jobs,
+        widen_types: args.widen_types || storage.load_settings().widen_types,
         ..LoaderOptions::default()
     };
     args.tuning.apply(&mut options);
@@ -527,6 +538,7 @@ async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<E
                     .replace_strategy
                     .or_else(|| caps.replace_strategies.first().copied())
                     .unwrap_or_default(),
+                widen_types: false,
             },
             assume_empty: args.assume_empty,
             jobs: jobs.clone(),

@@ -61,7 +61,7 @@ pub enum Error {
     Plan(#[from] berth_plan::Error),
     /// The existing table disagrees with the package schema.
     #[error(
-        "{destination}: column `{column}` of table `{table}` is `{found}` in the destination but `{expected}` in the package schema; berth never changes column types (rename or drop the column, or load into another dataset)"
+        "{destination}: column `{column}` of table `{table}` is `{found}` in the destination but `{expected}` in the package schema; berth changes a column type only to a wider one, with --widen-types (rename or drop the column, or load into another dataset)"
     )]
     SchemaMismatch {
         /// The destination (redacted).
@@ -75,6 +75,10 @@ pub enum Error {
         /// Column type in the destination.
         found: String,
     },
+    /// With `--widen-types`, a column the package widens along the lattice, by an edge the
+    /// destination cannot take.
+    #[error("{0}")]
+    CannotWiden(Box<WideningRefused>),
     /// A destination URL or option that cannot be used.
     #[error("destination `{destination}`: {reason}")]
     Config {
@@ -100,13 +104,40 @@ pub enum Error {
     Internal(String),
 }
 
+/// A column the package widens by an edge of the lattice the destination cannot take
+/// ([`Error::CannotWiden`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{destination}: column `{column}` of table `{table}` is `{found}` in the destination and wider in the package schema (`{wanted}`, {edge}); {reason}"
+)]
+pub struct WideningRefused {
+    /// The destination (redacted).
+    pub destination: String,
+    /// Qualified table name.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// Column type in the destination.
+    pub found: String,
+    /// The type the package schema asks for, in the destination's terms.
+    pub wanted: String,
+    /// The lattice edge.
+    pub edge: berth_plan::widen::Edge,
+    /// Why the destination does not take it.
+    pub reason: &'static str,
+}
+
 impl Error {
     /// What the loader should do about this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Database { kind, .. } => *kind,
             Self::Package(e) if e.is_transient() => ErrorKind::Transient,
-            Self::Package(_) | Self::Plan(_) | Self::SchemaMismatch { .. } | Self::Config { .. } => ErrorKind::Terminal,
+            Self::Package(_)
+            | Self::Plan(_)
+            | Self::SchemaMismatch { .. }
+            | Self::CannotWiden(_)
+            | Self::Config { .. } => ErrorKind::Terminal,
             Self::Internal(_) | Self::MalformedJournal { .. } => ErrorKind::Bug,
         }
     }

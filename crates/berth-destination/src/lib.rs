@@ -40,7 +40,7 @@ use berth_plan::SqlStatement;
 use berth_plan::sqlparser::ast::Statement;
 
 pub use capabilities::{Capabilities, default_parallel_jobs};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, WideningRefused};
 pub use journal::{
     JournalEntry, JournalKey, committed_parts, journal_insert, journal_insert_for, journal_table, uncovered,
 };

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use berth_model::schema::{JOURNAL_TABLE, LOADS_TABLE, PIPELINE_STATE_TABLE, VERSION_TABLE};
 use berth_model::{Column, DataType, LoadPackage, Table};
 use berth_plan::sql::{self, lit_i64, lit_str};
+use berth_plan::widen::{self, CatalogSize, Widening, Width};
 use berth_plan::{CatalogStyle, PackagePlan, SqlDialect};
 use datafusion::logical_expr::{in_list, lit};
 
 use crate::Destination;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, WideningRefused};
 use crate::values::{now_literal, string_column};
 
 /// A column as the destination's catalog describes it.
@@ -25,6 +26,15 @@ pub struct StorageColumn {
     pub data_type: Option<DataType>,
     /// NULLs allowed.
     pub nullable: bool,
+    /// The sizes the catalog gives (bits, digits, length, fractional second digits).
+    pub size: CatalogSize,
+}
+
+impl StorageColumn {
+    /// The column's width in dlt's terms, when its type is known.
+    pub fn width(&self) -> Option<Width> {
+        Some(Width::stored(self.data_type?, &self.db_type, self.size))
+    }
 }
 
 /// What [`migrate`] changed.
@@ -34,6 +44,9 @@ pub struct MigrationReport {
     pub created_tables: Vec<String>,
     /// Columns added, as `dataset.table.column`.
     pub added_columns: Vec<String>,
+    /// Columns altered to a wider type (`--widen-types`), as `dataset.table.column`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widened_columns: Vec<String>,
     /// A `_dlt_version` row was written for this schema version.
     pub stored_schema_version: bool,
 }
@@ -102,12 +115,17 @@ pub async fn storage_columns(
         "numeric_precision",
         "numeric_scale",
         "ordinal_position",
+        "character_maximum_length",
+        "datetime_precision",
     ];
+    // A catalog per dataset (BigQuery) has the sizes in `data_type` only.
     let per_dataset = dialect.catalog == CatalogStyle::PerDataset;
+    let size_column =
+        |c: &str| c.starts_with("numeric_") || c == "character_maximum_length" || c == "datetime_precision";
     let mut scanned: Vec<&str> = columns
         .iter()
         .copied()
-        .filter(|c| !(per_dataset && c.starts_with("numeric_")))
+        .filter(|c| !(per_dataset && size_column(c)))
         .collect();
     scanned.push("table_schema");
     let scan = if per_dataset {
@@ -119,11 +137,11 @@ pub async fn storage_columns(
     let filter = sql::column(catalog, "table_schema")
         .eq(lit(dialect.stored_name(dataset)))
         .and(in_list(sql::column(catalog, "table_name"), names, false));
-    // A catalog without numeric precision columns answers NULL for them.
+    // A catalog without size columns answers NULL for them.
     let projection = columns
         .iter()
         .map(|c| {
-            if per_dataset && c.starts_with("numeric_") {
+            if per_dataset && size_column(c) {
                 lit(datafusion::scalar::ScalarValue::Int64(None)).alias(*c)
             } else {
                 sql::column(catalog, c)
@@ -141,13 +159,29 @@ pub async fn storage_columns(
         .await?;
     let mut out: HashMap<String, Vec<StorageColumn>> = HashMap::new();
     for batch in &batches {
-        let [table, name, db_type, nullable, precision, scale, position] =
-            [0, 1, 2, 3, 4, 5, 6].map(|i| string_column(batch, i));
-        let (table, name, db_type, nullable, precision, scale, position) =
-            (table?, name?, db_type?, nullable?, precision?, scale?, position?);
+        let [
+            table,
+            name,
+            db_type,
+            nullable,
+            precision,
+            scale,
+            position,
+            length,
+            digits,
+        ] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| string_column(batch, i));
+        let (table, name, db_type, nullable, precision, scale, position, length, digits) = (
+            table?, name?, db_type?, nullable?, precision?, scale?, position?, length?, digits?,
+        );
         for row in 0..batch.num_rows() {
             let parse = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u32>().ok());
             let db_type = db_type[row].clone().unwrap_or_default();
+            let size = CatalogSize {
+                numeric_precision: parse(&precision[row]),
+                numeric_scale: parse(&scale[row]),
+                character_maximum_length: parse(&length[row]),
+                datetime_precision: parse(&digits[row]),
+            };
             out.entry(table[row].clone().unwrap_or_default())
                 .or_default()
                 .push(StorageColumn {
@@ -158,6 +192,7 @@ pub async fn storage_columns(
                         .to_dlt_type(&db_type, parse(&precision[row]), parse(&scale[row])),
                     db_type,
                     nullable: nullable[row].as_deref() != Some("NO"),
+                    size,
                 });
         }
     }
@@ -165,16 +200,6 @@ pub async fn storage_columns(
         columns.sort_by_key(|c| c.position);
     }
     Ok(out)
-}
-
-/// Can a column of dlt type `stored` take values of schema type `wanted`?
-fn compatible(stored: DataType, wanted: DataType) -> bool {
-    use DataType::*;
-    stored == wanted
-        || matches!(
-            (stored, wanted),
-            (Text, Json) | (Json, Text) | (Decimal, Wei) | (Wei, Decimal)
-        )
 }
 
 fn schema_table(package: &LoadPackage, name: &str) -> Option<Table> {
@@ -187,16 +212,12 @@ async fn migrate_dataset(
     dataset: &str,
     tables: &[String],
     is_staging: bool,
+    widen: bool,
     report: &mut MigrationReport,
 ) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
     let dialect: &SqlDialect = &destination.capabilities().dialect;
     let existing = storage_columns(destination, dataset, tables).await?;
-    // Staging rows are deduplicated by the follow-up: a package may hold a row twice, so staging
-    // tables get no UNIQUE constraints.
-    let staging = SqlDialect {
-        create_unique_constraints: false,
-        ..dialect.clone()
-    };
+    let staging = staging_dialect(dialect);
     let dialect = if is_staging { &staging } else { dialect };
     dataset_ddl(
         dialect,
@@ -205,11 +226,83 @@ async fn migrate_dataset(
         dataset,
         tables,
         &existing,
+        widen,
         report,
     )
 }
 
-/// The DDL that brings `tables` of `dataset` from the `existing` catalog to the package schema.
+/// The dialect staging tables are created in: staging rows are deduplicated by the follow-up (a
+/// package may hold a row twice), so no UNIQUE constraints; and hints describe the user's
+/// tables, not berth's per-load scratch tables — unless a staging table becomes the user's table
+/// by a clone ([`berth_plan::OverwriteStyle::CloneCopyGrants`]), which must keep them.
+fn staging_dialect(dialect: &SqlDialect) -> SqlDialect {
+    let hints = if dialect.overwrite == berth_plan::OverwriteStyle::CloneCopyGrants {
+        dialect.hints
+    } else {
+        berth_plan::hints::DdlHints::default()
+    };
+    SqlDialect {
+        create_unique_constraints: false,
+        hints,
+        ..dialect.clone()
+    }
+}
+
+/// Where a column is, for [`retype`]'s errors and statement.
+struct ColumnAt<'a> {
+    describe: &'a str,
+    dataset: &'a str,
+    table: &'a Table,
+}
+
+/// What an existing column `stored` needs to take the package's `column`: nothing, an `ALTER`
+/// to a wider type (only when `widen`), or an error naming the column.
+///
+/// Without `widen` this is dlt's rule: a column keeps its type, and only a type of another
+/// family is an error.
+fn retype(
+    dialect: &SqlDialect,
+    at: &ColumnAt<'_>,
+    stored: &StorageColumn,
+    column: &Column,
+    widen: bool,
+) -> Result<Option<berth_plan::sqlparser::ast::Statement>> {
+    let (Some(have), Some(mut want)) = (stored.width(), Width::of(column)) else {
+        return Ok(None);
+    };
+    if matches!(want.data_type, DataType::Timestamp | DataType::Time) {
+        // More digits than the destination keeps are no change.
+        want.precision = want.precision.map(|p| p.min(dialect.widening.max_second_digits));
+    }
+    let mismatch = || Error::SchemaMismatch {
+        destination: at.describe.to_string(),
+        table: format!("{}.{}", at.dataset, at.table.name),
+        column: column.name.clone(),
+        expected: want.data_type.as_str(),
+        found: stored.db_type.clone(),
+    };
+    match widen::widening(&have, &want) {
+        Widening::Keep => Ok(None),
+        Widening::Incompatible if have.data_type == want.data_type && !widen => Ok(None),
+        Widening::Incompatible => Err(mismatch()),
+        Widening::Widen(_) if !widen && have.data_type == want.data_type => Ok(None),
+        Widening::Widen(_) if !widen => Err(mismatch()),
+        Widening::Widen(edge) if !dialect.widening.takes(edge) => Err(Error::CannotWiden(Box::new(WideningRefused {
+            destination: at.describe.to_string(),
+            table: format!("{}.{}", at.dataset, at.table.name),
+            column: column.name.clone(),
+            found: stored.db_type.clone(),
+            wanted: dialect.type_mapper.to_destination(column, at.table)?.to_string(),
+            edge,
+            reason: dialect.widening.refusal,
+        }))),
+        Widening::Widen(_) => Ok(Some(widen::alter_column_type(dialect, at.dataset, at.table, column)?)),
+    }
+}
+
+/// The DDL that brings `tables` of `dataset` from the `existing` catalog to the package schema;
+/// existing columns are widened where `widen` (see [`retype`]).
+#[expect(clippy::too_many_arguments, reason = "one call per dataset, each argument distinct")]
 fn dataset_ddl(
     dialect: &SqlDialect,
     describe: &str,
@@ -217,6 +310,7 @@ fn dataset_ddl(
     dataset: &str,
     tables: &[String],
     existing: &HashMap<String, Vec<StorageColumn>>,
+    widen: bool,
     report: &mut MigrationReport,
 ) -> Result<Vec<berth_plan::sqlparser::ast::Statement>> {
     let mut statements = Vec::new();
@@ -229,6 +323,7 @@ fn dataset_ddl(
             None => {
                 let is_dlt = berth_model::schema::is_dlt_name(name);
                 statements.push(sql::create_table(dialect, dataset, &table, &wanted, is_dlt)?);
+                statements.extend(berth_plan::hints::after_create(dialect, dataset, &table));
                 report.created_tables.push(format!("{dataset}.{name}"));
             }
             Some(stored) => {
@@ -238,16 +333,14 @@ fn dataset_ddl(
                     match stored.iter().find(|s| s.name == stored_name) {
                         None => new.push(column),
                         Some(s) => {
-                            if let (Some(have), Some(want)) = (s.data_type, column.data_type)
-                                && !compatible(have, want)
-                            {
-                                return Err(Error::SchemaMismatch {
-                                    destination: describe.to_string(),
-                                    table: format!("{dataset}.{name}"),
-                                    column: column.name.clone(),
-                                    expected: want.as_str(),
-                                    found: s.db_type.clone(),
-                                });
+                            let at = ColumnAt {
+                                describe,
+                                dataset,
+                                table: &table,
+                            };
+                            if let Some(alter) = retype(dialect, &at, s, column, widen)? {
+                                report.widened_columns.push(format!("{dataset}.{name}.{}", column.name));
+                                statements.push(alter);
                             }
                         }
                     }
@@ -256,6 +349,7 @@ fn dataset_ddl(
                     report.added_columns.push(format!("{dataset}.{name}.{}", column.name));
                 }
                 statements.extend(sql::add_columns(dialect, dataset, &table, &new)?);
+                statements.extend(berth_plan::hints::after_add_columns(dialect, dataset, &table, &new));
             }
         }
     }
@@ -313,6 +407,7 @@ pub async fn migrate(
         &plan.dataset,
         &plan.final_tables(),
         false,
+        plan.widen_types,
         &mut report,
     )
     .await?;
@@ -327,6 +422,8 @@ pub async fn migrate(
                 &plan.staging_dataset,
                 &staging_tables,
                 true,
+                // Staging tables are made per load from the package schema: only final tables widen.
+                false,
                 &mut scratch,
             )
             .await?,
@@ -475,15 +572,17 @@ pub fn migration_for_empty_destination(
         &plan.dataset,
         &plan.final_tables(),
         &none,
+        false,
         &mut report,
     )?);
     statements.extend(dataset_ddl(
-        dialect,
+        &staging_dialect(dialect),
         "plan",
         package,
         &plan.staging_dataset,
         &staging_tables,
         &none,
+        false,
         &mut report,
     )?);
     statements.push(version_insert(dialect, &plan.dataset, package));

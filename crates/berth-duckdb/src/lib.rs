@@ -81,6 +81,8 @@ pub fn capabilities() -> Capabilities {
         dialect: SqlDialect {
             supports_truncate: false,
             alter_add_multi_column: false,
+            // DuckDB's VARCHAR has no length, so text never needs widening.
+            alter_type_syntax: berth_plan::widen::AlterTypeSyntax::SetDataType,
             ..SqlDialect::new(
                 "duckdb",
                 Arc::new(DuckDbTypeMapper),
@@ -90,7 +92,9 @@ pub fn capabilities() -> Capabilities {
             .with_max_identifier_length(65_536)
         },
         loader_formats: FileFormat::READABLE.to_vec(),
-        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
+        // The first is the default: insert-from-staging replaces in the follow-up's transaction,
+        // so a replaced table is never seen empty or half-loaded, even after a crash.
+        replace_strategies: vec![ReplaceStrategy::InsertFromStaging, ReplaceStrategy::TruncateAndInsert],
         merge_strategies: berth_plan::PLANNED_MERGE_STRATEGIES.to_vec(),
         supports_ddl_transactions: true,
         supports_transactions: true,

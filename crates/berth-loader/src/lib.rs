@@ -104,7 +104,8 @@ impl Error {
 pub struct LoaderOptions {
     /// Dataset to load into; default: the one recorded in the package, else the schema name.
     pub dataset: Option<String>,
-    /// Replace strategy; default: the destination's first (dlt: `truncate-and-insert`).
+    /// Replace strategy; default: the destination's first, its atomic one where it has one
+    /// (dlt's default is `truncate-and-insert`).
     pub replace_strategy: Option<ReplaceStrategy>,
     /// Jobs loading at once.
     pub parallel_jobs: usize,
@@ -123,6 +124,10 @@ pub struct LoaderOptions {
     /// Commit a package whose jobs failed terminally without those jobs (they go to
     /// `failed_jobs/`); by default the package stays pending until every job loads.
     pub allow_failed_jobs: bool,
+    /// Widen existing columns whose package type is wider (a longer `varchar`, more integer
+    /// bits, a decimal of more digits, more fractional second digits) with `ALTER`, along the
+    /// destination's lattice ([`berth_plan::widen`]); by default, as dlt, a column keeps its type.
+    pub widen_types: bool,
 }
 
 impl Default for LoaderOptions {
@@ -137,6 +142,7 @@ impl Default for LoaderOptions {
             split_min_bytes: DEFAULT_SPLIT_MIN_BYTES,
             keep_staging: false,
             allow_failed_jobs: false,
+            widen_types: false,
         }
     }
 }

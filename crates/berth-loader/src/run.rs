@@ -190,6 +190,7 @@ impl Run<'_> {
                 .options
                 .replace_strategy
                 .unwrap_or_else(|| self.executor.default_replace_strategy()),
+            widen_types: self.options.widen_types,
         };
         let plan = self.executor.plan(&package, &options)?;
         // Loads of other packages into the same tables wait here (or this one does) unless

@@ -51,4 +51,4 @@ pub use package::{
 pub use schema::{Column, DataType, MergeStrategy, ReplaceStrategy, Schema, SortOrder, Table, WriteDisposition};
 pub use secret::Secret;
 pub use state::{PackageState, RestoreState};
-pub use store::{StorageConfig, open_store};
+pub use store::{LoadSettings, StorageConfig, open_store};

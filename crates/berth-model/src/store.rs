@@ -52,9 +52,26 @@ pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
 ///
 /// Every table whose prefix the URL starts with applies (at a `/` boundary), the longest prefix
 /// last, over the environment's settings.
+///
+/// The same file holds defaults for `berth load` under `[load]`:
+///
+/// ```toml
+/// [load]
+/// widen_types = true   # as --widen-types
+/// ```
 #[derive(Clone, Default)]
 pub struct StorageConfig {
     entries: Vec<(String, BTreeMap<String, String>)>,
+    load: LoadSettings,
+}
+
+/// The `[load]` table of berth's config file: defaults for `berth load` that its flags turn on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSettings {
+    /// Widen existing columns to the package's wider types (`--widen-types`).
+    #[serde(default)]
+    pub widen_types: bool,
 }
 
 impl fmt::Debug for StorageConfig {
@@ -73,6 +90,8 @@ impl fmt::Debug for StorageConfig {
 struct ConfigFile {
     #[serde(default)]
     storage: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    #[serde(default)]
+    load: LoadSettings,
 }
 
 impl StorageConfig {
@@ -106,7 +125,10 @@ impl StorageConfig {
                 .unwrap_or_default();
             bad(format!("not a valid berth config{at}: {}", e.message()))
         })?;
-        let mut config = Self::new();
+        let mut config = Self {
+            load: file.load,
+            ..Self::new()
+        };
         for (prefix, table) in file.storage {
             if !prefix.contains("://") {
                 return Err(bad(format!(
@@ -131,6 +153,11 @@ impl StorageConfig {
             config.entries.push((prefix, options));
         }
         Ok(config)
+    }
+
+    /// The `[load]` settings.
+    pub fn load_settings(&self) -> LoadSettings {
+        self.load
     }
 
     /// Reads the config file named by `BERTH_CONFIG` (which must exist), else `berth.toml` in

@@ -10,6 +10,8 @@ use datafusion::sql::sqlparser::dialect::Dialect as ParserDialect;
 use datafusion::sql::unparser::dialect::Dialect as UnparserDialect;
 
 use crate::error::Result;
+use crate::hints::DdlHints;
+use crate::widen::{AlterTypeSyntax, Lattice};
 
 /// How a destination folds unquoted identifier case (applied before quoting, as dlt does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +46,24 @@ pub enum CatalogStyle {
     /// One `<dataset>.INFORMATION_SCHEMA.COLUMNS` per dataset, without numeric precision columns
     /// (BigQuery, where the precision is part of `data_type`).
     PerDataset,
+}
+
+/// How a dialect replaces a table's rows by a staging table's in one step readers see whole
+/// (the `staging-optimized` replace where tables cannot be moved; see
+/// [`crate::FollowupOp::Overwrite`]). Every form is idempotent, so a follow-up run again after a
+/// crash before its journal row gives the same table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OverwriteStyle {
+    /// Empty the table and insert the staged rows, in the follow-up's transaction (readers see
+    /// the old rows until it commits).
+    #[default]
+    EmptyThenInsert,
+    /// `INSERT OVERWRITE TABLE t (…) SELECT …`: one atomic commit that keeps the table, its
+    /// grants and its history (Databricks' Delta tables).
+    InsertOverwrite,
+    /// `CREATE OR REPLACE TABLE t CLONE staging COPY GRANTS`: a zero-copy clone that takes the
+    /// table's place atomically and keeps its grants (Snowflake).
+    CloneCopyGrants,
 }
 
 /// Maps dlt types to a destination's column types and back.
@@ -105,6 +125,14 @@ pub struct SqlDialect {
     /// two-part name can be ambiguous: DuckDB resolves `bomb.t` in database file `bomb.duckdb`
     /// as catalog `bomb` or schema `bomb` and refuses it. `None`: two-part names.
     pub database: Option<String>,
+    /// How the `staging-optimized` replace overwrites a table where it cannot move one.
+    pub overwrite: OverwriteStyle,
+    /// Table and column hints the migration writes into DDL (clustering, partitions, comments).
+    pub hints: DdlHints,
+    /// Which columns the migration may widen with `ALTER` (`--widen-types`).
+    pub widening: Lattice,
+    /// How `ALTER` spells a column's new type.
+    pub alter_type_syntax: AlterTypeSyntax,
     /// Column type mapping.
     pub type_mapper: Arc<dyn TypeMapper>,
     /// Dialect the DataFusion unparser prints SELECT bodies in.
@@ -139,6 +167,10 @@ impl SqlDialect {
     /// | [`Self::create_unique_constraints`], [`Self::unlogged_staging`], [`Self::supports_set_schema`], [`Self::case_sensitive_identifiers`] | false |
     /// | [`Self::catalog`] | [`CatalogStyle::Standard`] |
     /// | [`Self::database`] | none (two-part names) |
+    /// | [`Self::overwrite`] | empty, then insert ([`OverwriteStyle::EmptyThenInsert`]) |
+    /// | [`Self::hints`] | none ([`DdlHints::default`]) |
+    /// | [`Self::widening`] | every edge of the lattice ([`Lattice::ALL`]) |
+    /// | [`Self::alter_type_syntax`] | `ALTER COLUMN c TYPE t` ([`AlterTypeSyntax::Type`]) |
     pub fn new(
         name: &'static str,
         type_mapper: Arc<dyn TypeMapper>,
@@ -164,6 +196,10 @@ impl SqlDialect {
             catalog_casefold: CaseFold::None,
             catalog: CatalogStyle::Standard,
             database: None,
+            overwrite: OverwriteStyle::EmptyThenInsert,
+            hints: DdlHints::default(),
+            widening: Lattice::ALL,
+            alter_type_syntax: AlterTypeSyntax::Type,
             type_mapper,
             unparser,
             parser,

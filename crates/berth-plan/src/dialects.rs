@@ -15,9 +15,11 @@ use datafusion::sql::unparser::dialect::{
     BigQueryDialect, CustomDialectBuilder, MySqlDialect, PostgreSqlDialect, SnowflakeDialect,
 };
 
-use crate::dialect::{CaseFold, CatalogStyle, NoQualify, SqlDialect, TypeMapper};
+use crate::dialect::{CaseFold, CatalogStyle, NoQualify, OverwriteStyle, SqlDialect, TypeMapper};
 use crate::error::Result;
+use crate::hints::{ClusterStyle, CommentStyle, DdlHints, LiteralEscapes, PartitionStyle};
 use crate::sql::type_named as named;
+use crate::widen::{AlterTypeSyntax, Lattice};
 
 /// Names [`by_name`] knows, for help texts.
 pub const NAMES: &[&str] = &["snowflake", "bigquery", "redshift", "databricks", "mssql", "mysql"];
@@ -44,6 +46,28 @@ pub fn parser_dialect(dialect: &SqlDialect) -> Arc<dyn parse::Dialect + Send + S
 pub fn snowflake() -> SqlDialect {
     SqlDialect {
         case_sensitive_identifiers: true,
+        // Snowflake alters a column only to a longer VARCHAR or a NUMBER of more digits with
+        // the same scale; its integers are all NUMBER(19,0).
+        widening: Lattice {
+            decimal_precision: true,
+            length: true,
+            ..Lattice::none(
+                "Snowflake changes a column only to a longer VARCHAR or a NUMBER of more digits with the same scale",
+            )
+        },
+        alter_type_syntax: AlterTypeSyntax::SetDataType,
+        // Not dlt's `SWAP WITH`: a swap run again after a crash before the follow-up's journal
+        // row would swap the old rows back; a clone in place is the same table however often it
+        // runs, and COPY GRANTS keeps the table's grants.
+        overwrite: OverwriteStyle::CloneCopyGrants,
+        // dlt: `cluster` columns, column descriptions as COMMENT.
+        hints: DdlHints {
+            cluster: ClusterStyle::Parenthesized,
+            column_comments: CommentStyle::Comment,
+            column_comment_hint: Some("x-snowflake-column-comment"),
+            escapes: LiteralEscapes::BackslashAndDoubling,
+            ..DdlHints::default()
+        },
         ..SqlDialect::new(
             "snowflake",
             Arc::new(Types(snowflake_type)),
@@ -59,6 +83,29 @@ pub fn bigquery() -> SqlDialect {
     SqlDialect {
         catalog: CatalogStyle::PerDataset,
         case_sensitive_identifiers: true,
+        // BigQuery's coercions: INT64 to NUMERIC, NUMERIC to more digits, STRING(n) longer.
+        widening: Lattice {
+            integer_to_decimal: true,
+            decimal_precision: true,
+            decimal_scale: true,
+            length: true,
+            ..Lattice::none(
+                "BigQuery changes a column only from INT64 to NUMERIC, to a NUMERIC of more digits, or to a longer STRING",
+            )
+        },
+        alter_type_syntax: AlterTypeSyntax::SetDataType,
+        // dlt: one partition column, cluster columns (the table hint first), descriptions and
+        // partition expiry as OPTIONS.
+        hints: DdlHints {
+            cluster: ClusterStyle::Bare,
+            partition: PartitionStyle::BigQuery,
+            column_comments: CommentStyle::Options,
+            table_comments: CommentStyle::Options,
+            cluster_hint: Some("x-bigquery-cluster"),
+            partition_hint: Some("x-bigquery-partition"),
+            escapes: LiteralEscapes::Backslash,
+            ..DdlHints::default()
+        },
         ..SqlDialect::new(
             "bigquery",
             Arc::new(Types(bigquery_type)),
@@ -79,6 +126,12 @@ pub fn redshift() -> SqlDialect {
         dml_target_alias: false,
         // Redshift's 127 are bytes of UTF-8.
         identifier_length_in_bytes: true,
+        // Redshift's TRUNCATE commits the transaction it runs in: emptying a table must stay in
+        // the transaction that refills it (replace, and exactly-once with its journal row).
+        supports_truncate: false,
+        // Redshift alters a column's type only outside a transaction (and only VARCHAR lengths):
+        // the migration's transaction cannot hold it.
+        widening: Lattice::none("Redshift cannot alter a column type inside the migration's transaction"),
         ..SqlDialect::new(
             "redshift",
             Arc::new(Types(redshift_type)),
@@ -96,13 +149,36 @@ pub fn databricks() -> SqlDialect {
         .with_identifier_quote_style('`')
         .with_requires_derived_table_alias(true)
         .build();
-    SqlDialect::new(
-        "databricks",
-        Arc::new(Types(databricks_type)),
-        Arc::new(NoQualify(unparser)),
-        Arc::new(parse::DatabricksDialect {}),
-    )
-    .with_quote('`')
+    SqlDialect {
+        // Delta type widening (`delta.enableTypeWidening`): decimals to more digits or scale;
+        // its integers are all BIGINT and its strings have no length.
+        widening: Lattice {
+            decimal_precision: true,
+            decimal_scale: true,
+            ..Lattice::none("Delta tables widen only decimals (with delta.enableTypeWidening)")
+        },
+        // One Delta commit that keeps the table, its grants and its history.
+        overwrite: OverwriteStyle::InsertOverwrite,
+        // dlt: CLUSTER BY, PARTITIONED BY, comments on columns and tables.
+        hints: DdlHints {
+            cluster: ClusterStyle::Altered,
+            partition: PartitionStyle::Partitioned,
+            column_comments: CommentStyle::Comment,
+            table_comments: CommentStyle::Comment,
+            column_comment_hint: Some("x-databricks-column-comment"),
+            table_comment_hint: Some("x-databricks-table-comment"),
+            cluster_hint: Some("x-databricks-cluster"),
+            escapes: LiteralEscapes::Backslash,
+            ..DdlHints::default()
+        },
+        ..SqlDialect::new(
+            "databricks",
+            Arc::new(Types(databricks_type)),
+            Arc::new(NoQualify(unparser)),
+            Arc::new(parse::DatabricksDialect {}),
+        )
+        .with_quote('`')
+    }
 }
 
 /// MSSQL: `SELECT … INTO` for work tables, no alias in `DELETE`/`UPDATE`, no `NULLS LAST`, no
@@ -117,6 +193,8 @@ pub fn mssql() -> SqlDialect {
         supports_create_table_if_not_exists: false,
         dml_target_alias: false,
         create_table_as: false,
+        // `ALTER COLUMN c type` restates nullability and drops defaults: not planned yet.
+        widening: Lattice::none("berth does not alter MSSQL column types yet"),
         ..SqlDialect::new(
             "mssql",
             Arc::new(Types(mssql_type)),
@@ -131,6 +209,12 @@ pub fn mssql() -> SqlDialect {
 pub fn mysql() -> SqlDialect {
     SqlDialect {
         supports_merge: false,
+        // MODIFY COLUMN restates the column; MySQL's DDL commits at once (not transactional).
+        widening: Lattice {
+            max_second_digits: 6,
+            ..Lattice::ALL
+        },
+        alter_type_syntax: AlterTypeSyntax::Modify,
         ..SqlDialect::new(
             "mysql",
             Arc::new(Types(mysql_type)),

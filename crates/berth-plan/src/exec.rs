@@ -302,6 +302,21 @@ impl MemoryCatalog {
                 let ids = self.matching(target, predicate.clone(), dialect).await?;
                 self.remove_rows(target, &ids)?;
             }
+            FollowupOp::Overwrite {
+                target, columns, query, ..
+            } => {
+                let batches = self.collect(query.clone()).await?;
+                let renamed = batches
+                    .into_iter()
+                    .map(|b| rename(&b, columns))
+                    .collect::<Result<Vec<_>>>()?;
+                self.tables
+                    .get_mut(target)
+                    .ok_or_else(|| missing(target))?
+                    .batches
+                    .clear();
+                self.append(target, renamed)?;
+            }
             FollowupOp::Truncate { target } => {
                 self.tables
                     .get_mut(target)

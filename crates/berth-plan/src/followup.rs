@@ -163,6 +163,21 @@ pub enum FollowupOp {
         /// The table.
         target: TableRef,
     },
+    /// Replaces every row of `target` by the rows of `source` (a staging table of the same
+    /// columns) in one step readers see whole: the `staging-optimized` replace where the
+    /// destination cannot move tables. Lowered as the dialect's
+    /// [`crate::OverwriteStyle`]: a clone, an `INSERT OVERWRITE`, or an empty-then-insert in the
+    /// follow-up's transaction.
+    Overwrite {
+        /// The final table.
+        target: TableRef,
+        /// The staging table.
+        source: TableRef,
+        /// The columns, in the target's order.
+        columns: Vec<String>,
+        /// `SELECT columns FROM source`.
+        query: LogicalPlan,
+    },
     /// Moves a staging table into the final dataset in place of the final table of that name
     /// (`DROP TABLE`, `ALTER TABLE … SET SCHEMA`), made crash-safe first where staging is
     /// unlogged, with the final table's `UNIQUE` constraints added (staging tables have none).

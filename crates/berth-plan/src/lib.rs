@@ -31,12 +31,14 @@ pub mod dialects;
 mod error;
 pub mod exec;
 pub mod followup;
+pub mod hints;
 mod load;
 pub mod lower;
 pub mod sql;
 mod statement;
+pub mod widen;
 
-pub use dialect::{CaseFold, CatalogStyle, NoQualify, SqlDialect, TypeMapper};
+pub use dialect::{CaseFold, CatalogStyle, NoQualify, OverwriteStyle, SqlDialect, TypeMapper};
 pub use error::{Error, Result};
 pub use followup::{FinalState, FollowupOp, TableRef};
 pub use load::{

@@ -61,14 +61,18 @@ pub struct PlanOptions {
     pub dataset: String,
     /// Replace strategy for `replace` tables.
     pub replace_strategy: ReplaceStrategy,
+    /// Let the migration widen existing columns whose package type is wider, along the
+    /// destination's [`crate::widen::Lattice`] (dlt never alters a column: off by default).
+    pub widen_types: bool,
 }
 
 impl PlanOptions {
-    /// Options for `dataset` with dlt's default replace strategy.
+    /// Options for `dataset` with dlt's default replace strategy, no widening.
     pub fn new(dataset: impl Into<String>) -> Self {
         Self {
             dataset: dataset.into(),
             replace_strategy: ReplaceStrategy::default(),
+            widen_types: false,
         }
     }
 }
@@ -150,14 +154,20 @@ pub struct PackagePlan {
     pub boundary: Option<String>,
     /// Table chains with jobs, in schema order of their roots.
     pub chains: Vec<ChainPlan>,
+    /// The migration widens columns ([`PlanOptions::widen_types`]).
+    pub widen_types: bool,
 }
 
 impl PackagePlan {
     /// Plans `package`. Fails before anything is touched when the package asks for a strategy the
     /// destination does not support.
     pub fn new(package: &LoadPackage, options: &PlanOptions, caps: &PlanCapabilities) -> Result<Self> {
-        Self::with_actions(package, &options.dataset, |root, _| {
+        let plan = Self::with_actions(package, &options.dataset, |root, _| {
             chain_action(package, root, options, caps)
+        })?;
+        Ok(Self {
+            widen_types: options.widen_types,
+            ..plan
         })
     }
 
@@ -213,6 +223,7 @@ impl PackagePlan {
             });
         }
         Ok(Self {
+            widen_types: false,
             staging_dataset: staging_dataset_name(dataset, &package.load_id),
             dataset: dataset.to_string(),
             boundary: package.state.created_at.map(|t| t.to_rfc3339()),
@@ -387,7 +398,8 @@ impl PackagePlan {
                     });
                 }
             }
-            // Without a way to swap, staging-optimized copies from staging like dlt does.
+            // Without a way to move tables, staging-optimized overwrites each table in one step
+            // readers see whole ([`FollowupOp::Overwrite`]); insert-from-staging copies like dlt.
             ChainAction::InsertFromStaging | ChainAction::StagingOptimized => {
                 let builder = followup::PlanBuilder::new(dialect);
                 for name in &chain.tables {
@@ -400,14 +412,18 @@ impl PackagePlan {
                         .scan(&staging, table, None)?
                         .project(columns.iter().map(|c| builder.bare(c)).collect::<Vec<_>>())?
                         .build()?;
-                    ops.push(FollowupOp::Truncate {
-                        target: TableRef::new(&self.dataset, name),
-                    });
-                    ops.push(FollowupOp::Insert {
-                        target: TableRef::new(&self.dataset, name),
-                        columns,
-                        query,
-                    });
+                    let target = TableRef::new(&self.dataset, name);
+                    if chain.action == ChainAction::StagingOptimized {
+                        ops.push(FollowupOp::Overwrite {
+                            target,
+                            source: staging,
+                            columns,
+                            query,
+                        });
+                    } else {
+                        ops.push(FollowupOp::Truncate { target: target.clone() });
+                        ops.push(FollowupOp::Insert { target, columns, query });
+                    }
                 }
             }
             ChainAction::Merge(strategy) => {

@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::unparser::Unparser;
 
-use crate::dialect::SqlDialect;
+use crate::dialect::{OverwriteStyle, SqlDialect};
 use crate::error::{Error, Result};
 use crate::followup::{FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
 use crate::sql::{self, skeleton};
@@ -82,6 +82,12 @@ impl Lowering<'_> {
             FollowupOp::Truncate { target } => {
                 out.push(sql::delete_all(self.dialect, &target.dataset, &target.table).into());
             }
+            FollowupOp::Overwrite {
+                target,
+                source,
+                columns,
+                query,
+            } => self.overwrite(target, source, columns, query, out)?,
             FollowupOp::Update {
                 target,
                 assignments,
@@ -128,6 +134,46 @@ impl Lowering<'_> {
                         });
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn overwrite(
+        &self,
+        target: &TableRef,
+        source: &TableRef,
+        columns: &[String],
+        query: &LogicalPlan,
+        out: &mut Vec<SqlStatement>,
+    ) -> Result<()> {
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        match self.dialect.overwrite {
+            OverwriteStyle::EmptyThenInsert => {
+                out.push(sql::delete_all(self.dialect, &target.dataset, &target.table).into());
+                let query = self.query(query)?;
+                out.push(sql::insert_select(self.dialect, &target.dataset, &target.table, &columns, query).into());
+            }
+            OverwriteStyle::InsertOverwrite => {
+                let query = self.query(query)?;
+                let mut statement = sql::insert_select(self.dialect, &target.dataset, &target.table, &columns, query);
+                if let Statement::Insert(insert) = &mut statement {
+                    insert.overwrite = true;
+                    insert.into = false;
+                    insert.has_table_keyword = true;
+                }
+                out.push(statement.into());
+            }
+            OverwriteStyle::CloneCopyGrants => {
+                let mut statement = skeleton("CREATE OR REPLACE TABLE t (c INT)");
+                if let Statement::CreateTable(create) = &mut statement {
+                    create.columns.clear();
+                    create.name = self.name(target);
+                    create.clone = Some(self.name(source));
+                    create.or_replace = true;
+                    create.copy_grants = true;
+                }
+                out.push(statement.into());
             }
         }
         Ok(())

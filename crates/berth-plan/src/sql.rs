@@ -115,6 +115,11 @@ fn column_def(dialect: &SqlDialect, table: &Table, column: &Column, in_create: b
             option: ColumnOption::NotNull,
         });
     }
+    options.extend(
+        crate::hints::column_options(dialect, table, column)
+            .into_iter()
+            .map(|option| ColumnOptionDef { name: None, option }),
+    );
     Ok(ColumnDef {
         name: dialect.ident(&column.name),
         data_type: dialect.type_mapper.to_destination(column, table)?,
@@ -139,6 +144,7 @@ pub fn create_table(
             .iter()
             .map(|c| column_def(dialect, table, c, true))
             .collect::<Result<_>>()?;
+        crate::hints::decorate_create(dialect, create, table, columns);
     }
     Ok(statement)
 }

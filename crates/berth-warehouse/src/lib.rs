@@ -119,16 +119,21 @@ impl Warehouse {
     pub fn capabilities(self) -> Capabilities {
         use MergeStrategy as M;
         use ReplaceStrategy as R;
-        let all_replace = vec![R::TruncateAndInsert, R::InsertFromStaging, R::StagingOptimized];
+        // The first strategy is the default: atomic replace wherever the warehouse allows it, so
+        // readers never see an empty or half-loaded table. Snowflake clones the staging table
+        // into place (CREATE OR REPLACE … CLONE … COPY GRANTS), Databricks INSERT OVERWRITEs,
+        // BigQuery and Redshift empty and insert in the follow-up's transaction.
+        let atomic_swap = vec![R::StagingOptimized, R::InsertFromStaging, R::TruncateAndInsert];
+        let atomic_copy = vec![R::InsertFromStaging, R::StagingOptimized, R::TruncateAndInsert];
         let (replace_strategies, merge_strategies, ddl_tx, tx) = match self {
             Self::Snowflake => (
-                all_replace,
+                atomic_swap.clone(),
                 vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 true,
                 true,
             ),
             Self::BigQuery => (
-                all_replace,
+                atomic_copy,
                 vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 false,
                 true,
@@ -136,14 +141,14 @@ impl Warehouse {
             // dlt offers delete-insert and scd2 only; berth lowers upsert and insert-only to a
             // keyed DELETE and an INSERT in one transaction (Redshift has no MERGE berth uses).
             Self::Redshift => (
-                vec![R::TruncateAndInsert, R::InsertFromStaging],
+                vec![R::InsertFromStaging, R::TruncateAndInsert],
                 vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 true,
                 true,
             ),
             // Delta tables: no multi-statement transactions.
             Self::Databricks => (
-                all_replace,
+                atomic_swap,
                 vec![M::DeleteInsert, M::Upsert, M::Scd2, M::InsertOnly, M::Cdc],
                 false,
                 false,
