@@ -278,3 +278,30 @@ async fn a_type_off_the_lattice_stays_an_error_with_widen_types() {
         assert_eq!(rows(destination.as_ref(), "ds", "t", &["id"]).await.len(), 1, "{name}");
     }
 }
+
+/// Without widening, a value the column cannot hold fails its job with an error that names the
+/// column and the value, and leaves the table as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_does_not_fit_names_its_column_and_value() {
+    let destinations = destinations("nofit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, destination) in &destinations.both {
+        let narrow = narrow_package(&dir.path().join(name));
+        load(destination, &narrow, "ds", false).await.expect("narrow loads");
+        let too_big = package(
+            &dir.path().join(format!("{name}-big")),
+            "1795500000.0000005",
+            &narrow_columns(),
+            vec![("id", Arc::new(Int64Array::from(vec![5_000_000_000])) as ArrayRef)],
+        );
+        let summary = load(destination, &too_big, "ds", false)
+            .await
+            .expect("the package opens");
+        assert_eq!(summary.status, PackageStatus::Pending, "{name}: {summary:?}");
+        let failed: Vec<_> = summary.failed_jobs().collect();
+        assert_eq!(failed.len(), 1, "{name}: {summary:?}");
+        let error = failed[0].error.clone().unwrap_or_default();
+        assert!(error.contains("5000000000") && error.contains("id"), "{name}: {error}");
+        assert_eq!(rows(destination.as_ref(), "ds", "t", &["id"]).await.len(), 1, "{name}");
+    }
+}
