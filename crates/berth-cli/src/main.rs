@@ -80,6 +80,32 @@ enum Command {
         #[command(subcommand)]
         command: PackageCommand,
     },
+    /// Show what dlt's configuration resolves a destination to, and where each value came from.
+    ///
+    /// For --destination postgres or duckdb (a bare name), berth reads credentials where dlt
+    /// does: the environment (DESTINATION__POSTGRES__CREDENTIALS as a connection string or its
+    /// fields __HOST, __PORT, __DATABASE, __USERNAME, __PASSWORD; pipeline-prefixed
+    /// <PIPELINE>__DESTINATION__… first), then the project's .dlt/secrets.toml and
+    /// .dlt/config.toml, then ~/.dlt/ (DLT_DATA_DIR); for PostgreSQL then PGHOST, PGPORT,
+    /// PGDATABASE, PGUSER, PGPASSWORD and the password file (PGPASSFILE, ~/.pgpass). Secrets
+    /// are shown as ***.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved destination settings with their sources (secrets masked).
+    Show {
+        /// A destination name dlt's configuration resolves: postgres or duckdb.
+        #[arg(long, short, default_value = "postgres")]
+        destination: String,
+        /// The dlt pipeline whose sections (<PIPELINE>__DESTINATION__…) come first.
+        #[arg(long)]
+        pipeline_name: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -98,8 +124,15 @@ struct LoadArgs {
     /// snowflake://<account>/<database>?warehouse=WH&storage_integration=NAME (SNOWFLAKE_TOKEN),
     /// bigquery://<project>/<location> (Google credentials), redshift://user:password@host:5439/db?iam_role=ARN,
     /// databricks://<workspace host>/<warehouse id>?catalog=main (DATABRICKS_TOKEN).
+    /// A bare `postgres` or `duckdb` takes its credentials from dlt's configuration, as a dlt
+    /// pipeline would (environment, .dlt/secrets.toml, ~/.dlt/, libpq's PG* variables and
+    /// ~/.pgpass; see `berth config show --help`): no password on the command line.
     #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
+    /// The dlt pipeline whose configuration sections come first when --destination is a bare
+    /// name [default: the pipeline recorded in the first package].
+    #[arg(long)]
+    pipeline_name: Option<String>,
     /// Staging bucket for warehouses (s3://bucket/prefix, gs://…, az://…): packages that are not
     /// in a bucket the warehouse reads are uploaded there first, as
     /// <staging>/<dataset>/<table>/<load id>.<file>. Credentials as for packages in buckets.
@@ -360,7 +393,46 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => render::show_package(&package, &storage, json)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Config {
+            command: ConfigCommand::Show {
+                destination,
+                pipeline_name,
+            },
+        } => {
+            let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?;
+            let resolved = berth::dlt_config::resolve(&destination, pipeline_name.as_deref(), &sources)?;
+            print!("{}", resolved.describe());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The destination URL `berth load` opens: a URL as given; a bare name (`postgres`, `duckdb`)
+/// resolved from dlt's configuration for the pipeline (`--pipeline-name`, else the one recorded
+/// in the first package).
+async fn destination_url(
+    given: &str,
+    pipeline_name: Option<&str>,
+    first_package: Option<&berth::model::PackageLocation>,
+) -> Result<String> {
+    if given.contains(':') || !berth::dlt_config::CONFIGURABLE.contains(&given.to_ascii_lowercase().as_str()) {
+        return Ok(given.to_string());
+    }
+    let recorded = match (pipeline_name, first_package) {
+        (None, Some(location)) => berth::model::LoadPackage::open(location.clone())
+            .await
+            .ok()
+            .and_then(|p| p.restore.and_then(|r| r.pipeline_name)),
+        _ => None,
+    };
+    let pipeline = pipeline_name.map(str::to_string).or(recorded);
+    let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?;
+    let resolved = berth::dlt_config::resolve(&given.to_ascii_lowercase(), pipeline.as_deref(), &sources)?;
+    tracing::info!(
+        "destination resolved from dlt's configuration:\n{}",
+        resolved.describe()
+    );
+    Ok(resolved.url().to_string())
 }
 
 async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
@@ -371,8 +443,9 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<E
         staging: args.staging.clone(),
         storage: storage.clone(),
     };
-    let destination = berth::open_destination_with(&args.destination, &open)?;
     let locations = resolve_locations(&args.packages, storage).await?;
+    let url = destination_url(&args.destination, args.pipeline_name.as_deref(), locations.first()).await?;
+    let destination = berth::open_destination_with(&url, &open)?;
     let total = locations.len();
     let mut options = LoaderOptions {
         dataset: args.dataset,

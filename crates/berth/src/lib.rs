@@ -44,6 +44,8 @@
 
 use std::sync::Arc;
 
+pub mod dlt_config;
+
 pub use berth_destination as destination;
 #[cfg(feature = "duckdb")]
 pub use berth_duckdb as duckdb;

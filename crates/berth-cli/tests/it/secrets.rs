@@ -171,3 +171,52 @@ fn passwords_appear_in_no_output() {
     assert_clean("config error Debug", &format!("{error:?}"));
     assert_clean("config error Display", &error.to_string());
 }
+
+/// `--destination postgres` takes its credentials from dlt's configuration — here the project's
+/// `.dlt/secrets.toml`, with the database from the environment over it — so the password is on
+/// no command line, and `berth config show` says where each value came from with the password
+/// masked.
+#[test]
+fn dlt_configuration_gives_the_credentials_and_the_password_stays_hidden() {
+    let cluster = PgCluster::start();
+    let url = cluster.password_user_url("configured", PASSWORD, "from_config");
+    let rest = url.strip_prefix("postgres://configured:").expect("url shape");
+    let port = rest
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.split('/').next())
+        .expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    std::fs::create_dir_all(dir.path().join(".dlt")).expect("mkdir");
+    std::fs::write(
+        dir.path().join(".dlt/secrets.toml"),
+        format!(
+            "[destination.postgres.credentials]\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"wrong_db\"\n\
+             username = \"configured\"\npassword = \"{PASSWORD}\"\n"
+        ),
+    )
+    .expect("secrets.toml");
+    let home = dir.path().join("home");
+    let env = [
+        ("HOME", home.to_str().expect("utf-8")),
+        ("DESTINATION__POSTGRES__CREDENTIALS__DATABASE", "from_config"),
+    ];
+    let out = berth(dir.path(), &["load", "packages", "--destination", "postgres"], &env);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_output_clean("load with dlt's configuration", &out);
+
+    let out = berth(dir.path(), &["config", "show", "--destination", "postgres"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert_clean("config show", &shown);
+    for expected in [
+        "***",
+        "secrets.toml",
+        "DESTINATION__POSTGRES__CREDENTIALS__DATABASE",
+        "from_config",
+    ] {
+        assert!(shown.contains(expected), "{expected} in:\n{shown}");
+    }
+    let rides = cluster.psql("from_config", "SELECT count(*) FROM rides_data.rides");
+    assert_ne!(rides.trim(), "0", "rides loaded");
+}

@@ -1,0 +1,569 @@
+//! dlt's configuration: a destination named by its bare name (`postgres`, `duckdb`) gets its
+//! credentials where dlt would look for them, with dlt's precedence, so a dlt user's existing
+//! setup works unchanged and a password never needs to be on a command line:
+//!
+//! 1. the environment: `<PIPELINE_NAME>__DESTINATION__POSTGRES__CREDENTIALS…` (when the pipeline
+//!    is known), then `DESTINATION__POSTGRES__CREDENTIALS` — a connection string, or its fields
+//!    `…__CREDENTIALS__HOST`, `__PORT`, `__DATABASE`, `__USERNAME`, `__PASSWORD`,
+//!    `__CONNECT_TIMEOUT`;
+//! 2. the project's `.dlt/secrets.toml`, then `.dlt/config.toml` (`[destination.postgres.credentials]`
+//!    or `destination.postgres.credentials = "postgresql://…"`, also under `[<pipeline_name>.…]`);
+//! 3. the same files in the global dlt directory (`DLT_DATA_DIR`, else `~/.dlt/`);
+//! 4. for PostgreSQL, what libpq users expect for fields still missing: `PGHOST`, `PGPORT`,
+//!    `PGDATABASE`, `PGUSER`, `PGPASSWORD`, then the password file (`PGPASSFILE`, else
+//!    `~/.pgpass`).
+//!
+//! A field set by an earlier provider wins over a later one, field by field, as in dlt. DuckDB's
+//! `credentials` is the database file (default `<pipeline_name>.duckdb`, as dlt's).
+//! [`ResolvedDestination::describe`] says what was resolved and where each value came from, with
+//! secrets masked; the connection string it opens is never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use berth_destination::{Error, Result};
+use berth_model::Secret;
+
+/// Destinations [`resolve`] knows by bare name.
+pub const CONFIGURABLE: &[&str] = &["postgres", "duckdb"];
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An environment variable.
+    Env(String),
+    /// A key of a TOML file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key.
+        key: String,
+    },
+    /// berth's default (dlt's).
+    Default(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "environment {name}"),
+            Self::File { path, key } => write!(f, "{} [{key}]", path.display()),
+            Self::Default(why) => write!(f, "default ({why})"),
+        }
+    }
+}
+
+/// One resolved setting.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// The field (`host`, `password`, `path`).
+    pub field: &'static str,
+    /// Its value; secrets are masked in [`fmt::Debug`] and [`ResolvedDestination::describe`].
+    pub value: Secret,
+    /// A secret (the password): shown as `***`.
+    pub secret: bool,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// A destination resolved from dlt's configuration.
+#[derive(Debug)]
+pub struct ResolvedDestination {
+    /// `postgres` or `duckdb`.
+    pub name: &'static str,
+    /// Every setting that went into it.
+    pub settings: Vec<Setting>,
+    url: Secret,
+}
+
+impl ResolvedDestination {
+    /// The destination URL to open (holds the password: never print it).
+    pub fn url(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// What was resolved and from where, one line per setting, secrets masked.
+    pub fn describe(&self) -> String {
+        let mut out = format!("destination {}:\n", self.name);
+        for s in &self.settings {
+            let shown = if s.secret { "***" } else { s.value.expose() };
+            out.push_str(&format!("  {:<16} {:<32} from {}\n", s.field, shown, s.origin));
+        }
+        out
+    }
+}
+
+/// The places dlt's configuration is read from: the environment and the TOML files, in
+/// precedence order.
+#[derive(Clone, Default)]
+pub struct ConfigSources {
+    env: BTreeMap<String, String>,
+    files: Vec<(PathBuf, toml::Table)>,
+    searched: Vec<PathBuf>,
+    pgpass: Option<PathBuf>,
+}
+
+impl fmt::Debug for ConfigSources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values are credentials as often as not: only where they come from.
+        f.debug_struct("ConfigSources")
+            .field("env_vars", &self.env.len())
+            .field("files", &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(destination: &str, reason: String) -> Error {
+    Error::Config {
+        destination: destination.to_string(),
+        reason,
+    }
+}
+
+impl ConfigSources {
+    /// This process's environment and the dlt project in `project_dir` (its `.dlt/` folder),
+    /// then the global dlt directory.
+    pub fn discover(project_dir: &Path) -> Result<Self> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let home = env.get("HOME").map(PathBuf::from);
+        let global = env
+            .get("DLT_DATA_DIR")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".dlt")));
+        let mut dirs = vec![project_dir.join(".dlt")];
+        dirs.extend(global);
+        let pgpass = env
+            .get("PGPASSFILE")
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| h.join(".pgpass")));
+        Self::from_parts(env, &dirs, pgpass)
+    }
+
+    /// `env`, the `secrets.toml` and `config.toml` of each of `dlt_dirs` (most important first),
+    /// and a libpq password file.
+    pub fn from_parts(env: BTreeMap<String, String>, dlt_dirs: &[PathBuf], pgpass: Option<PathBuf>) -> Result<Self> {
+        let mut sources = Self {
+            env,
+            pgpass,
+            ..Self::default()
+        };
+        for dir in dlt_dirs {
+            for name in ["secrets.toml", "config.toml"] {
+                let path = dir.join(name);
+                sources.searched.push(path.clone());
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(config_error(
+                            &path.display().to_string(),
+                            format!("cannot read it: {e}"),
+                        ));
+                    }
+                };
+                // toml's messages quote the offending line, which may hold a secret.
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                    config_error(&path.display().to_string(), format!("not valid TOML: {}", e.message()))
+                })?;
+                sources.files.push((path, table));
+            }
+        }
+        Ok(sources)
+    }
+
+    /// The value at `path` (lower-case sections) from the environment, then each file; with a
+    /// pipeline name, its section first in each.
+    fn providers<'a>(&'a self, pipeline: Option<&'a str>, path: &'a [&'a str]) -> Vec<(String, Origin)> {
+        let mut found = Vec::new();
+        let prefixes: Vec<Option<&str>> = pipeline.map(Some).into_iter().chain([None]).collect();
+        for prefix in &prefixes {
+            let name = prefix
+                .iter()
+                .copied()
+                .chain(path.iter().copied())
+                .map(str::to_ascii_uppercase)
+                .collect::<Vec<_>>()
+                .join("__");
+            if let Some(value) = self.env.get(&name) {
+                found.push((value.clone(), Origin::Env(name)));
+                break;
+            }
+        }
+        for (file, table) in &self.files {
+            for prefix in &prefixes {
+                let keys: Vec<&str> = prefix.iter().copied().chain(path.iter().copied()).collect();
+                if let Some(value) = lookup(table, &keys) {
+                    found.push((
+                        value,
+                        Origin::File {
+                            path: file.clone(),
+                            key: keys.join("."),
+                        },
+                    ));
+                    break;
+                }
+            }
+        }
+        found
+    }
+}
+
+fn lookup(table: &toml::Table, keys: &[&str]) -> Option<String> {
+    let (last, sections) = keys.split_last()?;
+    let mut current = table;
+    for key in sections {
+        current = current.get(*key)?.as_table()?;
+    }
+    match current.get(*last)? {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+const PG_FIELDS: [&str; 6] = ["host", "port", "database", "username", "password", "connect_timeout"];
+
+/// The fields of a PostgreSQL connection string (`postgresql://user:pw@host:port/db?…`).
+fn url_fields(text: &str) -> Option<BTreeMap<&'static str, String>> {
+    let url = url::Url::parse(text).ok()?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return None;
+    }
+    let decode = |s: &str| percent_decode(s);
+    let mut fields = BTreeMap::new();
+    if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
+        fields.insert("host", host.to_string());
+    }
+    if let Some(port) = url.port() {
+        fields.insert("port", port.to_string());
+    }
+    if !url.username().is_empty() {
+        fields.insert("username", decode(url.username()));
+    }
+    if let Some(password) = url.password() {
+        fields.insert("password", decode(password));
+    }
+    let database = url.path().trim_start_matches('/');
+    if !database.is_empty() {
+        fields.insert("database", decode(database));
+    }
+    for (key, value) in url.query_pairs() {
+        if key == "connect_timeout" {
+            fields.insert("connect_timeout", value.into_owned());
+        }
+    }
+    Some(fields)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The password of the first line of a libpq password file that matches (`*` matches anything;
+/// `\:` and `\\` are escaped).
+fn pgpass_password(path: &Path, host: &str, port: &str, database: &str, user: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut fields = Vec::new();
+        let mut current = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut current)),
+                c => current.push(c),
+            }
+        }
+        fields.push(current);
+        if let [h, p, d, u, password] = fields.as_slice() {
+            let matches = |pattern: &str, value: &str| pattern == "*" || pattern == value;
+            if matches(h, host) && matches(p, port) && matches(d, database) && matches(u, user) {
+                return Some(password.clone());
+            }
+        }
+    }
+    None
+}
+
+/// Resolves destination `name` (one of [`CONFIGURABLE`]) for `pipeline` from `sources`.
+pub fn resolve(name: &str, pipeline: Option<&str>, sources: &ConfigSources) -> Result<ResolvedDestination> {
+    match name {
+        "postgres" | "postgresql" => resolve_postgres(pipeline, sources),
+        "duckdb" => Ok(resolve_duckdb(pipeline, sources)),
+        other => Err(config_error(
+            other,
+            format!(
+                "berth reads dlt's configuration for {} (a URL works for every destination)",
+                CONFIGURABLE.join(" and ")
+            ),
+        )),
+    }
+}
+
+fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<ResolvedDestination> {
+    let mut fields: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
+    // Each provider in order: its connection string, then its own fields over it; the first
+    // provider to set a field wins.
+    let whole = sources.providers(pipeline, &["destination", "postgres", "credentials"]);
+    let mut per_field: Vec<Vec<(String, Origin)>> = PG_FIELDS
+        .iter()
+        .map(|f| sources.providers(pipeline, &["destination", "postgres", "credentials", f]))
+        .collect();
+    let rank = |origin: &Origin| match origin {
+        Origin::Env(_) => 0,
+        Origin::File { path, .. } => 1 + sources.files.iter().position(|(p, _)| p == path).unwrap_or(0),
+        Origin::Default(_) => usize::MAX,
+    };
+    for (text, origin) in &whole {
+        if let Some(parsed) = url_fields(text) {
+            for (field, value) in parsed {
+                per_field[PG_FIELDS.iter().position(|f| *f == field).unwrap_or(0)].push((value, origin.clone()));
+            }
+        }
+    }
+    for (i, field) in PG_FIELDS.iter().enumerate() {
+        // A field given on its own beats the connection string of the same provider.
+        per_field[i].sort_by_key(|(_, origin)| rank(origin));
+        if let Some(first) = per_field[i].first() {
+            fields.insert(field, first.clone());
+        }
+    }
+    for (field, variable) in [
+        ("host", "PGHOST"),
+        ("port", "PGPORT"),
+        ("database", "PGDATABASE"),
+        ("username", "PGUSER"),
+        ("password", "PGPASSWORD"),
+    ] {
+        if !fields.contains_key(field)
+            && let Some(value) = sources.env.get(variable)
+        {
+            fields.insert(field, (value.clone(), Origin::Env(variable.to_string())));
+        }
+    }
+    fields
+        .entry("port")
+        .or_insert_with(|| ("5432".into(), Origin::Default("PostgreSQL's port")));
+    let missing: Vec<&str> = ["host", "database", "username"]
+        .into_iter()
+        .filter(|f| !fields.contains_key(f))
+        .collect();
+    if !missing.is_empty() {
+        let searched: Vec<String> = sources.searched.iter().map(|p| p.display().to_string()).collect();
+        return Err(config_error(
+            "postgres",
+            format!(
+                "no {} for PostgreSQL: searched the environment (DESTINATION__POSTGRES__CREDENTIALS or its \
+                 fields, {}PGHOST/PGDATABASE/PGUSER), then {} — set them there, or give a URL \
+                 (postgres://user@host/database)",
+                missing.join(", "),
+                pipeline
+                    .map(|p| format!("{}__DESTINATION__POSTGRES__CREDENTIALS, ", p.to_ascii_uppercase()))
+                    .unwrap_or_default(),
+                searched.join(", ")
+            ),
+        ));
+    }
+    let value = |fields: &BTreeMap<&'static str, (String, Origin)>, f: &str| {
+        fields.get(f).map(|(v, _)| v.clone()).unwrap_or_default()
+    };
+    if !fields.contains_key("password")
+        && let Some(file) = &sources.pgpass
+        && let Some(password) = pgpass_password(
+            file,
+            &value(&fields, "host"),
+            &value(&fields, "port"),
+            &value(&fields, "database"),
+            &value(&fields, "username"),
+        )
+    {
+        fields.insert(
+            "password",
+            (
+                password,
+                Origin::File {
+                    path: file.clone(),
+                    key: "password file".into(),
+                },
+            ),
+        );
+    }
+    let get = |f: &str| fields.get(f).map(|(v, _)| v.as_str()).unwrap_or_default();
+    let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::Internal(e.to_string()))?;
+    let bad = |what: &str| {
+        config_error(
+            "postgres",
+            format!("the resolved {what} is not valid in a connection URL"),
+        )
+    };
+    url.set_host(Some(get("host"))).map_err(|_| bad("host"))?;
+    url.set_port(Some(get("port").parse().map_err(|_| bad("port"))?))
+        .map_err(|()| bad("port"))?;
+    url.set_username(get("username")).map_err(|()| bad("username"))?;
+    if fields.contains_key("password") {
+        url.set_password(Some(get("password"))).map_err(|()| bad("password"))?;
+    }
+    url.set_path(&format!("/{}", get("database")));
+    if fields.contains_key("connect_timeout") {
+        url.query_pairs_mut()
+            .append_pair("connect_timeout", get("connect_timeout"));
+    }
+    let settings = fields
+        .into_iter()
+        .map(|(field, (value, origin))| Setting {
+            field,
+            secret: field == "password",
+            value: Secret::new(value),
+            origin,
+        })
+        .collect();
+    Ok(ResolvedDestination {
+        name: "postgres",
+        settings,
+        url: Secret::new(url.to_string()),
+    })
+}
+
+fn resolve_duckdb(pipeline: Option<&str>, sources: &ConfigSources) -> ResolvedDestination {
+    let found = sources.providers(pipeline, &["destination", "duckdb", "credentials"]);
+    let (path, origin) = match found.into_iter().next() {
+        Some((value, origin)) => {
+            let path = value
+                .strip_prefix("duckdb:///")
+                .map(|p| format!("/{p}"))
+                .or_else(|| value.strip_prefix("duckdb:").map(str::to_string))
+                .unwrap_or(value);
+            (path, origin)
+        }
+        None => match pipeline {
+            Some(p) => (format!("{p}.duckdb"), Origin::Default("dlt's <pipeline_name>.duckdb")),
+            None => ("berth.duckdb".into(), Origin::Default("no pipeline name")),
+        },
+    };
+    ResolvedDestination {
+        name: "duckdb",
+        url: Secret::new(format!("duckdb:{path}")),
+        settings: vec![Setting {
+            field: "path",
+            value: Secret::new(path),
+            secret: false,
+            origin,
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make(env: &[(&str, &str)], files: &[(&str, &str)]) -> (tempfile::TempDir, ConfigSources) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let project = dir.path().join("project/.dlt");
+        let global = dir.path().join("home/.dlt");
+        std::fs::create_dir_all(&project).expect("mkdir");
+        std::fs::create_dir_all(&global).expect("mkdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pgpass = dir.path().join("pgpass");
+        let sources = ConfigSources::from_parts(env, &[project, global], Some(pgpass)).expect("sources");
+        (dir, sources)
+    }
+
+    fn field<'a>(resolved: &'a ResolvedDestination, name: &str) -> (&'a str, &'a Origin) {
+        let s = resolved.settings.iter().find(|s| s.field == name).expect("field");
+        (s.value.expose(), &s.origin)
+    }
+
+    #[test]
+    fn the_environment_beats_the_project_which_beats_the_global_files() {
+        let (_dir, sources) = make(
+            &[("DESTINATION__POSTGRES__CREDENTIALS__HOST", "envhost")],
+            &[
+                (
+                    "project/.dlt/secrets.toml",
+                    "[destination.postgres.credentials]\nhost = \"projhost\"\ndatabase = \"shop\"\npassword = \"s3cret\"\n",
+                ),
+                (
+                    "home/.dlt/secrets.toml",
+                    "[destination.postgres]\ncredentials = \"postgresql://globaluser:g@globalhost:6543/other\"\n",
+                ),
+            ],
+        );
+        let resolved = resolve("postgres", None, &sources).expect("resolved");
+        assert_eq!(field(&resolved, "host").0, "envhost");
+        assert!(matches!(field(&resolved, "host").1, Origin::Env(_)));
+        assert_eq!(field(&resolved, "database").0, "shop");
+        assert_eq!(field(&resolved, "username").0, "globaluser");
+        assert_eq!(field(&resolved, "port").0, "6543");
+        assert_eq!(resolved.url(), "postgres://globaluser:s3cret@envhost:6543/shop");
+        let shown = resolved.describe();
+        assert!(!shown.contains("s3cret") && shown.contains("***"), "{shown}");
+        assert!(!format!("{resolved:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_connection_string_in_the_environment_and_the_pipeline_section_first() {
+        let (_dir, sources) = make(
+            &[
+                (
+                    "DESTINATION__POSTGRES__CREDENTIALS",
+                    "postgresql://loader:pw@db:5433/analytics",
+                ),
+                ("SHOP__DESTINATION__POSTGRES__CREDENTIALS__DATABASE", "shop_db"),
+            ],
+            &[],
+        );
+        let resolved = resolve("postgres", Some("shop"), &sources).expect("resolved");
+        assert_eq!(resolved.url(), "postgres://loader:pw@db:5433/shop_db");
+    }
+
+    #[test]
+    fn libpq_variables_and_the_password_file_fill_what_dlt_leaves_open() {
+        let (dir, sources) = make(
+            &[("PGHOST", "pghost"), ("PGUSER", "me"), ("PGDATABASE", "warehouse")],
+            &[],
+        );
+        std::fs::write(
+            dir.path().join("pgpass"),
+            "# comment\nother:*:*:*:no\npghost:5432:*:me:pa\\:ss\n",
+        )
+        .expect("pgpass");
+        let resolved = resolve("postgres", None, &sources).expect("resolved");
+        assert_eq!(resolved.url(), "postgres://me:pa%3Ass@pghost:5432/warehouse");
+        assert!(matches!(field(&resolved, "password").1, Origin::File { .. }));
+    }
+
+    #[test]
+    fn missing_credentials_say_where_berth_looked() {
+        let (_dir, sources) = make(&[], &[]);
+        let error = resolve("postgres", None, &sources).expect_err("nothing configured");
+        let Error::Config { reason, .. } = &error else {
+            panic!("{error}");
+        };
+        assert!(
+            reason.contains("DESTINATION__POSTGRES__CREDENTIALS") && reason.contains("secrets.toml"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn duckdb_defaults_to_the_pipeline_file_as_dlt() {
+        let (_dir, sources) = make(&[], &[]);
+        assert_eq!(
+            resolve("duckdb", Some("shop"), &sources).expect("duckdb").url(),
+            "duckdb:shop.duckdb"
+        );
+        let (_dir, sources) = make(&[("DESTINATION__DUCKDB__CREDENTIALS", "/data/lake.duckdb")], &[]);
+        assert_eq!(
+            resolve("duckdb", Some("shop"), &sources).expect("duckdb").url(),
+            "duckdb:/data/lake.duckdb"
+        );
+    }
+}
