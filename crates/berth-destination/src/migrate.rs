@@ -96,33 +96,29 @@ pub fn system_table(name: &str) -> Option<Table> {
     Some(table)
 }
 
-/// Existing columns of `tables` in `dataset`, from `information_schema.columns`, keyed by the
-/// table's stored (case-folded) name. Missing tables are absent from the map.
-pub async fn storage_columns(
-    destination: &dyn Destination,
-    dataset: &str,
-    tables: &[String],
-) -> Result<HashMap<String, Vec<StorageColumn>>> {
-    let dialect = &destination.capabilities().dialect;
+/// The catalog columns [`storage_columns`] reads, in order.
+const CATALOG_COLUMNS: [&str; 9] = [
+    "table_name",
+    "column_name",
+    "data_type",
+    "is_nullable",
+    "numeric_precision",
+    "numeric_scale",
+    "ordinal_position",
+    "character_maximum_length",
+    "datetime_precision",
+];
+
+/// The query of [`CATALOG_COLUMNS`] for `tables` of `dataset`.
+fn catalog_query(dialect: &SqlDialect, dataset: &str, tables: &[String]) -> Result<berth_plan::sqlparser::ast::Query> {
     // Names of the catalog itself fold natively; the dataset and tables looked up are the
     // package's names (values, not identifiers).
     let catalog = &dialect.catalog_dialect();
-    let columns = [
-        "table_name",
-        "column_name",
-        "data_type",
-        "is_nullable",
-        "numeric_precision",
-        "numeric_scale",
-        "ordinal_position",
-        "character_maximum_length",
-        "datetime_precision",
-    ];
     // A catalog per dataset (BigQuery) has the sizes in `data_type` only.
     let per_dataset = dialect.catalog == CatalogStyle::PerDataset;
     let size_column =
         |c: &str| c.starts_with("numeric_") || c == "character_maximum_length" || c == "datetime_precision";
-    let mut scanned: Vec<&str> = columns
+    let mut scanned: Vec<&str> = CATALOG_COLUMNS
         .iter()
         .copied()
         .filter(|c| !(per_dataset && size_column(c)))
@@ -138,7 +134,7 @@ pub async fn storage_columns(
         .eq(lit(dialect.stored_name(dataset)))
         .and(in_list(sql::column(catalog, "table_name"), names, false));
     // A catalog without size columns answers NULL for them.
-    let projection = columns
+    let projection = CATALOG_COLUMNS
         .iter()
         .map(|c| {
             if per_dataset && size_column(c) {
@@ -148,17 +144,32 @@ pub async fn storage_columns(
             }
         })
         .collect::<Vec<_>>();
-    // Sorted here rather than in SQL: the plan stays a plain filter + projection in every dialect.
+    // Sorted by the caller rather than in SQL: the plan stays a plain filter + projection in
+    // every dialect.
     let builder = scan
         .filter(filter)
         .and_then(|b| b.project(projection))
         .map_err(berth_plan::Error::from)?;
-    let query = sql::to_query(catalog, builder)?;
+    Ok(sql::to_query(catalog, builder)?)
+}
+
+/// Existing columns of `tables` in `dataset`, from `information_schema.columns`, keyed by the
+/// table's stored (case-folded) name. Missing tables are absent from the map.
+pub async fn storage_columns(
+    destination: &dyn Destination,
+    dataset: &str,
+    tables: &[String],
+) -> Result<HashMap<String, Vec<StorageColumn>>> {
+    let dialect = &destination.capabilities().dialect;
+    let query = catalog_query(dialect, dataset, tables)?;
     let batches = destination
         .query(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)))
         .await?;
     let mut out: HashMap<String, Vec<StorageColumn>> = HashMap::new();
     for batch in &batches {
+        let columns: Vec<Vec<Option<String>>> = (0..CATALOG_COLUMNS.len())
+            .map(|i| string_column(batch, i))
+            .collect::<Result<_>>()?;
         let [
             table,
             name,
@@ -169,10 +180,10 @@ pub async fn storage_columns(
             position,
             length,
             digits,
-        ] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| string_column(batch, i));
-        let (table, name, db_type, nullable, precision, scale, position, length, digits) = (
-            table?, name?, db_type?, nullable?, precision?, scale?, position?, length?, digits?,
-        );
+        ] = columns.as_slice()
+        else {
+            return Err(Error::Internal("catalog rows of the wrong width".into()));
+        };
         for row in 0..batch.num_rows() {
             let parse = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u32>().ok());
             let db_type = db_type[row].clone().unwrap_or_default();
@@ -189,7 +200,7 @@ pub async fn storage_columns(
                     name: name[row].clone().unwrap_or_default(),
                     data_type: dialect
                         .type_mapper
-                        .to_dlt_type(&db_type, parse(&precision[row]), parse(&scale[row])),
+                        .to_dlt_type(&db_type, size.numeric_precision, size.numeric_scale),
                     db_type,
                     nullable: nullable[row].as_deref() != Some("NO"),
                     size,

@@ -355,10 +355,16 @@ mod tests {
         }
     }
 
+    fn check(cases: &[(Width, Width, Widening)]) {
+        for (stored, wanted, expected) in cases {
+            assert_eq!(&widening(stored, wanted), expected, "{stored:?} → {wanted:?}");
+        }
+    }
+
     #[test]
-    fn every_lattice_edge_widens_and_the_rest_is_kept_or_refused() {
+    fn numbers_widen_along_the_lattice_and_the_rest_is_kept_or_refused() {
         use DataType::*;
-        let cases = [
+        check(&[
             (
                 w(Bigint, Some(16), None),
                 w(Bigint, Some(32), None),
@@ -412,6 +418,13 @@ mod tests {
                 Widening::Widen(Edge::FloatPrecision),
             ),
             (w(Double, Some(53), None), w(Double, None, None), Widening::Keep),
+        ]);
+    }
+
+    #[test]
+    fn text_binary_and_times_widen_along_the_lattice_and_the_rest_is_kept_or_refused() {
+        use DataType::*;
+        check(&[
             (
                 w(Text, Some(10), None),
                 w(Text, Some(20), None),
@@ -457,10 +470,7 @@ mod tests {
             ),
             (w(Bigint, Some(64), None), w(Double, None, None), Widening::Incompatible),
             (w(Timestamp, Some(6), None), w(Date, None, None), Widening::Incompatible),
-        ];
-        for (stored, wanted, expected) in cases {
-            assert_eq!(widening(&stored, &wanted), expected, "{stored:?} → {wanted:?}");
-        }
+        ]);
     }
 
     #[test]

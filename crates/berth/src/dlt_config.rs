@@ -305,34 +305,11 @@ pub fn resolve(name: &str, pipeline: Option<&str>, sources: &ConfigSources) -> R
     }
 }
 
+/// The resolved PostgreSQL fields with their origins.
+type PgFields = BTreeMap<&'static str, (String, Origin)>;
+
 fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<ResolvedDestination> {
-    let mut fields: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
-    // Each provider in order: its connection string, then its own fields over it; the first
-    // provider to set a field wins.
-    let whole = sources.providers(pipeline, &["destination", "postgres", "credentials"]);
-    let mut per_field: Vec<Vec<(String, Origin)>> = PG_FIELDS
-        .iter()
-        .map(|f| sources.providers(pipeline, &["destination", "postgres", "credentials", f]))
-        .collect();
-    let rank = |origin: &Origin| match origin {
-        Origin::Env(_) => 0,
-        Origin::File { path, .. } => 1 + sources.files.iter().position(|(p, _)| p == path).unwrap_or(0),
-        Origin::Default(_) => usize::MAX,
-    };
-    for (text, origin) in &whole {
-        if let Some(parsed) = url_fields(text) {
-            for (field, value) in parsed {
-                per_field[PG_FIELDS.iter().position(|f| *f == field).unwrap_or(0)].push((value, origin.clone()));
-            }
-        }
-    }
-    for (i, field) in PG_FIELDS.iter().enumerate() {
-        // A field given on its own beats the connection string of the same provider.
-        per_field[i].sort_by_key(|(_, origin)| rank(origin));
-        if let Some(first) = per_field[i].first() {
-            fields.insert(field, first.clone());
-        }
-    }
+    let mut fields = dlt_fields(pipeline, sources);
     for (field, variable) in [
         ("host", "PGHOST"),
         ("port", "PGPORT"),
@@ -354,45 +331,93 @@ fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<R
         .filter(|f| !fields.contains_key(f))
         .collect();
     if !missing.is_empty() {
-        let searched: Vec<String> = sources.searched.iter().map(|p| p.display().to_string()).collect();
-        return Err(config_error(
-            "postgres",
-            format!(
-                "no {} for PostgreSQL: searched the environment (DESTINATION__POSTGRES__CREDENTIALS or its \
-                 fields, {}PGHOST/PGDATABASE/PGUSER), then {} — set them there, or give a URL \
-                 (postgres://user@host/database)",
-                missing.join(", "),
-                pipeline
-                    .map(|p| format!("{}__DESTINATION__POSTGRES__CREDENTIALS, ", p.to_ascii_uppercase()))
-                    .unwrap_or_default(),
-                searched.join(", ")
-            ),
-        ));
+        return Err(missing_credentials(&missing, pipeline, sources));
     }
-    let value = |fields: &BTreeMap<&'static str, (String, Origin)>, f: &str| {
-        fields.get(f).map(|(v, _)| v.clone()).unwrap_or_default()
-    };
     if !fields.contains_key("password")
         && let Some(file) = &sources.pgpass
-        && let Some(password) = pgpass_password(
-            file,
-            &value(&fields, "host"),
-            &value(&fields, "port"),
-            &value(&fields, "database"),
-            &value(&fields, "username"),
-        )
     {
-        fields.insert(
-            "password",
-            (
-                password,
-                Origin::File {
-                    path: file.clone(),
-                    key: "password file".into(),
-                },
-            ),
-        );
+        let value = |f: &str| fields.get(f).map(|(v, _)| v.clone()).unwrap_or_default();
+        if let Some(password) = pgpass_password(
+            file,
+            &value("host"),
+            &value("port"),
+            &value("database"),
+            &value("username"),
+        ) {
+            let origin = Origin::File {
+                path: file.clone(),
+                key: "password file".into(),
+            };
+            fields.insert("password", (password, origin));
+        }
     }
+    let url = postgres_url(&fields)?;
+    let settings = fields
+        .into_iter()
+        .map(|(field, (value, origin))| Setting {
+            field,
+            secret: field == "password",
+            value: Secret::new(value),
+            origin,
+        })
+        .collect();
+    Ok(ResolvedDestination {
+        name: "postgres",
+        settings,
+        url: Secret::new(url),
+    })
+}
+
+/// The fields dlt's providers give, field by field: each provider's connection string, then its
+/// own fields over it; the first provider to set a field wins.
+fn dlt_fields(pipeline: Option<&str>, sources: &ConfigSources) -> PgFields {
+    let whole = sources.providers(pipeline, &["destination", "postgres", "credentials"]);
+    let mut per_field: Vec<Vec<(String, Origin)>> = PG_FIELDS
+        .iter()
+        .map(|f| sources.providers(pipeline, &["destination", "postgres", "credentials", f]))
+        .collect();
+    let rank = |origin: &Origin| match origin {
+        Origin::Env(_) => 0,
+        Origin::File { path, .. } => 1 + sources.files.iter().position(|(p, _)| p == path).unwrap_or(0),
+        Origin::Default(_) => usize::MAX,
+    };
+    for (text, origin) in &whole {
+        for (field, value) in url_fields(text).unwrap_or_default() {
+            if let Some(i) = PG_FIELDS.iter().position(|f| *f == field) {
+                per_field[i].push((value, origin.clone()));
+            }
+        }
+    }
+    let mut fields = PgFields::new();
+    for (i, field) in PG_FIELDS.iter().enumerate() {
+        // Stable: a field given on its own beats the connection string of the same provider.
+        per_field[i].sort_by_key(|(_, origin)| rank(origin));
+        if let Some(first) = per_field[i].first() {
+            fields.insert(field, first.clone());
+        }
+    }
+    fields
+}
+
+fn missing_credentials(missing: &[&str], pipeline: Option<&str>, sources: &ConfigSources) -> Error {
+    let searched: Vec<String> = sources.searched.iter().map(|p| p.display().to_string()).collect();
+    config_error(
+        "postgres",
+        format!(
+            "no {} for PostgreSQL: searched the environment (DESTINATION__POSTGRES__CREDENTIALS or its \
+             fields, {}PGHOST/PGDATABASE/PGUSER), then {} — set them there, or give a URL \
+             (postgres://user@host/database)",
+            missing.join(", "),
+            pipeline
+                .map(|p| format!("{}__DESTINATION__POSTGRES__CREDENTIALS, ", p.to_ascii_uppercase()))
+                .unwrap_or_default(),
+            searched.join(", ")
+        ),
+    )
+}
+
+/// The connection URL of `fields` (percent-encoded by `url`).
+fn postgres_url(fields: &PgFields) -> Result<String> {
     let get = |f: &str| fields.get(f).map(|(v, _)| v.as_str()).unwrap_or_default();
     let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::Internal(e.to_string()))?;
     let bad = |what: &str| {
@@ -413,20 +438,7 @@ fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<R
         url.query_pairs_mut()
             .append_pair("connect_timeout", get("connect_timeout"));
     }
-    let settings = fields
-        .into_iter()
-        .map(|(field, (value, origin))| Setting {
-            field,
-            secret: field == "password",
-            value: Secret::new(value),
-            origin,
-        })
-        .collect();
-    Ok(ResolvedDestination {
-        name: "postgres",
-        settings,
-        url: Secret::new(url.to_string()),
-    })
+    Ok(url.to_string())
 }
 
 fn resolve_duckdb(pipeline: Option<&str>, sources: &ConfigSources) -> ResolvedDestination {
