@@ -127,8 +127,11 @@ struct LoadArgs {
     /// A bare `postgres` or `duckdb` takes its credentials from dlt's configuration, as a dlt
     /// pipeline would (environment, .dlt/secrets.toml, ~/.dlt/, libpq's PG* variables and
     /// ~/.pgpass; see `berth config show --help`): no password on the command line.
-    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
-    destination: String,
+    /// [default: inside a dlt project (a .dlt/ folder here), the destination the package's
+    /// pipeline recorded (postgres or duckdb), resolved from dlt's configuration; else
+    /// duckdb:berth.duckdb]
+    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true)]
+    destination: Option<String>,
     /// The dlt pipeline whose configuration sections come first when --destination is a bare
     /// name [default: the pipeline recorded in the first package].
     #[arg(long)]
@@ -436,15 +439,19 @@ async fn destination_url(
 }
 
 async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
-    if berth::sink::is_sink_url(&args.destination) {
-        return load_into_sink(args, storage).await;
+    if let Some(sink) = args.destination.clone().filter(|d| berth::sink::is_sink_url(d)) {
+        return load_into_sink(args, &sink, storage).await;
     }
     let open = berth::OpenOptions {
         staging: args.staging.clone(),
         storage: storage.clone(),
     };
     let locations = resolve_locations(&args.packages, storage).await?;
-    let url = destination_url(&args.destination, args.pipeline_name.as_deref(), locations.first()).await?;
+    let given = match &args.destination {
+        Some(destination) => destination.clone(),
+        None => project_destination(locations.first()).await,
+    };
+    let url = destination_url(&given, args.pipeline_name.as_deref(), locations.first()).await?;
     let destination = berth::open_destination_with(&url, &open)?;
     let total = locations.len();
     let mut options = LoaderOptions {
@@ -464,8 +471,27 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<E
     finish_load(&summary, args.json, &cancel, total, &progress)
 }
 
+/// The destination when none is given: inside a dlt project (a `.dlt/` folder in the current
+/// directory), the one the first package's pipeline recorded, by its bare name, when berth
+/// resolves it from dlt's configuration; else [`berth::DEFAULT_DESTINATION`].
+async fn project_destination(first_package: Option<&berth::model::PackageLocation>) -> String {
+    let default = berth::DEFAULT_DESTINATION.to_string();
+    let (true, Some(location)) = (std::path::Path::new(".dlt").is_dir(), first_package) else {
+        return default;
+    };
+    let recorded = berth::model::LoadPackage::open(location.clone())
+        .await
+        .ok()
+        .and_then(|p| p.restore)
+        .and_then(|r| r.destination_type);
+    match recorded.as_deref().and_then(|t| t.rsplit('.').next()) {
+        Some(name) if berth::dlt_config::CONFIGURABLE.contains(&name) => name.to_string(),
+        _ => default,
+    }
+}
+
 /// `berth load` into a sink: the same summary, exit codes and Ctrl-C handling as a database.
-async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
+async fn load_into_sink(args: LoadArgs, destination: &str, storage: &berth::model::StorageConfig) -> Result<ExitCode> {
     let mut headers = Vec::new();
     let from_env = std::env::var("BERTH_WEBHOOK_HEADERS").unwrap_or_default();
     for header in args.sink.headers.iter().map(String::as_str).chain(from_env.lines()) {
@@ -484,7 +510,7 @@ async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -
         requests_per_second: args.sink.rate_limit,
         ..berth::sink::WebhookConfig::default()
     };
-    let sink = berth::sink::open_sink(&args.destination, webhook).map_err(|e| anyhow::anyhow!(e.message))?;
+    let sink = berth::sink::open_sink(destination, webhook).map_err(|e| anyhow::anyhow!(e.message))?;
     let locations = resolve_locations(&args.packages, storage).await?;
     let total = locations.len();
     let mut options = berth::sink::SinkOptions {
@@ -498,7 +524,7 @@ async fn load_into_sink(args: LoadArgs, storage: &berth::model::StorageConfig) -
     };
     options.read_options.batch_size = args.tuning.batch_size.max(1);
     // Lines on standard output are the data: progress bars stay off then.
-    let to_stdout = matches!(args.destination.as_str(), "ndjson:" | "ndjson:-");
+    let to_stdout = matches!(destination, "ndjson:" | "ndjson:-");
     let show_progress = !args.json && !to_stdout && std::io::stderr().is_terminal();
     let progress = Arc::new(render::ProgressBars::new(show_progress));
     let loader = berth::sink::SinkLoader::new(sink).with_options(options).loader();

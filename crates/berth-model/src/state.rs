@@ -110,6 +110,9 @@ pub struct RestoreState {
     /// The pipeline's default schema: a package of another schema loads into
     /// `<dataset_name>_<schema name>` (dlt's `_make_dataset_name`).
     pub default_schema_name: Option<String>,
+    /// The destination the pipeline loads into, as dlt names its type
+    /// (`dlt.destinations.postgres`).
+    pub destination_type: Option<String>,
 }
 
 impl RestoreState {
@@ -124,6 +127,7 @@ impl RestoreState {
             dataset_name: get("dataset_name"),
             pipeline_name: get("pipeline_name"),
             default_schema_name: get("default_schema_name"),
+            destination_type: get("destination_type"),
         })
     }
 }

@@ -65,6 +65,29 @@ fn load_prints_a_summary_and_a_second_load_is_a_no_op() {
     assert_eq!(summary["packages"][0]["status"], "already_loaded");
 }
 
+/// Inside a dlt project (a `.dlt/` folder), `berth load` without `--destination` loads where
+/// the package's pipeline loads (here DuckDB, recorded in `.restore/state.json`), into the file
+/// dlt's configuration names; elsewhere into `berth.duckdb`.
+#[test]
+fn inside_a_dlt_project_the_pipeline_destination_comes_from_dlt_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    std::fs::create_dir_all(dir.path().join(".dlt")).expect("mkdir");
+    std::fs::write(
+        dir.path().join(".dlt/config.toml"),
+        "[destination.duckdb]\ncredentials = \"project.duckdb\"\n",
+    )
+    .expect("config.toml");
+    let home = dir.path().join("home");
+    let out = berth_command(dir.path(), &["load", "packages"])
+        .env("HOME", &home)
+        .output()
+        .expect("run berth");
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(dir.path().join("project.duckdb").exists(), "dlt's configured file");
+    assert!(!dir.path().join("berth.duckdb").exists(), "not berth's default");
+}
+
 #[test]
 fn json_summary_names_tables_rows_and_the_destination() {
     let dir = tempfile::tempdir().expect("tempdir");
