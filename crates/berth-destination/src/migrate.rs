@@ -555,9 +555,11 @@ fn version_insert(dialect: &SqlDialect, dataset: &str, package: &LoadPackage) ->
             lit_i64(i64::try_from(schema.version).unwrap_or(i64::MAX)),
             lit_i64(i64::from(schema.engine_version)),
             lit_str(now_literal()),
-            lit_str(&schema.name),
+            sql::lit_text(dialect, &schema.name),
             lit_str(&schema.version_hash),
-            lit_str(&schema.json),
+            // The whole schema as JSON: quotes and backslashes are escaped as the dialect's
+            // literals need (a backslash escapes on Snowflake, BigQuery, Databricks).
+            sql::lit_text(dialect, &schema.json),
         ]],
     )
 }
@@ -638,7 +640,7 @@ pub fn load_marker(
         &["load_id", "schema_name", "status", "inserted_at", "schema_version_hash"],
         vec![vec![
             lit_str(&package.load_id),
-            lit_str(&package.schema.name),
+            sql::lit_text(dialect, &package.schema.name),
             lit_i64(0),
             lit_str(now_literal()),
             lit_str(&package.schema.version_hash),

@@ -66,6 +66,19 @@ pub enum OverwriteStyle {
     CloneCopyGrants,
 }
 
+/// How a dialect's string literals escape, for the text berth writes as literals ([`crate::sql::lit_text`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LiteralEscapes {
+    /// Standard SQL: a quote is doubled, a backslash is itself.
+    #[default]
+    Standard,
+    /// A backslash escapes, and a doubled quote is a quote (Snowflake).
+    BackslashAndDoubling,
+    /// A backslash escapes, and a doubled quote is not a quote (BigQuery, Databricks): quotes
+    /// are written `\u0027`.
+    Backslash,
+}
+
 /// Maps dlt types to a destination's column types and back.
 pub trait TypeMapper: Send + Sync + fmt::Debug {
     /// The column type to create for `column` of `table`.
@@ -125,6 +138,9 @@ pub struct SqlDialect {
     /// two-part name can be ambiguous: DuckDB resolves `bomb.t` in database file `bomb.duckdb`
     /// as catalog `bomb` or schema `bomb` and refuses it. `None`: two-part names.
     pub database: Option<String>,
+    /// How string literals escape (a backslash escapes on Snowflake, BigQuery, Databricks and
+    /// MySQL): text berth writes as literals goes through [`crate::sql::lit_text`].
+    pub string_escapes: LiteralEscapes,
     /// How the `staging-optimized` replace overwrites a table where it cannot move one.
     pub overwrite: OverwriteStyle,
     /// Table and column hints the migration writes into DDL (clustering, partitions, comments).
@@ -167,6 +183,7 @@ impl SqlDialect {
     /// | [`Self::create_unique_constraints`], [`Self::unlogged_staging`], [`Self::supports_set_schema`], [`Self::case_sensitive_identifiers`] | false |
     /// | [`Self::catalog`] | [`CatalogStyle::Standard`] |
     /// | [`Self::database`] | none (two-part names) |
+    /// | [`Self::string_escapes`] | standard SQL ([`LiteralEscapes::Standard`]) |
     /// | [`Self::overwrite`] | empty, then insert ([`OverwriteStyle::EmptyThenInsert`]) |
     /// | [`Self::hints`] | none ([`DdlHints::default`]) |
     /// | [`Self::widening`] | every edge of the lattice ([`Lattice::ALL`]) |
@@ -196,6 +213,7 @@ impl SqlDialect {
             catalog_casefold: CaseFold::None,
             catalog: CatalogStyle::Standard,
             database: None,
+            string_escapes: LiteralEscapes::Standard,
             overwrite: OverwriteStyle::EmptyThenInsert,
             hints: DdlHints::default(),
             widening: Lattice::ALL,

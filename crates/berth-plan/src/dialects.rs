@@ -15,9 +15,9 @@ use datafusion::sql::unparser::dialect::{
     BigQueryDialect, CustomDialectBuilder, MySqlDialect, PostgreSqlDialect, SnowflakeDialect,
 };
 
-use crate::dialect::{CaseFold, CatalogStyle, NoQualify, OverwriteStyle, SqlDialect, TypeMapper};
+use crate::dialect::{CaseFold, CatalogStyle, LiteralEscapes, NoQualify, OverwriteStyle, SqlDialect, TypeMapper};
 use crate::error::Result;
-use crate::hints::{ClusterStyle, CommentStyle, DdlHints, LiteralEscapes, PartitionStyle};
+use crate::hints::{ClusterStyle, CommentStyle, DdlHints, PartitionStyle};
 use crate::sql::type_named as named;
 use crate::widen::{AlterTypeSyntax, Lattice};
 
@@ -60,12 +60,12 @@ pub fn snowflake() -> SqlDialect {
         // row would swap the old rows back; a clone in place is the same table however often it
         // runs, and COPY GRANTS keeps the table's grants.
         overwrite: OverwriteStyle::CloneCopyGrants,
+        string_escapes: LiteralEscapes::BackslashAndDoubling,
         // dlt: `cluster` columns, column descriptions as COMMENT.
         hints: DdlHints {
             cluster: ClusterStyle::Parenthesized,
             column_comments: CommentStyle::Comment,
             column_comment_hint: Some("x-snowflake-column-comment"),
-            escapes: LiteralEscapes::BackslashAndDoubling,
             ..DdlHints::default()
         },
         ..SqlDialect::new(
@@ -94,6 +94,7 @@ pub fn bigquery() -> SqlDialect {
             )
         },
         alter_type_syntax: AlterTypeSyntax::SetDataType,
+        string_escapes: LiteralEscapes::Backslash,
         // dlt: one partition column, cluster columns (the table hint first), descriptions and
         // partition expiry as OPTIONS.
         hints: DdlHints {
@@ -103,7 +104,6 @@ pub fn bigquery() -> SqlDialect {
             table_comments: CommentStyle::Options,
             cluster_hint: Some("x-bigquery-cluster"),
             partition_hint: Some("x-bigquery-partition"),
-            escapes: LiteralEscapes::Backslash,
             ..DdlHints::default()
         },
         ..SqlDialect::new(
@@ -129,6 +129,8 @@ pub fn redshift() -> SqlDialect {
         // Redshift's TRUNCATE commits the transaction it runs in: emptying a table must stay in
         // the transaction that refills it (replace, and exactly-once with its journal row).
         supports_truncate: false,
+        // Redshift (PostgreSQL 8.0) reads a backslash in a string literal as an escape.
+        string_escapes: LiteralEscapes::BackslashAndDoubling,
         // Redshift alters a column's type only outside a transaction (and only VARCHAR lengths):
         // the migration's transaction cannot hold it.
         widening: Lattice::none("Redshift cannot alter a column type inside the migration's transaction"),
@@ -159,6 +161,7 @@ pub fn databricks() -> SqlDialect {
         },
         // One Delta commit that keeps the table, its grants and its history.
         overwrite: OverwriteStyle::InsertOverwrite,
+        string_escapes: LiteralEscapes::Backslash,
         // dlt: CLUSTER BY, PARTITIONED BY, comments on columns and tables.
         hints: DdlHints {
             cluster: ClusterStyle::Altered,
@@ -168,7 +171,6 @@ pub fn databricks() -> SqlDialect {
             column_comment_hint: Some("x-databricks-column-comment"),
             table_comment_hint: Some("x-databricks-table-comment"),
             cluster_hint: Some("x-databricks-cluster"),
-            escapes: LiteralEscapes::Backslash,
             ..DdlHints::default()
         },
         ..SqlDialect::new(
@@ -215,6 +217,7 @@ pub fn mysql() -> SqlDialect {
             ..Lattice::ALL
         },
         alter_type_syntax: AlterTypeSyntax::Modify,
+        string_escapes: LiteralEscapes::BackslashAndDoubling,
         ..SqlDialect::new(
             "mysql",
             Arc::new(Types(mysql_type)),

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::dialect::SqlDialect;
-use crate::sql::{lit_i64, lit_str, skeleton};
+use crate::sql::{lit_i64, skeleton};
 
 /// How a dialect writes `CLUSTER BY`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,19 +35,6 @@ pub enum ClusterStyle {
     /// `ALTER TABLE … CLUSTER BY (a, b)` right after CREATE and when cluster columns are added
     /// (Databricks' liquid clustering, the same as the CREATE clause on an empty table).
     Altered,
-}
-
-/// How a dialect's string literals escape, for the descriptions berth writes into DDL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LiteralEscapes {
-    /// Standard SQL: a quote is doubled, a backslash is itself.
-    #[default]
-    Standard,
-    /// A backslash escapes, and a doubled quote is a quote (Snowflake).
-    BackslashAndDoubling,
-    /// A backslash escapes, and a doubled quote is not a quote (BigQuery, Databricks): quotes
-    /// are written `\u0027`.
-    Backslash,
 }
 
 /// How a dialect partitions a table.
@@ -95,26 +82,6 @@ pub struct DdlHints {
     pub cluster_hint: Option<&'static str>,
     /// The destination's own hint naming a column as the partition column (`x-bigquery-partition`).
     pub partition_hint: Option<&'static str>,
-    /// How descriptions are escaped.
-    pub escapes: LiteralEscapes,
-}
-
-/// `text` as a string literal's content in `escapes`; `raw` when the printer writes it as it
-/// is (sqlparser's `COMMENT` options), else the printer doubles quotes itself.
-fn literal_text(escapes: LiteralEscapes, text: &str, raw: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match (escapes, c) {
-            (LiteralEscapes::Standard | LiteralEscapes::BackslashAndDoubling, '\'') if raw => out.push_str("''"),
-            (LiteralEscapes::BackslashAndDoubling | LiteralEscapes::Backslash, '\\') => out.push_str("\\\\"),
-            (LiteralEscapes::BackslashAndDoubling | LiteralEscapes::Backslash, '\n') => out.push_str("\\n"),
-            (LiteralEscapes::BackslashAndDoubling | LiteralEscapes::Backslash, '\r') => out.push_str("\\r"),
-            (LiteralEscapes::Backslash, '\'') => out.push_str("\\u0027"),
-            (_, '\0') => {}
-            (_, c) => out.push(c),
-        }
-    }
-    out
 }
 
 fn flag(column: &Column, hint: Option<&str>) -> bool {
@@ -223,16 +190,13 @@ pub fn decorate_create(dialect: &SqlDialect, create: &mut CreateTable, table: &T
         && let Some(text) = text_hint(&table.extra, hints.table_comment_hint).or(table.description.as_deref())
     {
         create.table_options = CreateTableOptions::Plain(vec![SqlOption::Comment(CommentDef::WithoutEq(
-            literal_text(hints.escapes, text, true),
+            crate::sql::literal_text(dialect.string_escapes, text, true),
         ))]);
     }
     if hints.table_comments == CommentStyle::Options {
         let mut options = Vec::new();
         if let Some(description) = text_hint(&table.extra, Some("x-bigquery-table-description")) {
-            options.push(option(
-                "description",
-                lit_str(literal_text(hints.escapes, description, false)),
-            ));
+            options.push(option("description", crate::sql::lit_text(dialect, description)));
         }
         if let Some(days) = table
             .extra
@@ -263,11 +227,17 @@ pub fn column_options(dialect: &SqlDialect, table: &Table, column: &Column) -> V
     let Some(text) = text_hint(&column.extra, hints.column_comment_hint).or(column.description.as_deref()) else {
         return Vec::new();
     };
-    let text = literal_text(hints.escapes, text, false);
     match hints.column_comments {
         CommentStyle::None => Vec::new(),
-        CommentStyle::Comment => vec![ColumnOption::Comment(text)],
-        CommentStyle::Options => vec![ColumnOption::Options(vec![option("description", lit_str(text))])],
+        CommentStyle::Comment => vec![ColumnOption::Comment(crate::sql::literal_text(
+            dialect.string_escapes,
+            text,
+            false,
+        ))],
+        CommentStyle::Options => vec![ColumnOption::Options(vec![option(
+            "description",
+            crate::sql::lit_text(dialect, text),
+        )])],
     }
 }
 

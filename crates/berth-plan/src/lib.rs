@@ -38,7 +38,7 @@ pub mod sql;
 mod statement;
 pub mod widen;
 
-pub use dialect::{CaseFold, CatalogStyle, NoQualify, OverwriteStyle, SqlDialect, TypeMapper};
+pub use dialect::{CaseFold, CatalogStyle, LiteralEscapes, NoQualify, OverwriteStyle, SqlDialect, TypeMapper};
 pub use error::{Error, Result};
 pub use followup::{FinalState, FollowupOp, TableRef};
 pub use load::{
