@@ -28,8 +28,9 @@ struct Cli {
     command: Command,
     /// berth's config file: storage options per bucket, as `[storage."s3://bucket"]` tables of
     /// object_store option names (aws_region, aws_endpoint, aws_access_key_id,
-    /// google_service_account, azure_storage_account_name, ...) [default: ./berth.toml when it
-    /// exists]. Values never appear in output.
+    /// google_service_account, azure_storage_account_name, ...), and `[load]` defaults for
+    /// `berth load` (widen_types = true) [default: ./berth.toml when it exists]. Values never
+    /// appear in output.
     #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 }
