@@ -249,6 +249,8 @@ async fn table_and_column_hints_in_ddl_for_every_dialect() {
     let (_dir, package) = variant("merge_upsert", |schema| {
         let users = &mut schema["tables"]["users"];
         users["description"] = "People who signed up".into();
+        // dlt's bigquery_partition.date_trunc("birthday", "MONTH"): a template on one column.
+        users["x-bigquery-partition"] = serde_json::json!({"birthday": "DATE_TRUNC({column_name}, MONTH)"});
         users["x-bigquery-table-description"] = "People (BigQuery's description)".into();
         users["x-bigquery-partition-expiration-days"] = 30.into();
         let columns = &mut users["columns"];

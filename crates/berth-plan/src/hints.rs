@@ -142,6 +142,25 @@ fn bigquery_partition(dialect: &SqlDialect, column: &Column) -> Option<Expr> {
     }
 }
 
+/// BigQuery's partition transformation (`bigquery_adapter(partition=bigquery_partition.…)`): the
+/// table hint `x-bigquery-partition` as `{column: "DATE_TRUNC({column_name}, MONTH)"}`. The
+/// template is parsed as an expression (never pasted into SQL) and must be a function call on the
+/// column; anything else is left out with a warning, as is more than one column (dlt refuses it).
+fn partition_transformation(dialect: &SqlDialect, table: &Table) -> Option<Expr> {
+    let hint = table.extra.get("x-bigquery-partition")?.as_object()?;
+    let [(column, template)] = hint.iter().collect::<Vec<_>>()[..] else {
+        tracing::warn!(table = %table.name, "x-bigquery-partition names more than one column; the table is not partitioned");
+        return None;
+    };
+    let expr = template
+        .as_str()
+        .and_then(|t| call_on(dialect, &t.replace("{column_name}", "c"), column));
+    if expr.is_none() {
+        tracing::warn!(table = %table.name, "x-bigquery-partition is not a function call on `{column}`; the table is not partitioned");
+    }
+    expr
+}
+
 /// Adds clustering, partitioning and table options to the `CREATE TABLE` of `table`.
 pub fn decorate_create(dialect: &SqlDialect, create: &mut CreateTable, table: &Table, columns: &[&Column]) {
     let hints = &dialect.hints;
@@ -157,9 +176,8 @@ pub fn decorate_create(dialect: &SqlDialect, create: &mut CreateTable, table: &T
         PartitionStyle::None => {}
         // dlt refuses more than one partition column on BigQuery; berth partitions by the first.
         PartitionStyle::BigQuery => {
-            create.partition_by = partitioned
-                .first()
-                .and_then(|c| bigquery_partition(dialect, c))
+            create.partition_by = partition_transformation(dialect, table)
+                .or_else(|| partitioned.first().and_then(|c| bigquery_partition(dialect, c)))
                 .map(Box::new);
         }
         PartitionStyle::Partitioned if !partitioned.is_empty() => {
