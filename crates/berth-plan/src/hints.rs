@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::dialect::SqlDialect;
-use crate::sql::{lit_i64, skeleton};
+use crate::sql::lit_i64;
 
 /// How a dialect writes `CLUSTER BY`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -273,14 +273,10 @@ fn alter_cluster(dialect: &SqlDialect, dataset: &str, table: &Table, cluster: &[
     if cluster.is_empty() {
         return Vec::new();
     }
-    let mut statement = skeleton("ALTER TABLE t ADD COLUMN c INT");
-    if let Statement::AlterTable(alter) = &mut statement {
-        alter.name = dialect.table_name(dataset, &table.name);
-        alter.operations = vec![AlterTableOperation::ClusterBy {
-            exprs: cluster.iter().map(|c| Expr::Identifier(dialect.ident(c))).collect(),
-        }];
-    }
-    vec![statement]
+    let cluster_by = AlterTableOperation::ClusterBy {
+        exprs: cluster.iter().map(|c| Expr::Identifier(dialect.ident(c))).collect(),
+    };
+    vec![crate::sql::alter_table(dialect, dataset, &table.name, vec![cluster_by])]
 }
 
 /// Statements that follow adding `added` to `table`: its clustering, where the destination

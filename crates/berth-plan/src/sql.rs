@@ -173,6 +173,25 @@ pub fn create_table(
     Ok(statement)
 }
 
+/// `ALTER TABLE "dataset"."table" <operations>`: the one place an ALTER TABLE is built (columns
+/// added, retyped, a table clustered).
+pub fn alter_table(
+    dialect: &SqlDialect,
+    dataset: &str,
+    table: &str,
+    operations: Vec<AlterTableOperation>,
+) -> Statement {
+    let mut statement = skeleton("ALTER TABLE t ADD COLUMN c INT");
+    if let Statement::AlterTable(AlterTable {
+        name, operations: ops, ..
+    }) = &mut statement
+    {
+        *name = dialect.table_name(dataset, table);
+        *ops = operations;
+    }
+    statement
+}
+
 /// `ALTER TABLE ... ADD COLUMN ...`: one statement, or one per column where the destination needs it.
 /// New columns are always nullable: `NOT NULL` cannot be added to a table that has rows.
 pub fn add_columns(dialect: &SqlDialect, dataset: &str, table: &Table, columns: &[&Column]) -> Result<Vec<Statement>> {
@@ -187,17 +206,7 @@ pub fn add_columns(dialect: &SqlDialect, dataset: &str, table: &Table, columns: 
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let alter = |operations: Vec<AlterTableOperation>| {
-        let mut statement = skeleton("ALTER TABLE t ADD COLUMN c INT");
-        if let Statement::AlterTable(AlterTable {
-            name, operations: ops, ..
-        }) = &mut statement
-        {
-            *name = dialect.table_name(dataset, &table.name);
-            *ops = operations;
-        }
-        statement
-    };
+    let alter = |operations: Vec<AlterTableOperation>| alter_table(dialect, dataset, &table.name, operations);
     if operations.is_empty() {
         return Ok(Vec::new());
     }

@@ -21,7 +21,6 @@ use datafusion::sql::sqlparser::ast::{AlterColumnOperation, AlterTableOperation,
 
 use crate::dialect::SqlDialect;
 use crate::error::Result;
-use crate::sql::skeleton;
 
 /// A column's type in dlt's terms with the sizes that widening compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,12 +334,7 @@ pub fn alter_column_type(dialect: &SqlDialect, dataset: &str, table: &Table, col
             column_position: None,
         },
     };
-    let mut statement = skeleton("ALTER TABLE t ADD COLUMN c INT");
-    if let Statement::AlterTable(alter) = &mut statement {
-        alter.name = dialect.table_name(dataset, &table.name);
-        alter.operations = vec![operation];
-    }
-    Ok(statement)
+    Ok(crate::sql::alter_table(dialect, dataset, &table.name, vec![operation]))
 }
 
 #[cfg(test)]
