@@ -12,20 +12,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar per package on a terminal; nothing otherwise.
 #[derive(Debug)]
-pub(crate) struct ProgressBars {
+pub struct ProgressBars {
     enabled: bool,
     bar: Mutex<Option<ProgressBar>>,
 }
 
 impl ProgressBars {
-    pub(crate) fn new(enabled: bool) -> Self {
+    /// Bars shown when `enabled` (a terminal), else nothing.
+    pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
             bar: Mutex::new(None),
         }
     }
 
-    pub(crate) fn finish(&self) {
+    /// Clears the bar of the package loading, if any.
+    pub fn finish(&self) {
         if let Some(bar) = self
             .bar
             .lock()
@@ -251,7 +253,29 @@ async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile) -> Resul
     })
 }
 
-pub(crate) async fn show_package(location: &str, storage: &berth::model::StorageConfig, json: bool) -> Result<()> {
+/// `berth package show --json`'s document: the package, its schema, state and jobs (with rows,
+/// and each failed job's error).
+pub async fn package_document(location: &str, storage: &berth::model::StorageConfig) -> Result<serde_json::Value> {
+    let (package, jobs, state) = package_jobs(location, storage).await?;
+    Ok(serde_json::json!({
+        "load_id": package.load_id,
+        "location": package.location.to_string(),
+        "schema": package.schema.name,
+        "schema_version": package.schema.version,
+        "schema_version_hash": package.schema.version_hash,
+        "dataset": package.default_dataset(),
+        "created_at": package.state.created_at.map(|t| t.to_rfc3339()),
+        "state": state,
+        "pending_transitions": package.pending_transitions.len(),
+        "jobs": jobs,
+    }))
+}
+
+/// A package, its jobs as JSON objects and its state in words.
+async fn package_jobs(
+    location: &str,
+    storage: &berth::model::StorageConfig,
+) -> Result<(LoadPackage, Vec<serde_json::Value>, String)> {
     let package = LoadPackage::open(PackageLocation::parse_with(location, storage)?).await?;
     let mut jobs = Vec::new();
     for job in &package.jobs {
@@ -280,22 +304,18 @@ pub(crate) async fn show_package(location: &str, storage: &berth::model::Storage
         (None, 0) if !package.jobs.is_empty() => "jobs done, not committed".into(),
         (None, _) => "pending".into(),
     };
+    Ok((package, jobs, state))
+}
+
+pub(crate) async fn show_package(location: &str, storage: &berth::model::StorageConfig, json: bool) -> Result<()> {
     if json {
-        let doc = serde_json::json!({
-            "load_id": package.load_id,
-            "location": package.location.to_string(),
-            "schema": package.schema.name,
-            "schema_version": package.schema.version,
-            "schema_version_hash": package.schema.version_hash,
-            "dataset": package.default_dataset(),
-            "created_at": package.state.created_at.map(|t| t.to_rfc3339()),
-            "state": state,
-            "pending_transitions": package.pending_transitions.len(),
-            "jobs": jobs,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&package_document(location, storage).await?)?
+        );
         return Ok(());
     }
+    let (package, jobs, state) = package_jobs(location, storage).await?;
     println!("Package {} at {}", package.load_id, package.location);
     println!(
         "Schema {} v{} ({}), dataset {}, created {}",

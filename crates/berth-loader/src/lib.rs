@@ -128,6 +128,11 @@ pub struct LoaderOptions {
     /// bits, a decimal of more digits, more fractional second digits) with `ALTER`, along the
     /// destination's lattice ([`berth_plan::widen`]); by default, as dlt, a column keeps its type.
     pub widen_types: bool,
+    /// The caller owns the package's folders (dlt's own load step, when berth is a dlt
+    /// destination): jobs are read where they are and never moved, and the package gets no
+    /// completion marker and stays in `load/normalized/`. The journal in the destination still
+    /// decides what is loaded, so a rerun after a crash resumes exactly as without it.
+    pub caller_owns_folders: bool,
 }
 
 impl Default for LoaderOptions {
@@ -143,6 +148,7 @@ impl Default for LoaderOptions {
             keep_staging: false,
             allow_failed_jobs: false,
             widen_types: false,
+            caller_owns_folders: false,
         }
     }
 }

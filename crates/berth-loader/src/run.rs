@@ -150,7 +150,11 @@ impl Run<'_> {
     }
 
     fn folders<'p>(&self, package: &'p LoadPackage) -> Folders<'p> {
-        Folders::new(package, self.options.allow_failed_jobs, self.executor.writes())
+        Folders::new(
+            package,
+            self.options.allow_failed_jobs,
+            self.executor.writes() && !self.options.caller_owns_folders,
+        )
     }
 
     fn retry_policy(&self) -> RetryPolicy {

@@ -1,0 +1,799 @@
+//! `berth`: load dlt load packages into a destination.
+//!
+//! The command line as a library: the `berth` binary calls [`run_cli`], and so does the Python
+//! package's `berth` console script (through its extension), so both are the same program.
+
+mod render;
+
+pub use render::{ProgressBars, package_document};
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use berth::loader::{Loader, LoaderOptions, resolve_locations};
+use berth::model::ReplaceStrategy;
+use clap::{Args, Parser, Subcommand};
+
+/// Loads dlt load packages into a database, fast: Parquet, Arrow IPC, JSONL, CSV and
+/// insert_values jobs, with dlt's append, replace and merge semantics (delete-insert, upsert,
+/// insert-only, scd2), its refresh modes and its bookkeeping tables, so dlt keeps working on
+/// the same dataset.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, propagate_version = true)]
+#[command(after_help = "Examples:
+  berth load testdata/quickstart/packages/1795381980.7559764
+  berth load ~/.dlt/pipelines/my_pipe/load/normalized --destination duckdb:warehouse.duckdb
+  berth load s3://my-bucket/my_pipe/load/normalized --destination postgres://loader@db/analytics
+  berth load pkg1 pkg2 --dataset analytics --json
+  berth package show testdata/quickstart/packages/1795381980.7559764")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// berth's config file: storage options per bucket, as `[storage."s3://bucket"]` tables of
+    /// object_store option names (aws_region, aws_endpoint, aws_access_key_id,
+    /// google_service_account, azure_storage_account_name, ...), and `[load]` defaults for
+    /// `berth load` (widen_types = true) [default: ./berth.toml when it exists]. Values never
+    /// appear in output.
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load packages into a destination, in the order given.
+    ///
+    /// A PACKAGE is a package folder, a folder of packages (such as a dlt pipeline's
+    /// `load/normalized/`, loaded in load-id order), or the URL of either in a bucket:
+    /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
+    /// abfss://container@account.dfs.core.windows.net/prefix, file:///dir. Credentials come from
+    /// the cloud's usual environment variables (AWS_*, GOOGLE_*, AZURE_*) or from berth.toml
+    /// (--config). Packages in buckets are read in place and never changed, except for a
+    /// package_completed.json marker once loaded.
+    ///
+    /// Loading is exactly-once: a load that is killed, loses its connection or is interrupted
+    /// resumes where it stopped when run again, and a package that is already loaded is skipped.
+    /// Ctrl-C (or SIGTERM) stops starting jobs, lets the running ones finish or roll back, and
+    /// leaves the package to resume; a second Ctrl-C stops at once (still safe to resume).
+    ///
+    /// Exit status: 0 every package loaded; 3 jobs failed and their package stays pending (fix
+    /// the cause and load again; `berth package show` lists the errors); 4 packages were
+    /// committed without jobs that failed (--allow-failed-jobs); 130 interrupted; 2 bad
+    /// arguments; 1 any other error.
+    Load(LoadArgs),
+    /// Measure load throughput against a destination, next to the destination's own limit.
+    ///
+    /// Generates a synthetic dlt package (deterministic by seed; cached in --work-dir), loads it
+    /// --runs times into a fresh dataset each time, and in the same runs measures the
+    /// destination's own fastest ingest of the same data: PostgreSQL reading a binary COPY file
+    /// itself (needs superuser or pg_read/write_server_files), DuckDB's read_parquet. Each load
+    /// runs as `berth load --json` in a process of its own, as a user's load would. Reports
+    /// min/median/max seconds, rows/s, MB/s (of Parquet), the peak RSS of that process (its whole
+    /// life, DuckDB's checkpoint at close included) and the ratio.
+    Bench(BenchArgs),
+    /// Print the SQL a load would run, statement by statement, without touching a destination.
+    ///
+    /// Phases: migration (for a destination without the package's datasets yet), preparation,
+    /// the jobs (bulk loads, shown as notes; for a warehouse with --staging, each file's upload and
+    /// the warehouse's COPY INTO / COPY / load job), each table chain's follow-up (replace from staging;
+    /// merge: delete-insert, upsert, insert-only, scd2), the commit row and the staging clean-up.
+    /// --destination takes a destination URL or a dialect name: postgres, duckdb, snowflake,
+    /// bigquery, redshift, databricks, mssql, mysql.
+    Plan(PlanArgs),
+    /// Inspect load packages.
+    Package {
+        #[command(subcommand)]
+        command: PackageCommand,
+    },
+    /// Show what dlt's configuration resolves a destination to, and where each value came from.
+    ///
+    /// For --destination postgres or duckdb (a bare name), berth reads credentials where dlt
+    /// does: the environment (DESTINATION__POSTGRES__CREDENTIALS as a connection string or its
+    /// fields __HOST, __PORT, __DATABASE, __USERNAME, __PASSWORD; pipeline-prefixed
+    /// <PIPELINE>__DESTINATION__… first), then the project's .dlt/secrets.toml and
+    /// .dlt/config.toml, then ~/.dlt/ (DLT_DATA_DIR); for PostgreSQL then PGHOST, PGPORT,
+    /// PGDATABASE, PGUSER, PGPASSWORD and the password file (PGPASSFILE, ~/.pgpass). Secrets
+    /// are shown as ***.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved destination settings with their sources (secrets masked).
+    Show {
+        /// A destination name dlt's configuration resolves: postgres or duckdb.
+        #[arg(long, short, default_value = "postgres")]
+        destination: String,
+        /// The dlt pipeline whose sections (<PIPELINE>__DESTINATION__…) come first.
+        #[arg(long)]
+        pipeline_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Package folders or URLs.
+    #[arg(required = true, value_name = "PACKAGE")]
+    packages: Vec<String>,
+    /// Where to load: duckdb:<file>, duckdb:///<absolute file>, duckdb::memory: (DuckDB
+    /// settings as parameters: ?memory_limit=256MB&threads=2; without one, berth starts a
+    /// database file at 64 MiB and raises the limit as loads need),
+    /// postgres://user:password@host:port/database[?sslmode=verify-full&sslrootcert=ca.pem]
+    /// (libpq's sslmode values; the password never appears in output). Sinks, for reverse ETL:
+    /// webhook+https://host/path (each batch one POST; see the Sink options) and ndjson:<file>
+    /// or ndjson:- (standard output): rows as JSON lines with their table under `_table`.
+    /// Warehouses, which read staged Parquet from a bucket themselves (see --staging):
+    /// snowflake://<account>/<database>?warehouse=WH&storage_integration=NAME (SNOWFLAKE_TOKEN),
+    /// bigquery://<project>/<location> (Google credentials), redshift://user:password@host:5439/db?iam_role=ARN,
+    /// databricks://<workspace host>/<warehouse id>?catalog=main (DATABRICKS_TOKEN).
+    /// A bare `postgres` or `duckdb` takes its credentials from dlt's configuration, as a dlt
+    /// pipeline would (environment, .dlt/secrets.toml, ~/.dlt/, libpq's PG* variables and
+    /// ~/.pgpass; see `berth config show --help`): no password on the command line.
+    /// [default: inside a dlt project (a .dlt/ folder here), the destination the package's
+    /// pipeline recorded (postgres or duckdb), resolved from dlt's configuration; else
+    /// duckdb:berth.duckdb]
+    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true)]
+    destination: Option<String>,
+    /// The dlt pipeline whose configuration sections come first when --destination is a bare
+    /// name [default: the pipeline recorded in the first package].
+    #[arg(long)]
+    pipeline_name: Option<String>,
+    /// Staging bucket for warehouses (s3://bucket/prefix, gs://…, az://…): packages that are not
+    /// in a bucket the warehouse reads are uploaded there first, as
+    /// <staging>/<dataset>/<table>/<load id>.<file>. Credentials as for packages in buckets.
+    #[arg(long, env = "BERTH_STAGING")]
+    staging: Option<String>,
+    #[command(flatten)]
+    sink: SinkArgs,
+    /// Dataset (schema) to load into [default: the one recorded in the package, else the schema
+    /// name]. Normalized by the package's naming convention, as dlt does (`ShopData` loads into
+    /// `shop_data` under dlt's default `snake_case`).
+    #[arg(long, env = "BERTH_DATASET")]
+    dataset: Option<String>,
+    /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized
+    /// [default: atomic where the destination allows it — readers never see the table empty:
+    /// insert-from-staging on DuckDB, BigQuery and Redshift (one transaction), staging-optimized on
+    /// Snowflake (a clone that keeps grants) and Databricks (INSERT OVERWRITE); PostgreSQL
+    /// truncate-and-insert, as dlt].
+    #[arg(long, value_parser = parse_replace_strategy)]
+    replace_strategy: Option<ReplaceStrategy>,
+    /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
+    /// Memory grows with it: each holds about a decoded batch and a Parquet page per column.
+    #[arg(long, default_value_t = berth::loader::default_parallel_jobs())]
+    parallel: usize,
+    /// Attempts per job when the destination reports a transient error.
+    #[arg(long, default_value_t = berth::loader::DEFAULT_MAX_ATTEMPTS)]
+    max_attempts: u32,
+    /// Commit a package even when some of its jobs fail terminally (bad data, a type the table
+    /// cannot take): those jobs move to the package's failed_jobs/ with their error and their rows
+    /// are not loaded (dlt's raise_on_failed_jobs=false). By default the package stays pending.
+    #[arg(long)]
+    allow_failed_jobs: bool,
+    /// Widen existing columns whose type in the package is wider than in the destination, with
+    /// ALTER, along a safe lattice: integer → bigint → numeric of enough digits, real → double,
+    /// varchar(n) → longer or text, more fractional second digits (PostgreSQL and DuckDB take
+    /// every edge; each warehouse the ones it can). Anything else stays an error naming the
+    /// column. By default, as dlt, a column keeps its type. Config: `[load] widen_types = true`.
+    #[arg(long)]
+    widen_types: bool,
+    #[command(flatten)]
+    tuning: Tuning,
+    /// Print the load summary as JSON on stdout (and no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Memory and parallelism knobs shared by `load` and `bench`. Memory is bounded by these, not by
+/// file sizes: about (parallel jobs) x (one Parquet row group + one batch + one send chunk).
+#[derive(Debug, Args)]
+struct Tuning {
+    /// Rows per decoded record batch.
+    #[arg(long, default_value_t = berth::model::read::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Parquet files from this many MiB up load in row-group parts over several connections
+    /// (PostgreSQL).
+    #[arg(long, default_value_t = berth::loader::DEFAULT_SPLIT_MIN_BYTES >> 20)]
+    split_mib: u64,
+}
+
+impl Tuning {
+    fn apply(&self, options: &mut LoaderOptions) {
+        options.read_options.batch_size = self.batch_size.max(1);
+        options.split_min_bytes = (self.split_mib << 20).max(1);
+    }
+}
+
+/// Options of sink destinations (webhook+http(s)://…, ndjson:…). Progress is recorded in the
+/// package after every batch the sink acknowledged: a rerun resumes at the first unsent batch.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sink options (webhook+…, ndjson:…)")]
+struct SinkArgs {
+    /// Rows per batch (one webhook request per batch).
+    #[arg(long, default_value_t = 100)]
+    sink_batch_size: usize,
+    /// A header for every webhook request, `Name: value` (repeat for more). Values never appear
+    /// in output. Also from BERTH_WEBHOOK_HEADERS, one header per line.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Webhook body: json ({"table", "load_id", "batch", "rows": [...]}) or ndjson (a row per line).
+    #[arg(long, default_value = "json", value_parser = ["json", "ndjson"])]
+    body: String,
+    /// At most this many webhook requests per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<f64>,
+    /// Send dlt's `_dlt_*` columns and tables too.
+    #[arg(long)]
+    keep_dlt_columns: bool,
+    /// Flatten struct columns this many levels into `parent__child` columns (0: keep them nested).
+    #[arg(long, default_value_t = 0)]
+    max_nesting: usize,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Where to load: postgres://user:password@host:port/database or duckdb:<file>. Scratch
+    /// datasets `berth_bench_<run>` are created and dropped.
+    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
+    destination: String,
+    /// Rows in the generated package.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Table shape: narrow (7 columns: id, ts, amount, qty, category, name, flag); wide (50
+    /// columns of bigint, double, text, bool, timestamp, date and decimal); nested (a root table
+    /// and a child table of 0-5 items per row, as dlt normalizes lists); or the path of a dlt
+    /// schema file (a package's schema.json): every data table of it, values by column type, keys
+    /// kept unique, nested tables 0-5 rows per parent row. --rows counts root rows.
+    #[arg(long, default_value = "narrow", value_name = "narrow|wide|nested|SCHEMA.json")]
+    shape: String,
+    /// What to measure. append: one load into an empty dataset, next to the destination's own
+    /// ceiling. merge:<strategy> (delete-insert, upsert, insert-only, scd2): (a) the first merge
+    /// of --rows into an empty dataset, (b) a merge of --delta-rows (half updates of existing
+    /// ids, half new ids) into it. replace[:<strategy>] (truncate-and-insert, insert-from-staging,
+    /// staging-optimized): (a) the first replace into an empty dataset, (b) a full refresh of
+    /// --rows over it. Each step runs next to a plain append of the same rows.
+    #[arg(
+        long,
+        default_value = "append",
+        value_name = "append|replace[:STRATEGY]|merge:STRATEGY"
+    )]
+    disposition: String,
+    /// Rows of the merge delta (with --disposition merge:<strategy>).
+    #[arg(long, default_value_t = 500_000)]
+    delta_rows: u64,
+    /// Timed runs (min, median and max are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Rows per Parquet row group in the generated files.
+    #[arg(long, default_value_t = 131_072)]
+    row_group_rows: usize,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
+    #[arg(long, default_value_t = berth::loader::default_parallel_jobs())]
+    parallel: usize,
+    /// Folder for the generated package (reused by later runs with the same settings).
+    #[arg(long, default_value = "target/berth-bench")]
+    work_dir: std::path::PathBuf,
+    /// Skip measuring the destination's own limit.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Also load the package from this bucket prefix (s3://bucket/prefix, gs://…, az://…) in the
+    /// same runs, next to the load from local disk (append only). The package is uploaded there
+    /// once and reused; credentials as for `berth load`.
+    #[arg(long, value_name = "URL")]
+    from_bucket: Option<String>,
+    #[command(flatten)]
+    tuning: Tuning,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as a self-contained HTML page with charts (time per case, and
+    /// where berth's time goes phase by phase).
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  berth plan testdata/dlt/postgres/merge_delete_insert/packages/1_1795379924.5126293 --destination postgres
+  berth plan ./load/normalized --destination snowflake --dataset analytics
+  berth plan pkg --destination duckdb --assume-empty")]
+struct PlanArgs {
+    /// Package folders or URLs.
+    #[arg(required = true, value_name = "PACKAGE")]
+    packages: Vec<String>,
+    /// Destination URL or dialect name (postgres, duckdb, snowflake, bigquery, redshift,
+    /// databricks, mssql, mysql). Nothing is connected to.
+    #[arg(
+        long,
+        short,
+        env = "BERTH_DESTINATION",
+        hide_env_values = true,
+        default_value = "duckdb"
+    )]
+    destination: String,
+    /// Dataset (schema) to plan for [default: the one recorded in the package, else the schema
+    /// name]; normalized by the package's naming convention, as for `berth load`.
+    #[arg(long, env = "BERTH_DATASET")]
+    dataset: Option<String>,
+    /// How replace tables are replaced: truncate-and-insert, insert-from-staging, staging-optimized.
+    #[arg(long, value_parser = parse_replace_strategy)]
+    replace_strategy: Option<ReplaceStrategy>,
+    /// Plan follow-ups as for a first load into empty tables (no deletes, retirements or MERGE).
+    #[arg(long)]
+    assume_empty: bool,
+    /// Staging bucket of a warehouse (s3://bucket/prefix, …): the plan shows each job's upload
+    /// and the warehouse's COPY (credentials as ***). Nothing is uploaded.
+    #[arg(long, env = "BERTH_STAGING")]
+    staging: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PackageCommand {
+    /// Show a package: schema, tables, jobs with their states, rows and bytes.
+    Show {
+        /// Package folder or URL.
+        package: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit status of a load that did all it was asked.
+const EXIT_SUCCESS: u8 = 0;
+/// Exit status of an error (bad arguments, an unreachable destination, a broken package).
+const EXIT_FAILURE: u8 = 1;
+/// Exit status when some jobs failed and their packages stay pending.
+const EXIT_JOBS_FAILED: u8 = 3;
+/// Exit status when packages were committed without jobs that failed (--allow-failed-jobs).
+const EXIT_LOADED_WITH_FAILED_JOBS: u8 = 4;
+/// Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn parse_replace_strategy(s: &str) -> Result<ReplaceStrategy, String> {
+    s.parse()
+}
+
+/// Runs the command line with `args` (the program name first, as `std::env::args_os` gives
+/// them) and returns the process's exit status. Help, `--version` and usage errors print and
+/// exit the process, as any command line does.
+pub fn run_cli<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    // A second call in one process (the Python package) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: logs written to a file stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let storage = match &cli.config {
+        Some(path) => berth::model::StorageConfig::load_file(path, true)?,
+        None => berth::model::StorageConfig::load()?,
+    };
+    match cli.command {
+        Command::Load(args) => load(args, &storage).await,
+        Command::Bench(args) => bench(args, storage, cli.config).await,
+        Command::Plan(args) => plan(args, &storage).await,
+        Command::Package {
+            command: PackageCommand::Show { package, json },
+        } => render::show_package(&package, &storage, json)
+            .await
+            .map(|()| EXIT_SUCCESS),
+        Command::Config {
+            command: ConfigCommand::Show {
+                destination,
+                pipeline_name,
+            },
+        } => {
+            let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?;
+            let resolved = berth::dlt_config::resolve(&destination, pipeline_name.as_deref(), &sources)?;
+            print!("{}", resolved.describe());
+            Ok(EXIT_SUCCESS)
+        }
+    }
+}
+
+/// The destination URL `berth load` opens: a URL as given; a bare name (`postgres`, `duckdb`)
+/// resolved from dlt's configuration for the pipeline (`--pipeline-name`, else the one recorded
+/// in the first package).
+async fn destination_url(
+    given: &str,
+    pipeline_name: Option<&str>,
+    first_package: Option<&berth::model::PackageLocation>,
+) -> Result<String> {
+    if given.contains(':') || !berth::dlt_config::CONFIGURABLE.contains(&given.to_ascii_lowercase().as_str()) {
+        return Ok(given.to_string());
+    }
+    let recorded = match (pipeline_name, first_package) {
+        (None, Some(location)) => berth::model::LoadPackage::open(location.clone())
+            .await
+            .ok()
+            .and_then(|p| p.restore.and_then(|r| r.pipeline_name)),
+        _ => None,
+    };
+    let pipeline = pipeline_name.map(str::to_string).or(recorded);
+    let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?;
+    let resolved = berth::dlt_config::resolve(&given.to_ascii_lowercase(), pipeline.as_deref(), &sources)?;
+    tracing::info!(
+        "destination resolved from dlt's configuration:\n{}",
+        resolved.describe()
+    );
+    Ok(resolved.url().to_string())
+}
+
+/// One load as the library runs it: what `berth load` does for its arguments, and what the Python
+/// package's `berth.load()` does for its own. Defaults are the command line's.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    /// Package folders or URLs, loaded in order.
+    pub packages: Vec<String>,
+    /// Destination URL or bare dlt destination name; `None`: the project's or the default.
+    pub destination: Option<String>,
+    /// The dlt pipeline whose configuration sections come first for a bare name.
+    pub pipeline_name: Option<String>,
+    /// Staging bucket of a warehouse.
+    pub staging: Option<String>,
+    /// The loader's options (dataset, replace strategy, parallelism, attempts, failed jobs…).
+    pub options: LoaderOptions,
+    /// Bucket storage options and `[load]` defaults (berth.toml).
+    pub storage: berth::model::StorageConfig,
+}
+
+impl LoadRequest {
+    /// A request for `packages` with the command line's defaults and `berth.toml`'s settings.
+    pub fn new(packages: Vec<String>, storage: berth::model::StorageConfig) -> Self {
+        let options = LoaderOptions {
+            widen_types: storage.load_settings().widen_types,
+            ..LoaderOptions::default()
+        };
+        Self {
+            packages,
+            destination: None,
+            pipeline_name: None,
+            staging: None,
+            options,
+            storage,
+        }
+    }
+
+    /// Resolves the packages and the destination, then loads every package in order, reporting
+    /// to `progress` and stopping at `cancel` (see [`Loader::with_cancel`]). The summary's peak
+    /// RSS is the process's. Also returns how many packages were found: after a cancel, those
+    /// past the summary's last were not started.
+    pub async fn run(
+        self,
+        progress: Arc<dyn berth::loader::Progress>,
+        cancel: berth::loader::CancellationToken,
+    ) -> Result<(berth::loader::LoadSummary, usize)> {
+        let open = berth::OpenOptions {
+            staging: self.staging.clone(),
+            storage: self.storage.clone(),
+        };
+        let locations = resolve_locations(&self.packages, &self.storage).await?;
+        let found = locations.len();
+        let given = match &self.destination {
+            Some(destination) => destination.clone(),
+            None => project_destination(locations.first()).await,
+        };
+        let url = destination_url(&given, self.pipeline_name.as_deref(), locations.first()).await?;
+        let destination = berth::open_destination_with(&url, &open)?;
+        let loader = Loader::new(destination)
+            .with_options(self.options)
+            .with_progress(progress)
+            .with_cancel(cancel);
+        let loaded = loader.load_all(locations).await.context("load failed");
+        // The destination closes before the peak RSS is read (an embedded DuckDB checkpoints
+        // then): it is part of the load's memory.
+        drop(loader);
+        let mut summary = loaded?;
+        summary.peak_rss_bytes = berth::loader::process_peak_rss();
+        Ok((summary, found))
+    }
+}
+
+async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<u8> {
+    if let Some(sink) = args.destination.clone().filter(|d| berth::sink::is_sink_url(d)) {
+        return load_into_sink(args, &sink, storage).await;
+    }
+    let mut request = LoadRequest::new(args.packages, storage.clone());
+    request.destination = args.destination;
+    request.pipeline_name = args.pipeline_name;
+    request.staging = args.staging;
+    request.options = LoaderOptions {
+        dataset: args.dataset,
+        replace_strategy: args.replace_strategy,
+        parallel_jobs: args.parallel.max(1),
+        max_attempts: args.max_attempts.max(1),
+        allow_failed_jobs: args.allow_failed_jobs,
+        widen_types: args.widen_types || request.options.widen_types,
+        ..LoaderOptions::default()
+    };
+    args.tuning.apply(&mut request.options);
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    let progress = Arc::new(render::ProgressBars::new(show_progress));
+    let cancel = berth::loader::CancellationToken::new();
+    let signals = berth::model::task::spawn_owned(stop_on_signals(cancel.clone(), Arc::clone(&progress)));
+    let loaded = request
+        .run(
+            Arc::clone(&progress) as Arc<dyn berth::loader::Progress>,
+            cancel.clone(),
+        )
+        .await;
+    signals.abort();
+    let (summary, total) = loaded?;
+    finish_load(&summary, args.json, &cancel, total, &progress)
+}
+
+/// The destination when none is given: inside a dlt project (a `.dlt/` folder in the current
+/// directory), the one the first package's pipeline recorded, by its bare name, when berth
+/// resolves it from dlt's configuration; else [`berth::DEFAULT_DESTINATION`].
+async fn project_destination(first_package: Option<&berth::model::PackageLocation>) -> String {
+    let default = berth::DEFAULT_DESTINATION.to_string();
+    let (true, Some(location)) = (std::path::Path::new(".dlt").is_dir(), first_package) else {
+        return default;
+    };
+    let recorded = berth::model::LoadPackage::open(location.clone())
+        .await
+        .ok()
+        .and_then(|p| p.restore)
+        .and_then(|r| r.destination_type);
+    match recorded.as_deref().and_then(|t| t.rsplit('.').next()) {
+        Some(name) if berth::dlt_config::CONFIGURABLE.contains(&name) => name.to_string(),
+        _ => default,
+    }
+}
+
+/// `berth load` into a sink: the same summary, exit codes and Ctrl-C handling as a database.
+async fn load_into_sink(args: LoadArgs, destination: &str, storage: &berth::model::StorageConfig) -> Result<u8> {
+    let mut headers = Vec::new();
+    let from_env = std::env::var("BERTH_WEBHOOK_HEADERS").unwrap_or_default();
+    for header in args.sink.headers.iter().map(String::as_str).chain(from_env.lines()) {
+        if header.trim().is_empty() {
+            continue;
+        }
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("a header is `Name: value`; one given has no `:`"))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    anyhow::ensure!(args.sink.sink_batch_size > 0, "--sink-batch-size must be at least 1");
+    let webhook = berth::sink::WebhookConfig {
+        headers,
+        body: args.sink.body.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        requests_per_second: args.sink.rate_limit,
+        ..berth::sink::WebhookConfig::default()
+    };
+    let sink = berth::sink::open_sink(destination, webhook).map_err(|e| anyhow::anyhow!(e.message))?;
+    let locations = resolve_locations(&args.packages, storage).await?;
+    let total = locations.len();
+    let mut options = berth::sink::SinkOptions {
+        batch_size: args.sink.sink_batch_size,
+        skip_dlt: !args.sink.keep_dlt_columns,
+        max_nesting: args.sink.max_nesting,
+        parallel_jobs: args.parallel.max(1),
+        max_attempts: args.max_attempts.max(1),
+        allow_failed_jobs: args.allow_failed_jobs,
+        ..berth::sink::SinkOptions::default()
+    };
+    options.read_options.batch_size = args.tuning.batch_size.max(1);
+    // Lines on standard output are the data: progress bars stay off then.
+    let to_stdout = matches!(destination, "ndjson:" | "ndjson:-");
+    let show_progress = !args.json && !to_stdout && std::io::stderr().is_terminal();
+    let progress = Arc::new(render::ProgressBars::new(show_progress));
+    let loader = berth::sink::SinkLoader::new(sink).with_options(options).loader();
+    let (summary, cancel) = run_loads(loader, locations, &progress).await?;
+    if to_stdout && !args.json {
+        // The summary goes to standard error, out of the data's way.
+        progress.finish();
+        render::eprint_summary(&summary);
+        return Ok(exit_code(&summary, &cancel, total));
+    }
+    finish_load(&summary, args.json, &cancel, total, &progress)
+}
+
+/// Runs `loader` over `locations`, showing `progress`, until done or stopped by Ctrl-C (see
+/// [`stop_on_signals`]). The destination closes before the peak RSS is read (an embedded DuckDB
+/// checkpoints then): it is part of the load's memory.
+async fn run_loads(
+    loader: Loader,
+    locations: Vec<berth::model::PackageLocation>,
+    progress: &Arc<render::ProgressBars>,
+) -> Result<(berth::loader::LoadSummary, berth::loader::CancellationToken)> {
+    let cancel = berth::loader::CancellationToken::new();
+    let signals = berth::model::task::spawn_owned(stop_on_signals(cancel.clone(), Arc::clone(progress)));
+    let loader = loader
+        .with_progress(Arc::clone(progress) as Arc<dyn berth::loader::Progress>)
+        .with_cancel(cancel.clone());
+    let loaded = loader.load_all(locations).await.context("load failed");
+    drop(loader);
+    signals.abort();
+    let mut summary = loaded?;
+    summary.peak_rss_bytes = berth::loader::process_peak_rss();
+    Ok((summary, cancel))
+}
+
+/// Prints a load's summary and picks the exit code.
+fn finish_load(
+    summary: &berth::loader::LoadSummary,
+    json: bool,
+    cancel: &berth::loader::CancellationToken,
+    total: usize,
+    progress: &render::ProgressBars,
+) -> Result<u8> {
+    progress.finish();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        render::print_summary(summary);
+    }
+    Ok(exit_code(summary, cancel, total))
+}
+
+fn exit_code(summary: &berth::loader::LoadSummary, cancel: &berth::loader::CancellationToken, total: usize) -> u8 {
+    if summary.interrupted() || (cancel.is_cancelled() && !summary.all_loaded()) {
+        EXIT_INTERRUPTED
+    } else if cancel.is_cancelled() && summary.packages.len() < total {
+        eprintln!("interrupted: packages after the last one shown were not loaded; load them again");
+        EXIT_INTERRUPTED
+    } else if summary.any_pending() {
+        EXIT_JOBS_FAILED
+    } else if summary.has_failed_jobs() {
+        EXIT_LOADED_WITH_FAILED_JOBS
+    } else {
+        EXIT_SUCCESS
+    }
+}
+
+/// First Ctrl-C or SIGTERM: stop starting jobs (`cancel`), let running ones finish. Second: exit
+/// at once; the journal in the destination makes that as safe as a crash.
+async fn stop_on_signals(cancel: berth::loader::CancellationToken, progress: Arc<render::ProgressBars>) {
+    let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return;
+    };
+    let mut signal = async || {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            s = terminate.recv() => s.is_some(),
+        }
+    };
+    if !signal().await {
+        return;
+    }
+    progress.finish();
+    eprintln!(
+        "interrupted: finishing the jobs that are loading and starting no new ones; the package resumes on the \
+         next run (press Ctrl-C again to stop at once)"
+    );
+    cancel.cancel();
+    if signal().await {
+        eprintln!("stopped; load the package again to resume it");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }
+}
+
+async fn plan(args: PlanArgs, storage: &berth::model::StorageConfig) -> Result<u8> {
+    let request = PlanRequest {
+        packages: args.packages,
+        destination: args.destination,
+        dataset: args.dataset,
+        replace_strategy: args.replace_strategy,
+        assume_empty: args.assume_empty,
+        staging: args.staging,
+    };
+    print!("{}", plan_text(&request, storage).await?);
+    Ok(EXIT_SUCCESS)
+}
+
+/// What `berth plan` is asked: the statements a load of `packages` would run.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// Package folders or URLs.
+    pub packages: Vec<String>,
+    /// Destination URL or dialect name (nothing is connected to).
+    pub destination: String,
+    /// Dataset to plan for; default: the package's.
+    pub dataset: Option<String>,
+    /// Replace strategy; default: the destination's first.
+    pub replace_strategy: Option<ReplaceStrategy>,
+    /// Plan as for a first load into empty tables.
+    pub assume_empty: bool,
+    /// Staging bucket of a warehouse: the plan shows each job's upload and COPY.
+    pub staging: Option<String>,
+}
+
+/// The text `berth plan` prints for `request`: per package, its phases and statements.
+pub async fn plan_text(request: &PlanRequest, storage: &berth::model::StorageConfig) -> Result<String> {
+    let (dialect, caps) = berth::planning_dialect(&request.destination)?;
+    let jobs = berth::job_steps(&request.destination, request.staging.as_deref())?;
+    let locations = resolve_locations(&request.packages, storage).await?;
+    let mut out = String::new();
+    for location in locations {
+        let package = berth::model::LoadPackage::open(location).await?;
+        let dataset = package.dataset_name(request.dataset.as_deref());
+        let options = berth::loader::explain::ExplainOptions {
+            plan: berth::plan::PlanOptions {
+                dataset,
+                replace_strategy: request
+                    .replace_strategy
+                    .or_else(|| caps.replace_strategies.first().copied())
+                    .unwrap_or_default(),
+                widen_types: false,
+            },
+            assume_empty: request.assume_empty,
+            jobs: jobs.clone(),
+        };
+        let phases = berth::loader::explain::explain(&package, &dialect, &caps, &options)
+            .await
+            .with_context(|| format!("cannot plan package {}", package.load_id))?;
+        render::print_plan(&mut out, &package.load_id, dialect.name, &phases);
+    }
+    Ok(out)
+}
+
+async fn bench(
+    args: BenchArgs,
+    storage: berth::model::StorageConfig,
+    config_file: Option<std::path::PathBuf>,
+) -> Result<u8> {
+    let mut config = berth_bench::BenchConfig::new(&args.destination, &args.work_dir)
+        .with_rows(args.rows)
+        .with_runs(args.runs);
+    config.row_group_rows = args.row_group_rows.max(1);
+    config.shape = args.shape.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    config.seed = args.seed;
+    config.ceiling = !args.no_ceiling;
+    config.disposition = args.disposition.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    config.delta_rows = args.delta_rows.max(1);
+    config.loader.parallel_jobs = args.parallel.max(1);
+    args.tuning.apply(&mut config.loader);
+    anyhow::ensure!(
+        args.from_bucket.is_none() || config.disposition == berth_bench::synth::Disposition::Append,
+        "--from-bucket measures appends; drop --disposition or --from-bucket"
+    );
+    config.bucket = args.from_bucket;
+    config.storage = storage;
+    // Each timed load runs as `berth load` in a process of its own: its peak RSS is a user's load's.
+    config.load_command = Some(berth_bench::LoadCommand {
+        program: std::env::current_exe().context("cannot find the berth executable to run loads with")?,
+        global_args: config_file
+            .map(|path| vec!["--config".into(), path.into_os_string()])
+            .unwrap_or_default(),
+    });
+    let report = berth_bench::run(&config).await.context("benchmark failed")?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, berth_bench::html::render(&report))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        render::print_bench(&report);
+    }
+    Ok(EXIT_SUCCESS)
+}

@@ -1,0 +1,35 @@
+"""Type stubs of berth's native extension; use the ``berth`` package, which wraps it."""
+
+from typing import List, Optional
+
+def load(
+    packages: List[str],
+    destination: Optional[str] = None,
+    *,
+    dataset: Optional[str] = None,
+    replace_strategy: Optional[str] = None,
+    parallel: Optional[int] = None,
+    max_attempts: Optional[int] = None,
+    allow_failed_jobs: bool = False,
+    widen_types: Optional[bool] = None,
+    staging: Optional[str] = None,
+    pipeline_name: Optional[str] = None,
+    config: Optional[str] = None,
+    batch_size: Optional[int] = None,
+    progress: Optional[bool] = None,
+    caller_owns_folders: bool = False,
+) -> str: ...
+def plan(
+    packages: List[str],
+    destination: str = "duckdb",
+    *,
+    dataset: Optional[str] = None,
+    replace_strategy: Optional[str] = None,
+    assume_empty: bool = False,
+    staging: Optional[str] = None,
+    config: Optional[str] = None,
+) -> str: ...
+def package(location: str, *, config: Optional[str] = None) -> str: ...
+def describe_destination(name: str, *, pipeline_name: Optional[str] = None) -> str: ...
+def cli_main(argv: List[str]) -> int: ...
+def version() -> str: ...

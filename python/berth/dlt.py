@@ -1,0 +1,301 @@
+"""berth as a dlt destination: dlt extracts and normalizes, berth loads each whole package.
+
+Switching is one argument::
+
+    import dlt, berth.dlt
+
+    pipeline = dlt.pipeline("rides", destination=berth.dlt.postgres(), dataset_name="rides_data")
+    pipeline.run(data)                       # or destination="berth.dlt.postgres"
+
+``berth.dlt.postgres`` and ``berth.dlt.duckdb`` are dlt's own ``postgres`` and ``duckdb``
+destinations (same configuration sections, ``[destination.postgres.credentials]`` and so on; same
+defaults: the DuckDB file ``<pipeline_name>.duckdb``, the configured ``replace_strategy``; same
+``pipeline.dataset()``, state sync and ``dlt pipeline … info``) with one difference: the load.
+
+How berth takes a whole package inside dlt's load step (dlt 1.31 ``dlt/load/load.py``)
+--------------------------------------------------------------------------------------
+dlt's ``Load`` step opens the package's state context, initializes the destination
+(``initialize_storage``, ``update_stored_schema``: berth's client leaves both to berth, which
+migrates in the same transaction as its journal), then asks the client for a job per file with
+``create_load_job``, moves each file ``new_jobs → started_jobs → completed_jobs`` by the job's
+state, and finally calls ``complete_load`` once. berth's client answers the *first*
+``create_load_job`` of a package by loading the **whole package** with berth — its own plan,
+parallel parts, staging, merges and ``_dlt_loads`` commit — reading the job files where dlt
+keeps them and moving none (dlt owns the folders). Every job is then returned as already
+finalized (``completed``, or ``failed`` with berth's error), so dlt's job loop only moves
+files; ``complete_load`` has nothing left to write.
+
+Why this is safe under crashes: until berth's load returns, dlt has moved no file of the
+package, and berth's journal in the destination records every committed step in the same
+transaction as its data. A crash during berth's load leaves the files in ``new_jobs`` (or
+``started_jobs``); the next ``pipeline.load()`` asks again, and berth resumes from its journal
+without applying anything twice. A crash after berth's commit but before dlt moved the files
+makes the next run find the package committed in the destination (``_dlt_loads``): berth does
+nothing and the jobs are finalized as completed. dlt marks the package loaded only after
+``complete_load`` returned, so a package is never reported loaded that is not.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+from berth._errors import BerthError, UnsupportedDltVersion
+
+SUPPORTED_DLT = "1.31"
+"""The dlt release line berth's destination is built for and tested against."""
+
+try:
+    import dlt as _dlt
+except ImportError as _e:  # pragma: no cover - reported to the user
+    raise UnsupportedDltVersion(
+        f"berth.dlt needs dlt {SUPPORTED_DLT}.x; install it with `pip install 'dlt=={SUPPORTED_DLT}.*'`"
+    ) from _e
+
+if not _dlt.__version__.startswith(SUPPORTED_DLT + "."):
+    raise UnsupportedDltVersion(
+        f"berth.dlt supports dlt {SUPPORTED_DLT}.x, but dlt {_dlt.__version__} is installed; install "
+        f"`pip install 'dlt=={SUPPORTED_DLT}.*'` (berth's command line, `berth load`, works with the "
+        "packages of any dlt version it reads)"
+    )
+
+from dlt.common.configuration.container import Container  # noqa: E402
+from dlt.common.destination.exceptions import (  # noqa: E402
+    DestinationTerminalException,
+    DestinationTransientException,
+)
+from dlt.common.storages.load_package import (  # noqa: E402
+    LoadPackageStateInjectableContext,
+    ParsedLoadJobFileName,
+)
+from dlt.destinations import duckdb as _dlt_duckdb  # noqa: E402
+from dlt.destinations import postgres as _dlt_postgres  # noqa: E402
+from dlt.destinations.impl.duckdb.duck import DuckDbClient  # noqa: E402
+from dlt.destinations.impl.postgres.postgres import PostgresClient  # noqa: E402
+from dlt.destinations.job_impl import FinalizedLoadJob  # noqa: E402
+
+from berth import _berth  # noqa: E402
+from berth._summary import LoadSummary  # noqa: E402
+
+__all__ = ["postgres", "duckdb", "SUPPORTED_DLT"]
+
+# Job formats berth reads; dlt normalizes into one of them (its preferred format stays dlt's).
+_FORMATS = ["insert_values", "parquet", "jsonl", "csv"]
+
+
+def _package_context() -> Optional[LoadPackageStateInjectableContext]:
+    """dlt's load-package context when the caller is dlt's load step, else None."""
+    try:
+        return Container()[LoadPackageStateInjectableContext]
+    except Exception:
+        return None
+
+
+class _Loads:
+    """What berth loaded per (destination, dataset, load id) in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+
+    def get(self, key: Tuple[str, str, str]) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            return self._done.get(key)
+
+    def put(self, key: Tuple[str, str, str], jobs: Dict[str, Any]) -> None:
+        with self._lock:
+            self._done[key] = jobs
+
+
+_LOADS = _Loads()
+
+
+class _BerthJobClient:
+    """Mixed into dlt's SQL job client: the load step's calls go to berth, everything else
+    (state sync, ``pipeline.dataset()``, ``dlt pipeline … info``) stays dlt's."""
+
+    def _berth_url(self) -> str:  # pragma: no cover - defined per destination
+        raise NotImplementedError
+
+    def _berth_key(self, load_id: str) -> Tuple[str, str, str]:
+        return (self.config.fingerprint(), self.sql_client.dataset_name, load_id)  # type: ignore[attr-defined]
+
+    # dlt's initialization: berth migrates (and writes _dlt_version) itself, in the load.
+    def initialize_storage(self, truncate_tables: Optional[Iterable[str]] = None) -> None:
+        if _package_context() is None:
+            super().initialize_storage(truncate_tables)  # type: ignore[misc]
+
+    def update_stored_schema(
+        self,
+        only_tables: Optional[Iterable[str]] = None,
+        expected_update: Any = None,
+        force: bool = False,
+    ) -> Any:
+        if _package_context() is None:
+            return super().update_stored_schema(only_tables, expected_update, force)  # type: ignore[misc]
+        return expected_update
+
+    def drop_tables(self, *tables: str, delete_schema: bool = True) -> None:
+        # dlt's refresh drops tables here; berth does it in the load, once, from the package state.
+        if _package_context() is None:
+            super().drop_tables(*tables, delete_schema=delete_schema)  # type: ignore[misc]
+
+    def should_truncate_table_before_load(self, table_name: str) -> bool:
+        return False
+
+    def should_load_data_to_staging_dataset(self, table_name: str) -> bool:
+        return False
+
+    def create_table_chain_completed_followup_jobs(self, table_chain: Any, completed_table_chain_jobs: Any = None) -> Any:
+        return []
+
+    def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
+        package_dir = os.path.dirname(os.path.dirname(file_path))
+        job_id = ParsedLoadJobFileName.parse(os.path.basename(file_path)).job_id()
+        jobs = self._berth_load(package_dir, load_id, job_id)
+        result = jobs.get(job_id)
+        now = datetime.now(timezone.utc)
+        if result is None or result["state"] == "completed":
+            seconds = result["seconds"] if result else 0.0
+            return FinalizedLoadJob.from_file_path(
+                file_path, started_at=now - timedelta(seconds=seconds), finished_at=now, status="completed"
+            )
+        kind = "retry" if result.get("error_kind") == "transient" else "failed"
+        return FinalizedLoadJob.from_file_path(file_path, status=kind, message=result.get("error") or "failed")
+
+    def complete_load(self, load_id: str) -> None:
+        # berth's commit wrote the _dlt_loads row. A package dlt gave no job of (a refresh that
+        # only drops tables) is loaded here; one whose jobs failed terminally while dlt was told
+        # not to raise (`raise_on_failed_jobs=False`) is committed without them.
+        key = self._berth_key(load_id)
+        jobs = _LOADS.get(key)
+        if jobs is not None and not jobs.get("__pending__"):
+            return
+        context = _package_context()
+        if context is None:
+            return
+        package_dir = context.storage.storage.make_full_path(context.storage.get_package_path(load_id))
+        with self._connection_released():
+            self._run_berth(package_dir, load_id, allow_failed_jobs=True)
+
+    def _berth_load(self, package_dir: str, load_id: str, job_id: str) -> Dict[str, Any]:
+        """berth's outcome of the package, loading it the first time a job of it is asked for,
+        and again when dlt retries a job of a package berth left pending."""
+        key = self._berth_key(load_id)
+        jobs = _LOADS.get(key)
+        if jobs is None or (jobs["__pending__"] and job_id in jobs["__answered__"]):
+            with self._connection_released():
+                jobs = self._run_berth(package_dir, load_id, allow_failed_jobs=False)
+        jobs["__answered__"].add(job_id)
+        return jobs
+
+    def _run_berth(self, package_dir: str, load_id: str, *, allow_failed_jobs: bool) -> Dict[str, Any]:
+        try:
+            raw = _berth.load(
+                [package_dir],
+                self._berth_url(),
+                dataset=self.sql_client.dataset_name,  # type: ignore[attr-defined]
+                replace_strategy=self.config.replace_strategy,  # type: ignore[attr-defined]
+                allow_failed_jobs=allow_failed_jobs,
+                progress=False,
+                caller_owns_folders=True,
+            )
+        except BerthError as e:
+            if e.transient:
+                raise DestinationTransientException(str(e)) from e
+            raise DestinationTerminalException(str(e)) from e
+        summary = LoadSummary.from_json(raw)
+        jobs: Dict[str, Any] = {}
+        pending = False
+        for package in summary.packages:
+            pending = pending or package.status in ("pending", "interrupted")
+            for job in package.jobs:
+                jobs[job.job_id] = {
+                    "state": job.state,
+                    "seconds": job.seconds,
+                    "error": job.error,
+                    "error_kind": job.error_kind,
+                }
+        if pending and not any(j["state"] == "failed" for j in jobs.values()):
+            raise DestinationTransientException(f"berth did not finish package {load_id}; it resumes on the next load")
+        jobs["__pending__"] = pending
+        jobs["__answered__"] = set()
+        _LOADS.put(self._berth_key(load_id), jobs)
+        return jobs
+
+    def _connection_released(self) -> Any:
+        """dlt's own connection to the destination closed while berth loads (an embedded DuckDB
+        file must have one writer), and opened again after."""
+        return _NoConnection(self)
+
+
+class _NoConnection:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.was_open = False
+
+    def __enter__(self) -> None:
+        sql_client = self.client.sql_client
+        self.was_open = getattr(sql_client, "_conn", None) is not None and isinstance(self.client, DuckDbClient)
+        if self.was_open:
+            sql_client.close_connection()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.was_open:
+            self.client.sql_client.open_connection()
+
+
+class BerthPostgresClient(_BerthJobClient, PostgresClient):  # type: ignore[misc]
+    """dlt's PostgreSQL job client whose load step is berth's."""
+
+    def _berth_url(self) -> str:
+        credentials = self.config.credentials
+        # The password travels in memory to berth (never on a command line, never logged).
+        return str(credentials.to_native_representation())
+
+
+class BerthDuckDbClient(_BerthJobClient, DuckDbClient):  # type: ignore[misc]
+    """dlt's DuckDB job client whose load step is berth's."""
+
+    def _berth_url(self) -> str:
+        database = self.config.credentials.database
+        if database == ":memory:":
+            raise DestinationTerminalException(
+                "berth.dlt.duckdb loads into a DuckDB file; an in-memory database lives in dlt's process only"
+            )
+        return "duckdb:///" + os.path.abspath(database).lstrip("/")
+
+
+def _caps_for_berth(caps: Any) -> Any:
+    caps.supported_loader_file_formats = list(_FORMATS)
+    caps.loader_file_format_selector = None
+    return caps
+
+
+class postgres(_dlt_postgres):  # type: ignore[misc,valid-type]
+    """dlt's ``postgres`` destination, loaded by berth (binary COPY over several connections,
+    merges as planned SQL, exactly once). Takes the arguments of ``dlt.destinations.postgres``
+    and reads the same configuration (``[destination.postgres.credentials]``,
+    ``DESTINATION__POSTGRES__CREDENTIALS``…)."""
+
+    def _raw_capabilities(self) -> Any:
+        return _caps_for_berth(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Any:
+        return BerthPostgresClient
+
+
+class duckdb(_dlt_duckdb):  # type: ignore[misc,valid-type]
+    """dlt's ``duckdb`` destination, loaded by berth (embedded, exactly once). Takes the
+    arguments of ``dlt.destinations.duckdb``; the default file is dlt's,
+    ``<pipeline_name>.duckdb``."""
+
+    def _raw_capabilities(self) -> Any:
+        return _caps_for_berth(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Any:
+        return BerthDuckDbClient

@@ -1,0 +1,186 @@
+"""berth as a dlt destination: real dlt 1.31 pipelines through berth.dlt and through dlt's own
+destination on the same data, compared row by row; plain dlt continuing on berth's dataset; a
+fresh working directory restoring state from the destination; dlt's configuration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import dlt
+import duckdb
+import psycopg2
+import pytest
+
+import berth.dlt
+
+# Columns dlt fills differently on every run (random ids, load ids, load times).
+VOLATILE = {"_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id"}
+# scd2 validity: compared as open (NULL) or closed, not by time.
+VALIDITY = {"_dlt_valid_from", "_dlt_valid_to"}
+
+
+def dump(destination: str, location: str, dataset: str) -> Dict[str, Counter]:
+    """Every data table of `dataset` as a multiset of rows (volatile columns left out), plus the
+    row counts of dlt's bookkeeping."""
+    if destination == "duckdb":
+        con: Any = duckdb.connect(location, read_only=True)
+        cur = con
+    else:
+        con = psycopg2.connect(location.replace("postgresql://", "postgres://"))
+        cur = con.cursor()
+    try:
+        cur.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s ORDER BY table_name, ordinal_position"
+            .replace("%s", f"'{dataset}'")
+        )
+        columns: Dict[str, List[str]] = {}
+        for table, column in cur.fetchall():
+            columns.setdefault(table, []).append(column)
+        out: Dict[str, Counter] = {}
+        for table, cols in columns.items():
+            if table in ("_dlt_version", "_dlt_loads", "_dlt_pipeline_state"):
+                cur.execute(f'SELECT count(*) FROM "{dataset}"."{table}"')
+                out[table] = Counter({"rows": cur.fetchone()[0]})
+                continue
+            if table.startswith(("_dlt", "_berth")):
+                continue
+            select = ", ".join(
+                f'"{c}" IS NULL' if c in VALIDITY else f'CAST("{c}" AS VARCHAR)' for c in cols if c not in VOLATILE
+            )
+            cur.execute(f'SELECT {select} FROM "{dataset}"."{table}"')
+            out[table] = Counter(tuple(row) for row in cur.fetchall())
+        return out
+    finally:
+        con.close()
+
+
+Runs = List[Callable[[dlt.Pipeline], Any]]
+
+
+def nested() -> Runs:
+    rows = [{"id": i, "name": f"r{i}", "tags": ["a", "b"][: i % 3], "geo": {"lat": i / 10, "lon": -i}} for i in range(50)]
+    return [lambda p: p.run(rows, table_name="records"), lambda p: p.run(rows[:5], table_name="records")]
+
+
+def merge_hard_delete() -> Runs:
+    first = [{"id": i, "v": i, "items": [{"n": i}], "deleted": False} for i in range(20)]
+    second = [{"id": i, "v": i * 10, "items": [{"n": -i}], "deleted": i % 4 == 0} for i in range(10, 30)]
+    hints: Dict[str, Any] = dict(
+        table_name="accounts", write_disposition="merge", primary_key="id", columns={"deleted": {"hard_delete": True}}
+    )
+    return [lambda p: p.run(first, **hints), lambda p: p.run(second, **hints)]
+
+
+def scd2() -> Runs:
+    hints: Dict[str, Any] = dict(table_name="customers", write_disposition={"disposition": "merge", "strategy": "scd2"})
+    first = [{"id": i, "tier": "basic"} for i in range(10)]
+    second = [{"id": i, "tier": "gold" if i < 3 else "basic"} for i in range(8)]
+    return [lambda p: p.run(first, **hints), lambda p: p.run(second, **hints)]
+
+
+def incremental() -> Runs:
+    def events(upto: int):
+        @dlt.resource(name="events", primary_key="id", write_disposition="append")
+        def resource(updated_at=dlt.sources.incremental("updated_at", initial_value=0)):
+            yield [{"id": i, "updated_at": i} for i in range(upto)]
+
+        return resource
+
+    return [lambda p: p.run(events(30)), lambda p: p.run(events(45)), lambda p: p.run(events(45))]
+
+
+def schema_evolution() -> Runs:
+    first = [{"id": i, "a": i} for i in range(10)]
+    second = [{"id": i, "a": i, "b": f"new {i}", "c": {"deep": i}} for i in range(10, 15)]
+    return [lambda p: p.run(first, table_name="evolving"), lambda p: p.run(second, table_name="evolving")]
+
+
+SCENARIOS = {
+    "nested": nested,
+    "merge_hard_delete": merge_hard_delete,
+    "scd2": scd2,
+    "incremental": incremental,
+    "schema_evolution": schema_evolution,
+}
+
+
+def run_scenario(name: str, factory: Any, pipelines_dir: Path, dataset: str) -> dlt.Pipeline:
+    pipeline = dlt.pipeline(f"p_{name}", destination=factory, dataset_name=dataset, pipelines_dir=str(pipelines_dir))
+    for run in SCENARIOS[name]():
+        info = run(pipeline)
+        assert not info.has_failed_jobs
+    return pipeline
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_duckdb_equals_dlt_own_destination(workdir: Path, scenario: str) -> None:
+    run_scenario(scenario, berth.dlt.duckdb(str(workdir / "berth.duckdb")), workdir / "p1", "data")
+    run_scenario(scenario, dlt.destinations.duckdb(str(workdir / "dlt.duckdb")), workdir / "p2", "data")
+    assert dump("duckdb", str(workdir / "berth.duckdb"), "data") == dump("duckdb", str(workdir / "dlt.duckdb"), "data")
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_postgres_equals_dlt_own_destination(workdir: Path, pg, scenario: str) -> None:
+    ours, reference = pg.new_database(), pg.new_database()
+    run_scenario(scenario, berth.dlt.postgres(ours), workdir / "p1", "data")
+    run_scenario(scenario, dlt.destinations.postgres(reference), workdir / "p2", "data")
+    assert dump("postgres", ours, "data") == dump("postgres", reference, "data")
+
+
+def test_load_info_trace_and_package_records_are_dlt_s(workdir: Path) -> None:
+    pipeline = run_scenario("nested", berth.dlt.duckdb(str(workdir / "b.duckdb")), workdir / "p", "data")
+    info = pipeline.last_trace.last_load_info
+    [package] = info.load_packages
+    assert package.state == "loaded"
+    assert {j.job_file_info.table_name for j in package.jobs["completed_jobs"]} >= {"records", "records__tags"}
+    assert not package.jobs["failed_jobs"] and not package.jobs["new_jobs"]
+    assert info.destination_name == "duckdb"
+    loaded = Path(pipeline.working_dir) / "load" / "loaded" / package.load_id
+    assert (loaded / "applied_schema_updates.json").exists()
+    assert pipeline.dataset().records.fetchall()  # dlt reads berth's dataset
+
+
+def test_plain_dlt_continues_on_berth_s_dataset_and_a_fresh_directory_restores_state(workdir: Path, pg) -> None:
+    url = pg.new_database()
+
+    @dlt.resource(name="events", primary_key="id", write_disposition="append")
+    def events(upto: int, updated_at=dlt.sources.incremental("updated_at", initial_value=0)):
+        yield [{"id": i, "updated_at": i} for i in range(upto)]
+
+    first = dlt.pipeline("continued", destination=berth.dlt.postgres(url), dataset_name="data", pipelines_dir=str(workdir / "a"))
+    first.run(events(10))
+    # dlt's own destination, same pipeline folder: the state berth stored carries the cursor.
+    plain = dlt.pipeline("continued", destination=dlt.destinations.postgres(url), dataset_name="data", pipelines_dir=str(workdir / "a"))
+    plain.run(events(20))
+    # A fresh working directory: berth's destination restores the state dlt stored.
+    fresh = dlt.pipeline("continued", destination=berth.dlt.postgres(url), dataset_name="data", pipelines_dir=str(workdir / "b"))
+    fresh.run(events(25))
+    rows = dump("postgres", url, "data")
+    assert sorted(r[0] for r in rows["events"].elements()) == sorted(str(i) for i in range(25))
+    assert rows["_dlt_loads"]["rows"] == 3
+
+
+def test_credentials_from_dlt_configuration_and_by_reference(workdir: Path, pg) -> None:
+    url = pg.new_database()
+    (workdir / ".dlt").mkdir()
+    (workdir / ".dlt" / "secrets.toml").write_text(f'[destination.postgres]\ncredentials = "{url}"\n')
+    # A process of its own: dlt reads a project's .dlt/ once per process, from where it runs.
+    script = (
+        "import dlt\n"
+        "p = dlt.pipeline('by_ref', destination='berth.dlt.postgres', dataset_name='data')\n"
+        "p.run([{'id': 1}], table_name='one')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=workdir)
+    assert out.returncode == 0, out.stderr
+    assert dump("postgres", url, "data")["one"] == Counter({("1",): 1})
+
+
+def test_another_dlt_version_is_a_clear_error() -> None:
+    script = "import dlt; dlt.__version__ = '1.29.0'\nimport berth.dlt"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "UnsupportedDltVersion" in out.stderr and "1.31" in out.stderr
