@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from berth import _berth
 from berth._errors import (
     BerthError,
+    TransientError,
     ConfigError,
     DestinationError,
     JobsFailed,
@@ -44,10 +45,16 @@ from berth._errors import (
     SchemaError,
     UnsupportedDltVersion,
 )
+from berth._sink import BatchInfo, Sink, SinkTable, sink
 from berth._summary import JobResult, LoadSummary, PackageResult, PhaseTimes, TableResult
 
 __all__ = [
     "load",
+    "sink",
+    "Sink",
+    "SinkTable",
+    "BatchInfo",
+    "TransientError",
     "plan",
     "package",
     "describe_destination",
@@ -86,7 +93,7 @@ def _paths(packages: Union[PathLike, Sequence[PathLike]]) -> List[str]:
 
 def load(
     packages: Union[PathLike, Sequence[PathLike]],
-    destination: Optional[str] = None,
+    destination: Union[str, Sink, None] = None,
     *,
     dataset: Optional[str] = None,
     replace_strategy: Optional[str] = None,
@@ -109,7 +116,8 @@ def load(
             warehouse or a sink URL), or a bare ``"postgres"`` / ``"duckdb"`` whose credentials
             come from dlt's configuration (environment, ``.dlt/secrets.toml``, ``~/.dlt``, and
             for PostgreSQL ``PG*`` variables and ``~/.pgpass``). Default: inside a dlt project the
-            destination the package's pipeline recorded, else ``duckdb:berth.duckdb``.
+            destination the package's pipeline recorded, else ``duckdb:berth.duckdb``. A
+            :func:`sink` function sends the rows to it, batch by batch.
         dataset: dataset (schema) to load into; default: the package's.
         replace_strategy: ``truncate-and-insert``, ``insert-from-staging`` or
             ``staging-optimized``; default: the destination's atomic one where it has one.
@@ -135,6 +143,18 @@ def load(
         KeyboardInterrupt: on Ctrl-C, once running jobs finished or rolled back; loading again
             resumes the package.
     """
+    if isinstance(destination, Sink):
+        raw = destination._load(
+            _paths(packages),
+            parallel=parallel or 1,
+            max_attempts=max_attempts or 5,
+            allow_failed_jobs=allow_failed_jobs,
+            progress=progress,
+            config=os.fspath(config) if config is not None else None,
+        )
+        summary = LoadSummary.from_json(raw)
+        _raise_for_pending(summary)
+        return summary
     raw = _berth.load(
         _paths(packages),
         destination,

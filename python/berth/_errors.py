@@ -16,6 +16,7 @@ __all__ = [
     "LoadError",
     "JobsFailed",
     "UnsupportedDltVersion",
+    "TransientError",
 ]
 
 
@@ -75,3 +76,13 @@ class JobsFailed(LoadError):
 
 class UnsupportedDltVersion(BerthError, ImportError):
     """The installed dlt is not the version ``berth.dlt`` is built and tested for."""
+
+
+class TransientError(BerthError):
+    """Raise it from a sink function for a batch worth sending again (a timeout, a 429): berth
+    retries it with backoff, waiting at least ``retry_after`` seconds when given. Any other
+    exception from a sink function fails its job for good."""
+
+    def __init__(self, message: str = "", *, retry_after: Optional[float] = None) -> None:
+        super().__init__(message, transient=True)
+        self.retry_after = retry_after

@@ -37,6 +37,7 @@ nothing and the jobs are finalized as completed. dlt marks the package loaded on
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -70,8 +71,10 @@ from dlt.common.storages.load_package import (  # noqa: E402
     LoadPackageStateInjectableContext,
     ParsedLoadJobFileName,
 )
+from dlt.destinations import destination as _dlt_destination  # noqa: E402
 from dlt.destinations import duckdb as _dlt_duckdb  # noqa: E402
 from dlt.destinations import postgres as _dlt_postgres  # noqa: E402
+from dlt.destinations.impl.destination.destination import DestinationClient  # noqa: E402
 from dlt.destinations.impl.duckdb.duck import DuckDbClient  # noqa: E402
 from dlt.destinations.impl.postgres.postgres import PostgresClient  # noqa: E402
 from dlt.destinations.job_impl import FinalizedLoadJob  # noqa: E402
@@ -79,7 +82,7 @@ from dlt.destinations.job_impl import FinalizedLoadJob  # noqa: E402
 from berth import _berth  # noqa: E402
 from berth._summary import LoadSummary  # noqa: E402
 
-__all__ = ["postgres", "duckdb", "SUPPORTED_DLT"]
+__all__ = ["postgres", "duckdb", "sink", "sink_destination", "SUPPORTED_DLT"]
 
 # Job formats berth reads; dlt normalizes into one of them (its preferred format stays dlt's).
 _FORMATS = ["insert_values", "parquet", "jsonl", "csv"]
@@ -299,3 +302,92 @@ class duckdb(_dlt_duckdb):  # type: ignore[misc,valid-type]
     @property
     def client_class(self) -> Any:
         return BerthDuckDbClient
+
+
+class BerthSinkClient(DestinationClient):  # type: ignore[misc]
+    """dlt's client of a sink function (``@dlt.destination``) whose load step is berth's: the
+    whole package goes through berth's sink loader, batch by batch, resumable per batch."""
+
+    def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
+        from berth._sink import Sink
+
+        package_dir = os.path.dirname(os.path.dirname(file_path))
+        job_id = ParsedLoadJobFileName.parse(os.path.basename(file_path)).job_id()
+        key = ("sink:" + self.config.destination_name, "", load_id)
+        jobs = _LOADS.get(key)
+        if jobs is None or (jobs["__pending__"] and job_id in jobs["__answered__"]):
+            berth_sink: Sink = self.config.destination_callable.__berth_sink__  # type: ignore[attr-defined]
+            try:
+                raw = berth_sink._load(
+                    [package_dir],
+                    function=self.destination_callable,
+                    progress=False,
+                    caller_owns_folders=True,
+                )
+            except BerthError as e:
+                if e.transient:
+                    raise DestinationTransientException(str(e)) from e
+                raise DestinationTerminalException(str(e)) from e
+            jobs = _outcomes(LoadSummary.from_json(raw), load_id)
+            _LOADS.put(key, jobs)
+        jobs["__answered__"].add(job_id)
+        return _finalized(file_path, jobs.get(job_id))
+
+
+def _outcomes(summary: LoadSummary, load_id: str) -> Dict[str, Any]:
+    jobs: Dict[str, Any] = {}
+    pending = False
+    for package in summary.packages:
+        pending = pending or package.status in ("pending", "interrupted")
+        for job in package.jobs:
+            jobs[job.job_id] = {"state": job.state, "seconds": job.seconds, "error": job.error, "error_kind": job.error_kind}
+    if pending and not any(j["state"] == "failed" for j in jobs.values()):
+        raise DestinationTransientException(f"berth did not finish package {load_id}; it resumes on the next load")
+    jobs["__pending__"] = pending
+    jobs["__answered__"] = set()
+    return jobs
+
+
+def _finalized(file_path: str, result: Optional[Dict[str, Any]]) -> Any:
+    now = datetime.now(timezone.utc)
+    if result is None or result["state"] == "completed":
+        seconds = result["seconds"] if result else 0.0
+        return FinalizedLoadJob.from_file_path(
+            file_path, started_at=now - timedelta(seconds=seconds), finished_at=now, status="completed"
+        )
+    kind = "retry" if result.get("error_kind") == "transient" else "failed"
+    return FinalizedLoadJob.from_file_path(file_path, status=kind, message=result.get("error") or "failed")
+
+
+class sink(_dlt_destination):  # type: ignore[misc,valid-type]
+    """dlt's custom destination (``@dlt.destination``) run by berth: made by
+    :func:`sink_destination` from a :func:`berth.sink` function."""
+
+    @property
+    def client_class(self) -> Any:
+        return BerthSinkClient
+
+
+def sink_destination(berth_sink: Any) -> sink:
+    """The dlt destination of a :func:`berth.sink` function: dlt resolves the function's keyword
+    parameters from ``[destination.<name>]`` and normalizes to Parquet; berth sends the batches."""
+    function = berth_sink.function
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    # dlt builds its configuration spec from the signature of the function it is given.
+    call.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    call.__name__ = berth_sink.name
+    call.__qualname__ = berth_sink.name
+    call.__module__ = getattr(function, "__module__", __name__)
+    call.__berth_sink__ = berth_sink  # type: ignore[attr-defined]
+    return sink(
+        call,
+        destination_name=berth_sink.name,
+        batch_size=berth_sink.batch_size,
+        loader_file_format="parquet",
+        naming_convention="direct",
+        max_table_nesting=berth_sink.max_table_nesting,
+        skip_dlt_columns_and_tables=berth_sink.skip_dlt_columns_and_tables,
+    )

@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 mod logging;
+mod sink;
 
 /// The exception `error` is, as an instance of its `berth._errors` class.
 fn to_py_err(py: Python<'_>, error: &anyhow::Error) -> PyErr {
@@ -189,6 +190,65 @@ fn load(
     serde_json::to_string(&summary).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
 }
 
+/// Sends `packages` through a Python sink function (see `berth.sink`): `deliver` is the Python
+/// side's callable per batch. Returns the load summary as JSON.
+#[pyfunction]
+#[pyo3(signature = (packages, deliver, name, *, batch_size=100, max_nesting=0, skip_dlt=true, parallel=1,
+    max_attempts=5, allow_failed_jobs=false, caller_owns_folders=false, progress=None, config=None))]
+#[expect(clippy::too_many_arguments, reason = "the options of berth.sink")]
+fn sink_load(
+    py: Python<'_>,
+    packages: Vec<String>,
+    deliver: Py<PyAny>,
+    name: String,
+    batch_size: usize,
+    max_nesting: usize,
+    skip_dlt: bool,
+    parallel: usize,
+    max_attempts: u32,
+    allow_failed_jobs: bool,
+    caller_owns_folders: bool,
+    progress: Option<bool>,
+    config: Option<PathBuf>,
+) -> PyResult<String> {
+    logging::install();
+    let storage = storage(config).map_err(|e| to_py_err(py, &e))?;
+    let options = berth::sink::SinkOptions {
+        batch_size,
+        skip_dlt,
+        max_nesting,
+        parallel_jobs: parallel.max(1),
+        max_attempts: max_attempts.max(1),
+        allow_failed_jobs,
+        caller_owns_folders,
+        ..berth::sink::SinkOptions::default()
+    };
+    let show = progress.unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let bars = Arc::new(berth_cli::ProgressBars::new(show));
+    let cancel = berth::loader::CancellationToken::new();
+    let loader = sink::loader(
+        sink::PySink::new(name, deliver),
+        options,
+        Arc::clone(&bars) as Arc<dyn berth::loader::Progress>,
+        cancel.clone(),
+    );
+    let runtime = runtime().map_err(|e| to_py_err(py, &e))?;
+    let loaded = run_interruptible(
+        py,
+        runtime,
+        async move {
+            let locations = berth::loader::resolve_locations(&packages, &storage).await?;
+            let mut summary = loader.load_all(locations).await?;
+            summary.peak_rss_bytes = berth::loader::process_peak_rss();
+            anyhow::Ok(summary)
+        },
+        move || cancel.cancel(),
+    );
+    bars.finish();
+    let summary = loaded?.map_err(|e| to_py_err(py, &e))?;
+    serde_json::to_string(&summary).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+}
+
 /// The statements a load would run (see `berth.plan`).
 #[pyfunction]
 #[pyo3(signature = (packages, destination="duckdb".to_string(), *, dataset=None, replace_strategy=None,
@@ -268,6 +328,7 @@ fn version() -> &'static str {
 fn _berth(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(load, module)?)?;
     module.add_function(wrap_pyfunction!(plan, module)?)?;
+    module.add_function(wrap_pyfunction!(sink_load, module)?)?;
     module.add_function(wrap_pyfunction!(package, module)?)?;
     module.add_function(wrap_pyfunction!(describe_destination, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;

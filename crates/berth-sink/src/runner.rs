@@ -47,6 +47,9 @@ pub struct SinkOptions {
     /// it (dlt's `raise_on_failed_jobs=false`); otherwise it is queued again and the package stays
     /// pending.
     pub allow_failed_jobs: bool,
+    /// The caller owns the package's folders (dlt's load step, when berth runs a dlt
+    /// destination): see [`LoaderOptions::caller_owns_folders`].
+    pub caller_owns_folders: bool,
 }
 
 impl Default for SinkOptions {
@@ -60,6 +63,7 @@ impl Default for SinkOptions {
             retry_backoff: Duration::from_millis(500),
             read_options: ReadOptions::default(),
             allow_failed_jobs: false,
+            caller_owns_folders: false,
         }
     }
 }
@@ -146,6 +150,7 @@ impl SinkLoader {
             retry_backoff: self.options.retry_backoff,
             read_options: self.options.read_options.clone(),
             allow_failed_jobs: self.options.allow_failed_jobs,
+            caller_owns_folders: self.options.caller_owns_folders,
             ..LoaderOptions::default()
         };
         Loader::with_executor(Arc::new(executor))
