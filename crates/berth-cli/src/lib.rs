@@ -375,6 +375,7 @@ where
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
         .try_init();
+    let json = cli.wants_json();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -386,7 +387,25 @@ where
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json {
+                // With --json, standard output stays one JSON document, also on failure.
+                println!("{}", serde_json::json!({ "error": { "message": format!("{e:#}") } }));
+            }
             EXIT_FAILURE
+        }
+    }
+}
+
+impl Cli {
+    /// Was JSON output asked for (`--json`)?
+    fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::Load(args) => args.json,
+            Command::Bench(args) => args.json,
+            Command::Package {
+                command: PackageCommand::Show { json, .. },
+            } => *json,
+            Command::Plan(_) | Command::Config { .. } => false,
         }
     }
 }

@@ -359,6 +359,11 @@ fn bad_arguments_get_clear_errors() {
     let out = berth(dir.path(), &["load", "nowhere"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("nowhere"), "{}", text(&out.stderr));
+    // With --json, standard output is a JSON document on failure too.
+    let out = berth(dir.path(), &["load", "nowhere", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error on stdout");
+    assert!(doc["error"]["message"].as_str().is_some_and(|m| m.contains("nowhere")), "{doc}");
     quickstart_copy(dir.path());
     let out = berth(
         dir.path(),
