@@ -87,8 +87,10 @@ enum Command {
     },
     /// Show what dlt's configuration resolves a destination to, and where each value came from.
     ///
-    /// For --destination postgres or duckdb (a bare name), berth reads credentials where dlt
-    /// does: the environment (DESTINATION__POSTGRES__CREDENTIALS as a connection string or its
+    /// For a bare --destination name (postgres, duckdb, redshift, snowflake, bigquery,
+    /// databricks), berth reads credentials where dlt does, from dlt's sections
+    /// ([destination.<name>.credentials], and [destination.filesystem] for a warehouse's staging
+    /// bucket): the environment (DESTINATION__POSTGRES__CREDENTIALS as a connection string or its
     /// fields __HOST, __PORT, __DATABASE, __USERNAME, __PASSWORD; pipeline-prefixed
     /// <PIPELINE>__DESTINATION__… first), then the project's .dlt/secrets.toml and
     /// .dlt/config.toml, then ~/.dlt/ (DLT_DATA_DIR); for PostgreSQL then PGHOST, PGPORT,
@@ -104,7 +106,8 @@ enum Command {
 enum ConfigCommand {
     /// Print the resolved destination settings with their sources (secrets masked).
     Show {
-        /// A destination name dlt's configuration resolves: postgres or duckdb.
+        /// A destination name dlt's configuration resolves: postgres, duckdb, redshift, snowflake,
+        /// bigquery or databricks.
         #[arg(long, short, default_value = "postgres")]
         destination: String,
         /// The dlt pipeline whose sections (<PIPELINE>__DESTINATION__…) come first.
@@ -129,8 +132,8 @@ struct LoadArgs {
     /// snowflake://<account>/<database>?warehouse=WH&storage_integration=NAME (SNOWFLAKE_TOKEN),
     /// bigquery://<project>/<location> (Google credentials), redshift://user:password@host:5439/db?iam_role=ARN,
     /// databricks://<workspace host>/<warehouse id>?catalog=main (DATABRICKS_TOKEN).
-    /// A bare `postgres` or `duckdb` takes its credentials from dlt's configuration, as a dlt
-    /// pipeline would (environment, .dlt/secrets.toml, ~/.dlt/, libpq's PG* variables and
+    /// A bare `postgres`, `duckdb`, `redshift`, `snowflake`, `bigquery` or `databricks` takes its
+    /// credentials from dlt's configuration, as a dlt pipeline would (environment, .dlt/secrets.toml, ~/.dlt/, libpq's PG* variables and
     /// ~/.pgpass; see `berth config show --help`): no password on the command line.
     /// [default: inside a dlt project (a .dlt/ folder here), the destination the package's
     /// pipeline recorded (postgres or duckdb), resolved from dlt's configuration; else
@@ -438,16 +441,16 @@ async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The destination URL `berth load` opens: a URL as given; a bare name (`postgres`, `duckdb`)
+/// What `berth load` opens: a URL as given; a bare name (`postgres`, `duckdb`, a warehouse)
 /// resolved from dlt's configuration for the pipeline (`--pipeline-name`, else the one recorded
-/// in the first package).
-async fn destination_url(
+/// in the first package), with the variables, staging bucket and bucket options it names.
+async fn resolve_destination(
     given: &str,
     pipeline_name: Option<&str>,
     first_package: Option<&berth::model::PackageLocation>,
-) -> Result<String> {
+) -> Result<Option<berth::dlt_config::ResolvedDestination>> {
     if given.contains(':') || !berth::dlt_config::CONFIGURABLE.contains(&given.to_ascii_lowercase().as_str()) {
-        return Ok(given.to_string());
+        return Ok(None);
     }
     let recorded = match (pipeline_name, first_package) {
         (None, Some(location)) => berth::model::LoadPackage::open(location.clone())
@@ -463,7 +466,7 @@ async fn destination_url(
         "destination resolved from dlt's configuration:\n{}",
         resolved.describe()
     );
-    Ok(resolved.url().to_string())
+    Ok(Some(resolved))
 }
 
 /// One load as the library runs it: what `berth load` does for its arguments, and what the Python
@@ -510,18 +513,30 @@ impl LoadRequest {
         progress: Arc<dyn berth::loader::Progress>,
         cancel: berth::loader::CancellationToken,
     ) -> Result<(berth::loader::LoadSummary, usize)> {
-        let open = berth::OpenOptions {
-            staging: self.staging.clone(),
-            storage: self.storage.clone(),
-        };
         let locations = resolve_locations(&self.packages, &self.storage).await?;
         let found = locations.len();
         let given = match &self.destination {
             Some(destination) => destination.clone(),
             None => project_destination(locations.first()).await,
         };
-        let url = destination_url(&given, self.pipeline_name.as_deref(), locations.first()).await?;
-        let destination = berth::open_destination_with(&url, &open)?;
+        let destination = match resolve_destination(&given, self.pipeline_name.as_deref(), locations.first()).await? {
+            Some(resolved) => {
+                let open = berth::OpenOptions {
+                    staging: self.staging.clone().or_else(|| resolved.staging().map(str::to_string)),
+                    storage: resolved.storage(&self.storage),
+                    env: resolved.env(),
+                };
+                berth::open_destination_with(resolved.url(), &open)?
+            }
+            None => {
+                let open = berth::OpenOptions {
+                    staging: self.staging.clone(),
+                    storage: self.storage.clone(),
+                    ..berth::OpenOptions::default()
+                };
+                berth::open_destination_with(&given, &open)?
+            }
+        };
         let loader = Loader::new(destination)
             .with_options(self.options)
             .with_progress(progress)

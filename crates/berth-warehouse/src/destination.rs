@@ -676,7 +676,7 @@ impl<'a> UrlParts<'a> {
     fn bigquery(&mut self, project: &str, location: &str) -> Result<(Client, String)> {
         let tokens = match self.options.var("BIGQUERY_ACCESS_TOKEN") {
             Some(token) => TokenSource::Fixed(Secret::new(token)),
-            None => TokenSource::from_env()?,
+            None => TokenSource::from_env(self.options.var("GOOGLE_SERVICE_ACCOUNT_KEY"))?,
         };
         let config = BigQueryConfig {
             base_url: self.base_url(|| "https://bigquery.googleapis.com".into()),

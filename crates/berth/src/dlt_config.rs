@@ -26,7 +26,9 @@ use berth_destination::{Error, Result};
 use berth_model::Secret;
 
 /// Destinations [`resolve`] knows by bare name.
-pub const CONFIGURABLE: &[&str] = &["postgres", "duckdb"];
+pub const CONFIGURABLE: &[&str] = &["postgres", "duckdb", "redshift", "snowflake", "bigquery", "databricks"];
+
+mod warehouses;
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,17 +72,62 @@ pub struct Setting {
 /// A destination resolved from dlt's configuration.
 #[derive(Debug)]
 pub struct ResolvedDestination {
-    /// `postgres` or `duckdb`.
+    /// One of [`CONFIGURABLE`].
     pub name: &'static str,
     /// Every setting that went into it.
     pub settings: Vec<Setting>,
     url: Secret,
+    /// Variables the destination reads besides its URL (a warehouse's token), by name.
+    env: BTreeMap<String, Secret>,
+    /// The staging bucket (dlt's `[destination.filesystem] bucket_url`), for warehouses.
+    staging: Option<String>,
+    /// object_store options of the staging bucket, from dlt's filesystem credentials.
+    staging_options: BTreeMap<String, Secret>,
 }
 
 impl ResolvedDestination {
+    fn new(name: &'static str, url: String, settings: Vec<Setting>) -> Self {
+        Self {
+            name,
+            settings,
+            url: Secret::new(url),
+            env: BTreeMap::new(),
+            staging: None,
+            staging_options: BTreeMap::new(),
+        }
+    }
+
     /// The destination URL to open (holds the password: never print it).
     pub fn url(&self) -> &str {
         self.url.expose()
+    }
+
+    /// Variables to set for the destination (`SNOWFLAKE_TOKEN`, `DATABRICKS_TOKEN`, …): secrets,
+    /// never print them.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect()
+    }
+
+    /// The staging bucket dlt's `filesystem` section names, if any.
+    pub fn staging(&self) -> Option<&str> {
+        self.staging.as_deref()
+    }
+
+    /// berth's storage options with the staging bucket's credentials added (object_store option
+    /// names under the bucket's URL).
+    pub fn storage(&self, base: &berth_model::StorageConfig) -> berth_model::StorageConfig {
+        match (&self.staging, self.staging_options.is_empty()) {
+            (Some(bucket), false) => base.clone().with_options(
+                bucket.clone(),
+                self.staging_options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_string())),
+            ),
+            _ => base.clone(),
+        }
     }
 
     /// What was resolved and from where, one line per setting, secrets masked.
@@ -172,6 +219,17 @@ impl ConfigSources {
         Ok(sources)
     }
 
+    /// The files searched, for messages.
+    fn searched_files(&self) -> String {
+        let files: Vec<String> = self.searched.iter().map(|p| p.display().to_string()).collect();
+        files.join(", ")
+    }
+
+    /// The first value at `path` with its origin (see [`ConfigSources::providers`]).
+    fn first(&self, pipeline: Option<&str>, path: &[&str]) -> Option<(String, Origin)> {
+        self.providers(pipeline, path).into_iter().next()
+    }
+
     /// The value at `path` (lower-case sections) from the environment, then each file; with a
     /// pipeline name, its section first in each.
     fn providers<'a>(&'a self, pipeline: Option<&'a str>, path: &'a [&'a str]) -> Vec<(String, Origin)> {
@@ -228,7 +286,10 @@ const PG_FIELDS: [&str; 6] = ["host", "port", "database", "username", "password"
 /// The fields of a PostgreSQL connection string (`postgresql://user:pw@host:port/db?…`).
 fn url_fields(text: &str) -> Option<BTreeMap<&'static str, String>> {
     let url = url::Url::parse(text).ok()?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
+    if !matches!(
+        url.scheme(),
+        "postgres" | "postgresql" | "redshift" | "redshift+psycopg2"
+    ) {
         return None;
     }
     let decode = |s: &str| percent_decode(s);
@@ -293,7 +354,15 @@ fn pgpass_password(path: &Path, host: &str, port: &str, database: &str, user: &s
 /// Resolves destination `name` (one of [`CONFIGURABLE`]) for `pipeline` from `sources`.
 pub fn resolve(name: &str, pipeline: Option<&str>, sources: &ConfigSources) -> Result<ResolvedDestination> {
     match name {
-        "postgres" | "postgresql" => resolve_postgres(pipeline, sources),
+        "postgres" | "postgresql" => resolve_postgres(PgKind::POSTGRES, pipeline, sources),
+        "redshift" => warehouses::with_staging(
+            resolve_postgres(PgKind::REDSHIFT, pipeline, sources)?,
+            pipeline,
+            sources,
+        ),
+        "snowflake" => warehouses::with_staging(warehouses::snowflake(pipeline, sources)?, pipeline, sources),
+        "bigquery" => warehouses::with_staging(warehouses::bigquery(pipeline, sources)?, pipeline, sources),
+        "databricks" => warehouses::with_staging(warehouses::databricks(pipeline, sources)?, pipeline, sources),
         "duckdb" => Ok(resolve_duckdb(pipeline, sources)),
         other => Err(config_error(
             other,
@@ -308,15 +377,48 @@ pub fn resolve(name: &str, pipeline: Option<&str>, sources: &ConfigSources) -> R
 /// The resolved PostgreSQL fields with their origins.
 type PgFields = BTreeMap<&'static str, (String, Origin)>;
 
-fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<ResolvedDestination> {
-    let mut fields = dlt_fields(pipeline, sources);
-    for (field, variable) in [
-        ("host", "PGHOST"),
-        ("port", "PGPORT"),
-        ("database", "PGDATABASE"),
-        ("username", "PGUSER"),
-        ("password", "PGPASSWORD"),
-    ] {
+/// A destination that speaks PostgreSQL's connection strings.
+#[derive(Debug, Clone, Copy)]
+struct PgKind {
+    /// dlt's section name (`destination.<name>.credentials`).
+    name: &'static str,
+    /// berth's URL scheme.
+    scheme: &'static str,
+    /// The port when none is configured.
+    port: &'static str,
+    /// libpq's `PG*` variables and password file apply.
+    libpq: bool,
+}
+
+impl PgKind {
+    const POSTGRES: Self = Self {
+        name: "postgres",
+        scheme: "postgres",
+        port: "5432",
+        libpq: true,
+    };
+    const REDSHIFT: Self = Self {
+        name: "redshift",
+        scheme: "redshift",
+        port: "5439",
+        libpq: false,
+    };
+}
+
+fn resolve_postgres(kind: PgKind, pipeline: Option<&str>, sources: &ConfigSources) -> Result<ResolvedDestination> {
+    let mut fields = dlt_fields(kind.name, pipeline, sources);
+    let libpq: &[(&str, &str)] = if kind.libpq {
+        &[
+            ("host", "PGHOST"),
+            ("port", "PGPORT"),
+            ("database", "PGDATABASE"),
+            ("username", "PGUSER"),
+            ("password", "PGPASSWORD"),
+        ]
+    } else {
+        &[]
+    };
+    for &(field, variable) in libpq {
         if !fields.contains_key(field)
             && let Some(value) = sources.env.get(variable)
         {
@@ -325,15 +427,16 @@ fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<R
     }
     fields
         .entry("port")
-        .or_insert_with(|| ("5432".into(), Origin::Default("PostgreSQL's port")));
+        .or_insert_with(|| (kind.port.into(), Origin::Default("the destination's port")));
     let missing: Vec<&str> = ["host", "database", "username"]
         .into_iter()
         .filter(|f| !fields.contains_key(f))
         .collect();
     if !missing.is_empty() {
-        return Err(missing_credentials(&missing, pipeline, sources));
+        return Err(missing_credentials(kind, &missing, pipeline, sources));
     }
-    if !fields.contains_key("password")
+    if kind.libpq
+        && !fields.contains_key("password")
         && let Some(file) = &sources.pgpass
     {
         let value = |f: &str| fields.get(f).map(|(v, _)| v.clone()).unwrap_or_default();
@@ -351,7 +454,7 @@ fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<R
             fields.insert("password", (password, origin));
         }
     }
-    let url = postgres_url(&fields)?;
+    let url = postgres_url(kind, &fields)?;
     let settings = fields
         .into_iter()
         .map(|(field, (value, origin))| Setting {
@@ -361,20 +464,16 @@ fn resolve_postgres(pipeline: Option<&str>, sources: &ConfigSources) -> Result<R
             origin,
         })
         .collect();
-    Ok(ResolvedDestination {
-        name: "postgres",
-        settings,
-        url: Secret::new(url),
-    })
+    Ok(ResolvedDestination::new(kind.name, url, settings))
 }
 
 /// The fields dlt's providers give, field by field: each provider's connection string, then its
 /// own fields over it; the first provider to set a field wins.
-fn dlt_fields(pipeline: Option<&str>, sources: &ConfigSources) -> PgFields {
-    let whole = sources.providers(pipeline, &["destination", "postgres", "credentials"]);
+fn dlt_fields(section: &str, pipeline: Option<&str>, sources: &ConfigSources) -> PgFields {
+    let whole = sources.providers(pipeline, &["destination", section, "credentials"]);
     let mut per_field: Vec<Vec<(String, Origin)>> = PG_FIELDS
         .iter()
-        .map(|f| sources.providers(pipeline, &["destination", "postgres", "credentials", f]))
+        .map(|f| sources.providers(pipeline, &["destination", section, "credentials", f]))
         .collect();
     let rank = |origin: &Origin| match origin {
         Origin::Env(_) => 0,
@@ -399,30 +498,33 @@ fn dlt_fields(pipeline: Option<&str>, sources: &ConfigSources) -> PgFields {
     fields
 }
 
-fn missing_credentials(missing: &[&str], pipeline: Option<&str>, sources: &ConfigSources) -> Error {
-    let searched: Vec<String> = sources.searched.iter().map(|p| p.display().to_string()).collect();
+fn missing_credentials(kind: PgKind, missing: &[&str], pipeline: Option<&str>, sources: &ConfigSources) -> Error {
+    let section = kind.name.to_ascii_uppercase();
     config_error(
-        "postgres",
+        kind.name,
         format!(
-            "no {} for PostgreSQL: searched the environment (DESTINATION__POSTGRES__CREDENTIALS or its \
-             fields, {}PGHOST/PGDATABASE/PGUSER), then {} — set them there, or give a URL \
-             (postgres://user@host/database)",
+            "no {} for {}: searched the environment (DESTINATION__{section}__CREDENTIALS or its fields, {}{}), \
+             then {} — set them there, or give a URL ({}://user@host/database)",
             missing.join(", "),
+            kind.name,
             pipeline
-                .map(|p| format!("{}__DESTINATION__POSTGRES__CREDENTIALS, ", p.to_ascii_uppercase()))
+                .map(|p| format!("{}__DESTINATION__{section}__CREDENTIALS, ", p.to_ascii_uppercase()))
                 .unwrap_or_default(),
-            searched.join(", ")
+            if kind.libpq { "PGHOST/PGDATABASE/PGUSER" } else { "" },
+            sources.searched_files(),
+            kind.scheme,
         ),
     )
 }
 
 /// The connection URL of `fields` (percent-encoded by `url`).
-fn postgres_url(fields: &PgFields) -> Result<String> {
+fn postgres_url(kind: PgKind, fields: &PgFields) -> Result<String> {
     let get = |f: &str| fields.get(f).map(|(v, _)| v.as_str()).unwrap_or_default();
-    let mut url = url::Url::parse("postgres://localhost/").map_err(|e| Error::Internal(e.to_string()))?;
+    let mut url =
+        url::Url::parse(&format!("{}://localhost/", kind.scheme)).map_err(|e| Error::Internal(e.to_string()))?;
     let bad = |what: &str| {
         config_error(
-            "postgres",
+            kind.name,
             format!("the resolved {what} is not valid in a connection URL"),
         )
     };
@@ -457,16 +559,13 @@ fn resolve_duckdb(pipeline: Option<&str>, sources: &ConfigSources) -> ResolvedDe
             None => ("berth.duckdb".into(), Origin::Default("no pipeline name")),
         },
     };
-    ResolvedDestination {
-        name: "duckdb",
-        url: Secret::new(format!("duckdb:{path}")),
-        settings: vec![Setting {
-            field: "path",
-            value: Secret::new(path),
-            secret: false,
-            origin,
-        }],
-    }
+    let settings = vec![Setting {
+        field: "path",
+        value: Secret::new(path.clone()),
+        secret: false,
+        origin,
+    }];
+    ResolvedDestination::new("duckdb", format!("duckdb:{path}"), settings)
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub struct OpenOptions {
     pub staging: Option<String>,
     /// Options for buckets (berth.toml).
     pub storage: berth_model::StorageConfig,
+    /// Variables a warehouse reads (`SNOWFLAKE_TOKEN`, …) set for this destination only, over the
+    /// process environment (from dlt's configuration, see [`dlt_config`]).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Opens a destination from its URL: `duckdb:<path>`, `duckdb:///<absolute path>`,
@@ -86,10 +89,15 @@ pub fn open_destination_with(url: &str, options: &OpenOptions) -> Result<Arc<dyn
     let scheme = url.split(':').next().unwrap_or_default();
     #[cfg(feature = "warehouse")]
     if berth_warehouse::Warehouse::from_name(scheme).is_some() {
+        let env = (!options.env.is_empty()).then(|| {
+            let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+            env.extend(options.env.clone());
+            env
+        });
         let options = berth_warehouse::WarehouseOptions {
             staging: options.staging.clone(),
             storage: options.storage.clone(),
-            env: None,
+            env,
         };
         return Ok(berth_warehouse::open(url, options)?);
     }

@@ -363,7 +363,10 @@ fn bad_arguments_get_clear_errors() {
     let out = berth(dir.path(), &["load", "nowhere", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error on stdout");
-    assert!(doc["error"]["message"].as_str().is_some_and(|m| m.contains("nowhere")), "{doc}");
+    assert!(
+        doc["error"]["message"].as_str().is_some_and(|m| m.contains("nowhere")),
+        "{doc}"
+    );
     quickstart_copy(dir.path());
     let out = berth(
         dir.path(),

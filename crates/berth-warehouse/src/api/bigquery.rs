@@ -54,9 +54,14 @@ impl TokenSource {
         }
     }
 
-    /// The credential chain of object_store's Google Cloud Storage client, from the environment.
-    pub fn from_env() -> Result<Self> {
-        let storage = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+    /// The credential chain of object_store's Google Cloud Storage client, from the environment,
+    /// or the service account `key` (a key file's JSON) when given.
+    pub fn from_env(key: Option<String>) -> Result<Self> {
+        let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env();
+        if let Some(key) = key {
+            builder = builder.with_service_account_key(key);
+        }
+        let storage = builder
             // A bucket name is required by the builder; only its credentials are used.
             .with_bucket_name("berth-credentials-only")
             .build()
