@@ -12,6 +12,7 @@ mod merge_property;
 mod object_store;
 mod plan;
 mod postgres;
+mod progress;
 mod sink;
 mod warehouse;
 mod widen;

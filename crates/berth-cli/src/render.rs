@@ -15,6 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct ProgressBars {
     enabled: bool,
     bar: Mutex<Option<ProgressBar>>,
+    /// Rows and bytes read in this package so far (shown while jobs load).
+    read: std::sync::atomic::AtomicU64,
+    read_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl ProgressBars {
@@ -23,6 +26,8 @@ impl ProgressBars {
         Self {
             enabled,
             bar: Mutex::new(None),
+            read: std::sync::atomic::AtomicU64::new(0),
+            read_bytes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -51,8 +56,28 @@ impl Progress for ProgressBars {
                 .progress_chars("=> "),
         );
         bar.set_prefix(package.load_id.to_string());
+        self.read.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.read_bytes.store(0, std::sync::atomic::Ordering::Relaxed);
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         *self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bar);
+    }
+
+    fn batch_read(&self, job: &str, rows: u64, bytes: u64) {
+        if !self.enabled {
+            return;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let total = self.read.fetch_add(rows, Relaxed) + rows;
+        let total_bytes = self.read_bytes.fetch_add(bytes, Relaxed) + bytes;
+        if let Some(bar) = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            let table = job.split('.').next().unwrap_or(job);
+            bar.set_message(format!("{table}: {total} rows, {} read", human_bytes(total_bytes)));
+        }
     }
 
     fn job_finished(&self, job: &JobSummary) {

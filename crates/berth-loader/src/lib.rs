@@ -237,9 +237,16 @@ impl Loader {
             // Names as the package has them: the same load on the adjusted destination.
             executor = adjusted;
         }
+        let mut options = self.options.clone();
+        if options.read_options.on_batch.is_none() {
+            let progress = Arc::clone(&self.progress);
+            options.read_options.on_batch = Some(berth_model::read::BatchObserver::new(move |job, rows, bytes| {
+                progress.batch_read(job, rows, bytes)
+            }));
+        }
         let run = run::Run {
             executor: executor.as_ref(),
-            options: &self.options,
+            options: &options,
             progress: self.progress.as_ref(),
             cancel: &self.cancel,
         };

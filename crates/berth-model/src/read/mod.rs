@@ -69,6 +69,8 @@ pub struct ReadOptions {
     pub batch_size: usize,
     /// Bytes a destination buffers before it sends them on (PostgreSQL's COPY chunks).
     pub chunk_bytes: usize,
+    /// Told of every batch decoded (progress within a job).
+    pub on_batch: Option<BatchObserver>,
 }
 
 impl Default for ReadOptions {
@@ -76,7 +78,26 @@ impl Default for ReadOptions {
         Self {
             batch_size: DEFAULT_BATCH_SIZE,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            on_batch: None,
         }
+    }
+}
+
+/// A callback told of each decoded batch: the job (`<table>.<file_id>.<format>`), its rows and
+/// its bytes in memory.
+#[derive(Clone)]
+pub struct BatchObserver(std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>);
+
+impl BatchObserver {
+    /// Calls `f` for every batch.
+    pub fn new(f: impl Fn(&str, u64, u64) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for BatchObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchObserver")
     }
 }
 
@@ -182,6 +203,19 @@ pub async fn open_job_part(
     row_groups: Option<std::ops::Range<usize>>,
 ) -> Result<JobReader> {
     let JobReader { schema, stream } = open_unchecked(package, job, options, row_groups).await?;
+    let stream = match &options.on_batch {
+        Some(observer) => {
+            let (observer, id) = (observer.clone(), job.name.job_id());
+            stream
+                .inspect(move |item| {
+                    if let Ok(batch) = item {
+                        (observer.0)(&id, batch.num_rows() as u64, batch.get_array_memory_size() as u64);
+                    }
+                })
+                .boxed()
+        }
+        None => stream,
+    };
     if !schema.fields().iter().any(|f| range::is_checked(f.data_type())) {
         return Ok(JobReader { schema, stream });
     }
