@@ -86,7 +86,10 @@ impl Default for ReadOptions {
 /// A callback told of each decoded batch: the job (`<table>.<file_id>.<format>`), its rows and
 /// its bytes in memory.
 #[derive(Clone)]
-pub struct BatchObserver(std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>);
+pub struct BatchObserver(std::sync::Arc<ObserveBatch>);
+
+/// What a [`BatchObserver`] calls: job, rows, bytes.
+type ObserveBatch = dyn Fn(&str, u64, u64) + Send + Sync;
 
 impl BatchObserver {
     /// Calls `f` for every batch.
