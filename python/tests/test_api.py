@@ -150,3 +150,10 @@ def test_ctrl_c_stops_the_load_and_the_next_load_resumes_with_exact_rows(workdir
     with duckdb.connect(str(workdir / "ctrl_c.duckdb"), read_only=True) as con:
         rows, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM many_data.numbers").fetchone()
     assert rows == distinct == 6000
+
+
+def test_nothing_to_load_is_success(workdir: Path) -> None:
+    empty = workdir / "load" / "normalized"
+    empty.mkdir(parents=True)
+    summary = berth.load(empty, "duckdb:empty.duckdb")
+    assert summary.packages == [] and summary.all_loaded and summary.rows == 0

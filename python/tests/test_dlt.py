@@ -132,7 +132,9 @@ def test_postgres_equals_dlt_own_destination(workdir: Path, pg, scenario: str) -
 
 
 def test_load_info_trace_and_package_records_are_dlt_s(workdir: Path) -> None:
-    pipeline = run_scenario("nested", berth.dlt.duckdb(str(workdir / "b.duckdb")), workdir / "p", "data")
+    # dlt's defaults: the DuckDB file is <pipeline_name>.duckdb in the working directory.
+    pipeline = run_scenario("nested", berth.dlt.duckdb(), workdir / "p", "data")
+    assert (workdir / "p_nested.duckdb").is_file()
     info = pipeline.last_trace.last_load_info
     [package] = info.load_packages
     assert package.state == "loaded"
