@@ -141,10 +141,12 @@ class Sink:
         configuration, when dlt is installed), as ``@dlt.destination`` injects them."""
         try:
             from dlt.common.configuration import known_sections, with_config
-            from dlt.common.configuration.specs import BaseConfiguration  # noqa: F401
+            from dlt.common.configuration.inject import create_resolved_partial
         except ImportError:
             return self.function
-        return with_config(self.function, sections=(known_sections.DESTINATION, self.name), include_defaults=True)
+        configured = with_config(self.function, sections=(known_sections.DESTINATION, self.name), include_defaults=True)
+        # Resolved once for the whole load, not per batch.
+        return create_resolved_partial(configured)
 
     def _load(self, packages: Any, *, function: Optional[Callable[..., Any]] = None, **options: Any) -> str:
         from berth import _berth

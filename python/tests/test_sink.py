@@ -112,3 +112,15 @@ def test_the_sink_is_a_dlt_destination_with_its_configuration_injected(workdir: 
     # The next run continues (state kept in the pipeline folder).
     pipeline.run([{"id": 99}], table_name="items")
     assert got["items"] == 26
+
+
+def test_berth_load_injects_the_sink_s_configuration_too(workdir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DESTINATION__CONFIGURED__TOKEN", "t-9")
+    tokens = set()
+
+    @berth.sink(name="configured")
+    def push(batch: pa.RecordBatch, table: berth.SinkTable, token: str = dlt.secrets.value) -> None:
+        tokens.add(token)
+
+    berth.load(copy_quickstart(workdir), destination=push)
+    assert tokens == {"t-9"}
