@@ -158,15 +158,7 @@ class _BerthJobClient:
         package_dir = os.path.dirname(os.path.dirname(file_path))
         job_id = ParsedLoadJobFileName.parse(os.path.basename(file_path)).job_id()
         jobs = self._berth_load(package_dir, load_id, job_id)
-        result = jobs.get(job_id)
-        now = datetime.now(timezone.utc)
-        if result is None or result["state"] == "completed":
-            seconds = result["seconds"] if result else 0.0
-            return FinalizedLoadJob.from_file_path(
-                file_path, started_at=now - timedelta(seconds=seconds), finished_at=now, status="completed"
-            )
-        kind = "retry" if result.get("error_kind") == "transient" else "failed"
-        return FinalizedLoadJob.from_file_path(file_path, status=kind, message=result.get("error") or "failed")
+        return _finalized(file_path, jobs.get(job_id))
 
     def complete_load(self, load_id: str) -> None:
         # berth's commit wrote the _dlt_loads row. A package dlt gave no job of (a refresh that
@@ -206,25 +198,8 @@ class _BerthJobClient:
                 caller_owns_folders=True,
             )
         except BerthError as e:
-            if e.transient:
-                raise DestinationTransientException(str(e)) from e
-            raise DestinationTerminalException(str(e)) from e
-        summary = LoadSummary.from_json(raw)
-        jobs: Dict[str, Any] = {}
-        pending = False
-        for package in summary.packages:
-            pending = pending or package.status in ("pending", "interrupted")
-            for job in package.jobs:
-                jobs[job.job_id] = {
-                    "state": job.state,
-                    "seconds": job.seconds,
-                    "error": job.error,
-                    "error_kind": job.error_kind,
-                }
-        if pending and not any(j["state"] == "failed" for j in jobs.values()):
-            raise DestinationTransientException(f"berth did not finish package {load_id}; it resumes on the next load")
-        jobs["__pending__"] = pending
-        jobs["__answered__"] = set()
+            raise _for_dlt(e) from e
+        jobs = _outcomes(LoadSummary.from_json(raw), load_id)
         _LOADS.put(self._berth_key(load_id), jobs)
         return jobs
 
@@ -325,16 +300,22 @@ class BerthSinkClient(DestinationClient):  # type: ignore[misc]
                     caller_owns_folders=True,
                 )
             except BerthError as e:
-                if e.transient:
-                    raise DestinationTransientException(str(e)) from e
-                raise DestinationTerminalException(str(e)) from e
+                raise _for_dlt(e) from e
             jobs = _outcomes(LoadSummary.from_json(raw), load_id)
             _LOADS.put(key, jobs)
         jobs["__answered__"].add(job_id)
         return _finalized(file_path, jobs.get(job_id))
 
 
+def _for_dlt(error: BerthError) -> Exception:
+    """berth's error as the exception dlt's load step retries (transient) or fails the job on."""
+    if error.transient:
+        return DestinationTransientException(str(error))
+    return DestinationTerminalException(str(error))
+
+
 def _outcomes(summary: LoadSummary, load_id: str) -> Dict[str, Any]:
+    """Each job's outcome by job id, and whether the package stays pending."""
     jobs: Dict[str, Any] = {}
     pending = False
     for package in summary.packages:
@@ -349,6 +330,7 @@ def _outcomes(summary: LoadSummary, load_id: str) -> Dict[str, Any]:
 
 
 def _finalized(file_path: str, result: Optional[Dict[str, Any]]) -> Any:
+    """The finalized dlt job of a file from berth's outcome of it."""
     now = datetime.now(timezone.utc)
     if result is None or result["state"] == "completed":
         seconds = result["seconds"] if result else 0.0
