@@ -1,8 +1,13 @@
 //! The extension finds libduckdb.so next to itself (`$ORIGIN`: the wheel ships it in the `berth`
-//! package), else in the folder `scripts/setup-duckdb.sh` fetched it to.
+//! package); a development build (not a wheel: `BERTH_WHEEL` unset) also in the folder
+//! `scripts/setup-duckdb.sh` fetched it to.
 fn main() {
     println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=BERTH_WHEEL");
     println!("cargo:rustc-link-arg-cdylib=-Wl,-rpath,$ORIGIN");
+    if std::env::var_os("BERTH_WHEEL").is_some() {
+        return;
+    }
     if let Ok(dir) = std::env::var("DUCKDB_LIB_DIR") {
         let dir = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.into());
         println!("cargo:rustc-link-arg-cdylib=-Wl,-rpath,{}", dir.display());

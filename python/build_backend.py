@@ -30,6 +30,8 @@ def _prepare() -> None:
         target.unlink()
     shutil.copyfile(library, target)
     os.environ.setdefault("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "berth-target"))
+    # The wheel's extension finds libduckdb.so next to itself only, never in this machine's cache.
+    os.environ["BERTH_WHEEL"] = "1"
 
 
 def get_requires_for_build_wheel(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:

@@ -5,8 +5,14 @@ import sys
 
 def main() -> None:
     """Runs ``berth`` with the process's arguments and exits with its status."""
+    import signal
+
     from berth import _berth
 
+    # As the binary does: output piped into a reader that stops early (`| head`) ends berth
+    # quietly, as it ends `cat` (Python ignores SIGPIPE by default).
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(_berth.cli_main(["berth", *sys.argv[1:]]))
 
 
