@@ -37,6 +37,7 @@ nothing and the jobs are finalized as completed. dlt marks the package loaded on
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import threading
@@ -75,8 +76,6 @@ from dlt.destinations import destination as _dlt_destination  # noqa: E402
 from dlt.destinations import duckdb as _dlt_duckdb  # noqa: E402
 from dlt.destinations import postgres as _dlt_postgres  # noqa: E402
 from dlt.destinations.impl.destination.destination import DestinationClient  # noqa: E402
-from dlt.destinations.impl.duckdb.duck import DuckDbClient  # noqa: E402
-from dlt.destinations.impl.postgres.postgres import PostgresClient  # noqa: E402
 from dlt.destinations.job_impl import FinalizedLoadJob  # noqa: E402
 
 from berth import _berth  # noqa: E402
@@ -203,9 +202,12 @@ class _BerthJobClient:
         _LOADS.put(self._berth_key(load_id), jobs)
         return jobs
 
+    # An embedded DuckDB file must have one writer: dlt's own connection closes while berth loads.
+    _single_writer = False
+
     def _connection_released(self) -> Any:
-        """dlt's own connection to the destination closed while berth loads (an embedded DuckDB
-        file must have one writer), and opened again after."""
+        """dlt's own connection to the destination closed while berth loads (for a destination
+        with a single writer), and opened again after."""
         return _NoConnection(self)
 
 
@@ -216,7 +218,7 @@ class _NoConnection:
 
     def __enter__(self) -> None:
         sql_client = self.client.sql_client
-        self.was_open = getattr(sql_client, "_conn", None) is not None and isinstance(self.client, DuckDbClient)
+        self.was_open = self.client._single_writer and getattr(sql_client, "_conn", None) is not None
         if self.was_open:
             sql_client.close_connection()
 
@@ -225,25 +227,40 @@ class _NoConnection:
             self.client.sql_client.open_connection()
 
 
-class BerthPostgresClient(_BerthJobClient, PostgresClient):  # type: ignore[misc]
-    """dlt's PostgreSQL job client whose load step is berth's."""
+# The clients are made on first use: dlt's PostgreSQL client needs psycopg2, its DuckDB client
+# the duckdb package, and a user of one needs only that one installed.
+@functools.lru_cache(maxsize=None)
+def _postgres_client() -> type:
+    from dlt.destinations.impl.postgres.postgres import PostgresClient
 
-    def _berth_url(self) -> str:
-        credentials = self.config.credentials
-        # The password travels in memory to berth (never on a command line, never logged).
-        return str(credentials.to_native_representation())
+    class BerthPostgresClient(_BerthJobClient, PostgresClient):  # type: ignore[misc]
+        """dlt's PostgreSQL job client whose load step is berth's."""
+
+        def _berth_url(self) -> str:
+            # The password travels in memory to berth (never on a command line, never logged).
+            return str(self.config.credentials.to_native_representation())
+
+    return BerthPostgresClient
 
 
-class BerthDuckDbClient(_BerthJobClient, DuckDbClient):  # type: ignore[misc]
-    """dlt's DuckDB job client whose load step is berth's."""
+@functools.lru_cache(maxsize=None)
+def _duckdb_client() -> type:
+    from dlt.destinations.impl.duckdb.duck import DuckDbClient
 
-    def _berth_url(self) -> str:
-        database = self.config.credentials.database
-        if database == ":memory:":
-            raise DestinationTerminalException(
-                "berth.dlt.duckdb loads into a DuckDB file; an in-memory database lives in dlt's process only"
-            )
-        return "duckdb:///" + os.path.abspath(database).lstrip("/")
+    class BerthDuckDbClient(_BerthJobClient, DuckDbClient):  # type: ignore[misc]
+        """dlt's DuckDB job client whose load step is berth's."""
+
+        _single_writer = True
+
+        def _berth_url(self) -> str:
+            database = self.config.credentials.database
+            if database == ":memory:":
+                raise DestinationTerminalException(
+                    "berth.dlt.duckdb loads into a DuckDB file; an in-memory database lives in dlt's process only"
+                )
+            return "duckdb:///" + os.path.abspath(database).lstrip("/")
+
+    return BerthDuckDbClient
 
 
 def _caps_for_berth(caps: Any) -> Any:
@@ -263,7 +280,7 @@ class postgres(_dlt_postgres):  # type: ignore[misc,valid-type]
 
     @property
     def client_class(self) -> Any:
-        return BerthPostgresClient
+        return _postgres_client()
 
 
 class duckdb(_dlt_duckdb):  # type: ignore[misc,valid-type]
@@ -276,7 +293,7 @@ class duckdb(_dlt_duckdb):  # type: ignore[misc,valid-type]
 
     @property
     def client_class(self) -> Any:
-        return BerthDuckDbClient
+        return _duckdb_client()
 
 
 class BerthSinkClient(DestinationClient):  # type: ignore[misc]
