@@ -51,8 +51,8 @@ def narrow(rows: int) -> pa.Table:
 
 def load_step(factory: Any, table: pa.Table, name: str, workdir: Path) -> float:
     pipeline = dlt.pipeline(name, destination=factory, dataset_name=name, pipelines_dir=str(workdir / name))
-    pipeline.extract(table, table_name="narrow")
-    pipeline.normalize(loader_file_format="parquet")
+    pipeline.extract(table, table_name="narrow", loader_file_format="parquet")
+    pipeline.normalize()
     started = time.perf_counter()
     info = pipeline.load()
     elapsed = time.perf_counter() - started
@@ -72,8 +72,8 @@ def python_vs_cli(table: pa.Table, url: str, workdir: Path, run: int) -> Dict[st
     """The same package loaded by berth.load and by the berth command, each into a fresh dataset."""
     source = f"pkg_{run}"
     pipeline = dlt.pipeline(source, destination=berth.dlt.postgres(url), dataset_name=source, pipelines_dir=str(workdir / source))
-    pipeline.extract(table, table_name="narrow")
-    pipeline.normalize(loader_file_format="parquet")
+    pipeline.extract(table, table_name="narrow", loader_file_format="parquet")
+    pipeline.normalize()
     normalized = Path(pipeline.working_dir) / "load" / "normalized"
     times: Dict[str, float] = {}
     for how in ("python", "cli"):

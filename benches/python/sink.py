@@ -61,8 +61,8 @@ def make_package(rows: int, workdir: Path) -> Path:
 
     pipelines = workdir / "pipelines"
     pipeline = dlt.pipeline("sink_bench", destination=noop, pipelines_dir=str(pipelines))
-    pipeline.extract(narrow(rows), table_name="narrow")
-    pipeline.normalize(loader_file_format="parquet")
+    pipeline.extract(narrow(rows), table_name="narrow", loader_file_format="parquet")
+    pipeline.normalize()
     return pipelines
 
 

@@ -21,9 +21,9 @@ migrates in the same transaction as its journal), then asks the client for a job
 state, and finally calls ``complete_load`` once. berth's client answers the *first*
 ``create_load_job`` of a package by loading the **whole package** with berth — its own plan,
 parallel parts, staging, merges and ``_dlt_loads`` commit — reading the job files where dlt
-keeps them and moving none (dlt owns the folders). Every job is then returned as already
-finalized (``completed``, or ``failed`` with berth's error), so dlt's job loop only moves
-files; ``complete_load`` has nothing left to write.
+keeps them and moving none (dlt owns the folders). Every job dlt then runs only reports berth's
+outcome of it (completed, or failed with berth's error), so dlt's job loop only moves files;
+``complete_load`` has nothing left to write.
 
 Why this is safe under crashes: until berth's load returns, dlt has moved no file of the
 package, and berth's journal in the destination records every committed step in the same
@@ -41,7 +41,6 @@ import functools
 import inspect
 import os
 import threading
-from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from berth._errors import BerthError, UnsupportedDltVersion
@@ -76,7 +75,7 @@ from dlt.destinations import destination as _dlt_destination  # noqa: E402
 from dlt.destinations import duckdb as _dlt_duckdb  # noqa: E402
 from dlt.destinations import postgres as _dlt_postgres  # noqa: E402
 from dlt.destinations.impl.destination.destination import DestinationClient  # noqa: E402
-from dlt.destinations.job_impl import FinalizedLoadJob  # noqa: E402
+from dlt.common.destination.client import RunnableLoadJob  # noqa: E402
 
 from berth import _berth  # noqa: E402
 from berth._summary import LoadSummary  # noqa: E402
@@ -346,16 +345,27 @@ def _outcomes(summary: LoadSummary, load_id: str) -> Dict[str, Any]:
     return jobs
 
 
+class _OutcomeJob(RunnableLoadJob):  # type: ignore[misc]
+    """A job berth already loaded (or failed): running it only reports berth's outcome. It runs
+    in dlt's worker pool rather than being returned finalized because a finished runnable job
+    wakes dlt's load loop at once, where a finalized one waits for the loop's one-second poll."""
+
+    def __init__(self, file_path: str, result: Optional[Dict[str, Any]]) -> None:
+        super().__init__(file_path)
+        self._result = result or {"state": "completed"}
+
+    def run(self) -> None:
+        if self._result["state"] == "completed":
+            return
+        message = self._result.get("error") or "failed"
+        if self._result.get("error_kind") == "transient":
+            raise DestinationTransientException(message)
+        raise DestinationTerminalException(message)
+
+
 def _finalized(file_path: str, result: Optional[Dict[str, Any]]) -> Any:
-    """The finalized dlt job of a file from berth's outcome of it."""
-    now = datetime.now(timezone.utc)
-    if result is None or result["state"] == "completed":
-        seconds = result["seconds"] if result else 0.0
-        return FinalizedLoadJob.from_file_path(
-            file_path, started_at=now - timedelta(seconds=seconds), finished_at=now, status="completed"
-        )
-    kind = "retry" if result.get("error_kind") == "transient" else "failed"
-    return FinalizedLoadJob.from_file_path(file_path, status=kind, message=result.get("error") or "failed")
+    """The dlt job of a file from berth's outcome of it."""
+    return _OutcomeJob(file_path, result)
 
 
 class sink(_dlt_destination):  # type: ignore[misc,valid-type]
