@@ -68,9 +68,18 @@ def count(url: str, dataset: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def drop(url: str, *datasets: str) -> None:
+    """Drops the scratch datasets of a run (5M rows each: the disk fills up otherwise)."""
+    import psycopg2
+
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        for dataset in datasets:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{dataset}" CASCADE')
+
+
 def python_vs_cli(table: pa.Table, url: str, workdir: Path, run: int) -> Dict[str, float]:
     """The same package loaded by berth.load and by the berth command, each into a fresh dataset."""
-    source = f"pkg_{run}"
+    source = f"pkg_{run}_{int(time.time())}"
     pipeline = dlt.pipeline(source, destination=berth.dlt.postgres(url), dataset_name=source, pipelines_dir=str(workdir / source))
     pipeline.extract(table, table_name="narrow", loader_file_format="parquet")
     pipeline.normalize()
@@ -90,6 +99,9 @@ def python_vs_cli(table: pa.Table, url: str, workdir: Path, run: int) -> Dict[st
                            check=True, capture_output=True, env={**os.environ})
         times[how] = time.perf_counter() - started
         assert count(url, dataset) == table.num_rows
+        drop(url, dataset)
+        shutil.rmtree(copy)
+    shutil.rmtree(workdir / source)
     return times
 
 
@@ -111,6 +123,9 @@ def main() -> None:
             results["berth"].append(load_step(berth.dlt.postgres(args.postgres), table, mine, workdir))
             results["dlt_adbc"].append(load_step(dlt.destinations.postgres(args.postgres), table, theirs, workdir))
             assert count(args.postgres, mine) == count(args.postgres, theirs) == args.rows
+            drop(args.postgres, mine, theirs)
+            shutil.rmtree(workdir / mine)
+            shutil.rmtree(workdir / theirs)
             times = python_vs_cli(table, args.postgres, workdir, run)
             results["berth.load"].append(times["python"])
             results["berth_cli"].append(times["cli"])

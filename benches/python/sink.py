@@ -21,8 +21,8 @@ from pathlib import Path
 
 CHILD = textwrap.dedent(
     """
-    import json, os, resource, sys, time
-    kind, package, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    import json, os, sys, time
+    kind, package, batch_size, file_format = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     rows = 0
     started = time.perf_counter()
     if kind == "berth":
@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
         berth.load(package, destination=noop, progress=False)
     else:
         import dlt
-        @dlt.destination(batch_size=batch_size, loader_file_format="parquet")
+        @dlt.destination(batch_size=batch_size, loader_file_format=file_format)
         def noop(items, table):
             global rows
             rows += len(items)
@@ -42,26 +42,31 @@ CHILD = textwrap.dedent(
         pipeline = dlt.pipeline("sink_bench", destination=noop, pipelines_dir=os.environ["PIPELINES_DIR"])
         pipeline.load()
     elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: this program's own peak (ru_maxrss would carry the parent's over the exec).
+    with open("/proc/self/status") as status:
+        peak = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmHWM:"))
     print(json.dumps({"rows": rows, "seconds": elapsed, "peak_rss_bytes": peak}))
     """
 )
 
 
-def make_package(rows: int, workdir: Path) -> Path:
+def make_package(rows: int, workdir: Path, file_format: str) -> Path:
     """dlt extracts and normalizes an Arrow table of narrow rows to Parquet; returns the pipelines dir."""
     sys.path.insert(0, str(Path(__file__).parent))
     from dlt_load_step import narrow
 
     import dlt
 
-    @dlt.destination(batch_size=1, loader_file_format="parquet")
+    @dlt.destination(batch_size=1, loader_file_format=file_format)
     def noop(items, table):  # noqa: ARG001
         pass
 
     pipelines = workdir / "pipelines"
     pipeline = dlt.pipeline("sink_bench", destination=noop, pipelines_dir=str(pipelines))
-    pipeline.extract(narrow(rows), table_name="narrow", loader_file_format="parquet")
+    data = narrow(rows)
+    if file_format != "parquet":
+        data = data.to_pylist()  # rows as dicts, as dlt normalizes them to (typed) JSONL
+    pipeline.extract(data, table_name="narrow", loader_file_format=file_format)
     pipeline.normalize()
     return pipelines
 
@@ -70,11 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--format", default="parquet", choices=["parquet", "typed-jsonl"],
+                        help="the package's job format: parquet, or dlt's default for sinks, typed-jsonl")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="berth-sink-bench-") as tmp:
         workdir = Path(tmp)
-        pipelines = make_package(args.rows, workdir)
+        pipelines = make_package(args.rows, workdir, args.format)
         normalized = pipelines / "sink_bench" / "load" / "normalized"
         for kind in ("berth", "dlt"):
             # Each gets its own copy: loading moves the package's jobs.
@@ -82,7 +89,7 @@ def main() -> None:
             shutil.copytree(pipelines, copy)
             package = copy / "sink_bench" / "load" / "normalized"
             env = {**os.environ, "PIPELINES_DIR": str(copy), "RUNTIME__LOG_LEVEL": "WARNING"}
-            out = subprocess.run([sys.executable, "-c", CHILD, kind, str(package), str(args.batch_size)],
+            out = subprocess.run([sys.executable, "-c", CHILD, kind, str(package), str(args.batch_size), args.format],
                                  capture_output=True, text=True, env=env, check=True)
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
         assert normalized.exists()
