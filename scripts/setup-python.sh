@@ -10,6 +10,13 @@ REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/berth-target}"
 REQUIREMENTS="$REPO_DIR/python/tests/requirements.txt"
 PYTHON="${BERTH_PYTHON:-python3}"
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "setup-python: installing Python with venv (apt-get install python3 python3-venv)" >&2
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3 python3-venv >&2
+fi
 stamp="$(cat "$REQUIREMENTS" | sha256sum | cut -c1-16)-$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 VENV="${BERTH_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/berth/venv-$stamp}"
 
