@@ -113,9 +113,11 @@ def load(
         packages: a package folder, a folder of packages (a pipeline's ``load/normalized``), a
             bucket URL of either (``s3://…``, ``gs://…``, ``az://…``), or a list of these.
         destination: a destination URL (``duckdb:file.duckdb``, ``postgres://user@host/db``, a
-            warehouse or a sink URL), or a bare ``"postgres"`` / ``"duckdb"`` whose credentials
-            come from dlt's configuration (environment, ``.dlt/secrets.toml``, ``~/.dlt``, and
-            for PostgreSQL ``PG*`` variables and ``~/.pgpass``). Default: inside a dlt project the
+            warehouse or a sink URL), or a bare name (``"postgres"``, ``"duckdb"``,
+            ``"snowflake"``, ``"bigquery"``, ``"redshift"``, ``"databricks"``) whose credentials
+            come from dlt's configuration (environment, ``.dlt/secrets.toml``, ``~/.dlt``; for
+            PostgreSQL also ``PG*`` variables and ``~/.pgpass``; a warehouse's staging bucket
+            from ``[destination.filesystem]``). Default: inside a dlt project the
             destination the package's pipeline recorded, else ``duckdb:berth.duckdb``. A
             :func:`sink` function sends the rows to it, batch by batch.
         dataset: dataset (schema) to load into; default: the package's.

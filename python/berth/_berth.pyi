@@ -1,6 +1,6 @@
 """Type stubs of berth's native extension; use the ``berth`` package, which wraps it."""
 
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 def load(
     packages: List[str],
@@ -27,6 +27,21 @@ def plan(
     replace_strategy: Optional[str] = None,
     assume_empty: bool = False,
     staging: Optional[str] = None,
+    config: Optional[str] = None,
+) -> str: ...
+def sink_load(
+    packages: List[str],
+    deliver: Callable[[Any, Any, str, str, Tuple[str, str, str, int, int]], None],
+    name: str,
+    *,
+    batch_size: int = 100,
+    max_nesting: int = 0,
+    skip_dlt: bool = True,
+    parallel: int = 1,
+    max_attempts: int = 5,
+    allow_failed_jobs: bool = False,
+    caller_owns_folders: bool = False,
+    progress: Optional[bool] = None,
     config: Optional[str] = None,
 ) -> str: ...
 def package(location: str, *, config: Optional[str] = None) -> str: ...

@@ -10,12 +10,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+from decimal import Decimal
+
 import dlt
 import duckdb
 import psycopg2
 import pytest
 
 import berth.dlt
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 # Columns dlt fills differently on every run (random ids, load ids, load times).
 VOLATILE = {"_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id"}
@@ -186,3 +189,32 @@ def test_another_dlt_version_is_a_clear_error() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode != 0
     assert "UnsupportedDltVersion" in out.stderr and "1.31" in out.stderr
+
+
+@pytest.mark.parametrize("raise_on_failed_jobs", [True, False])
+def test_a_job_berth_refuses_fails_as_dlt_s_own_job_would(workdir: Path, pg, monkeypatch, raise_on_failed_jobs: bool) -> None:
+    url = pg.new_database()
+    monkeypatch.setenv("LOAD__RAISE_ON_FAILED_JOBS", str(raise_on_failed_jobs).lower())
+    pipeline = dlt.pipeline("refused", destination=berth.dlt.postgres(url), dataset_name="data", pipelines_dir=str(workdir / "p"))
+    good = dlt.resource([{"id": 1}], name="good")
+    # numeric(5, 2) cannot hold 123456.78: the job fails at the destination, with dlt's own
+    # destination as with berth.
+    bad = dlt.resource(
+        [{"id": 2, "amount": Decimal("123456.78")}],
+        name="bad",
+        columns={"amount": {"data_type": "decimal", "precision": 5, "scale": 2}},
+    )
+    if raise_on_failed_jobs:
+        with pytest.raises(PipelineStepFailed):
+            pipeline.run([good, bad])
+        rows = dump("postgres", url, "data")
+        assert rows.get("_dlt_loads", Counter()).get("rows", 0) == 0, "nothing committed"
+        assert "bad" not in rows or not rows["bad"]
+    else:
+        info = pipeline.run([good, bad])
+        assert info.has_failed_jobs
+        [failed] = info.load_packages[0].jobs["failed_jobs"]
+        assert failed.job_file_info.table_name == "bad"
+        rows = dump("postgres", url, "data")
+        assert rows["good"] == Counter({("1",): 1})
+        assert rows["_dlt_loads"]["rows"] == 1, "committed without the failed job"
