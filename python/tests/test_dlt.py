@@ -147,6 +147,14 @@ def test_load_info_trace_and_package_records_are_dlt_s(workdir: Path) -> None:
     loaded = Path(pipeline.working_dir) / "load" / "loaded" / package.load_id
     assert (loaded / "applied_schema_updates.json").exists()
     assert pipeline.dataset().records.fetchall()  # dlt reads berth's dataset
+    # dlt's own command line reads the pipeline berth loaded.
+    dlt_cli = Path(sys.executable).parent / "dlt"
+    out = subprocess.run(
+        [str(dlt_cli), "pipeline", "--pipelines-dir", str(workdir / "p"), "p_nested", "info"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "destination_type: berth.dlt.duckdb" in out.stdout and package.load_id in out.stdout
 
 
 def test_plain_dlt_continues_on_berth_s_dataset_and_a_fresh_directory_restores_state(workdir: Path, pg) -> None:
