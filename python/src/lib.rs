@@ -87,6 +87,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs `future` on `runtime` with the GIL released, waking every 100 ms for Python's signal
 /// handlers. The first `KeyboardInterrupt` (or other exception from a handler) calls `stop` and
 /// keeps waiting for the future to wind down, then is raised; a second one abandons it at once.
+/// The runtime is shut down with the GIL released too: its threads may be waiting for the GIL (a
+/// log line on its way to Python's `logging`) and shutting down waits for them.
 fn run_interruptible<T: Send + 'static>(
     py: Python<'_>,
     runtime: tokio::runtime::Runtime,
@@ -95,18 +97,17 @@ fn run_interruptible<T: Send + 'static>(
 ) -> PyResult<T> {
     let mut handle = runtime.spawn(future);
     let mut interrupted: Option<PyErr> = None;
-    loop {
-        let waited = py
-            .detach(|| runtime.block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
+    let outcome = loop {
+        let waited = py.detach(|| runtime.block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
         match waited {
             Ok(Ok(value)) => {
-                return match interrupted {
+                break match interrupted {
                     Some(e) => Err(e),
                     None => Ok(value),
                 };
             }
             Ok(Err(join)) => {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                break Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
                     "berth stopped unexpectedly (a bug in berth, please report it): {join}"
                 )));
             }
@@ -121,7 +122,9 @@ fn run_interruptible<T: Send + 'static>(
                 }
             }
         }
-    }
+    };
+    py.detach(move || drop(runtime));
+    outcome
 }
 
 fn parse_replace_strategy(value: Option<&str>) -> PyResult<Option<berth::model::ReplaceStrategy>> {
