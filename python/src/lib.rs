@@ -98,7 +98,8 @@ fn run_interruptible<T: Send + 'static>(
     let mut handle = runtime.spawn(future);
     let mut interrupted: Option<PyErr> = None;
     let outcome = loop {
-        let waited = py.detach(|| runtime.block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
+        let waited = py
+            .detach(|| runtime.block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await }));
         match waited {
             Ok(Ok(value)) => {
                 break match interrupted {
