@@ -41,7 +41,7 @@ import functools
 import inspect
 import os
 import threading
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from berth._errors import BerthError, UnsupportedDltVersion
 
@@ -95,7 +95,8 @@ def _package_context() -> Optional[LoadPackageStateInjectableContext]:
 
 
 class _Loads:
-    """What berth loaded per (destination, dataset, load id) in this process."""
+    """What berth loaded per (destination, dataset, load id) in this process: each job's outcome
+    by job id, whether the package stays pending, and which jobs dlt has asked for."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -105,9 +106,26 @@ class _Loads:
         with self._lock:
             return self._done.get(key)
 
-    def put(self, key: Tuple[str, str, str], jobs: Dict[str, Any]) -> None:
+    def outcome(self, key: Tuple[str, str, str], job_id: str, load: Callable[[], str]) -> Dict[str, Any]:
+        """berth's outcome of the package, from ``load`` (a summary as JSON) the first time a
+        job of it is asked for, and again when dlt retries a job of a package left pending."""
+        jobs = self.get(key)
+        if jobs is None or (jobs["__pending__"] and job_id in jobs["__answered__"]):
+            jobs = self.record(key, load)
+        jobs["__answered__"].add(job_id)
+        return jobs
+
+    def record(self, key: Tuple[str, str, str], load: Callable[[], str]) -> Dict[str, Any]:
+        """Runs ``load`` and keeps its outcome; berth's errors become the exceptions dlt's load
+        step retries or fails the job on."""
+        try:
+            raw = load()
+        except BerthError as e:
+            raise _for_dlt(e) from e
+        jobs = _outcomes(LoadSummary.from_json(raw), key[2])
         with self._lock:
             self._done[key] = jobs
+        return jobs
 
 
 _LOADS = _Loads()
@@ -170,36 +188,27 @@ class _BerthJobClient:
         if context is None:
             return
         package_dir = context.storage.storage.make_full_path(context.storage.get_package_path(load_id))
-        with self._connection_released():
-            self._run_berth(package_dir, load_id, allow_failed_jobs=True)
+        _LOADS.record(key, lambda: self._run_berth(package_dir, allow_failed_jobs=True))
 
     def _berth_load(self, package_dir: str, load_id: str, job_id: str) -> Dict[str, Any]:
-        """berth's outcome of the package, loading it the first time a job of it is asked for,
-        and again when dlt retries a job of a package berth left pending."""
-        key = self._berth_key(load_id)
-        jobs = _LOADS.get(key)
-        if jobs is None or (jobs["__pending__"] and job_id in jobs["__answered__"]):
-            with self._connection_released():
-                jobs = self._run_berth(package_dir, load_id, allow_failed_jobs=False)
-        jobs["__answered__"].add(job_id)
-        return jobs
+        return _LOADS.outcome(
+            self._berth_key(load_id), job_id, lambda: self._run_berth(package_dir, allow_failed_jobs=False)
+        )
 
-    def _run_berth(self, package_dir: str, load_id: str, *, allow_failed_jobs: bool) -> Dict[str, Any]:
-        try:
-            raw = _berth.load(
-                [package_dir],
-                self._berth_url(),
-                dataset=self.sql_client.dataset_name,  # type: ignore[attr-defined]
-                replace_strategy=self.config.replace_strategy,  # type: ignore[attr-defined]
-                allow_failed_jobs=allow_failed_jobs,
-                progress=False,
-                caller_owns_folders=True,
+    def _run_berth(self, package_dir: str, *, allow_failed_jobs: bool) -> str:
+        """berth loads the package; returns its summary as JSON."""
+        with self._connection_released():
+            return str(
+                _berth.load(
+                    [package_dir],
+                    self._berth_url(),
+                    dataset=self.sql_client.dataset_name,  # type: ignore[attr-defined]
+                    replace_strategy=self.config.replace_strategy,  # type: ignore[attr-defined]
+                    allow_failed_jobs=allow_failed_jobs,
+                    progress=False,
+                    caller_owns_folders=True,
+                )
             )
-        except BerthError as e:
-            raise _for_dlt(e) from e
-        jobs = _outcomes(LoadSummary.from_json(raw), load_id)
-        _LOADS.put(self._berth_key(load_id), jobs)
-        return jobs
 
     # An embedded DuckDB file must have one writer: dlt's own connection closes while berth loads.
     _single_writer = False
@@ -305,21 +314,12 @@ class BerthSinkClient(DestinationClient):  # type: ignore[misc]
         package_dir = os.path.dirname(os.path.dirname(file_path))
         job_id = ParsedLoadJobFileName.parse(os.path.basename(file_path)).job_id()
         key = ("sink:" + self.config.destination_name, "", load_id)
-        jobs = _LOADS.get(key)
-        if jobs is None or (jobs["__pending__"] and job_id in jobs["__answered__"]):
-            berth_sink: Sink = self.config.destination_callable.__berth_sink__  # type: ignore[attr-defined]
-            try:
-                raw = berth_sink._load(
-                    [package_dir],
-                    function=self.destination_callable,
-                    progress=False,
-                    caller_owns_folders=True,
-                )
-            except BerthError as e:
-                raise _for_dlt(e) from e
-            jobs = _outcomes(LoadSummary.from_json(raw), load_id)
-            _LOADS.put(key, jobs)
-        jobs["__answered__"].add(job_id)
+        berth_sink: Sink = self.config.destination_callable.__berth_sink__  # type: ignore[attr-defined]
+        jobs = _LOADS.outcome(
+            key,
+            job_id,
+            lambda: berth_sink._load([package_dir], function=self.destination_callable, progress=False, caller_owns_folders=True),
+        )
         return _finalized(file_path, jobs.get(job_id))
 
 

@@ -177,20 +177,36 @@ fn load(
     if let Some(rows) = batch_size {
         options.read_options.batch_size = rows.max(1);
     }
+    run_load(py, progress, |reporter, cancel| async move {
+        request.run(reporter, cancel).await.map(|(summary, _found)| summary)
+    })
+}
+
+/// Runs the load `start` makes from the progress reporter and the cancellation token (progress
+/// bars when `progress`, default: on a terminal; Ctrl-C as in [`run_interruptible`]); returns
+/// its summary as JSON.
+fn run_load<F>(
+    py: Python<'_>,
+    progress: Option<bool>,
+    start: impl FnOnce(Arc<dyn berth::loader::Progress>, berth::loader::CancellationToken) -> F,
+) -> PyResult<String>
+where
+    F: Future<Output = anyhow::Result<berth::loader::LoadSummary>> + Send + 'static,
+{
     let show = progress.unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let bars = Arc::new(berth_cli::ProgressBars::new(show));
     let cancel = berth::loader::CancellationToken::new();
     let runtime = runtime().map_err(|e| to_py_err(py, &e))?;
     let stopper = cancel.clone();
-    let reporter = Arc::clone(&bars) as Arc<dyn berth::loader::Progress>;
-    let loaded = run_interruptible(py, runtime, request.run(reporter, cancel), move || {
+    let load = start(Arc::clone(&bars) as Arc<dyn berth::loader::Progress>, cancel);
+    let loaded = run_interruptible(py, runtime, load, move || {
         tracing::warn!(
             "interrupted: finishing the jobs that are loading and starting no new ones; the package resumes on the next load"
         );
         stopper.cancel();
     });
     bars.finish();
-    let (summary, _found) = loaded?.map_err(|e| to_py_err(py, &e))?;
+    let summary = loaded?.map_err(|e| to_py_err(py, &e))?;
     serde_json::to_string(&summary).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
 }
 
@@ -227,30 +243,11 @@ fn sink_load(
         caller_owns_folders,
         ..berth::sink::SinkOptions::default()
     };
-    let show = progress.unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let bars = Arc::new(berth_cli::ProgressBars::new(show));
-    let cancel = berth::loader::CancellationToken::new();
-    let loader = sink::loader(
-        sink::PySink::new(name, deliver),
-        options,
-        Arc::clone(&bars) as Arc<dyn berth::loader::Progress>,
-        cancel.clone(),
-    );
-    let runtime = runtime().map_err(|e| to_py_err(py, &e))?;
-    let loaded = run_interruptible(
-        py,
-        runtime,
-        async move {
-            let locations = berth::loader::resolve_locations(&packages, &storage).await?;
-            let mut summary = loader.load_all(locations).await?;
-            summary.peak_rss_bytes = berth::loader::process_peak_rss();
-            anyhow::Ok(summary)
-        },
-        move || cancel.cancel(),
-    );
-    bars.finish();
-    let summary = loaded?.map_err(|e| to_py_err(py, &e))?;
-    serde_json::to_string(&summary).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    run_load(py, progress, |reporter, cancel| async move {
+        let loader = sink::loader(sink::PySink::new(name, deliver), options, reporter, cancel);
+        let locations = berth::loader::resolve_locations(&packages, &storage).await?;
+        berth_cli::load_measured(loader, locations).await
+    })
 }
 
 /// The statements a load would run (see `berth.plan`).

@@ -14,7 +14,7 @@ use std::time::Duration;
 use arrow::array::{Array, StructArray};
 use async_trait::async_trait;
 use berth::model::Table;
-use berth::sink::{Sink, SinkBatch, SinkError};
+use berth::sink::{Sink, SinkBatch, SinkError, SinkTable};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use serde_json::{Map, Value, json};
@@ -24,7 +24,12 @@ use serde_json::{Map, Value, json};
 pub(crate) struct PySink {
     name: String,
     deliver: Py<PyAny>,
+    /// Each table's dlt dict as JSON, made once per job's table rather than per batch.
+    tables: std::sync::Mutex<TableJson>,
 }
+
+/// By table name: the job's table last seen and its dlt dict as JSON.
+type TableJson = std::collections::HashMap<String, (Arc<SinkTable>, Arc<str>)>;
 
 impl std::fmt::Debug for PySink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,7 +41,24 @@ impl std::fmt::Debug for PySink {
 
 impl PySink {
     pub(crate) fn new(name: String, deliver: Py<PyAny>) -> Self {
-        Self { name, deliver }
+        Self {
+            name,
+            deliver,
+            tables: Default::default(),
+        }
+    }
+
+    /// `table`'s dlt dict as JSON (see [`table_json`]), cached while the job's table is the same.
+    fn table_json(&self, table: &Arc<SinkTable>) -> Arc<str> {
+        let mut tables = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match tables.get(&table.name) {
+            Some((known, json)) if Arc::ptr_eq(known, table) => Arc::clone(json),
+            _ => {
+                let json: Arc<str> = table_json(&table.dlt).to_string().into();
+                tables.insert(table.name.clone(), (Arc::clone(table), Arc::clone(&json)));
+                json
+            }
+        }
     }
 }
 
@@ -44,7 +66,8 @@ impl PySink {
 impl Sink for PySink {
     async fn send(&self, batch: SinkBatch) -> Result<(), SinkError> {
         let deliver = Python::attach(|py| self.deliver.clone_ref(py));
-        let sent = tokio::task::spawn_blocking(move || Python::attach(|py| call(py, &deliver, &batch))).await;
+        let table = self.table_json(&batch.table);
+        let sent = tokio::task::spawn_blocking(move || Python::attach(|py| call(py, &deliver, &batch, &table))).await;
         sent.unwrap_or_else(|e| Err(SinkError::terminal(format!("the sink function's thread failed: {e}"))))
     }
 
@@ -54,13 +77,12 @@ impl Sink for PySink {
 }
 
 /// One call of the Python side with one batch.
-fn call(py: Python<'_>, deliver: &Py<PyAny>, batch: &SinkBatch) -> Result<(), SinkError> {
+fn call(py: Python<'_>, deliver: &Py<PyAny>, batch: &SinkBatch, table: &str) -> Result<(), SinkError> {
     let data = StructArray::from(batch.rows.clone()).into_data();
     let (array, schema) =
         arrow::ffi::to_ffi(&data).map_err(|e| SinkError::terminal(format!("cannot hand the batch to Python: {e}")))?;
     let capsules = capsule(py, array, c"arrow_array").and_then(|a| Ok((capsule(py, schema, c"arrow_schema")?, a)));
     let (schema, array) = capsules.map_err(|e| SinkError::terminal(e.to_string()))?;
-    let table = table_json(&batch.table.dlt).to_string();
     let info = (
         batch.idempotency_key(),
         batch.load_id.to_string(),

@@ -541,14 +541,22 @@ impl LoadRequest {
             .with_options(self.options)
             .with_progress(progress)
             .with_cancel(cancel);
-        let loaded = loader.load_all(locations).await.context("load failed");
-        // The destination closes before the peak RSS is read (an embedded DuckDB checkpoints
-        // then): it is part of the load's memory.
-        drop(loader);
-        let mut summary = loaded?;
-        summary.peak_rss_bytes = berth::loader::process_peak_rss();
-        Ok((summary, found))
+        Ok((load_measured(loader, locations).await?, found))
     }
+}
+
+/// Loads `locations` with `loader` and records the process's peak RSS in the summary. The loader
+/// (and with it the destination) is dropped first: an embedded DuckDB checkpoints as it closes,
+/// and that is part of the load's memory.
+pub async fn load_measured(
+    loader: Loader,
+    locations: Vec<berth::model::PackageLocation>,
+) -> Result<berth::loader::LoadSummary> {
+    let loaded = loader.load_all(locations).await.context("load failed");
+    drop(loader);
+    let mut summary = loaded?;
+    summary.peak_rss_bytes = berth::loader::process_peak_rss();
+    Ok(summary)
 }
 
 async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<u8> {
@@ -652,8 +660,7 @@ async fn load_into_sink(args: LoadArgs, destination: &str, storage: &berth::mode
 }
 
 /// Runs `loader` over `locations`, showing `progress`, until done or stopped by Ctrl-C (see
-/// [`stop_on_signals`]). The destination closes before the peak RSS is read (an embedded DuckDB
-/// checkpoints then): it is part of the load's memory.
+/// [`stop_on_signals`]), as [`load_measured`].
 async fn run_loads(
     loader: Loader,
     locations: Vec<berth::model::PackageLocation>,
@@ -664,12 +671,9 @@ async fn run_loads(
     let loader = loader
         .with_progress(Arc::clone(progress) as Arc<dyn berth::loader::Progress>)
         .with_cancel(cancel.clone());
-    let loaded = loader.load_all(locations).await.context("load failed");
-    drop(loader);
+    let loaded = load_measured(loader, locations).await;
     signals.abort();
-    let mut summary = loaded?;
-    summary.peak_rss_bytes = berth::loader::process_peak_rss();
-    Ok((summary, cancel))
+    Ok((loaded?, cancel))
 }
 
 /// Prints a load's summary and picks the exit code.
