@@ -3,6 +3,7 @@
 //! plain async functions taking a destination, so every destination is proven by the same tests.
 
 pub mod azurite;
+pub mod delta;
 pub mod http;
 pub mod pg;
 pub mod s3;

@@ -31,15 +31,18 @@ const REFUSED: &[(&str, &str)] = &[];
 enum Target {
     DuckDb,
     Postgres,
+    /// A Delta lake in a temp folder, read back by the test's own log reader.
+    Delta,
 }
 
 impl Target {
-    const ALL: [Target; 2] = [Target::DuckDb, Target::Postgres];
+    const ALL: [Target; 3] = [Target::DuckDb, Target::Postgres, Target::Delta];
 
     fn name(self) -> &'static str {
         match self {
             Target::DuckDb => "duckdb",
             Target::Postgres => "postgres",
+            Target::Delta => "delta",
         }
     }
 
@@ -51,6 +54,8 @@ impl Target {
         match self {
             Target::DuckDb => matches!(format, "insert_values" | "parquet" | "jsonl" | "csv"),
             Target::Postgres => matches!(format, "insert_values" | "parquet" | "csv"),
+            // dlt's filesystem destination writes Delta from Parquet; berth reads every format.
+            Target::Delta => true,
         }
     }
 }
@@ -124,6 +129,15 @@ fn run_trial(fixture: &Fixture, target: Target, postgres: &Postgres) -> Result<(
         .build()
         .map_err(|e| e.to_string())?;
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    if target == Target::Delta {
+        return runtime
+            .block_on(berth_tests::delta::check_delta_scenario(
+                &fixture.dir,
+                &scratch.path().join("lake"),
+                LoaderOptions::default(),
+            ))
+            .map_err(Failed::from);
+    }
     let destination: Arc<dyn Destination> = match target {
         Target::DuckDb => {
             Arc::new(DuckDbDestination::open(scratch.path().join("matrix.duckdb")).map_err(|e| e.to_string())?)
@@ -131,6 +145,7 @@ fn run_trial(fixture: &Fixture, target: Target, postgres: &Postgres) -> Result<(
         Target::Postgres => {
             Arc::new(PostgresDestination::from_url(&postgres.fresh_database()).map_err(|e| e.to_string())?)
         }
+        Target::Delta => return Err("a lake is checked above".into()),
     };
     let expect = match REFUSED.iter().find(|(s, _)| *s == fixture.scenario) {
         Some((_, why)) => ScenarioOutcome::Refused { why },

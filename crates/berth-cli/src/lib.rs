@@ -26,6 +26,7 @@ use clap::{Args, Parser, Subcommand};
   berth load ~/.dlt/pipelines/my_pipe/load/normalized --destination duckdb:warehouse.duckdb
   berth load s3://my-bucket/my_pipe/load/normalized --destination postgres://loader@db/analytics
   berth load pkg1 pkg2 --dataset analytics --json
+  berth load ./load/normalized --destination delta:s3://lake/warehouse
   berth package show testdata/quickstart/packages/1795381980.7559764")]
 struct Cli {
     #[command(subcommand)]
@@ -132,6 +133,9 @@ struct LoadArgs {
     /// snowflake://<account>/<database>?warehouse=WH&storage_integration=NAME (SNOWFLAKE_TOKEN),
     /// bigquery://<project>/<location> (Google credentials), redshift://user:password@host:5439/db?iam_role=ARN,
     /// databricks://<workspace host>/<warehouse id>?catalog=main (DATABRICKS_TOKEN).
+    /// A Delta lake, laid out as dlt's filesystem destination with table_format="delta":
+    /// delta:<folder>, delta:s3://bucket/prefix, delta:gs://…, delta:az://… (bucket credentials as
+    /// for packages in buckets: environment or berth.toml).
     /// A bare `postgres`, `duckdb`, `redshift`, `snowflake`, `bigquery` or `databricks` takes its
     /// credentials from dlt's configuration, as a dlt pipeline would (environment, .dlt/secrets.toml, ~/.dlt/, libpq's PG* variables and
     /// ~/.pgpass; see `berth config show --help`): no password on the command line.
@@ -519,14 +523,14 @@ impl LoadRequest {
             Some(destination) => destination.clone(),
             None => project_destination(locations.first()).await,
         };
-        let destination = match resolve_destination(&given, self.pipeline_name.as_deref(), locations.first()).await? {
+        let loader = match resolve_destination(&given, self.pipeline_name.as_deref(), locations.first()).await? {
             Some(resolved) => {
                 let open = berth::OpenOptions {
                     staging: self.staging.clone().or_else(|| resolved.staging().map(str::to_string)),
                     storage: resolved.storage(&self.storage),
                     env: resolved.env(),
                 };
-                berth::open_destination_with(resolved.url(), &open)?
+                berth::open_loader(resolved.url(), &open)?
             }
             None => {
                 let open = berth::OpenOptions {
@@ -534,10 +538,10 @@ impl LoadRequest {
                     storage: self.storage.clone(),
                     ..berth::OpenOptions::default()
                 };
-                berth::open_destination_with(&given, &open)?
+                berth::open_loader(&given, &open)?
             }
         };
-        let loader = Loader::new(destination)
+        let loader = loader
             .with_options(self.options)
             .with_progress(progress)
             .with_cancel(cancel);

@@ -127,6 +127,20 @@ pub struct WideningRefused {
     pub reason: &'static str,
 }
 
+/// DataFusion failing while a destination runs a plan of berth's (the Delta lake's follow-ups).
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Self::Plan(berth_plan::Error::from(e))
+    }
+}
+
+/// An Arrow kernel failing while a destination converts rows.
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Self::Plan(berth_plan::Error::from(e))
+    }
+}
+
 impl Error {
     /// What the loader should do about this error.
     pub fn kind(&self) -> ErrorKind {

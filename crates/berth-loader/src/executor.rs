@@ -123,9 +123,9 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Has `package` been committed into `dataset` here?
     async fn is_loaded(&self, package: &LoadPackage, dataset: &str) -> StepResult<bool>;
 
-    /// What earlier runs of the load committed.
-    async fn journal(&self, dataset: &str, load_id: &str) -> StepResult<Vec<JournalEntry>> {
-        let _ = (dataset, load_id);
+    /// What earlier runs of `package`'s load (planned as `plan`) committed.
+    async fn journal(&self, package: &LoadPackage, plan: &PackagePlan) -> StepResult<Vec<JournalEntry>> {
+        let _ = (package, plan);
         Ok(Vec::new())
     }
 

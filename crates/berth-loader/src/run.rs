@@ -220,7 +220,7 @@ impl Run<'_> {
     ) -> Result<PackageSummary> {
         let phase = Instant::now();
         // What earlier runs committed: the journal is the truth, the job folders may lag behind it.
-        let journal = self.executor.journal(&plan.dataset, &package.load_id).await?;
+        let journal = self.executor.journal(package, &plan).await?;
         let mut program = LoadProgram::new(package, plan, &journal);
         if program.refresh {
             self.executor.refresh(package, &program).await?;

@@ -89,8 +89,8 @@ impl Executor for SqlExecutor {
         is_loaded(self.destination.as_ref(), dataset, &package.load_id).await
     }
 
-    async fn journal(&self, dataset: &str, load_id: &str) -> StepResult<Vec<JournalEntry>> {
-        committed_parts(self.destination.as_ref(), dataset, load_id).await
+    async fn journal(&self, package: &LoadPackage, plan: &PackagePlan) -> StepResult<Vec<JournalEntry>> {
+        committed_parts(self.destination.as_ref(), &plan.dataset, &package.load_id).await
     }
 
     async fn refresh(&self, package: &LoadPackage, program: &LoadProgram) -> StepResult<()> {

@@ -89,7 +89,7 @@ impl MemoryTable {
 }
 
 /// Casts and reorders `batch` to `schema` by column name; columns it lacks are NULL.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -460,8 +460,8 @@ impl MemoryCatalog {
 
 /// The source rows (aliased `s`) that match a target row (as `qualifier` names it) and replace
 /// it: with the same key, and — where the merge skips unchanged rows — marked deleted or
-/// different from it.
-fn source_matches(
+/// different from it. (Shared with the Delta executor, which runs merges the same way.)
+pub fn source_matches(
     merge: &MergeInto,
     b: &PlanBuilder<'_>,
     qualifier: &datafusion::common::TableReference,
@@ -486,7 +486,7 @@ fn source_matches(
 }
 
 /// A reference from a subquery to column `c` of `relation` (typed as the merge source's).
-fn outer_column(merge: &MergeInto, relation: &datafusion::common::TableReference, c: &str) -> Expr {
+pub fn outer_column(merge: &MergeInto, relation: &datafusion::common::TableReference, c: &str) -> Expr {
     let data_type = merge
         .source
         .schema()
@@ -496,7 +496,8 @@ fn outer_column(merge: &MergeInto, relation: &datafusion::common::TableReference
     out_ref_col(data_type, datafusion::common::Column::new(Some(relation.clone()), c))
 }
 
-fn rename(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {
+/// `batch`'s columns named `columns`, in order (an insert's target columns).
+pub fn rename(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {
     if batch.num_columns() != columns.len() {
         return Err(Error::Unsupported {
             message: format!(

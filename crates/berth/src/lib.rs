@@ -46,6 +46,8 @@ use std::sync::Arc;
 
 pub mod dlt_config;
 
+#[cfg(feature = "delta")]
+pub use berth_delta as delta;
 pub use berth_destination as destination;
 #[cfg(feature = "duckdb")]
 pub use berth_duckdb as duckdb;
@@ -109,9 +111,20 @@ pub fn open_destination_with(url: &str, options: &OpenOptions) -> Result<Arc<dyn
         "postgres" | "postgresql" => Ok(Arc::new(berth_postgres::PostgresDestination::from_url(url)?)),
         _ => Err(Error::Config {
             destination: redact(url),
-            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb), postgres://user:password@host:port/database, or a warehouse: snowflake://<account>/<database>, bigquery://<project>, redshift://user:password@host:5439/database, databricks://<host>/<warehouse id>".into(),
+            reason: "unknown destination; use duckdb:<file> (e.g. duckdb:berth.duckdb), postgres://user:password@host:port/database, a warehouse: snowflake://<account>/<database>, bigquery://<project>, redshift://user:password@host:5439/database, databricks://<host>/<warehouse id>, or a Delta lake: delta:<folder> or delta:s3://bucket/prefix".into(),
         }),
     }
+}
+
+/// The loader for a destination URL: every URL [`open_destination_with`] opens, and with feature
+/// `delta` a lake, `delta:<folder>` or `delta:s3://bucket/prefix` (see [`berth_delta`]).
+pub fn open_loader(url: &str, options: &OpenOptions) -> Result<berth_loader::Loader> {
+    #[cfg(feature = "delta")]
+    if berth_delta::is_delta_url(url) {
+        let lake = berth_delta::DeltaExecutor::from_url(url, &options.storage)?;
+        return Ok(berth_loader::Loader::with_executor(Arc::new(lake)));
+    }
+    Ok(berth_loader::Loader::new(open_destination_with(url, options)?))
 }
 
 /// The dialect and planning capabilities of a destination, from its URL or a dialect name
@@ -130,6 +143,8 @@ pub fn planning_dialect(destination: &str) -> Result<(berth_plan::SqlDialect, be
             let caps = berth_postgres::capabilities();
             return Ok((caps.dialect.clone(), caps.plan_capabilities()));
         }
+        #[cfg(feature = "delta")]
+        berth_delta::SCHEME => return Ok((berth_delta::delta_dialect(), berth_delta::delta_capabilities())),
         _ => {}
     }
     #[cfg(feature = "warehouse")]
