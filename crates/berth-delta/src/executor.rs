@@ -197,25 +197,25 @@ impl DeltaExecutor {
         write::commit(&mut delta, &what, removes, commit).await
     }
 
-    async fn lease(
-        &self,
-        dataset: &str,
-        parts: &[&str],
-        what: String,
-    ) -> StepResult<Option<berth_model::lease::Lease>> {
+    /// The lock `<dataset>/_berth_locks/<parts>`: a file lock in a local lake (released by the
+    /// system when the process dies), a lease object in a bucket.
+    async fn lock(&self, dataset: &str, parts: &[&str], what: String) -> StepResult<Option<Held>> {
         let mut path = vec![dataset, "_berth_locks"];
         path.extend_from_slice(parts);
-        let path = self.lake.path(&path);
-        let shown = format!("{}/{path}", self.lake.display());
-        berth_model::lease::Lease::acquire(
+        if self.lake.is_local() {
+            return Ok(Some(Held::File(self.lake.lock_file(&path, &what).await?)));
+        }
+        let shown = format!("{}/{}", self.lake.display(), path.join("/"));
+        let lease = berth_model::lease::Lease::acquire(
             Arc::clone(self.lake.store()),
-            path,
+            self.lake.path(&path),
             &shown,
             &what,
             berth_model::lease::LeaseOptions::default(),
         )
         .await
-        .map_err(Error::from)
+        .map_err(Error::from)?;
+        Ok(lease.map(Held::Lease))
     }
 
     async fn run_followup(&self, at: ChainCall<'_>, state: &FinalState) -> StepResult<usize> {
@@ -251,6 +251,45 @@ impl DeltaExecutor {
     }
 }
 
+/// A lock of the lake's.
+#[derive(Debug)]
+enum Held {
+    File(std::fs::File),
+    Lease(berth_model::lease::Lease),
+}
+
+impl Held {
+    fn into_load_lock(self) -> LoadLock {
+        match self {
+            Self::File(file) => LoadLock::new(file),
+            Self::Lease(lease) => LoadLock::lease(lease),
+        }
+    }
+
+    fn into_load_lock_all(held: Vec<Self>) -> LoadLock {
+        let (mut files, mut leases) = (Vec::new(), Vec::new());
+        for lock in held {
+            match lock {
+                Self::File(file) => files.push(file),
+                Self::Lease(lease) => leases.push(lease),
+            }
+        }
+        if leases.is_empty() {
+            LoadLock::new(files)
+        } else {
+            LoadLock::leases(leases)
+        }
+    }
+
+    async fn release_all(held: Vec<Self>) {
+        for lock in held {
+            if let Self::Lease(lease) = lock {
+                lease.release().await;
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Executor for DeltaExecutor {
     fn describe(&self) -> String {
@@ -269,34 +308,35 @@ impl Executor for DeltaExecutor {
         ReplaceStrategy::StagingOptimized
     }
 
-    /// A lease object in the lake (`<dataset>/_berth_locks/loads/<load id>.json`).
+    /// A lock in the lake (`<dataset>/_berth_locks/loads/<load id>.json`).
     async fn lock_load(&self, package: &LoadPackage, dataset: &str) -> StepResult<Option<LoadLock>> {
         let name = format!("{}.json", package.load_id);
         let what = format!("package {} into {}", package.load_id, self.describe());
-        Ok(self.lease(dataset, &["loads", &name], what).await?.map(LoadLock::lease))
+        Ok(self
+            .lock(dataset, &["loads", &name], what)
+            .await?
+            .map(Held::into_load_lock))
     }
 
-    /// Leases on the tables the load empties, replaces or merges; appends commute.
+    /// Locks on the tables the load empties, replaces or merges, in name order; appends commute.
     async fn lock_tables(&self, dataset: &str, tables: &[TableLock]) -> StepResult<Option<LoadLock>> {
-        let mut leases = Vec::new();
+        let mut held = Vec::new();
         for lock in TableLock::merged(tables.iter().cloned())
             .into_iter()
             .filter(|t| t.exclusive)
         {
             let name = format!("{}.json", lock.table);
             let what = format!("{}/{dataset}/{}", self.describe(), lock.table);
-            match self.lease(dataset, &["tables", &name], what).await {
-                Ok(Some(lease)) => leases.push(lease),
+            match self.lock(dataset, &["tables", &name], what).await {
+                Ok(Some(lock)) => held.push(lock),
                 Ok(None) => {}
                 Err(e) => {
-                    for lease in leases {
-                        lease.release().await;
-                    }
+                    Held::release_all(held).await;
                     return Err(e);
                 }
             }
         }
-        Ok((!leases.is_empty()).then(|| LoadLock::leases(leases)))
+        Ok((!held.is_empty()).then(|| Held::into_load_lock_all(held)))
     }
 
     async fn is_loaded(&self, package: &LoadPackage, dataset: &str) -> StepResult<bool> {

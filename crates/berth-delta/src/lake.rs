@@ -182,6 +182,47 @@ impl Lake {
         self.handle(dataset, table)
     }
 
+    /// Is the lake a local folder?
+    pub fn is_local(&self) -> bool {
+        self.root.scheme() == "file"
+    }
+
+    /// For a local lake, an exclusive lock on the file `parts` under the root, held until the
+    /// file is dropped and released by the system when the process dies (a bucket's lock is a
+    /// lease object instead); waits while another process holds it.
+    pub async fn lock_file(&self, parts: &[&str], what: &str) -> berth_destination::Result<std::fs::File> {
+        let path = std::path::PathBuf::from(format!("/{}", self.path(parts)));
+        let failed = |e: std::io::Error| Error::Database {
+            kind: ErrorKind::Terminal,
+            destination: self.display.clone(),
+            context: format!("locking {}", path.display()),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(failed)?;
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if !announced {
+                        tracing::info!("another process is loading {what}; waiting for it to finish");
+                        announced = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+            }
+        }
+    }
+
     /// Writes `bytes` at `path` (whole, or not at all).
     pub async fn put(&self, path: &Path, bytes: Vec<u8>) -> berth_destination::Result<()> {
         self.store

@@ -1,10 +1,11 @@
 //! A lease on one object in a bucket: the lock two berth processes share where the destination
-//! has none of its own (the warehouses).
+//! has none of its own (the warehouses, a Delta lake).
 //!
 //! The holder writes `{owner, expires_unix_ms}` with a conditional create (`If-None-Match: *` on
 //! S3, the equivalents on GCS and Azure), renews it every third of its time to live with a
 //! conditional update on the ETag it last wrote, and deletes it when done. Another process finds
-//! the object there and waits; a lease nobody renewed past its expiry (its holder crashed) is
+//! the object there and waits; a lease nobody renewed past its expiry (its holder crashed), or
+//! whose holder was a process of this host that no longer runs, is
 //! taken over with a conditional update on the ETag the waiter read, so of two waiters only one
 //! gets it. Expiry compares wall clocks: the machines' clocks must agree to well within the time to
 //! live (a minute by default).
@@ -40,6 +41,34 @@ impl Default for LeaseOptions {
 struct Holder {
     owner: String,
     expires_unix_ms: u64,
+    /// The holder's host and process id: a lease held by a process of this host that no longer
+    /// runs (killed, crashed) is taken over at once instead of after its time to live.
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    pid: Option<u32>,
+}
+
+impl Holder {
+    /// Is the holder a process of this host that is gone? (Only where `/proc` tells; a reused
+    /// process id only makes a waiter wait for the expiry.)
+    fn is_gone(&self) -> bool {
+        let (Some(host), Some(pid)) = (&self.host, self.pid) else {
+            return false;
+        };
+        host == &hostname()
+            && std::path::Path::new("/proc/self").exists()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown host".into())
+        .trim()
+        .to_string()
 }
 
 /// A held lease; renewed in the background until [`Lease::release`] (or drop, which only stops
@@ -64,16 +93,15 @@ fn holder(owner: &str, ttl: Duration) -> PutPayload {
     let holder = Holder {
         owner: owner.to_string(),
         expires_unix_ms,
+        host: Some(hostname()),
+        pid: Some(std::process::id()),
     };
     serde_json::to_vec(&holder).unwrap_or_default().into()
 }
 
 /// This process, for the lease's `owner` field and the messages of whoever waits for it.
 fn owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown host".into());
+    let host = hostname();
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -144,8 +172,10 @@ impl Lease {
             let current = serde_json::from_slice::<Holder>(&bytes).unwrap_or(Holder {
                 owner: "an unreadable lock".into(),
                 expires_unix_ms: 0,
+                host: None,
+                pid: None,
             });
-            if current.expires_unix_ms <= now_ms() {
+            if current.expires_unix_ms <= now_ms() || current.is_gone() {
                 let taken = store
                     .put_opts(&path, holder(&me, options.ttl), put_mode(PutMode::Update(version)))
                     .await;
@@ -153,7 +183,7 @@ impl Lease {
                     Ok(put) => {
                         tracing::warn!(
                             "{shown}: took over the lock of {} on {what}, which expired without being renewed \
-                             (that process stopped)",
+                             or whose process no longer runs (that process stopped)",
                             current.owner
                         );
                         return Ok(Some(Self::held(store, path, shown, me, put.into(), options)));
