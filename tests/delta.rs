@@ -160,9 +160,29 @@ pub async fn check_delta_scenario(scenario_dir: &Path, root: &Path, options: Loa
         }
         last = Some(location);
     }
-    let last = LoadPackage::open(last.ok_or("no packages")?)
-        .await
+    last.ok_or("no packages")?;
+    check_lake(scenario_dir, root).await?;
+    let again = PackageLocation::parse(&work.path().join(&scenario.packages[0]).to_string_lossy())
         .map_err(|e| e.to_string())?;
+    let summary = open(options)?.load(again).await.map_err(|e| e.to_string())?;
+    if summary.status != PackageStatus::AlreadyLoaded {
+        return Err(format!(
+            "{}: reloading a loaded package did {:?}",
+            scenario.name, summary.status
+        ));
+    }
+    Ok(())
+}
+
+/// The lake at `root` after a scenario's packages loaded: every table has dlt's expected rows
+/// (typed as the last package's schema types them), dlt's bookkeeping files are there, and
+/// nothing else is at the root.
+pub async fn check_lake(scenario_dir: &Path, root: &Path) -> Result<(), String> {
+    let scenario = Scenario::read(scenario_dir);
+    let last = scenario.packages.last().ok_or("no packages")?;
+    let location = PackageLocation::parse(&scenario_dir.join("packages").join(last).to_string_lossy())
+        .map_err(|e| e.to_string())?;
+    let last = LoadPackage::open(location).await.map_err(|e| e.to_string())?;
     let dataset = root.join(&scenario.dataset);
     for (table, columns) in &scenario.tables {
         let definition = last
@@ -179,17 +199,7 @@ pub async fn check_delta_scenario(scenario_dir: &Path, root: &Path, options: Loa
         let expected = expected_rows(&scenario_dir.join("expected").join(format!("{table}.jsonl")), &types);
         diff_rows(&format!("{}/{table}", scenario.name), &actual, &expected)?;
     }
-    check_bookkeeping(scenario_dir, &scenario, &dataset)?;
-    let again = PackageLocation::parse(&work.path().join(&scenario.packages[0]).to_string_lossy())
-        .map_err(|e| e.to_string())?;
-    let summary = open(options)?.load(again).await.map_err(|e| e.to_string())?;
-    if summary.status != PackageStatus::AlreadyLoaded {
-        return Err(format!(
-            "{}: reloading a loaded package did {:?}",
-            scenario.name, summary.status
-        ));
-    }
-    Ok(())
+    check_bookkeeping(scenario_dir, &scenario, &dataset)
 }
 
 /// dlt's bookkeeping files, and nothing at the root but the dataset.

@@ -14,8 +14,9 @@ use tracing_subscriber::layer::SubscriberExt;
 pub(crate) fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,berth=info,berth_loader=info"));
+        let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{},berth=info,berth_loader=info", berth_cli::DEFAULT_LOG))
+        });
         let subscriber = tracing_subscriber::registry().with(filter).with(PythonLogging);
         let _ = tracing::subscriber::set_global_default(subscriber);
     });

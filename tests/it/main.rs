@@ -4,6 +4,7 @@ mod bad_input;
 mod buckets;
 mod concurrency;
 mod conformance;
+mod delta;
 mod dlt_surface;
 mod fuzz;
 mod hostile;

@@ -353,6 +353,10 @@ enum PackageCommand {
 
 /// Exit status of a load that did all it was asked.
 const EXIT_SUCCESS: u8 = 0;
+/// What is logged without `BERTH_LOG`: warnings, but not delta-rs's note for every binary column
+/// it keeps no statistics of.
+pub const DEFAULT_LOG: &str = "warn,deltalake_core::writer::stats=error";
+
 /// Exit status of an error (bad arguments, an unreachable destination, a broken package).
 const EXIT_FAILURE: u8 = 1;
 /// Exit status when some jobs failed and their packages stay pending.
@@ -380,7 +384,9 @@ where
         .with_writer(std::io::stderr)
         // Colour only on a terminal: logs written to a file stay plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()),
+        )
         .try_init();
     let json = cli.wants_json();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -49,8 +49,12 @@ pub async fn is_loaded(lake: &Lake, package: &LoadPackage, dataset: &str) -> Res
     lake.exists(&load_marker(lake, package, dataset)).await
 }
 
-/// The dataset's `init` file (dlt's storage version), written once.
+/// The dataset's `init` file (dlt's storage version), written once; half-written bookkeeping
+/// files of a killed run are removed.
 pub async fn initialize(lake: &Lake, dataset: &str) -> Result<()> {
+    for folder in [LOADS, VERSIONS, STATES] {
+        lake.remove_partial_files(&[dataset, folder]);
+    }
     let init = lake.path(&[dataset, "init"]);
     if !lake.exists(&init).await? {
         lake.put(&init, line(&json!({"initial_version": 2, "current_version": 2})))

@@ -182,6 +182,25 @@ impl Lake {
         self.handle(dataset, table)
     }
 
+    /// In a local lake, removes the half-written files a killed process left in the folder
+    /// `parts` (the local store writes `<name>#<n>` and renames it; object stores put whole
+    /// objects). Other readers of the folder (dlt) would take them for rows.
+    pub fn remove_partial_files(&self, parts: &[&str]) {
+        if !self.is_local() {
+            return;
+        }
+        let dir = std::path::PathBuf::from(format!("/{}", self.path(parts)));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let partial = name
+                .rsplit_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if partial {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Is the lake a local folder?
     pub fn is_local(&self) -> bool {
         self.root.scheme() == "file"

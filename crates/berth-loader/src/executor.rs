@@ -7,6 +7,7 @@
 //! | `berth_sink::SinkExecutor` | webhooks, NDJSON, closures | batches to a sink, progress in the package state |
 //! | [`crate::explain::ExplainExecutor`] | `berth plan` | records the statements instead of running them |
 //! | [`crate::memory::MemoryExecutor`] | tests, the reference result | DataFusion on in-memory Arrow tables |
+//! | `berth_delta::DeltaExecutor` | Delta lakes (`delta:`) | DataFusion over Delta scans, commits journaled by application transactions |
 //!
 //! The loop owns the order of the phases, retries, cancellation, the job folders, progress and
 //! the summary; an executor only carries out one step at a time.

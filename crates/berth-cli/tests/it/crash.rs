@@ -271,6 +271,7 @@ fn lake_rows(root: &Path, dataset: &str) -> BTreeMap<&'static str, Vec<String>> 
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
         .map(|e| {
             let row: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(e.path()).expect("_dlt_loads file")).expect("json");
