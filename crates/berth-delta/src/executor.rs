@@ -48,6 +48,7 @@ pub struct DeltaExecutor {
 /// filesystem destination keep case), no table moves (every replace is an overwrite commit).
 pub fn delta_dialect() -> SqlDialect {
     SqlDialect {
+        name: "delta",
         supports_set_schema: false,
         ..berth_plan::exec::memory_dialect()
     }
