@@ -120,7 +120,9 @@ impl DeltaExecutor {
     async fn migrate_table(&self, dataset: &str, table: &Table, report: &mut MigrationReport) -> StepResult<()> {
         let what = Self::what(dataset, &table.name);
         let wanted = types::delta_schema(table);
-        let Some(existing) = self.lake.table(dataset, &table.name).await? else {
+        let existing = if let Some(existing) = self.lake.table(dataset, &table.name).await? {
+            existing
+        } else {
             let fields = wanted
                 .fields()
                 .iter()
@@ -133,15 +135,23 @@ impl DeltaExecutor {
                 .map(|c| c.name.clone())
                 .collect();
             let handle = self.lake.new_table(dataset, &table.name)?;
-            deltalake_core::operations::create::CreateBuilder::new()
+            let created = deltalake_core::operations::create::CreateBuilder::new()
                 .with_log_store(handle.log_store())
                 .with_table_name(&table.name)
                 .with_columns(fields)
                 .with_partition_columns(partitions)
-                .await
-                .map_err(|e| delta_error(self.lake.display(), &what, e))?;
-            report.created_tables.push(what);
-            return Ok(());
+                .await;
+            match created {
+                Ok(_) => {
+                    report.created_tables.push(what);
+                    return Ok(());
+                }
+                // Another writer created it meanwhile: evolve theirs.
+                Err(e) => match self.lake.table(dataset, &table.name).await? {
+                    Some(theirs) => theirs,
+                    None => return Err(delta_error(self.lake.display(), &what, e)),
+                },
+            }
         };
         let found = write::arrow_schema(&existing, &what)?;
         let mut missing = Vec::new();

@@ -26,13 +26,13 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
 use berth_destination::{Error, Result};
 use berth_plan::SqlDialect;
-use berth_plan::followup::{FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
+use berth_plan::exec::MergeParts;
+use berth_plan::followup::{FollowupOp, MergeInto, PlanBuilder, TARGET_ALIAS, TableRef};
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::{MemTable, ViewTable, provider_as_source};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::builder::LogicalTableSource;
-use datafusion::logical_expr::expr_fn::{exists, not_exists, out_ref_col};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableScanBuilder, TableSource, cast, lit};
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
@@ -475,104 +475,35 @@ impl<'a> FollowupRun<'a> {
     }
 
     /// `MERGE` whose matched rows are replaced by their source row (or deleted), as the memory
-    /// catalog runs it: the matched target rows go, the source rows to keep come in, all computed
-    /// against the table as it was.
+    /// catalog runs it ([`MergeParts`]): the files holding replaced rows are rewritten without
+    /// them, the source rows to keep come in, all computed against the table as it was.
     async fn merge(&mut self, merge: &MergeInto) -> Result<()> {
-        if merge.update_columns.len() != merge.insert_columns.len() {
-            return Err(Error::Internal("the Delta executor merges whole rows only".into()));
-        }
         let b = PlanBuilder::new(self.dialect);
-        let qualifier = b.target_qualifier(&merge.target);
-        let key_eq = berth_plan::exec::source_matches(merge, &b, &qualifier)?;
-        let in_source = LogicalPlanBuilder::from(merge.source.clone())
-            .alias(b.relation(SOURCE_ALIAS))?
-            .filter(key_eq)?
-            .project(vec![lit(1i64).alias("one")])?
-            .build()?;
-        let inserts = self.merge_inserts(merge).await?;
+        let table = self.base(&merge.target)?;
+        let schema = write::arrow_schema(table, &merge.target.to_string())?;
+        let source = self.delta_source(table, &schema, false, None).await?;
+        let target_scan =
+            LogicalPlanBuilder::scan(b.reference(&merge.target), source, None)?.alias(b.relation(TARGET_ALIAS))?;
+        let parts = MergeParts::new(merge, &b, target_scan)?;
         let mut adds = Vec::new();
-        for rows in inserts {
+        for rows in parts.inserts {
             adds.extend(
                 self.write_query(&merge.target, rows, Some(&merge.insert_columns))
                     .await?,
             );
         }
-        let files = self
-            .matching_files(&merge.target, exists(Arc::new(in_source.clone())))
-            .await?;
+        let files = self.matching_files(&merge.target, parts.replaced.clone()).await?;
         if !files.is_empty() {
             let kept = self
                 .target_scan(&merge.target, Some(&files))
                 .await?
-                .filter(exists(Arc::new(in_source)).is_not_true())?;
+                .filter(parts.replaced.is_not_true())?;
             adds.extend(
                 self.write_query(&merge.target, self.without_file_column(kept, &merge.target)?, None)
                     .await?,
             );
         }
         self.replace_files(&merge.target, &files, adds)
-    }
-
-    /// The source rows a merge inserts: matched ones that changed (and are not deleted), and
-    /// unmatched ones it wants.
-    async fn merge_inserts(&self, merge: &MergeInto) -> Result<Vec<LogicalPlan>> {
-        let b = PlanBuilder::new(self.dialect);
-        let source_schema = Arc::clone(merge.source.schema());
-        let table = self.base(&merge.target)?;
-        let target_schema = write::arrow_schema(table, &merge.target.to_string())?;
-        let target_source = self.delta_source(table, &target_schema, false, None).await?;
-        let target_scan = LogicalPlanBuilder::scan(b.reference(&merge.target), target_source, None)?
-            .alias(b.relation(TARGET_ALIAS))?;
-        let mut target_key_eq: Option<Expr> = None;
-        for key in &merge.on {
-            let field = source_schema.field_with_unqualified_name(key)?;
-            let eq = b.acol(TARGET_ALIAS, key).eq(out_ref_col(
-                field.data_type().clone(),
-                datafusion::common::Column::new(Some(b.relation(SOURCE_ALIAS)), key.clone()),
-            ));
-            target_key_eq = Some(target_key_eq.map_or(eq.clone(), |p| p.and(eq)));
-        }
-        let in_target = Arc::new(
-            target_scan
-                .clone()
-                .filter(target_key_eq.clone().unwrap_or_else(|| lit(false)))?
-                .project(vec![lit(1i64).alias("one")])?
-                .build()?,
-        );
-        let source_relation = b.relation(SOURCE_ALIAS);
-        let outer = |c: &str| berth_plan::exec::outer_column(merge, &source_relation, c);
-        let changed_target = match merge.changed(&outer, &|c| b.acol(TARGET_ALIAS, c)) {
-            Some(changed) => Arc::new(
-                target_scan
-                    .filter(target_key_eq.unwrap_or_else(|| lit(false)).and(changed))?
-                    .project(vec![lit(1i64).alias("one")])?
-                    .build()?,
-            ),
-            None => Arc::clone(&in_target),
-        };
-        let source = || -> Result<LogicalPlanBuilder> {
-            Ok(LogicalPlanBuilder::from(merge.source.clone()).alias(b.relation(SOURCE_ALIAS))?)
-        };
-        let mut matched = source()?.filter(exists(changed_target))?;
-        if let Some(delete) = &merge.delete_when {
-            matched = matched.filter(delete.clone().is_not_true())?;
-        }
-        let mut unmatched = source()?.filter(not_exists(in_target))?;
-        if let Some(when) = &merge.insert_when {
-            unmatched = unmatched.filter(when.clone())?;
-        }
-        let project = |rows: LogicalPlanBuilder| -> Result<LogicalPlan> {
-            Ok(rows
-                .project(
-                    merge
-                        .insert_columns
-                        .iter()
-                        .map(|c| b.acol(SOURCE_ALIAS, c).alias(c.clone()))
-                        .collect::<Vec<_>>(),
-                )?
-                .build()?)
-        };
-        Ok(vec![project(matched)?, project(unmatched)?])
     }
 
     /// The rows of a target scan with the table's columns only.

@@ -366,28 +366,64 @@ impl MemoryCatalog {
     async fn merge(&mut self, merge: &MergeInto, dialect: &SqlDialect) -> Result<()> {
         let b = PlanBuilder::new(dialect);
         let target_table = self.tables.get(&merge.target).ok_or_else(|| missing(&merge.target))?;
-        if merge.update_columns.len() != merge.insert_columns.len() {
-            return Err(Error::Unsupported {
-                message: "the memory catalog merges whole rows only".into(),
-            });
-        }
         let target_schema = Arc::clone(&target_table.schema);
-        let qualifier = b.target_qualifier(&merge.target);
-        let source_schema = Arc::clone(merge.source.schema());
-        let key_eq = source_matches(merge, &b, &qualifier)?;
-        let in_source = LogicalPlanBuilder::from(merge.source.clone())
-            .alias(b.relation(SOURCE_ALIAS))?
-            .filter(key_eq)?
-            .project(vec![lit(1i64).alias("one")])?
-            .build()?;
-        let matched_ids = self
-            .matching(&merge.target, exists(Arc::new(in_source)), dialect)
-            .await?;
-        // Source rows to insert: not deleted (matched) or wanted (unmatched).
         let target_scan = {
             let source = self.source(&merge.target, &target_schema, false)?;
             LogicalPlanBuilder::scan(b.reference(&merge.target), source, None)?.alias(b.relation(TARGET_ALIAS))?
         };
+        let parts = MergeParts::new(merge, &b, target_scan)?;
+        let matched_ids = self.matching(&merge.target, parts.replaced, dialect).await?;
+        // Evaluate both against the target as it was, before any change.
+        let [matched, unmatched] = parts.inserts;
+        let matched_rows = self.collect(matched).await?;
+        let unmatched_rows = self.collect(unmatched).await?;
+        self.remove_rows(&merge.target, &matched_ids)?;
+        self.append(&merge.target, matched_rows)?;
+        self.append(&merge.target, unmatched_rows)?;
+        Ok(())
+    }
+
+    /// Empties `at`.
+    pub fn clear(&mut self, at: &TableRef) -> Result<()> {
+        self.tables.get_mut(at).ok_or_else(|| missing(at))?.batches.clear();
+        Ok(())
+    }
+
+    /// Drops every table of `dataset`.
+    pub fn drop_dataset(&mut self, dataset: &str) {
+        self.tables.retain(|at, _| at.dataset != dataset);
+    }
+}
+
+/// A whole-row `MERGE` as plans an executor without `MERGE` runs: the target rows it replaces or
+/// deletes, and the source rows it inserts — all against the target as it was. The memory
+/// catalog and the Delta lake run merges this way.
+#[derive(Debug)]
+pub struct MergeParts {
+    /// Holds for the target rows (qualified as [`PlanBuilder::target_qualifier`] names the
+    /// target) that a source row replaces or deletes.
+    pub replaced: Expr,
+    /// The source rows to insert, with the merge's insert columns: matched ones that changed
+    /// and are not deleted, then unmatched ones the merge wants.
+    pub inserts: [LogicalPlan; 2],
+}
+
+impl MergeParts {
+    /// The parts of `merge`; `target_scan` is the target as it was, aliased
+    /// [`TARGET_ALIAS`].
+    pub fn new(merge: &MergeInto, b: &PlanBuilder<'_>, target_scan: LogicalPlanBuilder) -> Result<Self> {
+        if merge.update_columns.len() != merge.insert_columns.len() {
+            return Err(Error::Unsupported {
+                message: format!("`{}`: berth runs merges of whole rows only", merge.target),
+            });
+        }
+        let qualifier = b.target_qualifier(&merge.target);
+        let in_source = LogicalPlanBuilder::from(merge.source.clone())
+            .alias(b.relation(SOURCE_ALIAS))?
+            .filter(source_matches(merge, b, &qualifier)?)?
+            .project(vec![lit(1i64).alias("one")])?
+            .build()?;
+        let source_schema = Arc::clone(merge.source.schema());
         let mut target_key_eq: Option<Expr> = None;
         for key in &merge.on {
             let field = source_schema.field_with_unqualified_name(key)?;
@@ -422,7 +458,7 @@ impl MemoryCatalog {
         if let Some(delete) = &merge.delete_when {
             matched = matched.filter(delete.clone().is_not_true())?;
         }
-        let mut unmatched = source()?.filter(not_exists(Arc::clone(&in_target)))?;
+        let mut unmatched = source()?.filter(not_exists(in_target))?;
         if let Some(when) = &merge.insert_when {
             unmatched = unmatched.filter(when.clone())?;
         }
@@ -437,31 +473,17 @@ impl MemoryCatalog {
                 )?
                 .build()?)
         };
-        // Evaluate both against the target as it was, before any change.
-        let matched_rows = self.collect(project(matched)?).await?;
-        let unmatched_rows = self.collect(project(unmatched)?).await?;
-        self.remove_rows(&merge.target, &matched_ids)?;
-        self.append(&merge.target, matched_rows)?;
-        self.append(&merge.target, unmatched_rows)?;
-        Ok(())
-    }
-
-    /// Empties `at`.
-    pub fn clear(&mut self, at: &TableRef) -> Result<()> {
-        self.tables.get_mut(at).ok_or_else(|| missing(at))?.batches.clear();
-        Ok(())
-    }
-
-    /// Drops every table of `dataset`.
-    pub fn drop_dataset(&mut self, dataset: &str) {
-        self.tables.retain(|at, _| at.dataset != dataset);
+        Ok(Self {
+            replaced: exists(Arc::new(in_source)),
+            inserts: [project(matched)?, project(unmatched)?],
+        })
     }
 }
 
 /// The source rows (aliased `s`) that match a target row (as `qualifier` names it) and replace
 /// it: with the same key, and — where the merge skips unchanged rows — marked deleted or
-/// different from it. (Shared with the Delta executor, which runs merges the same way.)
-pub fn source_matches(
+/// different from it.
+fn source_matches(
     merge: &MergeInto,
     b: &PlanBuilder<'_>,
     qualifier: &datafusion::common::TableReference,
@@ -486,7 +508,7 @@ pub fn source_matches(
 }
 
 /// A reference from a subquery to column `c` of `relation` (typed as the merge source's).
-pub fn outer_column(merge: &MergeInto, relation: &datafusion::common::TableReference, c: &str) -> Expr {
+fn outer_column(merge: &MergeInto, relation: &datafusion::common::TableReference, c: &str) -> Expr {
     let data_type = merge
         .source
         .schema()
