@@ -59,15 +59,21 @@ def timed(argv: List[str], env: Dict[str, str] | None = None) -> Tuple[float, in
     return elapsed, usage.ru_maxrss * 1024
 
 
-def normalize(workdir: Path, name: str, table: pa.Table, disposition: object) -> Path:
-    """dlt extracts and normalizes `table` for a Delta table; returns the pipelines dir."""
+def normalize(workdir: Path, name: str, table: pa.Table, disposition: object, delta: bool = True) -> Path:
+    """dlt extracts and normalizes `table` for a Delta table (or, for what dlt's Delta destination
+    does not take, for DuckDB: the same Parquet jobs); returns the pipelines dir."""
+    destination = (
+        f"dlt.destinations.filesystem({str(workdir / ('dlt_lake_' + name))!r})"
+        if delta
+        else f"dlt.destinations.duckdb({str(workdir / (name + '.duckdb'))!r})"
+    )
+    table_format = ", table_format='delta'" if delta else ""
     script = f"""
 import dlt, pyarrow.parquet as pq
 table = pq.read_table({str(workdir / (name + '.parquet'))!r})
-p = dlt.pipeline({name!r}, destination=dlt.destinations.filesystem({str(workdir / ('dlt_lake_' + name))!r}),
-                 dataset_name='bench', pipelines_dir={str(workdir / ('pipelines_' + name))!r})
-p.extract(table, table_name='narrow', write_disposition={disposition!r}, primary_key='id', table_format='delta')
-p.normalize(loader_file_format='parquet')
+p = dlt.pipeline({name!r}, destination={destination}, dataset_name='bench', pipelines_dir={str(workdir / ('pipelines_' + name))!r})
+p.extract(table, table_name='narrow', write_disposition={disposition!r}, primary_key='id'{table_format}, loader_file_format='parquet')
+p.normalize()
 """
     import pyarrow.parquet as pq
 
@@ -148,8 +154,9 @@ import dlt, pyarrow.parquet as pq
 p = dlt.pipeline('merge', destination=dlt.destinations.filesystem({str(dlt_lake)!r}), dataset_name='bench',
                  pipelines_dir={str(pipelines)!r})
 p.extract(pq.read_table({str(workdir / 'merge.parquet')!r}), table_name='narrow',
-          write_disposition={{'disposition': 'merge', 'strategy': 'upsert'}}, primary_key='id', table_format='delta')
-p.normalize(loader_file_format='parquet')
+          write_disposition={{'disposition': 'merge', 'strategy': 'upsert'}}, primary_key='id', table_format='delta',
+          loader_file_format='parquet')
+p.normalize()
 """], check=True)
         delta_package = package_of(pipelines, "merge")
         berth_upsert = berth_load(args.berth, delta_package, berth_lake, workdir)
@@ -158,10 +165,11 @@ p.normalize(loader_file_format='parquet')
         report["upsert"] = {"berth": berth_upsert, "dlt": dlt_upsert}
 
         # berth's delete-insert of the same rows (dlt's Delta destination has none).
-        pipelines = normalize(workdir, "di", base, {"disposition": "merge", "strategy": "delete-insert"})
+        delete_insert = {"disposition": "merge", "strategy": "delete-insert"}
+        pipelines = normalize(workdir, "di", base, delete_insert, delta=False)
         di_lake = workdir / "berth_di"
         berth_load(args.berth, package_of(pipelines, "di"), di_lake, workdir)
-        pipelines_delta = normalize(workdir, "di_delta", delta, {"disposition": "merge", "strategy": "delete-insert"})
+        pipelines_delta = normalize(workdir, "di_delta", delta, delete_insert, delta=False)
         report["delete_insert"] = {"berth": berth_load(args.berth, package_of(pipelines_delta, "di_delta"), di_lake, workdir)}
         assert rows_in(di_lake) == args.rows + half
     if args.json:
