@@ -270,15 +270,6 @@ impl Lake {
             .map_err(|e| self.store_error(prefix, &e))
     }
 
-    /// Reads the object at `path`; `None` when there is none.
-    pub async fn get(&self, path: &Path) -> berth_destination::Result<Option<bytes::Bytes>> {
-        match self.store.get(path).await {
-            Ok(got) => Ok(Some(got.bytes().await.map_err(|e| self.store_error(path, &e))?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.store_error(path, &e)),
-        }
-    }
-
     /// Deletes the object at `path` (gone already is fine).
     pub async fn delete(&self, path: &Path) -> berth_destination::Result<()> {
         match self.store.delete(path).await {

@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use berth_destination::{Error, Result};
+use berth_destination::Result;
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
 use deltalake_core::kernel::{Action, Add, Remove, Transaction};
@@ -173,9 +173,4 @@ pub async fn committed(table: &DeltaTable, what: &str, app_id: &str) -> Result<O
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
         .map_err(|e| delta_error(table.table_url().as_str(), what, e))
-}
-
-/// A stream of one error, for callers that build the stream themselves.
-pub fn internal(message: impl Into<String>) -> Error {
-    Error::Internal(message.into())
 }
