@@ -445,17 +445,7 @@ impl<'a> FollowupRun<'a> {
         let b = PlanBuilder::new(self.dialect);
         let qualifier = b.target_qualifier(target);
         let schema = write::arrow_schema(self.base(target)?, &target.to_string())?;
-        let projection: Vec<Expr> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let value = assignments
-                    .iter()
-                    .find(|(c, _)| c == f.name())
-                    .map_or_else(|| b.col(&qualifier, f.name()), |(_, v)| v.clone());
-                value.alias(f.name())
-            })
-            .collect();
+        let projection = berth_plan::exec::update_projection(&b, &qualifier, &schema, assignments);
         let updated = self
             .target_scan(target, Some(&files))
             .await?

@@ -66,9 +66,7 @@ pub fn partition_columns(table: &DeltaTable) -> Option<Vec<String>> {
 
 /// The table's columns as Arrow sees them (partition columns included).
 pub fn arrow_schema(table: &DeltaTable, what: &str) -> Result<SchemaRef> {
-    let state = table
-        .snapshot()
-        .map_err(|e| delta_error(table.table_url().as_str(), what, e))?;
+    let state = state(table, what)?;
     Ok(state.snapshot().arrow_schema())
 }
 
@@ -84,9 +82,7 @@ pub async fn write_files<S>(
 where
     S: Stream<Item = Result<RecordBatch>> + Unpin,
 {
-    let state = table
-        .snapshot()
-        .map_err(|e| delta_error(table.table_url().as_str(), what, e))?;
+    let state = state(table, what)?;
     let schema = state.snapshot().arrow_schema();
     let config = WriterConfig::new(
         std::sync::Arc::clone(&schema),
@@ -139,11 +135,16 @@ pub async fn commit(table: &mut DeltaTable, what: &str, actions: Vec<Action>, co
     table.update_state().await.map_err(|e| delta_error(&lake, what, e))
 }
 
+/// The table's snapshot, its error naming `what`.
+fn state<'t>(table: &'t DeltaTable, what: &str) -> Result<&'t deltalake_core::table::state::DeltaTableState> {
+    table
+        .snapshot()
+        .map_err(|e| delta_error(table.table_url().as_str(), what, e))
+}
+
 /// The `remove` actions of every file of the table (an overwrite or a truncation).
 pub fn remove_all(table: &DeltaTable, what: &str) -> Result<Vec<Action>> {
-    let state = table
-        .snapshot()
-        .map_err(|e| delta_error(table.table_url().as_str(), what, e))?;
+    let state = state(table, what)?;
     Ok(state
         .log_data()
         .iter()
@@ -153,9 +154,7 @@ pub fn remove_all(table: &DeltaTable, what: &str) -> Result<Vec<Action>> {
 
 /// The `remove` actions of the files at `paths` (as the table's log names them).
 pub fn remove_files(table: &DeltaTable, what: &str, paths: &std::collections::HashSet<String>) -> Result<Vec<Remove>> {
-    let state = table
-        .snapshot()
-        .map_err(|e| delta_error(table.table_url().as_str(), what, e))?;
+    let state = state(table, what)?;
     Ok(state
         .log_data()
         .iter()
@@ -166,9 +165,7 @@ pub fn remove_files(table: &DeltaTable, what: &str, paths: &std::collections::Ha
 
 /// Has `table` a commit with application transaction `app_id`? (Its version, if so.)
 pub async fn committed(table: &DeltaTable, what: &str, app_id: &str) -> Result<Option<i64>> {
-    let state = table
-        .snapshot()
-        .map_err(|e| delta_error(table.table_url().as_str(), what, e))?;
+    let state = state(table, what)?;
     state
         .transaction_version(table.log_store().as_ref(), app_id)
         .await

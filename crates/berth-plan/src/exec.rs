@@ -332,17 +332,7 @@ impl MemoryCatalog {
                 let (builder, schema) = self.target(target, dialect)?;
                 let b = PlanBuilder::new(dialect);
                 let qualifier = b.target_qualifier(target);
-                let projection: Vec<Expr> = schema
-                    .fields()
-                    .iter()
-                    .map(|f| {
-                        let value = assignments
-                            .iter()
-                            .find(|(c, _)| c == f.name())
-                            .map_or_else(|| b.col(&qualifier, f.name()), |(_, v)| v.clone());
-                        value.alias(f.name())
-                    })
-                    .collect();
+                let projection = update_projection(&b, &qualifier, &schema, assignments);
                 let updated = builder.filter(predicate.clone())?.project(projection)?.build()?;
                 let rows = self.collect(updated).await?;
                 let ids = self.matching(target, predicate.clone(), dialect).await?;
@@ -393,6 +383,28 @@ impl MemoryCatalog {
     pub fn drop_dataset(&mut self, dataset: &str) {
         self.tables.retain(|at, _| at.dataset != dataset);
     }
+}
+
+/// The rows of an `UPDATE` of a target scanned as `qualifier` names it: every column of `schema`,
+/// assigned where `assignments` names it, else as it was. (The memory catalog and the lake run
+/// updates as this projection over the matching rows.)
+pub fn update_projection(
+    b: &PlanBuilder<'_>,
+    qualifier: &datafusion::common::TableReference,
+    schema: &ArrowSchema,
+    assignments: &[(String, Expr)],
+) -> Vec<Expr> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let value = assignments
+                .iter()
+                .find(|(c, _)| c == f.name())
+                .map_or_else(|| b.col(qualifier, f.name()), |(_, v)| v.clone());
+            value.alias(f.name())
+        })
+        .collect()
 }
 
 /// A whole-row `MERGE` as plans an executor without `MERGE` runs: the target rows it replaces or
