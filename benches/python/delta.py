@@ -6,13 +6,14 @@ same run, on the same dlt-normalized packages:
   filesystem destination makes) of the same Parquet job files;
 - merge: a delta of ``--delta-rows`` rows (half of them updates) upserted into ``--rows`` rows —
   ``berth load`` against dlt 1.31's own load step of the same package (``filesystem`` with
-  ``table_format="delta"``), and berth's delete-insert of the same rows (dlt's Delta destination
+  ``table_format="delta"``) and against delta-rs's own ``MERGE`` of the same job file (the engine
+  dlt's upsert calls, without dlt around it), and berth's delete-insert of the same rows (dlt's Delta destination
   has no delete-insert).
 
     python benches/python/delta.py --berth ~/.cache/berth-target/release/berth --rows 5000000
 
-Each timed load is a process of its own (``/usr/bin/time``-style: wall time and peak RSS from
-``wait4``). Needs dlt 1.31, deltalake and pyarrow in the Python that runs it.
+Each timed load is a process of its own, started from a small one that reports its peak RSS
+(``wait4``), as ``/usr/bin/time`` does. Needs dlt 1.31, deltalake and pyarrow in the Python that runs it.
 """
 
 from __future__ import annotations
@@ -48,15 +49,42 @@ def narrow(first: int, rows: int, version: int) -> pa.Table:
     )
 
 
+# Runs argv[1:] and prints its peak RSS (bytes). A child's `ru_maxrss` includes what the process
+# that started it held before the exec (the kernel keeps the larger of the two), so the timed
+# command is started from this small process, not from the driver holding the Arrow tables.
+_PEAK_RSS = """
+import os, sys
+pid = os.spawnv(os.P_NOWAIT, sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss * 1024, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status) if status else 0)
+"""
+
+
 def timed(argv: List[str], env: Dict[str, str] | None = None) -> Tuple[float, int]:
     """Runs `argv` to the end; its wall time (s) and peak RSS (bytes)."""
+    argv = [shutil.which(argv[0]) or argv[0], *argv[1:]]
     started = time.perf_counter()
-    process = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *argv],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     elapsed = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"{argv[:3]} failed: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
-    return elapsed, usage.ru_maxrss * 1024
+    stderr = process.stderr.decode()
+    if process.returncode != 0:
+        raise SystemExit(f"{argv[:3]} failed: {stderr[-2000:]}")
+    return elapsed, int(stderr.strip().splitlines()[-1])
+
+
+MERGE = """
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+source = pq.read_table({job!r})
+(DeltaTable({table!r}).merge(source, predicate="t.id = s.id", source_alias="s", target_alias="t")
+    .when_matched_update_all().when_not_matched_insert_all().execute())
+"""
 
 
 def normalize(workdir: Path, name: str, table: pa.Table, disposition: object, delta: bool = True) -> Path:
@@ -159,10 +187,17 @@ p.extract(pq.read_table({str(workdir / 'merge.parquet')!r}), table_name='narrow'
 p.normalize()
 """], check=True)
         delta_package = package_of(pipelines, "merge")
+        # delta-rs's own MERGE (the engine under dlt's upsert, without dlt around it) on a copy
+        # of berth's lake before the delta, from the same job file.
+        merge_lake = workdir / "delta_rs_merge"
+        shutil.copytree(berth_lake, merge_lake)
+        [job] = sorted((delta_package / "new_jobs").glob("narrow.*.parquet"))
+        delta_rs_merge = timed([sys.executable, "-c", MERGE.format(table=str(merge_lake / "bench" / "narrow"), job=str(job))])
         berth_upsert = berth_load(args.berth, delta_package, berth_lake, workdir)
         dlt_upsert = dlt_load(pipelines, "merge", dlt_lake)
         assert rows_in(berth_lake) == rows_in(dlt_lake) == args.rows + half
-        report["upsert"] = {"berth": berth_upsert, "dlt": dlt_upsert}
+        assert rows_in(merge_lake) == args.rows + half
+        report["upsert"] = {"berth": berth_upsert, "dlt": dlt_upsert, "delta_rs_merge": delta_rs_merge}
 
         # berth's delete-insert of the same rows (dlt's Delta destination has none).
         delete_insert = {"disposition": "merge", "strategy": "delete-insert"}
@@ -181,6 +216,8 @@ p.normalize()
     print(f"  append   berth {b:6.2f} s {brss / mib:6.0f} MiB | write_deltalake {p:6.2f} s {prss / mib:6.0f} MiB | {b / p:.2f}x")
     (b, brss), (d, drss) = report["upsert"]["berth"], report["upsert"]["dlt"]
     print(f"  upsert   berth {b:6.2f} s {brss / mib:6.0f} MiB | dlt 1.31 delta  {d:6.2f} s {drss / mib:6.0f} MiB | {b / d:.2f}x")
+    m, mrss = report["upsert"]["delta_rs_merge"]
+    print(f"           delta-rs MERGE alone {m:6.2f} s {mrss / mib:6.0f} MiB | berth {b / m:.2f}x")
     b, brss = report["delete_insert"]["berth"]
     print(f"  delete-insert berth {b:6.2f} s {brss / mib:6.0f} MiB (dlt's Delta destination has no delete-insert)")
 
