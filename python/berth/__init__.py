@@ -22,7 +22,8 @@ Three ways in:
 Destinations are URLs: ``duckdb:<file>`` (the default, ``duckdb:berth.duckdb``),
 ``postgres://user@host:5432/db`` (or a bare ``"postgres"``: credentials from dlt's
 configuration, the environment, ``~/.pgpass``: no password in code), ``snowflake://…``,
-``bigquery://…``, ``redshift://…``, ``databricks://…``, and sinks ``webhook+https://…``,
+``bigquery://…``, ``redshift://…``, ``databricks://…``, a Delta lake ``delta:<folder or bucket
+URL>`` (:func:`compact` merges its small files), and sinks ``webhook+https://…``,
 ``ndjson:<file>``.
 """
 
@@ -57,6 +58,7 @@ __all__ = [
     "TransientError",
     "plan",
     "package",
+    "compact",
     "describe_destination",
     "LoadSummary",
     "PackageResult",
@@ -213,6 +215,35 @@ def plan(
         staging=staging,
         config=os.fspath(config) if config is not None else None,
     )
+
+
+def compact(
+    destination: str,
+    dataset: str,
+    *,
+    tables: Optional[Sequence[str]] = None,
+    target_file_mib: int = 128,
+    config: Optional[PathLike] = None,
+) -> List[Dict[str, Any]]:
+    """Compacts the tables of a Delta lake, as ``berth compact`` does: their small data files
+    are merged into files of about ``target_file_mib`` MiB, one commit per table, no row changed.
+
+    ``destination`` is the lake (``delta:/data/lake``, ``delta:s3://bucket/lake``, …);
+    ``tables`` the tables of ``dataset`` to compact (default: all of them). Returns a dict per
+    table: ``table``, ``files_removed``, ``bytes_removed``, ``files_added``, ``bytes_added``,
+    ``files_after`` and the table's ``version`` after it. Many small packages leave many small
+    files (each job at least one); compact after them, at a time of your choosing::
+
+        berth.compact("delta:/data/lake", "analytics", tables=["events"])
+    """
+    document = _berth.compact(
+        destination,
+        dataset,
+        tables=list(tables or []),
+        target_file_mib=target_file_mib,
+        config=os.fspath(config) if config is not None else None,
+    )
+    return json.loads(document)
 
 
 @dataclass(frozen=True)

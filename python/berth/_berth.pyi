@@ -29,6 +29,14 @@ def plan(
     staging: Optional[str] = None,
     config: Optional[str] = None,
 ) -> str: ...
+def compact(
+    destination: str,
+    dataset: str,
+    *,
+    tables: List[str] = ...,
+    target_file_mib: int = 128,
+    config: Optional[str] = None,
+) -> str: ...
 def sink_load(
     packages: List[str],
     deliver: Callable[[Any, Any, str, str, Tuple[str, str, str, int, int]], None],

@@ -284,6 +284,34 @@ fn plan(
     planned.map_err(|e| to_py_err(py, &e))
 }
 
+/// What compacting a lake's tables did, as `berth compact --json` prints it (see `berth.compact`).
+#[pyfunction]
+#[pyo3(signature = (destination, dataset, *, tables=Vec::new(), target_file_mib=128, config=None))]
+fn compact(
+    py: Python<'_>,
+    destination: String,
+    dataset: String,
+    tables: Vec<String>,
+    target_file_mib: u64,
+    config: Option<PathBuf>,
+) -> PyResult<String> {
+    let options = berth::delta::CompactOptions {
+        dataset,
+        tables,
+        target_file_size: target_file_mib.max(1) << 20,
+    };
+    let storage = storage(config).map_err(|e| to_py_err(py, &e))?;
+    let runtime = runtime().map_err(|e| to_py_err(py, &e))?;
+    let compacted = run_interruptible(
+        py,
+        runtime,
+        async move { berth_cli::compact_lake(&destination, &options, &storage).await },
+        || {},
+    )?;
+    let compacted = compacted.map_err(|e| to_py_err(py, &e))?;
+    serde_json::to_string(&compacted).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+}
+
 /// A package's document, as `berth package show --json` prints it (see `berth.package`).
 #[pyfunction]
 #[pyo3(signature = (location, *, config=None))]
@@ -331,6 +359,7 @@ fn _berth(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(plan, module)?)?;
     module.add_function(wrap_pyfunction!(sink_load, module)?)?;
     module.add_function(wrap_pyfunction!(package, module)?)?;
+    module.add_function(wrap_pyfunction!(compact, module)?)?;
     module.add_function(wrap_pyfunction!(describe_destination, module)?)?;
     module.add_function(wrap_pyfunction!(cli_main, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;

@@ -145,3 +145,33 @@ def test_dlt_reads_berth_s_lake_restores_state_and_loads_next(workdir: Path) -> 
     # dlt's own load recorded the package next to berth's.
     loads = sorted(p.name for p in (lake / "data" / "_dlt_loads").iterdir())
     assert len(loads) == 2
+
+
+def test_compact_merges_small_files_and_dlt_loads_on(workdir: Path) -> None:
+    """Several small loads leave a file each; `berth.compact` merges them into one commit that
+    delta-rs reads with the same rows, and dlt's own next load goes on from there."""
+    lake = workdir / "lake"
+    p = pipeline("compacted", lake, workdir / "p")
+    for batch in range(4):
+        p.extract(records(25, batch * 25), table_name="records", table_format="delta")
+        p.normalize()
+        load_with_berth(p, lake)
+    table_dir = lake / "data" / "records"
+    before = lake_rows(lake, "data")
+    assert len(DeltaTable(str(table_dir)).file_uris()) >= 4
+
+    done = {t["table"]: t for t in berth.compact(f"delta:{lake}", "data")}
+    assert set(done) == {"records", "records__tags"}
+    assert done["records"]["files_after"] == 1
+    assert len(DeltaTable(str(table_dir)).file_uris()) == 1
+    assert lake_rows(lake, "data") == before
+    operation = DeltaTable(str(table_dir)).history(1)[0]["operation"]
+    assert operation == "OPTIMIZE"
+
+    info = p.run(records(5, 100), table_name="records", table_format="delta")
+    assert not info.has_failed_jobs
+    ids = sorted(r["id"] for r in DeltaTable(str(table_dir)).to_pyarrow_table().to_pylist())
+    assert ids == list(range(100)) + list(range(100, 105))
+
+    with pytest.raises(berth.ConfigError):
+        berth.compact(f"delta:{lake}", "data", tables=["nope"])

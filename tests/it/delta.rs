@@ -74,13 +74,18 @@ async fn a_lake_in_s3_loaded_from_packages_in_s3_ends_with_dlt_s_rows() {
 async fn ids(server: &S3Server, prefix: &str, package: &Path) -> Vec<i64> {
     let local = tempfile::tempdir().expect("tempdir");
     download(server, LAKE, prefix, local.path()).await;
+    local_ids(local.path(), package).await
+}
+
+/// The `id`s of the table `package` loads, in the lake at `root`, sorted.
+async fn local_ids(root: &Path, package: &Path) -> Vec<i64> {
     let package = LoadPackage::open(PackageLocation::parse(&package.to_string_lossy()).expect("location"))
         .await
         .expect("package");
     let table = package.schema.data_tables().next().expect("a data table").name.clone();
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
     let dataset = package.dataset_name(None);
-    let rows = berth_tests::delta::table_rows(&local.path().join(&dataset).join(&table), &schema, &["id".to_string()])
+    let rows = berth_tests::delta::table_rows(&root.join(&dataset).join(&table), &schema, &["id".to_string()])
         .expect("read the table");
     let mut ids: Vec<i64> = rows
         .iter()
@@ -143,4 +148,76 @@ async fn two_writers_into_one_lake_table_lose_and_double_nothing() {
     race(one.clone(), two, "upserts").await;
     let expected: Vec<i64> = (1..=30_000).collect();
     assert_eq!(ids(&server, "upserts", &one).await, expected, "every key exactly once");
+}
+
+/// Many small appends leave a file each; compacting merges them into one commit of one file
+/// without changing a row or the journal: the packages stay loaded, and an upsert after it finds
+/// its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacting_a_lake_table_merges_small_files_and_keeps_rows_and_journal() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("lake");
+    let url = format!("delta:{}", root.display());
+    let write = |load_id: &str, first_id: u64, merge: bool| {
+        let mut package = SyntheticPackage::new(Shape::Narrow, 2_000)
+            .with_load_id(load_id)
+            .with_first_id(first_id)
+            .with_seed(first_id);
+        if merge {
+            package = package.with_merge(berth::model::MergeStrategy::Upsert);
+        }
+        package.write(work.path().join("packages")).expect("package")
+    };
+    let load = |package: &Path| {
+        let loader = berth::open_loader(&url, &berth::OpenOptions::default()).expect("open the lake");
+        let location = PackageLocation::parse(&package.to_string_lossy()).expect("location");
+        async move { loader.load(location).await.expect("load").status }
+    };
+    let packages: Vec<_> = (0..6u64)
+        .map(|i| write(&format!("1800000003.{i}"), 1 + i * 2_000, false))
+        .collect();
+    for package in &packages {
+        assert_eq!(load(package).await, berth::loader::PackageStatus::Loaded);
+    }
+    let package = LoadPackage::open(PackageLocation::parse(&packages[0].to_string_lossy()).expect("location"))
+        .await
+        .expect("package");
+    let dataset = package.dataset_name(None);
+    let table_dir = root.join(&dataset).join("narrow");
+    let (before, journal_before) = berth_tests::delta::live_files(&table_dir).expect("log");
+    assert!(before.len() >= 6, "a file per append at least: {before:?}");
+
+    let lake = berth::delta::DeltaExecutor::from_url(&url, &Default::default()).expect("lake");
+    let options = berth::delta::CompactOptions {
+        dataset: dataset.clone(),
+        tables: Vec::new(),
+        target_file_size: 128 << 20,
+    };
+    let compacted = lake.compact(&options).await.expect("compact");
+    assert_eq!(compacted.len(), 1, "the dataset's one table: {compacted:?}");
+    assert_eq!(compacted[0].table, "narrow");
+    assert_eq!(compacted[0].files_removed, before.len() as u64);
+    assert_eq!((compacted[0].files_added, compacted[0].files_after), (1, 1));
+    let (after, journal_after) = berth_tests::delta::live_files(&table_dir).expect("log");
+    assert_eq!(after.len(), 1);
+    assert_eq!(journal_after, journal_before, "the journal stays");
+    assert_eq!(local_ids(&root, &packages[0]).await, (1..=12_000).collect::<Vec<_>>());
+
+    // Nothing left to merge: no commit.
+    let again = lake.compact(&options).await.expect("compact again");
+    assert_eq!((again[0].files_removed, again[0].version), (0, compacted[0].version));
+
+    // The packages are still loaded; an upsert over the compacted file finds its keys.
+    assert_eq!(load(&packages[0]).await, berth::loader::PackageStatus::AlreadyLoaded);
+    let upsert = write("1800000003.9", 11_001, true);
+    assert_eq!(load(&upsert).await, berth::loader::PackageStatus::Loaded);
+    assert_eq!(local_ids(&root, &upsert).await, (1..=13_000).collect::<Vec<_>>());
+
+    // A table that is not there is a configuration error naming it.
+    let missing = berth::delta::CompactOptions {
+        tables: vec!["nope".into()],
+        ..options
+    };
+    let error = lake.compact(&missing).await.expect_err("no such table");
+    assert!(matches!(error, berth::destination::Error::Config { .. }), "{error:?}");
 }

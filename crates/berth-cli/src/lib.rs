@@ -81,6 +81,16 @@ enum Command {
     /// --destination takes a destination URL or a dialect name: postgres, duckdb, snowflake,
     /// bigquery, redshift, databricks, mssql, mysql.
     Plan(PlanArgs),
+    /// Compact a Delta lake's tables: merge their small data files into files of about
+    /// --target-file-mib, one commit per table.
+    ///
+    /// Every job of every package adds at least one data file, so a table fed by many small
+    /// packages collects many small files, which every reader opens one by one. Compacting
+    /// changes no row: the commit removes the small files and adds the merged ones (marked as
+    /// no data change), and berth's journal in the log stays as it was. It holds the table's
+    /// lock, as a merge does. Files that are at the target size already are left alone; a
+    /// table with nothing to merge gets no commit.
+    Compact(CompactArgs),
     /// Inspect load packages.
     Package {
         #[command(subcommand)]
@@ -339,6 +349,29 @@ struct PlanArgs {
     staging: Option<String>,
 }
 
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  berth compact --destination delta:/data/lake --dataset analytics
+  berth compact --destination delta:s3://lake/warehouse --dataset analytics --table events --json")]
+struct CompactArgs {
+    /// The lake: delta:<folder>, delta:s3://bucket/prefix, delta:gs://…, delta:az://…
+    /// (bucket credentials as for `berth load`).
+    #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true)]
+    destination: String,
+    /// The dataset whose tables are compacted.
+    #[arg(long, env = "BERTH_DATASET")]
+    dataset: String,
+    /// A table to compact (repeat for more) [default: every Delta table of the dataset].
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<String>,
+    /// Size of the merged files, in MiB.
+    #[arg(long, default_value_t = 128)]
+    target_file_mib: u64,
+    /// Print what was compacted as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum PackageCommand {
     /// Show a package: schema, tables, jobs with their states, rows and bytes.
@@ -415,6 +448,7 @@ impl Cli {
         match &self.command {
             Command::Load(args) => args.json,
             Command::Bench(args) => args.json,
+            Command::Compact(args) => args.json,
             Command::Package {
                 command: PackageCommand::Show { json, .. },
             } => *json,
@@ -432,6 +466,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Load(args) => load(args, &storage).await,
         Command::Bench(args) => bench(args, storage, cli.config).await,
         Command::Plan(args) => plan(args, &storage).await,
+        Command::Compact(args) => compact(args, &storage).await,
         Command::Package {
             command: PackageCommand::Show { package, json },
         } => render::show_package(&package, &storage, json)
@@ -802,6 +837,37 @@ pub async fn plan_text(request: &PlanRequest, storage: &berth::model::StorageCon
         render::print_plan(&mut out, &package.load_id, dialect.name, &phases);
     }
     Ok(out)
+}
+
+async fn compact(args: CompactArgs, storage: &berth::model::StorageConfig) -> Result<u8> {
+    let options = berth::delta::CompactOptions {
+        dataset: args.dataset,
+        tables: args.tables,
+        target_file_size: args.target_file_mib.max(1) << 20,
+    };
+    let compacted = compact_lake(&args.destination, &options, storage).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&compacted)?);
+    } else {
+        render::print_compaction(&options.dataset, &compacted);
+    }
+    Ok(EXIT_SUCCESS)
+}
+
+/// Compacts the tables of a Delta lake (`delta:…`) as `berth compact` does (and the Python
+/// package's `berth.compact()`).
+pub async fn compact_lake(
+    destination: &str,
+    options: &berth::delta::CompactOptions,
+    storage: &berth::model::StorageConfig,
+) -> Result<Vec<berth::delta::TableCompaction>> {
+    anyhow::ensure!(
+        berth::delta::is_delta_url(destination),
+        "berth compact works on Delta lakes (delta:<folder or bucket URL>), not `{}`",
+        berth::redact(destination)
+    );
+    let lake = berth::delta::DeltaExecutor::from_url(destination, storage)?;
+    Ok(lake.compact(options).await?)
 }
 
 async fn bench(

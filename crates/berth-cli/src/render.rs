@@ -436,3 +436,32 @@ pub(crate) fn print_plan(out: &mut String, load_id: &str, dialect: &str, phases:
         }
     }
 }
+
+/// What `berth compact` did, a table per row.
+pub(crate) fn print_compaction(dataset: &str, compacted: &[berth::delta::TableCompaction]) {
+    if compacted.is_empty() {
+        println!("{dataset}: no Delta tables to compact");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec!["table", "files merged", "into", "files now", "version"]);
+    for done in compacted {
+        let (merged, into) = if done.files_removed == 0 {
+            ("nothing to merge".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{} ({})", done.files_removed, human_bytes(done.bytes_removed)),
+                format!("{} ({})", done.files_added, human_bytes(done.bytes_added)),
+            )
+        };
+        table.add_row(vec![
+            Cell::new(format!("{dataset}.{}", done.table)),
+            right(merged),
+            right(into),
+            right(done.files_after.to_string()),
+            right(done.version.to_string()),
+        ]);
+    }
+    println!("{table}");
+}

@@ -210,7 +210,7 @@ impl DeltaExecutor {
 
     /// The lock `<dataset>/_berth_locks/<parts>`: a file lock in a local lake (released by the
     /// system when the process dies), a lease object in a bucket.
-    async fn lock(&self, dataset: &str, parts: &[&str], what: String) -> StepResult<Option<Held>> {
+    pub(crate) async fn lock(&self, dataset: &str, parts: &[&str], what: String) -> StepResult<Option<Held>> {
         let mut path = vec![dataset, "_berth_locks"];
         path.extend_from_slice(parts);
         if self.lake.is_local() {
@@ -264,7 +264,7 @@ impl DeltaExecutor {
 
 /// A lock of the lake's.
 #[derive(Debug)]
-enum Held {
+pub(crate) enum Held {
     File(std::fs::File),
     Lease(berth_model::lease::Lease),
 }
@@ -292,7 +292,7 @@ impl Held {
         }
     }
 
-    async fn release_all(held: Vec<Self>) {
+    pub(crate) async fn release_all(held: Vec<Self>) {
         for lock in held {
             if let Self::Lease(lease) = lock {
                 lease.release().await;

@@ -270,6 +270,27 @@ impl Lake {
             .map_err(|e| self.store_error(prefix, &e))
     }
 
+    /// The Delta tables of `dataset` (folders with a `_delta_log`), in name order.
+    pub async fn tables(&self, dataset: &str) -> berth_destination::Result<Vec<String>> {
+        let prefix = self.path(&[dataset]);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| self.store_error(&prefix, &e))?;
+        let mut tables = Vec::new();
+        for folder in listed.common_prefixes {
+            let Some(name) = folder.filename().map(str::to_string) else {
+                continue;
+            };
+            if !name.starts_with("_dlt_") && self.has_log(dataset, &name).await? {
+                tables.push(name);
+            }
+        }
+        tables.sort();
+        Ok(tables)
+    }
+
     /// Deletes the object at `path` (gone already is fine).
     pub async fn delete(&self, path: &Path) -> berth_destination::Result<()> {
         match self.store.delete(path).await {

@@ -23,14 +23,19 @@
 //! - Loads of one package are serialized by a lease object in the lake; loads that replace or
 //!   merge a table take a lease on it (appends commute and need none).
 //!
+//! - **Compaction** on request ([`compact`], `berth compact`): small data files merged into
+//!   files of the target size, one commit per table, no row changed.
+//!
 //! Iceberg is out of scope: iceberg-rust writes appends only and pins another DataFusion.
 
 pub mod bookkeeping;
+pub mod compact;
 mod executor;
 pub mod followup;
 pub mod lake;
 pub mod types;
 pub mod write;
 
+pub use compact::{CompactOptions, TableCompaction};
 pub use executor::{DeltaExecutor, SCHEME, delta_capabilities, delta_dialect, is_delta_url};
 pub use lake::Lake;

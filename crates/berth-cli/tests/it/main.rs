@@ -666,3 +666,43 @@ fn a_second_process_waits_for_the_duckdb_file() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("LOADED"), "{}", text(&out.stdout));
 }
+
+/// `berth compact` on a lake the quickstart packages loaded: a table per row of `--json`, every
+/// row still there; on anything but a lake, exit 1 with the reason.
+#[test]
+fn compact_merges_a_lake_s_files_and_refuses_other_destinations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    let lake = format!("delta:{}", dir.path().join("lake").display());
+    let out = berth(dir.path(), &["load", "packages", "--destination", &lake, "--json"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let loaded: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let dataset = loaded["packages"][0]["dataset"].as_str().expect("dataset").to_string();
+
+    let out = berth(
+        dir.path(),
+        &["compact", "--destination", &lake, "--dataset", &dataset, "--json"],
+    );
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let compacted: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let tables: Vec<&str> = compacted.iter().filter_map(|t| t["table"].as_str()).collect();
+    assert!(
+        tables.contains(&"rides") && tables.contains(&"rides__stops"),
+        "{tables:?}"
+    );
+    assert!(
+        compacted.iter().all(|t| t["files_after"].as_u64() <= Some(1)),
+        "{compacted:?}"
+    );
+
+    let again = berth(dir.path(), &["load", "packages", "--destination", &lake, "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).expect("--json prints JSON");
+    assert_eq!(summary["packages"][0]["status"], "already_loaded");
+
+    let out = berth(
+        dir.path(),
+        &["compact", "--destination", "duckdb:x.duckdb", "--dataset", &dataset],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("x.duckdb").exists(), "nothing opened");
+}
