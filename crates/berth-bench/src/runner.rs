@@ -232,14 +232,17 @@ pub struct BenchReport {
 /// The destination measured. PostgreSQL's connections are shared by every step; DuckDB, which runs
 /// inside berth's process, is opened afresh for each step and closed after it, as each `berth load`
 /// process opens it once: no run starts with memory (cache, a raised memory limit) an earlier
-/// run left behind, and a load's peak includes DuckDB's checkpoint at close.
+/// run left behind, and a load's peak includes DuckDB's checkpoint at close. A Delta lake
+/// (`delta:…`) has no server to measure against: its runs have no ceiling (benches/python/delta.py
+/// sets it next to delta-rs's Python writer and dlt's own Delta load).
 enum Target {
     Postgres(Arc<PostgresDestination>),
     DuckDb(String),
+    Delta(String),
 }
 
 impl Target {
-    fn open(url: &str) -> Result<Self> {
+    fn open(url: &str, storage: &StorageConfig) -> Result<Self> {
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
             "postgres" | "postgresql" => Ok(Self::Postgres(Arc::new(PostgresDestination::from_url(url)?))),
@@ -248,36 +251,75 @@ impl Target {
                 drop(DuckDbDestination::from_url(url)?);
                 Ok(Self::DuckDb(url.to_string()))
             }
+            berth::delta::SCHEME => {
+                drop(berth::delta::DeltaExecutor::from_url(url, storage)?);
+                Ok(Self::Delta(url.to_string()))
+            }
             _ => Err(Error::Config(format!(
-                "berth bench measures postgres:// and duckdb: destinations, not `{}`",
+                "berth bench measures postgres://, duckdb: and delta: destinations, not `{}`",
                 berth::redact(url)
             ))),
         }
     }
 
-    /// The destination for one step (see [`Target`]).
-    fn destination(&self) -> Result<Arc<dyn Destination>> {
+    /// The SQL destination for one step (see [`Target`]); `None` for a lake.
+    fn destination(&self) -> Result<Option<Arc<dyn Destination>>> {
         Ok(match self {
-            Self::Postgres(d) => Arc::clone(d) as Arc<dyn Destination>,
-            Self::DuckDb(url) => Arc::new(DuckDbDestination::from_url(url)?) as Arc<dyn Destination>,
+            Self::Postgres(d) => Some(Arc::clone(d) as Arc<dyn Destination>),
+            Self::DuckDb(url) => Some(Arc::new(DuckDbDestination::from_url(url)?) as Arc<dyn Destination>),
+            Self::Delta(_) => None,
         })
     }
 
-    /// Runs `statements` (autocommit).
-    async fn execute(&self, statements: Vec<berth::plan::SqlStatement>) -> Result<()> {
-        Ok(self.destination()?.execute(statements, false).await?)
+    /// A loader for one step.
+    fn loader(&self, storage: &StorageConfig) -> Result<Loader> {
+        Ok(match self {
+            Self::Delta(url) => Loader::with_executor(Arc::new(berth::delta::DeltaExecutor::from_url(url, storage)?)),
+            _ => Loader::new(
+                self.destination()?
+                    .ok_or_else(|| Error::Config("no destination".into()))?,
+            ),
+        })
     }
 
-    /// What reports show, and the dialect to write statements in.
-    fn describe(&self) -> Result<(String, berth::plan::SqlDialect)> {
-        let destination = self.destination()?;
-        Ok((destination.describe(), destination.capabilities().dialect.clone()))
+    /// Drops `dataset` (and its staging dataset) with everything in it.
+    async fn drop_dataset(&self, dataset: &str, storage: &StorageConfig) -> Result<()> {
+        if let Self::Delta(url) = self {
+            let lake = berth::delta::DeltaExecutor::from_url(url, storage)?;
+            for dataset in [dataset.to_string(), format!("{dataset}_staging")] {
+                lake.lake().delete_prefix(&lake.lake().path(&[&dataset])).await?;
+            }
+            return Ok(());
+        }
+        if let Some(destination) = self.destination()? {
+            let dialect = destination.capabilities().dialect.clone();
+            let drop = vec![sql::drop_schema_cascade(&dialect, dataset).into()];
+            destination.execute(drop, false).await?;
+        }
+        Ok(())
+    }
+
+    /// What reports show.
+    fn describe(&self, storage: &StorageConfig) -> Result<String> {
+        Ok(match self {
+            Self::Delta(url) => {
+                let lake = berth::delta::DeltaExecutor::from_url(url, storage)?;
+                format!("{}:{}", berth::delta::SCHEME, lake.lake().display())
+            }
+            _ => self.destination()?.map(|d| d.describe()).unwrap_or_default(),
+        })
+    }
+
+    /// Has the destination a limit of its own to measure next to berth?
+    fn has_ceiling(&self) -> bool {
+        !matches!(self, Self::Delta(_))
     }
 
     fn ceiling_name(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "server COPY FROM file (binary, 1 stream)",
             Self::DuckDb(_) => "DuckDB CREATE TABLE AS read_parquet",
+            Self::Delta(_) => "(none)",
         }
     }
 
@@ -299,6 +341,7 @@ impl Target {
                 }
                 Ok(total)
             }
+            Self::Delta(_) => Err(Error::Config("a lake has no ceiling to measure".into())),
         }
     }
 }
@@ -424,7 +467,7 @@ async fn timed_load_from(
         }
         None => {
             let location = PackageLocation::parse_with(source, &config.storage).map_err(berth::loader::Error::from)?;
-            let loader = Loader::new(target.destination()?).with_options(options);
+            let loader = target.loader(&config.storage)?.with_options(options);
             reset_peak_rss();
             let started = Instant::now();
             let summary = loader.load(location).await?;
@@ -573,8 +616,8 @@ fn two_step_packages(config: &BenchConfig, disposition: Disposition) -> Result<[
 }
 
 async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<BenchReport> {
-    let target = Target::open(&config.destination)?;
-    let (described, dialect) = target.describe()?;
+    let target = Target::open(&config.destination, &config.storage)?;
+    let described = target.describe(&config.storage)?;
     let packages = two_step_packages(config, disposition)?;
     let mut loader_options = config.loader.clone();
     if let Disposition::Replace(strategy) = disposition {
@@ -595,8 +638,7 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
             (1, (&packages[1], &packages[3])),
         ] {
             let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { kind_name });
-            let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
-            target.execute(drop.clone()).await?;
+            target.drop_dataset(&dataset, &config.storage).await?;
             let (a, a_rss, a_phases) = timed_load(config, &target, first, &dataset, parquet_rows(first)?).await?;
             let (b, b_rss, b_phases) = timed_load(config, &target, second, &dataset, parquet_rows(second)?).await?;
             phases[kind].push(a_phases);
@@ -610,7 +652,7 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
             times[kind + 2].push(b);
             rss[kind] = rss[kind].max(a_rss);
             rss[kind + 2] = rss[kind + 2].max(b_rss);
-            target.execute(drop).await?;
+            target.drop_dataset(&dataset, &config.storage).await?;
         }
     }
     let case = |name, index: usize, rows, bytes| {
@@ -651,8 +693,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     if config.disposition != Disposition::Append {
         return run_two_step(config, config.disposition).await;
     }
-    let target = Target::open(&config.destination)?;
-    let (described, dialect) = target.describe()?;
+    let target = Target::open(&config.destination, &config.storage)?;
+    let described = target.describe(&config.storage)?;
     let table = config.shape.table();
     let name = format!(
         "{}-{}-rg{}-seed{}",
@@ -684,7 +726,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
 
     let expected_rows = parquet_rows(&pristine)?;
     // The destination's own ceiling is measured for one table; nested shapes load several.
-    let ceiling = config.ceiling && config.shape.tables().len() == 1;
+    let ceiling = config.ceiling && config.shape.tables().len() == 1 && target.has_ceiling();
     let mut berth_times = Vec::new();
     let mut ceiling_times = Vec::new();
     let mut berth_rss = None::<u64>;
@@ -692,8 +734,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let (mut bucket_times, mut bucket_rss, mut bucket_phases) = (Vec::new(), None::<u64>, Vec::new());
     for run in 0..config.runs {
         let dataset = format!("berth_bench_{run}");
-        let drop = vec![sql::drop_schema_cascade(&dialect, &dataset).into()];
-        target.execute(drop.clone()).await?;
+        target.drop_dataset(&dataset, &config.storage).await?;
         let (elapsed, rss, phases) = timed_load(config, &target, &pristine, &dataset, expected_rows).await?;
         berth_rss = berth_rss.max(rss);
         berth_phases.push(phases);
@@ -701,7 +742,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
 
         if let Some((url, location)) = &in_bucket {
-            target.execute(drop.clone()).await?;
+            target.drop_dataset(&dataset, &config.storage).await?;
             let (elapsed, rss, phases) = timed_load_from(config, &target, url, &dataset, expected_rows).await?;
             clear_completed(location).await;
             bucket_rss = bucket_rss.max(rss);
@@ -715,7 +756,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
             tracing::info!("run {run}: ceiling {:.2} s", ceiling.as_secs_f64());
             ceiling_times.push(ceiling);
         }
-        target.execute(drop).await?;
+        target.drop_dataset(&dataset, &config.storage).await?;
     }
 
     let case = |name: String, times: &[Duration], rss: Option<u64>| {

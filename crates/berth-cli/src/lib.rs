@@ -251,8 +251,10 @@ struct SinkArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Where to load: postgres://user:password@host:port/database or duckdb:<file>. Scratch
-    /// datasets `berth_bench_<run>` are created and dropped.
+    /// Where to load: postgres://user:password@host:port/database, duckdb:<file>, or a Delta lake
+    /// delta:<folder or bucket URL> (no ceiling there: benches/python/delta.py measures delta-rs's
+    /// own writer and dlt's Delta load next to berth). Scratch datasets `berth_bench_<run>` are
+    /// created and dropped.
     #[arg(long, short, env = "BERTH_DESTINATION", hide_env_values = true, default_value = berth::DEFAULT_DESTINATION)]
     destination: String,
     /// Rows in the generated package.

@@ -465,19 +465,23 @@ impl Executor for DeltaExecutor {
         }
         let reader = read::open_job(unit.package, job, unit.read_options).await?;
         let batches = reader.stream.map(|batch| batch.map_err(Error::from));
-        let (adds, rows) = write::write_files(&table, &what, self.settings, Box::pin(batches)).await?;
+        let written = write::write_files(&table, &what, self.settings, Box::pin(batches)).await?;
         let commit = Commit {
             app_id,
-            version: i64::try_from(rows).unwrap_or(i64::MAX),
+            version: i64::try_from(written.rows).unwrap_or(i64::MAX),
             operation: write::append_operation(&table),
         };
-        write::commit(&mut table, &what, adds.into_iter().map(Action::Add).collect(), commit).await?;
+        let actions = written.adds.into_iter().map(Action::Add).collect();
+        write::commit(&mut table, &what, actions, commit).await?;
+        // decode: reading the job; encode: the Parquet writer; transfer: the rest (opening the
+        // table, the commit).
         Ok(UnitEnd::Loaded(JobMetrics {
-            rows,
+            rows: written.rows,
             bytes: job.size,
             timings: JobTimings {
-                transfer: started.elapsed(),
-                ..JobTimings::default()
+                decode: written.decode,
+                encode: written.encode,
+                transfer: started.elapsed().saturating_sub(written.decode + written.encode),
             },
         }))
     }

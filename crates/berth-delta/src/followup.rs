@@ -366,7 +366,9 @@ impl<'a> FollowupRun<'a> {
             })
         });
         let table = self.base(target)?;
-        let (adds, _) = write::write_files(table, &target.to_string(), self.settings, Box::pin(batches)).await?;
+        let adds = write::write_files(table, &target.to_string(), self.settings, Box::pin(batches))
+            .await?
+            .adds;
         Ok(adds)
     }
 

@@ -4,6 +4,7 @@
 //! not at all; a crash before it leaves only unreferenced files (removed by `VACUUM`).
 
 use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -70,15 +71,22 @@ pub fn arrow_schema(table: &DeltaTable, what: &str) -> Result<SchemaRef> {
     Ok(state.snapshot().arrow_schema())
 }
 
+/// New data files of a table, not committed yet.
+#[derive(Debug)]
+pub struct Written {
+    /// Their `add` actions.
+    pub adds: Vec<Add>,
+    /// Rows written.
+    pub rows: u64,
+    /// Time spent waiting for batches (reading and decoding the source).
+    pub decode: std::time::Duration,
+    /// Time spent in the Parquet writer (encoding, and uploads it waits for).
+    pub encode: std::time::Duration,
+}
+
 /// Writes `batches` as new data files of `table` (matched to its columns by name), cut at the
-/// target size and by partition; returns their `add` actions and the rows written. Nothing is
-/// visible until the actions are committed.
-pub async fn write_files<S>(
-    table: &DeltaTable,
-    what: &str,
-    settings: WriteSettings,
-    mut batches: S,
-) -> Result<(Vec<Add>, u64)>
+/// target size and by partition. Nothing is visible until the actions are committed.
+pub async fn write_files<S>(table: &DeltaTable, what: &str, settings: WriteSettings, mut batches: S) -> Result<Written>
 where
     S: Stream<Item = Result<RecordBatch>> + Unpin,
 {
@@ -98,20 +106,35 @@ where
             .map(|columns| columns.iter().map(ToString::to_string).collect()),
     );
     let mut writer = DeltaWriter::new(table.object_store(), config);
-    let mut rows = 0u64;
-    while let Some(batch) = batches.next().await {
+    let (mut rows, mut decode, mut encode) = (0u64, Duration::ZERO, Duration::ZERO);
+    loop {
+        let waiting = Instant::now();
+        let Some(batch) = batches.next().await else {
+            decode += waiting.elapsed();
+            break;
+        };
         let batch = crate::types::to_delta(&batch?, &schema)?;
+        let writing = Instant::now();
+        decode += writing - waiting;
         rows += batch.num_rows() as u64;
         if let Err(e) = writer.write(&batch).await {
             let _ = writer.abort().await;
             return Err(delta_error(table.table_url().as_str(), what, e));
         }
+        encode += writing.elapsed();
     }
+    let closing = Instant::now();
     let adds = writer
         .close()
         .await
         .map_err(|e| delta_error(table.table_url().as_str(), what, e))?;
-    Ok((adds, rows))
+    encode += closing.elapsed();
+    Ok(Written {
+        adds,
+        rows,
+        decode,
+        encode,
+    })
 }
 
 /// Commits `actions` to `table` with `commit`'s application transaction; another writer's

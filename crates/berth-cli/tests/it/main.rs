@@ -452,6 +452,52 @@ fn bench_measures_berth_and_the_destination_ceiling() {
     assert!(dir.path().join("work/narrow-3000-rg1000-seed0").exists());
 }
 
+/// `berth bench` against a Delta lake: appends and a merge, with berth's rows every run, the
+/// decode and Parquet encode time apart, no ceiling, and the scratch datasets gone after.
+#[test]
+fn bench_runs_against_a_delta_lake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = format!("delta:{}", dir.path().join("lake").display());
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--destination",
+            &lake,
+            "--rows",
+            "3000",
+            "--runs",
+            "1",
+            "--work-dir",
+            "work",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = berth(dir.path(), &args);
+        assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json report")
+    };
+    let report = bench(&[]);
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 1, "berth only: a lake has no ceiling: {report}");
+    let seconds = |phase: usize| cases[0]["phases"][phase]["seconds"].as_f64().unwrap_or_default();
+    assert!(
+        seconds(2) > 0.0 && seconds(3) > 0.0,
+        "decode and encode measured: {report}"
+    );
+
+    let report = bench(&["--disposition", "merge:upsert", "--delta-rows", "500"]);
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 4, "{report}");
+    assert!(
+        cases[2]["name"].as_str().is_some_and(|n| n.contains("delta 500")),
+        "{report}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("lake"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "scratch datasets dropped: {left:?}");
+}
+
 #[test]
 fn bench_generates_wide_and_nested_shapes_for_postgres_and_duckdb() {
     let cluster = berth_tests::pg::PgCluster::start();
