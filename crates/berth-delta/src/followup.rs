@@ -58,8 +58,6 @@ pub struct FollowupRun<'a> {
     work: HashMap<TableRef, (SchemaRef, Vec<RecordBatch>)>,
     /// Commits being prepared, in the order of their first step.
     open: Vec<Group>,
-    /// Commits begun per table so far (the next one's ordinal).
-    begun: HashMap<TableRef, usize>,
     /// Commits made.
     pub commits: usize,
     /// Commits an earlier run made (skipped).
@@ -124,66 +122,43 @@ impl<'a> FollowupRun<'a> {
             ctx: SessionContext::new(),
             work: HashMap::new(),
             open: Vec::new(),
-            begun: HashMap::new(),
             commits: 0,
             skipped: 0,
         }
     }
 
-    /// Runs `ops` in order and commits what they changed.
+    /// Runs `ops` in order and commits what they changed, as [`schedule`] orders it.
     pub async fn run(&mut self, ops: &[FollowupOp]) -> Result<()> {
-        let work_tables: HashSet<&TableRef> = ops
-            .iter()
-            .filter_map(|op| match op {
-                FollowupOp::CreateTableAs { target, .. } => Some(target),
-                _ => None,
-            })
-            .collect();
-        for op in ops {
-            let reads = reads_of(op);
-            let step = classify(op, &work_tables)?;
-            // What this step reads must be committed first (its own target aside, for adds).
-            for read in &reads {
-                let own = matches!(step, Step::Adds { target } if target == read);
-                if !own {
-                    self.commit_through(read).await?;
+        for event in schedule(ops)? {
+            match event {
+                Event::Begin { target, ordinal } => self.begin(&target, ordinal).await?,
+                Event::Commit { target, .. } => {
+                    if self.open.first().map(|g| &g.target) != Some(&target) {
+                        return Err(Error::Internal(format!(
+                            "the Delta follow-up's next commit is not the one to {target}"
+                        )));
+                    }
+                    self.commit_first().await?;
                 }
-            }
-            match step {
-                Step::Work => self.run_work(op).await?,
-                Step::Drop { target } => {
-                    if self.work.remove(target).is_none() && !work_tables.contains(target) {
-                        self.commit_through(target).await?;
+                Event::Work(i) => self.run_work(&ops[i]).await?,
+                Event::Change(i) => self.run_delta(&ops[i]).await?,
+                Event::Drop(i) => {
+                    if let FollowupOp::DropTable { target } = &ops[i]
+                        && self.work.remove(target).is_none()
+                    {
                         self.lake
                             .delete_prefix(&self.lake.path(&[&target.dataset, &target.table]))
                             .await?;
                     }
                 }
-                Step::Adds { target } => {
-                    let joins = self.open.iter().any(|g| &g.target == target);
-                    if !joins {
-                        self.begin(target).await?;
-                    }
-                    self.run_delta(op).await?;
-                }
-                Step::Rewrite { target } => {
-                    self.commit_through(target).await?;
-                    self.begin(target).await?;
-                    self.run_delta(op).await?;
-                }
             }
-        }
-        while !self.open.is_empty() {
-            self.commit_first().await?;
         }
         Ok(())
     }
 
     /// Opens the next commit to `target`, skipped when an earlier run made it.
-    async fn begin(&mut self, target: &TableRef) -> Result<()> {
-        let ordinal = self.begun.entry(target.clone()).or_default();
+    async fn begin(&mut self, target: &TableRef, ordinal: usize) -> Result<()> {
         let app_id = format!("{}:{ordinal}", self.app_prefix);
-        *ordinal += 1;
         let table = self.lake.table(&target.dataset, &target.table).await?;
         let skipped = match &table {
             Some(t) => write::committed(t, &target.to_string(), &app_id).await?.is_some(),
@@ -201,16 +176,6 @@ impl<'a> FollowupRun<'a> {
             rewrites: false,
             overwrites: false,
         });
-        Ok(())
-    }
-
-    /// Commits the open commits up to and including the one to `table`, in order.
-    async fn commit_through(&mut self, table: &TableRef) -> Result<()> {
-        if let Some(last) = self.open.iter().position(|g| &g.target == table) {
-            for _ in 0..=last {
-                self.commit_first().await?;
-            }
-        }
         Ok(())
     }
 
@@ -657,6 +622,100 @@ fn field_names(schema: &ArrowSchema) -> Vec<String> {
 }
 
 /// The tables a step's plans and predicates scan.
+/// One thing a follow-up does, in the order it does them: what [`FollowupRun::run`] executes and
+/// `berth plan` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The `ordinal`-th commit to `target` opens (application transaction
+    /// `berth:<load id>:followup:<root>:<ordinal>`; skipped when an earlier run committed it).
+    Begin {
+        /// The Delta table.
+        target: TableRef,
+        /// Its commits' ordinal within the follow-up.
+        ordinal: usize,
+    },
+    /// Step `i` fills a work table (in memory).
+    Work(usize),
+    /// Step `i` changes the table of the open commit (new files, or files rewritten or removed).
+    Change(usize),
+    /// Step `i` drops a table (a work table, or a Delta table's folder).
+    Drop(usize),
+    /// The `ordinal`-th commit to `target` lands.
+    Commit {
+        /// The Delta table.
+        target: TableRef,
+        /// Its ordinal.
+        ordinal: usize,
+    },
+}
+
+/// The order of a follow-up's steps and commits: consecutive steps on one table that do not
+/// read it share a commit; a step that reads a table with an open commit lands that commit (and
+/// those opened before it) first; commits land in the order they opened.
+pub fn schedule(ops: &[FollowupOp]) -> Result<Vec<Event>> {
+    let work_tables: HashSet<&TableRef> = ops
+        .iter()
+        .filter_map(|op| match op {
+            FollowupOp::CreateTableAs { target, .. } => Some(target),
+            _ => None,
+        })
+        .collect();
+    let mut events = Vec::new();
+    let mut open: Vec<(TableRef, usize)> = Vec::new();
+    let mut begun: HashMap<TableRef, usize> = HashMap::new();
+    let commit_through = |table: &TableRef, open: &mut Vec<(TableRef, usize)>, events: &mut Vec<Event>| {
+        if let Some(last) = open.iter().position(|(t, _)| t == table) {
+            for (target, ordinal) in open.drain(..=last) {
+                events.push(Event::Commit { target, ordinal });
+            }
+        }
+    };
+    let mut begin = |target: &TableRef, open: &mut Vec<(TableRef, usize)>, events: &mut Vec<Event>| {
+        let next = begun.entry(target.clone()).or_default();
+        let ordinal = *next;
+        *next += 1;
+        open.push((target.clone(), ordinal));
+        events.push(Event::Begin {
+            target: target.clone(),
+            ordinal,
+        });
+    };
+    for (i, op) in ops.iter().enumerate() {
+        let step = classify(op, &work_tables)?;
+        // What this step reads must be committed first (its own target aside, for adds).
+        for read in &reads_of(op) {
+            if !matches!(step, Step::Adds { target } if target == read) {
+                commit_through(read, &mut open, &mut events);
+            }
+        }
+        match step {
+            Step::Work => events.push(Event::Work(i)),
+            Step::Drop { target } => {
+                if !work_tables.contains(target) {
+                    commit_through(target, &mut open, &mut events);
+                }
+                events.push(Event::Drop(i));
+            }
+            Step::Adds { target } => {
+                if !open.iter().any(|(t, _)| t == target) {
+                    begin(target, &mut open, &mut events);
+                }
+                events.push(Event::Change(i));
+            }
+            Step::Rewrite { target } => {
+                commit_through(target, &mut open, &mut events);
+                begin(target, &mut open, &mut events);
+                events.push(Event::Change(i));
+            }
+        }
+    }
+    events.extend(
+        open.into_iter()
+            .map(|(target, ordinal)| Event::Commit { target, ordinal }),
+    );
+    Ok(events)
+}
+
 fn reads_of(op: &FollowupOp) -> HashSet<TableRef> {
     let mut found = HashSet::new();
     let mut plan_reads = |plan: &LogicalPlan| {
