@@ -221,3 +221,85 @@ async fn compacting_a_lake_table_merges_small_files_and_keeps_rows_and_journal()
     let error = lake.compact(&missing).await.expect_err("no such table");
     assert!(matches!(error, berth::destination::Error::Config { .. }), "{error:?}");
 }
+
+/// `berth plan` for a lake is the program the load runs: the follow-up of a delete-insert with
+/// nested tables shows one commit per table (the delete and the insert together), and loading
+/// the package lands exactly those commits, with the transactions the plan names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_plan_names_the_commits_the_load_makes() {
+    use berth::loader::explain::{ExplainOptions, Step};
+    let dir = scenario_dir("duckdb", "merge_delete_insert");
+    let work = tempfile::tempdir().expect("tempdir");
+    berth_tests::copy_tree(&dir.join("packages"), work.path()).expect("copy");
+    let mut packages: Vec<_> = std::fs::read_dir(work.path())
+        .expect("packages")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    packages.sort();
+    let open = |path: &Path| PackageLocation::parse(&path.to_string_lossy()).expect("location");
+    let last = LoadPackage::open(open(&packages[1])).await.expect("package");
+    let dataset = last.dataset_name(None);
+    let options = ExplainOptions {
+        plan: berth::plan::PlanOptions {
+            dataset: dataset.clone(),
+            replace_strategy: berth::model::ReplaceStrategy::StagingOptimized,
+            widen_types: false,
+        },
+        assume_empty: false,
+        jobs: None,
+    };
+    let phases = berth::delta::plan::explain(&last, &options).await.expect("plan");
+    let followup = phases
+        .iter()
+        .find(|p| p.title.starts_with("follow-up of `users`"))
+        .expect("a follow-up phase");
+    let notes: Vec<&str> = followup
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Note(n) => Some(n.as_str()),
+            Step::Sql(_) => None,
+        })
+        .collect();
+    let txn = format!("berth:{}:followup:users:0", last.load_id);
+    let mut planned: Vec<String> = notes
+        .iter()
+        .filter(|n| n.starts_with("commit 0 to ") && n.contains(&txn))
+        .map(|n| {
+            n["commit 0 to ".len()..]
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    planned.sort();
+    let lands = notes.iter().filter(|n| n.ends_with(" lands")).count();
+    assert_eq!(lands, planned.len(), "{notes:#?}");
+    let tables = [
+        "users",
+        "users__orders",
+        "users__orders__items",
+        "users__prefs__langs",
+        "users__tags",
+    ];
+    let expected: Vec<String> = tables.iter().map(|t| format!("{dataset}.{t}")).collect();
+    assert_eq!(planned, expected, "one commit per table: {notes:#?}");
+
+    // The load makes those commits: each table's log holds the planned transaction.
+    let root = work.path().join("lake");
+    let loader = berth::open_loader(&format!("delta:{}", root.display()), &berth::OpenOptions::default())
+        .expect("open the lake");
+    for package in &packages {
+        let summary = loader.load(open(package)).await.expect("load");
+        assert_eq!(summary.status, berth::loader::PackageStatus::Loaded);
+    }
+    for table in tables {
+        let (_, txns) = berth_tests::delta::live_files(&root.join(&dataset).join(table)).expect("log");
+        assert!(txns.contains_key(&txn), "{table}: {txns:?}");
+        assert!(
+            !txns.contains_key(&format!("berth:{}:followup:users:1", last.load_id)),
+            "{table}: {txns:?}"
+        );
+    }
+}

@@ -320,13 +320,16 @@ struct BenchArgs {
 #[command(after_help = "Examples:
   berth plan testdata/dlt/postgres/merge_delete_insert/packages/1_1795379924.5126293 --destination postgres
   berth plan ./load/normalized --destination snowflake --dataset analytics
-  berth plan pkg --destination duckdb --assume-empty")]
+  berth plan pkg --destination duckdb --assume-empty
+  berth plan ./load/normalized --destination delta")]
 struct PlanArgs {
     /// Package folders or URLs.
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<String>,
     /// Destination URL or dialect name (postgres, duckdb, snowflake, bigquery, redshift,
-    /// databricks, mssql, mysql). Nothing is connected to.
+    /// databricks, mssql, mysql, delta). Nothing is connected to. For a Delta lake (delta or
+    /// delta:<URL>), the plan shows its commits with their transactions and the follow-up's
+    /// steps as the SQL of the DataFusion plans the lake runs.
     #[arg(
         long,
         short,
@@ -833,9 +836,12 @@ pub async fn plan_text(request: &PlanRequest, storage: &berth::model::StorageCon
             assume_empty: request.assume_empty,
             jobs: jobs.clone(),
         };
-        let phases = berth::loader::explain::explain(&package, &dialect, &caps, &options)
-            .await
-            .with_context(|| format!("cannot plan package {}", package.load_id))?;
+        let phases = if dialect.name == berth::delta::SCHEME {
+            berth::delta::plan::explain(&package, &options).await
+        } else {
+            berth::loader::explain::explain(&package, &dialect, &caps, &options).await
+        }
+        .with_context(|| format!("cannot plan package {}", package.load_id))?;
         render::print_plan(&mut out, &package.load_id, dialect.name, &phases);
     }
     Ok(out)

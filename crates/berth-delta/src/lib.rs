@@ -23,6 +23,8 @@
 //! - Loads of one package are serialized by a lease object in the lake; loads that replace or
 //!   merge a table take a lease on it (appends commute and need none).
 //!
+//! - **`berth plan`** for a lake ([`plan`]): the same program, recorded — commits with their
+//!   transactions, the follow-up's steps grouped into the commits they land in.
 //! - **Compaction** on request ([`compact`], `berth compact`): small data files merged into
 //!   files of the target size, one commit per table, no row changed.
 //!
@@ -33,6 +35,7 @@ pub mod compact;
 mod executor;
 pub mod followup;
 pub mod lake;
+pub mod plan;
 pub mod types;
 pub mod write;
 

@@ -72,19 +72,27 @@ pub async fn explain(
         phases: Mutex::new(Vec::new()),
         uses_staging: Mutex::new(false),
     };
+    explain_with(package, &executor, &options.plan).await?;
+    Ok(executor.phases.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Runs the program loading `package` with `executor`, a recorder that changes nothing
+/// ([`Executor::writes`] is false): how an executor with steps of its own (a Delta lake) shows
+/// what a load would do, with the same program the load runs.
+pub async fn explain_with(package: &LoadPackage, executor: &dyn Executor, plan: &PlanOptions) -> Result<()> {
     let loader_options = LoaderOptions {
-        dataset: Some(options.plan.dataset.clone()),
-        replace_strategy: Some(options.plan.replace_strategy),
+        dataset: Some(plan.dataset.clone()),
+        replace_strategy: Some(plan.replace_strategy),
         ..LoaderOptions::default()
     };
     let run = crate::run::Run {
-        executor: &executor,
+        executor,
         options: &loader_options,
         progress: &NoProgress,
         cancel: &CancellationToken::new(),
     };
     run.package(package.clone(), Instant::now()).await?;
-    Ok(executor.phases.into_inner().unwrap_or_else(PoisonError::into_inner))
+    Ok(())
 }
 
 /// Records the program's statements instead of running them (see [`explain`]).
