@@ -351,3 +351,55 @@ async fn a_lake_plan_names_the_commits_the_load_makes() {
         );
     }
 }
+
+/// A job cut short (Ctrl-C twice, or a shutdown) abandons the files it was writing: nothing is
+/// committed, no data file is left in the table, and the job starts over on the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_write_leaves_no_files_and_no_commit() {
+    use arrow::array::{Int64Array, RecordBatch};
+    let work = tempfile::tempdir().expect("tempdir");
+    let packages = work.path().join("packages");
+    let package = SyntheticPackage::new(Shape::Narrow, 100)
+        .with_load_id("1800000004.1")
+        .write(&packages)
+        .expect("package");
+    let root = work.path().join("lake");
+    let url = format!("delta:{}", root.display());
+    let loader = berth::open_loader(&url, &berth::OpenOptions::default()).expect("open the lake");
+    let location = PackageLocation::parse(&package.to_string_lossy()).expect("location");
+    assert_eq!(
+        loader.load(location).await.expect("load").status,
+        berth::loader::PackageStatus::Loaded
+    );
+    let opened = LoadPackage::open(PackageLocation::parse(&package.to_string_lossy()).expect("location"))
+        .await
+        .expect("package");
+    let dataset = opened.dataset_name(None);
+    let table_dir = root.join(&dataset).join("narrow");
+    let files_before = std::fs::read_dir(&table_dir).expect("table").count();
+
+    let lake = berth::delta::Lake::open(&root.to_string_lossy(), &Default::default()).expect("lake");
+    let table = lake.table(&dataset, "narrow").await.expect("open").expect("a table");
+    let version = table.version();
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let batch = |first: i64| {
+        RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(first..first + 50_000))],
+        )
+        .map_err(berth::destination::Error::from)
+    };
+    // Past a row group (1M rows), so the writer has started uploading the file when it stops.
+    let batches = futures::stream::iter((0..40).map(|i| batch(i * 50_000)));
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let stop = move || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 30;
+    let written = berth::delta::write::write_files(&table, "narrow", Default::default(), Box::pin(batches), &stop)
+        .await
+        .expect("write");
+    assert!(written.stopped && written.adds.is_empty(), "{written:?}");
+    assert_eq!(written.rows, 1_500_000, "thirty batches before the stop");
+    let table = lake.table(&dataset, "narrow").await.expect("open").expect("a table");
+    assert_eq!(table.version(), version, "no commit");
+    let files_after = std::fs::read_dir(&table_dir).expect("table").count();
+    assert_eq!(files_after, files_before, "no data file left behind");
+}

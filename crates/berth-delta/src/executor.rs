@@ -465,7 +465,13 @@ impl Executor for DeltaExecutor {
         }
         let reader = read::open_job(unit.package, job, unit.read_options).await?;
         let batches = reader.stream.map(|batch| batch.map_err(Error::from));
-        let written = write::write_files(&table, &what, self.settings, Box::pin(batches)).await?;
+        let cancel = unit.cancel.clone();
+        let stop = move || cancel.is_cancelled();
+        let written = write::write_files(&table, &what, self.settings, Box::pin(batches), &stop).await?;
+        if written.stopped {
+            // Nothing committed: the job starts over on the next run.
+            return Ok(UnitEnd::Cancelled { rows: 0 });
+        }
         let commit = Commit {
             app_id,
             version: i64::try_from(written.rows).unwrap_or(i64::MAX),

@@ -331,7 +331,7 @@ impl<'a> FollowupRun<'a> {
             })
         });
         let table = self.base(target)?;
-        let adds = write::write_files(table, &target.to_string(), self.settings, Box::pin(batches))
+        let adds = write::write_files(table, &target.to_string(), self.settings, Box::pin(batches), &|| false)
             .await?
             .adds;
         Ok(adds)

@@ -82,11 +82,20 @@ pub struct Written {
     pub decode: std::time::Duration,
     /// Time spent in the Parquet writer (encoding, and uploads it waits for).
     pub encode: std::time::Duration,
+    /// `stop` said to stop: the files were abandoned (uploads aborted), `adds` is empty.
+    pub stopped: bool,
 }
 
 /// Writes `batches` as new data files of `table` (matched to its columns by name), cut at the
-/// target size and by partition. Nothing is visible until the actions are committed.
-pub async fn write_files<S>(table: &DeltaTable, what: &str, settings: WriteSettings, mut batches: S) -> Result<Written>
+/// target size and by partition. Nothing is visible until the actions are committed. `stop` is
+/// asked between batches: when it says so, the files are abandoned.
+pub async fn write_files<S>(
+    table: &DeltaTable,
+    what: &str,
+    settings: WriteSettings,
+    mut batches: S,
+    stop: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<Written>
 where
     S: Stream<Item = Result<RecordBatch>> + Unpin,
 {
@@ -108,6 +117,16 @@ where
     let mut writer = DeltaWriter::new(table.object_store(), config);
     let (mut rows, mut decode, mut encode) = (0u64, Duration::ZERO, Duration::ZERO);
     loop {
+        if stop() {
+            let _ = writer.abort().await;
+            return Ok(Written {
+                adds: Vec::new(),
+                rows,
+                decode,
+                encode,
+                stopped: true,
+            });
+        }
         let waiting = Instant::now();
         let Some(batch) = batches.next().await else {
             decode += waiting.elapsed();
@@ -134,6 +153,7 @@ where
         rows,
         decode,
         encode,
+        stopped: false,
     })
 }
 
