@@ -125,3 +125,31 @@ async fn a_dataset_named_like_its_duckdb_file_loads() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// dlt loads Arrow tables without `_dlt_id` by default (`add_dlt_id = false`): an upsert of such
+/// a root table without nested tables, into an empty table and then over it, keeps every key
+/// once on PostgreSQL and DuckDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_of_a_root_without_dlt_id_loads_into_empty_and_existing_tables() {
+    use berth_bench::synth::{Shape, SyntheticPackage};
+    let d = destinations("upsert_no_dlt_id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |load_id: &str, first_id: u64, rows: u64| {
+        SyntheticPackage::new(Shape::Narrow, rows)
+            .with_load_id(load_id)
+            .with_first_id(first_id)
+            .with_merge(berth::model::MergeStrategy::Upsert)
+            .write(dir.path().join(load_id))
+            .expect("package")
+    };
+    for (n, (name, destination)) in d.both.iter().enumerate() {
+        let first = write(&format!("1800000005.{n}1"), 1, 1_000);
+        let second = write(&format!("1800000005.{n}2"), 901, 200);
+        for package in [&first, &second] {
+            let summary = load(destination, package, "no_dlt_id").await;
+            assert_eq!(summary.status, PackageStatus::Loaded, "{name}: {summary:?}");
+        }
+        let ids = rows(destination.as_ref(), "no_dlt_id", "narrow", &["id"]).await;
+        assert_eq!(ids.len(), 1_100, "{name}: every key once");
+    }
+}

@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+pub mod dlt;
 pub mod html;
 pub mod process;
 mod runner;
@@ -28,6 +29,7 @@ pub mod synth;
 
 use std::path::{Path, PathBuf};
 
+pub use dlt::DltRunner;
 pub use process::LoadCommand;
 pub use runner::{BenchConfig, BenchReport, CaseReport, Stats, run};
 pub use synth::{Disposition, Shape};

@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use berth::loader::{LoadSummary, LoaderOptions, PackageSummary};
+use berth::loader::{LoadSummary, LoaderOptions};
 
 use crate::{Error, Result};
 
@@ -36,16 +36,17 @@ pub struct LoadCommand {
 }
 
 impl LoadCommand {
-    /// Runs `berth load <source>` into `dataset` of `destination` and waits for it. Returns the
-    /// package's summary, however the load ended, and the process's peak resident memory in bytes
-    /// (`None` where the platform does not tell).
+    /// Runs `berth load <source>` into `dataset` of `destination` and waits for it. Returns its
+    /// summary, however the load ended (at least one package), the process's peak resident memory
+    /// in bytes (`None` where the platform does not tell) and the CPU seconds it used (user and
+    /// system).
     pub(crate) async fn load(
         &self,
         destination: &str,
         source: &str,
         dataset: &str,
         options: &LoaderOptions,
-    ) -> Result<(PackageSummary, Option<u64>)> {
+    ) -> Result<Loaded> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.global_args)
@@ -55,23 +56,57 @@ impl LoadCommand {
             // The bench loads PostgreSQL and DuckDB, which take no staging bucket.
             .env_remove("BERTH_STAGING")
             .stdin(Stdio::null());
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .map_err(|e| Error::Config(format!("waiting for berth load: {e}")))?
-            .map_err(|e| Error::io(&self.program, e))?;
+        let (output, cpu_seconds) = tokio::task::spawn_blocking(move || {
+            let before = children_cpu_seconds();
+            let output = command.output();
+            (
+                output,
+                children_cpu_seconds().zip(before).map(|(after, before)| after - before),
+            )
+        })
+        .await
+        .map_err(|e| Error::Config(format!("waiting for berth load: {e}")))?;
+        let output = output.map_err(|e| Error::io(&self.program, e))?;
         // A load that ran prints its summary whatever its exit status; the caller judges the
-        // package's status and rows. Without one, the error is on standard error.
-        let summary: Option<LoadSummary> = serde_json::from_slice(&output.stdout).ok();
-        let peak = summary.as_ref().and_then(|s| s.peak_rss_bytes);
-        match summary.and_then(|s| s.packages.into_iter().next()) {
-            Some(package) => Ok((package, peak)),
-            None => Err(Error::Config(format!(
+        // packages' status and rows. Without one, the error is on standard error.
+        match serde_json::from_slice::<LoadSummary>(&output.stdout) {
+            Ok(summary) if !summary.packages.is_empty() => Ok(Loaded {
+                peak_rss: summary.peak_rss_bytes,
+                summary,
+                cpu_seconds,
+            }),
+            _ => Err(Error::Config(format!(
                 "berth load {source} into {dataset} failed ({}): {}",
                 output.status,
                 last_lines(&String::from_utf8_lossy(&output.stderr), 10)
             ))),
         }
     }
+}
+
+/// What a `berth load` process did.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// Its summary: one package or more.
+    pub summary: LoadSummary,
+    /// Its peak resident memory.
+    pub peak_rss: Option<u64>,
+    /// Its CPU time, user and system.
+    pub cpu_seconds: Option<f64>,
+}
+
+/// CPU seconds (user and system) of this process's waited-for children so far.
+pub(crate) fn children_cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage into the pointer it is given, which points at one.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 /// The command-line options of `berth load` for `options`.

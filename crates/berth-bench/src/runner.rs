@@ -1,5 +1,6 @@
 //! Runs a benchmark: generate once, then per run load with berth and measure the ceiling.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +53,13 @@ pub struct BenchConfig {
     pub bucket: Option<String>,
     /// Storage options for `bucket` (see [`berth::model::store`]).
     pub storage: StorageConfig,
+    /// Benchmark this package, or folder of packages (a dlt pipeline's `load/normalized`),
+    /// instead of a generated one: each run loads a copy (hard links) into a fresh dataset. The
+    /// shape, rows and disposition are the package's own.
+    pub package: Option<PathBuf>,
+    /// Also run dlt's own load step of the same packages in the same runs (see [`crate::dlt`]):
+    /// PostgreSQL and DuckDB.
+    pub vs_dlt: Option<crate::dlt::DltRunner>,
     /// Run each timed load as this `berth load` process (the CLI's `berth bench` does), so that
     /// its peak memory is that of a user's load (see [`crate::process`]); `None` loads inside this
     /// process, and the peak then includes what this process holds besides the load.
@@ -76,6 +84,8 @@ impl BenchConfig {
             loader: LoaderOptions::default(),
             bucket: None,
             storage: StorageConfig::new(),
+            package: None,
+            vs_dlt: None,
             load_command: None,
         }
     }
@@ -147,6 +157,14 @@ pub struct CaseReport {
     /// Where berth's time went: each phase's median over the runs, in seconds, in phase order
     /// (see [`berth::loader::PhaseTimes`]); empty for ceilings.
     pub phases: Vec<PhaseMedian>,
+    /// CPU seconds (user and system) of the load process at the median, where it was a process
+    /// of its own.
+    pub cpu_seconds: Option<f64>,
+    /// Rows each run loaded (every run must load the same: row-count parity); empty for
+    /// ceilings.
+    pub rows_loaded: Vec<u64>,
+    /// For dlt's case (`--vs dlt`): did dlt's tables end with the rows berth's did, in every run?
+    pub row_count_parity: Option<bool>,
 }
 
 /// One phase's median over the runs.
@@ -199,12 +217,27 @@ impl CaseReport {
             peak_rss_bytes: rss,
             berth_ratio: None,
             phases: Vec::new(),
+            cpu_seconds: None,
+            rows_loaded: Vec::new(),
+            row_count_parity: None,
         }
     }
 
-    fn with_phases(mut self, runs: &[PhaseTimes]) -> Self {
-        self.phases = phase_medians(runs);
-        self
+    /// A case of berth's loads: times, the highest peak, phases and CPU time over `runs`.
+    fn from_runs(name: String, runs: &[Timed], rows: u64, bytes: u64) -> Self {
+        let times: Vec<Duration> = runs.iter().map(|r| r.elapsed).collect();
+        let rss = runs.iter().filter_map(|r| r.rss).max();
+        let phases: Vec<PhaseTimes> = runs.iter().map(|r| r.phases).collect();
+        let cpu: Vec<Duration> = runs
+            .iter()
+            .filter_map(|r| r.cpu_seconds)
+            .map(Duration::from_secs_f64)
+            .collect();
+        let mut case = Self::measured(name, &times, rows, bytes, rss);
+        case.phases = phase_medians(&phases);
+        case.cpu_seconds = (!cpu.is_empty()).then(|| Stats::from(&cpu).median);
+        case.rows_loaded = runs.iter().map(|r| r.rows).collect();
+        case
     }
 }
 
@@ -225,8 +258,46 @@ pub struct BenchReport {
     pub row_group_rows: usize,
     /// Loader parallelism.
     pub parallel_jobs: usize,
-    /// The cases: berth first, then the ceiling.
+    /// The cases: berth first, then dlt's and the ceiling.
     pub cases: Vec<CaseReport>,
+    /// The effective configuration of the runs (berth's version and loader options, how loads
+    /// ran, dlt's Python and version with `--vs dlt`), as the galaxy-io harness records it.
+    pub configuration: BTreeMap<String, serde_json::Value>,
+}
+
+/// The effective configuration of `config`'s runs (see [`BenchReport::configuration`]).
+fn configuration(config: &BenchConfig) -> BTreeMap<String, serde_json::Value> {
+    use serde_json::json;
+    let loader = &config.loader;
+    let mut out = BTreeMap::from([
+        ("berth_version".to_string(), json!(env!("CARGO_PKG_VERSION"))),
+        ("parallel_jobs".to_string(), json!(loader.parallel_jobs)),
+        ("batch_size".to_string(), json!(loader.read_options.batch_size)),
+        ("split_min_bytes".to_string(), json!(loader.split_min_bytes)),
+        ("max_attempts".to_string(), json!(loader.max_attempts)),
+        (
+            "replace_strategy".to_string(),
+            json!(loader.replace_strategy.map(|s| s.to_string())),
+        ),
+        (
+            "load_process".to_string(),
+            json!(if config.load_command.is_some() {
+                "berth load, one process per load"
+            } else {
+                "in the bench's process"
+            }),
+        ),
+        ("runs".to_string(), json!(config.runs)),
+        (
+            "cores".to_string(),
+            json!(std::thread::available_parallelism().map_or(0, |n| n.get())),
+        ),
+    ]);
+    if let Some(runner) = &config.vs_dlt {
+        out.insert("dlt_version".into(), json!(runner.version));
+        out.insert("dlt_python".into(), json!(runner.python().display().to_string()));
+    }
+    out
 }
 
 /// The destination measured. PostgreSQL's connections are shared by every step; DuckDB, which runs
@@ -297,6 +368,39 @@ impl Target {
             destination.execute(drop, false).await?;
         }
         Ok(())
+    }
+
+    /// Rows of each of `tables` in `dataset` (SQL destinations).
+    async fn table_rows(&self, dataset: &str, tables: &[String]) -> Result<BTreeMap<String, u64>> {
+        let Some(destination) = self.destination()? else {
+            return Err(Error::Config(
+                "--vs dlt measures postgres and duckdb destinations".into(),
+            ));
+        };
+        let dialect = destination.capabilities().dialect.clone();
+        let mut rows = BTreeMap::new();
+        for table in tables {
+            let sql = format!("SELECT count(*) FROM {}", dialect.table_name(dataset, table));
+            let statement = berth::plan::sqlparser::parser::Parser::parse_sql(
+                &berth::plan::sqlparser::dialect::GenericDialect {},
+                &sql,
+            )
+            .map_err(|e| Error::Config(format!("{sql}: {e}")))?
+            .remove(0);
+            let batches = destination.query(statement).await?;
+            let count = batches
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .and_then(|b| arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::UInt64).ok())
+                .and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::UInt64Array>()
+                        .map(|a| a.value(0))
+                })
+                .unwrap_or_default();
+            rows.insert(table.clone(), count);
+        }
+        Ok(rows)
     }
 
     /// What reports show.
@@ -425,69 +529,153 @@ fn parquet_size(package: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads a hard-linked copy of `pristine` into `dataset` and times it.
+/// One timed load.
+#[derive(Debug, Clone, Default)]
+struct Timed {
+    elapsed: Duration,
+    rss: Option<u64>,
+    phases: PhaseTimes,
+    /// CPU seconds of the `berth load` process (`None` in this process).
+    cpu_seconds: Option<f64>,
+    rows: u64,
+}
+
+/// Loads a hard-linked copy of `pristine` (a package, or a folder of packages) into `dataset`
+/// and times it.
 async fn timed_load(
     config: &BenchConfig,
     target: &Target,
     pristine: &Path,
     dataset: &str,
-    expected_rows: u64,
-) -> Result<(Duration, Option<u64>, PhaseTimes)> {
-    let load_id = pristine
+    expected_rows: Option<u64>,
+) -> Result<Timed> {
+    let name = pristine
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let run_dir = config.work_dir.join(format!("run-{dataset}"));
     let _ = std::fs::remove_dir_all(&run_dir);
-    link_tree(pristine, &run_dir.join(&load_id))?;
-    let source = run_dir.join(&load_id).to_string_lossy().to_string();
+    link_tree(pristine, &run_dir.join(&name))?;
+    let source = run_dir.join(&name).to_string_lossy().to_string();
     let timed = timed_load_from(config, target, &source, dataset, expected_rows).await;
     let _ = std::fs::remove_dir_all(&run_dir);
     timed
 }
 
-/// Loads the package at `source` (a folder or a bucket URL) into `dataset` and times it: in a
-/// `berth load` process of its own when the config has a [`LoadCommand`], else in this process.
+/// Loads the package(s) at `source` (a folder or a bucket URL) into `dataset` and times it: in
+/// a `berth load` process of its own when the config has a [`LoadCommand`], else in this
+/// process. Every package must load, with `expected_rows` when given.
 async fn timed_load_from(
     config: &BenchConfig,
     target: &Target,
     source: &str,
     dataset: &str,
-    expected_rows: u64,
-) -> Result<(Duration, Option<u64>, PhaseTimes)> {
+    expected_rows: Option<u64>,
+) -> Result<Timed> {
     let options = LoaderOptions {
         dataset: Some(dataset.to_string()),
         ..config.loader.clone()
     };
     target.settle().await?;
-    let (elapsed, rss, summary) = match &config.load_command {
+    let (summary, rss, cpu_seconds, wall) = match &config.load_command {
         Some(command) => {
-            let (summary, rss) = command.load(&config.destination, source, dataset, &options).await?;
-            (summary.elapsed, rss, summary)
+            let loaded = command.load(&config.destination, source, dataset, &options).await?;
+            (loaded.summary, loaded.peak_rss, loaded.cpu_seconds, None)
         }
         None => {
-            let location = PackageLocation::parse_with(source, &config.storage).map_err(berth::loader::Error::from)?;
+            let locations = berth::loader::resolve_locations(&[source.to_string()], &config.storage).await?;
             let loader = target.loader(&config.storage)?.with_options(options);
             reset_peak_rss();
             let started = Instant::now();
-            let summary = loader.load(location).await?;
+            let summary = loader.load_all(locations).await?;
             let elapsed = started.elapsed();
             // DuckDB closes here (its checkpoint): part of a load process's memory, not of the
             // load time, as the ceiling's time has no checkpoint either.
             drop(loader);
-            (elapsed, berth::loader::process_peak_rss(), summary)
+            (summary, berth::loader::process_peak_rss(), None, Some(elapsed))
         }
     };
-    if summary.status != PackageStatus::Loaded || summary.rows() != expected_rows {
-        let errors: Vec<String> = summary.failed_jobs().filter_map(|j| j.error.clone()).collect();
-        return Err(Error::Config(format!(
-            "{dataset}: the load ended {:?} with {} of {expected_rows} rows: {}",
-            summary.status,
-            summary.rows(),
-            errors.join("; ")
-        )));
+    let mut timed = Timed {
+        rss,
+        cpu_seconds,
+        ..Timed::default()
+    };
+    for package in &summary.packages {
+        let rows_ok = summary.packages.len() > 1 || expected_rows.is_none_or(|rows| package.rows() == rows);
+        if package.status != PackageStatus::Loaded || !rows_ok {
+            let errors: Vec<String> = package.failed_jobs().filter_map(|j| j.error.clone()).collect();
+            return Err(Error::Config(format!(
+                "{dataset}: package {} ended {:?} with {} rows{}: {}",
+                package.load_id,
+                package.status,
+                package.rows(),
+                expected_rows.map(|r| format!(" of {r}")).unwrap_or_default(),
+                errors.join("; ")
+            )));
+        }
+        timed.elapsed += package.elapsed;
+        timed.phases += &package.phases;
+        timed.rows += package.rows();
     }
-    Ok((elapsed, rss, summary.phases))
+    if let Some(wall) = wall.filter(|_| summary.packages.len() == 1) {
+        timed.elapsed = wall;
+    }
+    Ok(timed)
+}
+
+/// dlt's loads of `steps` (each a list of packages, loaded in turn) into `<dataset>_dlt`, timed
+/// per step, then its final rows next to berth's in `dataset`: are they the same?
+async fn dlt_steps(
+    config: &BenchConfig,
+    target: &Target,
+    runner: &crate::dlt::DltRunner,
+    steps: &[Vec<PathBuf>],
+    dataset: &str,
+) -> Result<(Vec<Timed>, bool)> {
+    let dlt_dataset = format!("{dataset}_dlt");
+    target.drop_dataset(&dlt_dataset, &config.storage).await?;
+    let mut timed = Vec::new();
+    let mut rows = BTreeMap::new();
+    for packages in steps {
+        target.settle().await?;
+        let work = config.work_dir.join(format!("dlt-{dlt_dataset}"));
+        let loaded = runner.load(&work, &config.destination, &dlt_dataset, packages).await?;
+        tracing::info!("{dlt_dataset}: dlt {:.2} s", loaded.seconds);
+        timed.push(Timed {
+            elapsed: Duration::from_secs_f64(loaded.seconds),
+            rss: Some(loaded.peak_rss_bytes),
+            cpu_seconds: loaded.cpu_seconds,
+            rows: loaded.rows.values().sum(),
+            ..Timed::default()
+        });
+        rows = loaded.rows;
+    }
+    let tables: Vec<String> = rows.keys().cloned().collect();
+    let berth_rows = target.table_rows(dataset, &tables).await?;
+    if berth_rows != rows {
+        tracing::warn!("row counts differ: berth {berth_rows:?}, dlt {rows:?}");
+    }
+    target.drop_dataset(&dlt_dataset, &config.storage).await?;
+    Ok((timed, berth_rows == rows))
+}
+
+/// The case of dlt's runs of the rows and bytes of `berth` (berth's case of the same packages):
+/// the ratio is berth's median over dlt's.
+fn dlt_case(
+    runner: &crate::dlt::DltRunner,
+    what: &str,
+    runs: &[Timed],
+    parity: &[bool],
+    berth: &CaseReport,
+) -> CaseReport {
+    let rows = berth.rows_loaded.first().copied().unwrap_or_default();
+    let bytes = (berth.mb_per_second * berth.seconds.median * 1e6).round() as u64;
+    let berth_median = berth.seconds.median;
+    let mut case = CaseReport::from_runs(format!("dlt {} {what}", runner.version), runs, rows, bytes);
+    case.phases.clear();
+    case.berth_ratio = (case.seconds.median > 0.0).then(|| berth_median / case.seconds.median);
+    case.row_count_parity = Some(!parity.is_empty() && parity.iter().all(|p| *p));
+    case
 }
 
 /// The package `pristine` in the bucket at `<bucket>/<name>/<load id>` (its URL and location),
@@ -627,10 +815,9 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         loader: loader_options,
         ..config.clone()
     };
-    // times[i]: append (a), disposition (a), append (b), disposition (b)
-    let mut times: [Vec<Duration>; 4] = Default::default();
-    let mut phases: [Vec<PhaseTimes>; 4] = Default::default();
-    let mut rss: [Option<u64>; 4] = [None; 4];
+    // runs[i]: append (a), disposition (a), append (b), disposition (b)
+    let mut runs: [Vec<Timed>; 4] = Default::default();
+    let (mut dlt_runs, mut dlt_parity): ([Vec<Timed>; 2], Vec<bool>) = Default::default();
     let kind_name = disposition.write_disposition();
     for run in 0..config.runs {
         for (kind, (first, second)) in [
@@ -639,25 +826,26 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         ] {
             let dataset = format!("berth_bench_{run}_{}", if kind == 0 { "append" } else { kind_name });
             target.drop_dataset(&dataset, &config.storage).await?;
-            let (a, a_rss, a_phases) = timed_load(config, &target, first, &dataset, parquet_rows(first)?).await?;
-            let (b, b_rss, b_phases) = timed_load(config, &target, second, &dataset, parquet_rows(second)?).await?;
-            phases[kind].push(a_phases);
-            phases[kind + 2].push(b_phases);
+            let a = timed_load(config, &target, first, &dataset, Some(parquet_rows(first)?)).await?;
+            let b = timed_load(config, &target, second, &dataset, Some(parquet_rows(second)?)).await?;
             tracing::info!(
                 "run {run} {dataset}: (a) {:.2} s, (b) {:.2} s",
-                a.as_secs_f64(),
-                b.as_secs_f64()
+                a.elapsed.as_secs_f64(),
+                b.elapsed.as_secs_f64()
             );
-            times[kind].push(a);
-            times[kind + 2].push(b);
-            rss[kind] = rss[kind].max(a_rss);
-            rss[kind + 2] = rss[kind + 2].max(b_rss);
+            runs[kind].push(a);
+            runs[kind + 2].push(b);
+            if let Some(runner) = config.vs_dlt.as_ref().filter(|_| kind == 1) {
+                let steps = [vec![first.clone()], vec![second.clone()]];
+                let (timed, parity) = dlt_steps(config, &target, runner, &steps, &dataset).await?;
+                dlt_runs[0].push(timed[0].clone());
+                dlt_runs[1].push(timed[1].clone());
+                dlt_parity.push(parity);
+            }
             target.drop_dataset(&dataset, &config.storage).await?;
         }
     }
-    let case = |name, index: usize, rows, bytes| {
-        CaseReport::measured(name, &times[index], rows, bytes, rss[index]).with_phases(&phases[index])
-    };
+    let case = |name, index: usize, rows, bytes| CaseReport::from_runs(name, &runs[index], rows, bytes);
     let (base_bytes, second_bytes) = (parquet_size(&packages[0]), parquet_size(&packages[2]));
     let (base_rows, second_rows) = (parquet_rows(&packages[0])?, parquet_rows(&packages[2])?);
     let second = match disposition {
@@ -675,6 +863,26 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         let append = pair[1].seconds.median;
         pair[1].berth_ratio = (append > 0.0).then(|| measured / append);
     }
+    if let Some(runner) = &config.vs_dlt {
+        let mut dlt_a = dlt_case(
+            runner,
+            &format!("(a) {disposition}"),
+            &dlt_runs[0],
+            &dlt_parity,
+            &cases[0],
+        );
+        let dlt_b = dlt_case(
+            runner,
+            &format!("(b) {disposition}"),
+            &dlt_runs[1],
+            &dlt_parity,
+            &cases[2],
+        );
+        // (a)'s parity is only checked after (b), on the final tables.
+        dlt_a.row_count_parity = None;
+        cases.push(dlt_a);
+        cases.push(dlt_b);
+    }
     Ok(BenchReport {
         destination: described,
         shape: config.shape.name(),
@@ -684,12 +892,127 @@ async fn run_two_step(config: &BenchConfig, disposition: Disposition) -> Result<
         row_group_rows: config.row_group_rows,
         parallel_jobs: config.loader.parallel_jobs,
         cases,
+        configuration: configuration(config),
     })
+}
+
+/// Bytes and job files of every package under `dir` (a package, or a folder of them): the files in
+/// their `new_jobs` folders.
+fn package_jobs(dir: &Path) -> Result<(u64, usize)> {
+    let mut found = (0, 0);
+    for file in files_under(dir)? {
+        let in_new_jobs = file
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == berth::model::JobState::New.folder());
+        if in_new_jobs {
+            found.0 += std::fs::metadata(&file).map_err(|e| Error::io(&file, e))?.len();
+            found.1 += 1;
+        }
+    }
+    Ok(found)
+}
+
+/// The benchmark of a user's package(s) at `source` (see [`BenchConfig::package`]).
+async fn run_package(config: &BenchConfig, source: &Path) -> Result<BenchReport> {
+    let (bytes, jobs) = package_jobs(source)?;
+    if jobs == 0 {
+        return Err(Error::Config(format!(
+            "{}: no package with jobs to load (a package folder has new_jobs/ with job files; a folder of \
+             packages holds such folders)",
+            source.display()
+        )));
+    }
+    let target = Target::open(&config.destination, &config.storage)?;
+    let described = target.describe(&config.storage)?;
+    let mut runs = Vec::new();
+    let (mut dlt_runs, mut dlt_parity) = (Vec::new(), Vec::new());
+    for run in 0..config.runs {
+        let dataset = format!("berth_bench_{run}");
+        target.drop_dataset(&dataset, &config.storage).await?;
+        let timed = timed_load(config, &target, source, &dataset, None).await?;
+        tracing::info!(
+            "run {run}: berth {:.2} s, {} rows",
+            timed.elapsed.as_secs_f64(),
+            timed.rows
+        );
+        if let Some(runner) = &config.vs_dlt {
+            let packages = package_dirs(source)?;
+            let (timed, parity) = dlt_steps(config, &target, runner, &[packages], &dataset).await?;
+            dlt_runs.extend(timed);
+            dlt_parity.push(parity);
+        }
+        target.drop_dataset(&dataset, &config.storage).await?;
+        runs.push(timed);
+    }
+    let rows = runs.first().map(|r| r.rows).unwrap_or_default();
+    if let Some(other) = runs.iter().find(|r| r.rows != rows) {
+        return Err(Error::Config(format!(
+            "{}: runs loaded different row counts ({rows} and {})",
+            source.display(),
+            other.rows
+        )));
+    }
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Ok(BenchReport {
+        destination: described,
+        shape: format!("package {name}"),
+        disposition: "as in the package".into(),
+        rows,
+        parquet_bytes: bytes,
+        row_group_rows: 0,
+        parallel_jobs: config.loader.parallel_jobs,
+        configuration: configuration(config),
+        cases: {
+            let mut cases = vec![CaseReport::from_runs(format!("berth load {name}"), &runs, rows, bytes)];
+            if let Some(runner) = &config.vs_dlt {
+                let case = dlt_case(runner, "load step", &dlt_runs, &dlt_parity, &cases[0]);
+                cases.push(case);
+            }
+            cases
+        },
+    })
+}
+
+/// The package folders at `dir`: itself when it is one (it has a schema), else its subfolders
+/// that are, in name (load id) order.
+fn package_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    if dir.join(berth::model::package::layout::SCHEMA).exists() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(berth::model::package::layout::SCHEMA).exists())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The job files of `package` (in `new_jobs/`) and their bytes.
+fn job_files(package: &Path) -> Result<(Vec<PathBuf>, u64)> {
+    let jobs_dir = package.join(berth::model::JobState::New.folder());
+    let files: Vec<PathBuf> = std::fs::read_dir(&jobs_dir)
+        .map_err(|e| Error::io(&jobs_dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let bytes = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok((files, bytes))
 }
 
 /// Generates the packages (once per shape, rows, row group size and seed; reused after) and runs
 /// the benchmark.
 pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
+    if let Some(package) = &config.package {
+        return run_package(config, package).await;
+    }
     if config.disposition != Disposition::Append {
         return run_two_step(config, config.disposition).await;
     }
@@ -713,42 +1036,32 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         Some(bucket) => Some(staged_in_bucket(config, bucket, &name, &pristine).await?),
         None => None,
     };
-    let jobs_dir = pristine.join("new_jobs");
-    let files: Vec<PathBuf> = std::fs::read_dir(&jobs_dir)
-        .map_err(|e| Error::io(&jobs_dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    let parquet_bytes: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-
+    let (files, parquet_bytes) = job_files(&pristine)?;
     let expected_rows = parquet_rows(&pristine)?;
     // The destination's own ceiling is measured for one table; nested shapes load several.
     let ceiling = config.ceiling && config.shape.tables().len() == 1 && target.has_ceiling();
-    let mut berth_times = Vec::new();
+    let mut berth_runs = Vec::new();
     let mut ceiling_times = Vec::new();
-    let mut berth_rss = None::<u64>;
-    let mut berth_phases = Vec::new();
-    let (mut bucket_times, mut bucket_rss, mut bucket_phases) = (Vec::new(), None::<u64>, Vec::new());
+    let mut bucket_runs = Vec::new();
+    let (mut dlt_runs, mut dlt_parity) = (Vec::new(), Vec::new());
     for run in 0..config.runs {
         let dataset = format!("berth_bench_{run}");
         target.drop_dataset(&dataset, &config.storage).await?;
-        let (elapsed, rss, phases) = timed_load(config, &target, &pristine, &dataset, expected_rows).await?;
-        berth_rss = berth_rss.max(rss);
-        berth_phases.push(phases);
-        berth_times.push(elapsed);
-        tracing::info!("run {run}: berth {:.2} s", elapsed.as_secs_f64());
+        let timed = timed_load(config, &target, &pristine, &dataset, Some(expected_rows)).await?;
+        tracing::info!("run {run}: berth {:.2} s", timed.elapsed.as_secs_f64());
+        berth_runs.push(timed);
+        if let Some(runner) = &config.vs_dlt {
+            let (timed, parity) = dlt_steps(config, &target, runner, &[vec![pristine.clone()]], &dataset).await?;
+            dlt_runs.extend(timed);
+            dlt_parity.push(parity);
+        }
 
         if let Some((url, location)) = &in_bucket {
             target.drop_dataset(&dataset, &config.storage).await?;
-            let (elapsed, rss, phases) = timed_load_from(config, &target, url, &dataset, expected_rows).await?;
+            let timed = timed_load_from(config, &target, url, &dataset, Some(expected_rows)).await?;
             clear_completed(location).await;
-            bucket_rss = bucket_rss.max(rss);
-            bucket_phases.push(phases);
-            bucket_times.push(elapsed);
-            tracing::info!("run {run}: berth from {location} {:.2} s", elapsed.as_secs_f64());
+            tracing::info!("run {run}: berth from {location} {:.2} s", timed.elapsed.as_secs_f64());
+            bucket_runs.push(timed);
         }
 
         if ceiling {
@@ -759,19 +1072,26 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         target.drop_dataset(&dataset, &config.storage).await?;
     }
 
-    let case = |name: String, times: &[Duration], rss: Option<u64>| {
-        CaseReport::measured(name, times, expected_rows, parquet_bytes, rss)
-    };
-    let mut cases = vec![case("berth append".into(), &berth_times, berth_rss).with_phases(&berth_phases)];
+    let mut cases = vec![CaseReport::from_runs(
+        "berth append".into(),
+        &berth_runs,
+        expected_rows,
+        parquet_bytes,
+    )];
     if let Some((_, location)) = &in_bucket {
-        let mut from_bucket =
-            case(format!("berth append from {location}"), &bucket_times, bucket_rss).with_phases(&bucket_phases);
+        let name = format!("berth append from {location}");
+        let mut from_bucket = CaseReport::from_runs(name, &bucket_runs, expected_rows, parquet_bytes);
         let local = cases[0].seconds.median;
         from_bucket.berth_ratio = (local > 0.0).then(|| from_bucket.seconds.median / local);
         cases.push(from_bucket);
     }
+    if let Some(runner) = &config.vs_dlt {
+        let case = dlt_case(runner, "load step", &dlt_runs, &dlt_parity, &cases[0]);
+        cases.push(case);
+    }
     if !ceiling_times.is_empty() {
-        let mut ceiling = case(target.ceiling_name().into(), &ceiling_times, None);
+        let name = target.ceiling_name().into();
+        let mut ceiling = CaseReport::measured(name, &ceiling_times, expected_rows, parquet_bytes, None);
         let berth = cases[0].seconds.median;
         ceiling.berth_ratio = (ceiling.seconds.median > 0.0).then(|| berth / ceiling.seconds.median);
         cases.push(ceiling);
@@ -785,5 +1105,6 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         row_group_rows: config.row_group_rows,
         parallel_jobs: config.loader.parallel_jobs,
         cases,
+        configuration: configuration(config),
     })
 }

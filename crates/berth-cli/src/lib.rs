@@ -300,6 +300,26 @@ struct BenchArgs {
     /// Skip measuring the destination's own limit.
     #[arg(long)]
     no_ceiling: bool,
+    /// Benchmark your own package instead of a generated one: a package folder, or a folder of
+    /// packages such as a dlt pipeline's load/normalized/ (not loaded yet). Each run loads a copy
+    /// (hard links) into a fresh scratch dataset; the tables, rows and dispositions are the
+    /// package's own, and every run must load the same rows.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["shape", "rows", "disposition", "delta_rows", "row_group_rows", "seed", "from_bucket"]
+    )]
+    package: Option<std::path::PathBuf>,
+    /// Also run dlt's own load step of the same packages in the same runs and report the ratio:
+    /// dlt 1.31's `pipeline.load()` (its fastest path: Parquet through ADBC into PostgreSQL,
+    /// read_parquet in DuckDB), each a process of its own, with its wall time, CPU seconds, peak
+    /// RSS and whether its tables ended with berth's row counts. PostgreSQL and DuckDB.
+    #[arg(long, value_name = "dlt", value_parser = ["dlt"])]
+    vs: Option<String>,
+    /// The Python with dlt 1.31 that --vs dlt runs [default: berth creates a virtual environment
+    /// with it once, in ~/.cache/berth/, from PyPI].
+    #[arg(long, value_name = "PYTHON", requires = "vs")]
+    dlt_python: Option<std::path::PathBuf>,
     /// Also load the package from this bucket prefix (s3://bucket/prefix, gs://…, az://…) in the
     /// same runs, next to the load from local disk (append only). The package is uploaded there
     /// once and reused; credentials as for `berth load`.
@@ -388,6 +408,10 @@ enum PackageCommand {
         json: bool,
     },
 }
+
+/// Set by the Python package's console script to its interpreter (`sys.executable`): the command
+/// line then runs inside Python, and starts itself again as `<python> -m berth._cli`.
+pub const PYTHON_CLI_ENV: &str = "BERTH_PYTHON_CLI";
 
 /// Exit status of a load that did all it was asked.
 const EXIT_SUCCESS: u8 = 0;
@@ -899,14 +923,30 @@ async fn bench(
         "--from-bucket measures appends; drop --disposition or --from-bucket"
     );
     config.bucket = args.from_bucket;
+    config.package = args.package;
+    if args.vs.is_some() {
+        anyhow::ensure!(
+            !berth::delta::is_delta_url(&config.destination),
+            "--vs dlt measures PostgreSQL and DuckDB; for a Delta lake, benches/python/delta.py runs dlt's Delta load"
+        );
+        config.vs_dlt = Some(berth_bench::DltRunner::resolve(args.dlt_python.as_deref())?);
+    }
     config.storage = storage;
     // Each timed load runs as `berth load` in a process of its own: its peak RSS is a user's load's.
-    config.load_command = Some(berth_bench::LoadCommand {
-        program: std::env::current_exe().context("cannot find the berth executable to run loads with")?,
-        global_args: config_file
-            .map(|path| vec!["--config".into(), path.into_os_string()])
-            .unwrap_or_default(),
-    });
+    // Inside the Python package's console script this process is Python (which names itself in
+    // BERTH_PYTHON_CLI): loads run as `python -m berth._cli load …`, the same command line.
+    let mut global_args: Vec<std::ffi::OsString> = Vec::new();
+    let program = match std::env::var_os(PYTHON_CLI_ENV) {
+        Some(python) => {
+            global_args.extend(["-m".into(), "berth._cli".into()]);
+            std::path::PathBuf::from(python)
+        }
+        None => std::env::current_exe().context("cannot find the berth executable to run loads with")?,
+    };
+    if let Some(path) = config_file {
+        global_args.extend(["--config".into(), path.into_os_string()]);
+    }
+    config.load_command = Some(berth_bench::LoadCommand { program, global_args });
     let report = berth_bench::run(&config).await.context("benchmark failed")?;
     if let Some(path) = &args.report {
         std::fs::write(path, berth_bench::html::render(&report))

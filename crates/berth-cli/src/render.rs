@@ -372,20 +372,23 @@ pub(crate) async fn show_package(location: &str, storage: &berth::model::Storage
 
 /// The benchmark report as a table.
 pub(crate) fn print_bench(report: &berth_bench::BenchReport) {
+    let files = if report.row_group_rows == 0 {
+        format!("{} of job files", human_bytes(report.parquet_bytes))
+    } else {
+        format!(
+            "{} of Parquet, row groups of {} rows",
+            human_bytes(report.parquet_bytes),
+            report.row_group_rows
+        )
+    };
     println!(
-        "{} rows of `{}`, {} ({} of Parquet, row groups of {} rows) into {}, {} parallel",
-        report.rows,
-        report.shape,
-        report.disposition,
-        human_bytes(report.parquet_bytes),
-        report.row_group_rows,
-        report.destination,
-        report.parallel_jobs
+        "{} rows of `{}`, {} ({files}) into {}, {} parallel",
+        report.rows, report.shape, report.disposition, report.destination, report.parallel_jobs
     );
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header(vec![
-        "case", "min s", "median s", "max s", "rows/s", "MB/s", "peak RSS", "ratio",
+        "case", "min s", "median s", "max s", "rows/s", "MB/s", "CPU s", "peak RSS", "ratio",
     ]);
     for case in &report.cases {
         table.add_row(vec![
@@ -395,11 +398,22 @@ pub(crate) fn print_bench(report: &berth_bench::BenchReport) {
             right(format!("{:.2}", case.seconds.max)),
             right(format!("{:.0}", case.rows_per_second)),
             right(format!("{:.1}", case.mb_per_second)),
+            right(case.cpu_seconds.map_or_else(|| "-".into(), |s| format!("{s:.2}"))),
             right(case.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)),
             right(case.berth_ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}x"))),
         ]);
     }
     println!("{table}");
+    for case in &report.cases {
+        match case.row_count_parity {
+            Some(true) => println!("{}: its tables ended with berth's row counts", case.name),
+            Some(false) => println!(
+                "{}: its tables did NOT end with berth's row counts (see the log)",
+                case.name
+            ),
+            None => {}
+        }
+    }
     let with_phases: Vec<_> = report.cases.iter().filter(|c| !c.phases.is_empty()).collect();
     if let Some(first) = with_phases.first() {
         println!("Where berth's time goes (median seconds; decode, encode and transfer are summed over job parts):");

@@ -160,6 +160,18 @@ pub struct PhaseTimes {
     pub commit: Duration,
 }
 
+impl std::ops::AddAssign<&PhaseTimes> for PhaseTimes {
+    fn add_assign(&mut self, other: &PhaseTimes) {
+        self.migrate += other.migrate;
+        self.jobs += other.jobs;
+        self.decode += other.decode;
+        self.encode += other.encode;
+        self.transfer += other.transfer;
+        self.followup += other.followup;
+        self.commit += other.commit;
+    }
+}
+
 impl PhaseTimes {
     /// The phases by name, in order, in seconds.
     pub fn named(&self) -> [(&'static str, f64); 7] {

@@ -1086,8 +1086,13 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
             columns: columns.clone(),
             query: staged_rows(b, input, root, &pk, &columns)?.build()?,
         });
+        let nested = input.nested()?;
+        if nested.is_empty() {
+            // A root without nested tables needs no `_dlt_id` (Arrow tables dlt loads without one).
+            return Ok(ops);
+        }
         let kept_roots = Arc::new(staged_rows(b, input, root, &pk, &[DLT_ID.to_string()])?.build()?);
-        for table in input.nested()? {
+        for table in nested {
             let link = root_link(input.schema, table)?;
             let columns = column_names(table);
             let query = b
