@@ -138,6 +138,9 @@ fn forwarded(options: &LoaderOptions) -> Result<Vec<String>> {
     if options.widen_types {
         args.push("--widen-types".into());
     }
+    if let Some(budget) = options.memory_budget {
+        args.extend(["--memory-budget".into(), budget.to_string()]);
+    }
     Ok(args)
 }
 

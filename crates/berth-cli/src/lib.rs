@@ -214,12 +214,25 @@ struct Tuning {
     /// (PostgreSQL).
     #[arg(long, default_value_t = berth::loader::DEFAULT_SPLIT_MIN_BYTES >> 20)]
     split_mib: u64,
+    /// Cap the load process's peak memory at about SIZE (512MiB, 2GiB, ...): job parts load as
+    /// many at once as fit, an embedded DuckDB gets the rest (its memory_limit and threads follow),
+    /// and a budget too small for a job is an error naming it, before anything loads. Config:
+    /// `[load] memory_budget = "512MiB"` [default: no cap beyond berth's own bounds].
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_budget)]
+    memory_budget: Option<u64>,
+}
+
+fn parse_memory_budget(text: &str) -> std::result::Result<u64, String> {
+    berth::model::size::parse_size(text)
 }
 
 impl Tuning {
     fn apply(&self, options: &mut LoaderOptions) {
         options.read_options.batch_size = self.batch_size.max(1);
         options.split_min_bytes = (self.split_mib << 20).max(1);
+        if self.memory_budget.is_some() {
+            options.memory_budget = self.memory_budget;
+        }
     }
 }
 
@@ -566,6 +579,7 @@ impl LoadRequest {
     pub fn new(packages: Vec<String>, storage: berth::model::StorageConfig) -> Self {
         let options = LoaderOptions {
             widen_types: storage.load_settings().widen_types,
+            memory_budget: storage.load_settings().memory_budget,
             ..LoaderOptions::default()
         };
         Self {

@@ -158,6 +158,19 @@ pub trait Destination: Send + Sync + Debug {
     /// Where the data goes, for messages and summaries: no credentials.
     fn describe(&self) -> String;
 
+    /// Caps an embedded engine's memory at `bytes` (a load's memory budget's share for it);
+    /// returns what it may take now (0: nothing embedded, or the user's own limit).
+    fn cap_engine_memory(&self, bytes: u64) -> Result<u64> {
+        let _ = bytes;
+        Ok(0)
+    }
+
+    /// Does the embedded engine read Parquet job files itself (DuckDB's `read_parquet`), inside
+    /// its own memory rather than berth's?
+    fn engine_reads_parquet(&self) -> bool {
+        false
+    }
+
     /// Runs statements in order; in one transaction when `transactional` and supported.
     async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()>;
 

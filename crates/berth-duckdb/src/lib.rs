@@ -582,6 +582,31 @@ impl Destination for DuckDbDestination {
         self.location.clone()
     }
 
+    /// Caps berth's automatic `memory_limit` at `bytes` (never below 64 MiB, what DuckDB needs
+    /// to load at all: a smaller share is an error). A `memory_limit` in the URL, or an in-memory
+    /// database, stays the user's: 0.
+    fn cap_engine_memory(&self, bytes: u64) -> Result<u64> {
+        if bytes < memory::BASE_LIMIT && self.memory.ceiling() > 0 {
+            return Err(Error::Config {
+                destination: self.location.clone(),
+                reason: format!(
+                    "the memory budget leaves DuckDB {} MiB, and it needs at least {} MiB: raise --memory-budget",
+                    bytes >> 20,
+                    memory::BASE_LIMIT >> 20
+                ),
+            });
+        }
+        let capped = self.memory.cap(&self.db, bytes).map_err(|e| Error::Config {
+            destination: self.location.clone(),
+            reason: format!("setting memory_limit: {}", e.message),
+        })?;
+        Ok(capped)
+    }
+
+    fn engine_reads_parquet(&self) -> bool {
+        true
+    }
+
     async fn execute(&self, statements: Vec<SqlStatement>, transactional: bool) -> Result<()> {
         let location = self.location.clone();
         let memory = Arc::clone(&self.memory);

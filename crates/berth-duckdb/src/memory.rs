@@ -16,6 +16,7 @@
 //! user's choice and is left alone, as is an in-memory database (whose data is its memory); so is
 //! a `threads` in the URL.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::raw::{Connection, Database, DuckError};
@@ -41,9 +42,12 @@ pub(crate) struct MemoryBudget {
 #[derive(Debug)]
 struct Automatic {
     limit: Mutex<u64>,
-    /// DuckDB's own default, the most berth raises to.
-    ceiling: u64,
+    /// DuckDB's own default, the most berth raises to (lower under a load's memory budget).
+    ceiling: AtomicU64,
     threads: u64,
+    /// What DuckDB's threads may hold between them for row groups ([`THREADS_BUDGET`], or less
+    /// under a capped ceiling).
+    threads_budget: AtomicU64,
     /// Whether berth may run a job on fewer threads (the URL set none).
     fit_threads: bool,
     /// Held by the one job running on fewer threads.
@@ -73,12 +77,38 @@ impl MemoryBudget {
         Ok(Self {
             auto: Some(Automatic {
                 limit: Mutex::new(BASE_LIMIT),
-                ceiling,
+                ceiling: AtomicU64::new(ceiling),
                 threads: u64::try_from(threads).unwrap_or(1).max(1),
+                threads_budget: AtomicU64::new(THREADS_BUDGET),
                 fit_threads,
                 narrowed: Mutex::new(()),
             }),
         })
+    }
+
+    /// Never raises the automatic limit past `cap` (a load's memory budget's share for DuckDB),
+    /// and lets threads hold at most half of it for row groups; lowers the limit now if it is
+    /// higher. Returns the ceiling now, or 0 when berth does not manage the limit (the URL set
+    /// one, or an in-memory database).
+    pub(crate) fn cap(&self, db: &Database, cap: u64) -> Result<u64, DuckError> {
+        let Some(auto) = &self.auto else { return Ok(0) };
+        let ceiling = auto.ceiling.load(Ordering::Relaxed).min(cap).max(BASE_LIMIT);
+        auto.ceiling.store(ceiling, Ordering::Relaxed);
+        auto.threads_budget
+            .store(THREADS_BUDGET.min(ceiling / 2), Ordering::Relaxed);
+        let mut limit = lock(&auto.limit);
+        if *limit > ceiling {
+            set_limit(&db.connect()?, ceiling)?;
+            *limit = ceiling;
+        }
+        Ok(ceiling)
+    }
+
+    /// The most berth lets DuckDB take (0 when berth does not manage the limit).
+    pub(crate) fn ceiling(&self) -> u64 {
+        self.auto
+            .as_ref()
+            .map_or(0, |auto| auto.ceiling.load(Ordering::Relaxed))
     }
 
     /// The limit now (0 when berth does not manage it); pass it to [`Self::grow`] after a failure.
@@ -116,7 +146,9 @@ impl MemoryBudget {
         } else {
             None
         };
-        let need = decoded.saturating_mul(threads).min(auto.ceiling);
+        let need = decoded
+            .saturating_mul(threads)
+            .min(auto.ceiling.load(Ordering::Relaxed));
         let mut limit = lock(&auto.limit);
         if need > *limit {
             set_limit(&db.connect()?, need)?;
@@ -138,10 +170,11 @@ impl MemoryBudget {
         if *limit > seen {
             return Ok(true);
         }
-        if *limit >= auto.ceiling {
+        let ceiling = auto.ceiling.load(Ordering::Relaxed);
+        if *limit >= ceiling {
             return Ok(false);
         }
-        let raised = limit.saturating_mul(2).min(auto.ceiling);
+        let raised = limit.saturating_mul(2).min(ceiling);
         set_limit(conn, raised)?;
         tracing::warn!(
             "{context}: DuckDB needed more than {} MiB; memory_limit raised to {} MiB and the work runs again \
@@ -187,7 +220,7 @@ impl Automatic {
         if !self.fit_threads {
             return self.threads;
         }
-        (THREADS_BUDGET / decoded.saturating_mul(2).max(1)).clamp(1, self.threads)
+        (self.threads_budget.load(Ordering::Relaxed) / decoded.saturating_mul(2).max(1)).clamp(1, self.threads)
     }
 }
 

@@ -100,6 +100,19 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Caps an embedded engine's memory (see
+    /// [`berth_destination::Destination::cap_engine_memory`]).
+    fn cap_engine_memory(&self, bytes: u64) -> StepResult<u64> {
+        let _ = bytes;
+        Ok(0)
+    }
+
+    /// Does the embedded engine read Parquet jobs itself (see
+    /// [`berth_destination::Destination::engine_reads_parquet`])?
+    fn engine_reads_parquet(&self) -> bool {
+        false
+    }
+
     /// Plans `package`; refuses what this executor cannot load.
     fn plan(&self, package: &LoadPackage, options: &PlanOptions) -> crate::Result<PackagePlan>;
 

@@ -32,6 +32,7 @@
 //! Cancelling the loader's [`CancellationToken`] (the CLI does on Ctrl-C) stops it starting new
 //! jobs; jobs already loading finish or roll back, and the package stays resumable.
 
+pub mod budget;
 pub mod executor;
 pub mod explain;
 mod folders;
@@ -133,6 +134,10 @@ pub struct LoaderOptions {
     /// completion marker and stays in `load/normalized/`. The journal in the destination still
     /// decides what is loaded, so a rerun after a crash resumes exactly as without it.
     pub caller_owns_folders: bool,
+    /// Cap the process's peak memory at about this many bytes ([`budget`]): parts load as many at
+    /// once as fit, an embedded engine is capped to its share, and a load that cannot fit fails
+    /// up front naming the job. `None`: the defaults' own bound.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for LoaderOptions {
@@ -149,6 +154,7 @@ impl Default for LoaderOptions {
             allow_failed_jobs: false,
             widen_types: false,
             caller_owns_folders: false,
+            memory_budget: None,
         }
     }
 }

@@ -22,6 +22,9 @@ use crate::retry::{RetryPolicy, Verdict};
 use crate::summary::{JobSummary, PackageStatus, PackageSummary};
 use crate::{LoaderOptions, Progress, Result};
 
+/// With a memory budget: each unit's estimate in KiB, and the jobs' share they reserve it from.
+type Budget = Option<(Vec<u32>, std::sync::Arc<tokio::sync::Semaphore>)>;
+
 /// One run of the loop over one package.
 pub(crate) struct Run<'a> {
     pub(crate) executor: &'a dyn Executor,
@@ -336,9 +339,66 @@ impl Run<'_> {
                 .await?;
         }
         tracing::info!(load_id = %package.load_id, phase = "jobs", "loading {} part(s)", units.len());
-        self.units(package, program, summary, &mut phase, jobs, units, parallel)
+        let budget = self.fit_budget(package, &jobs, &units).await?;
+        self.units(package, program, summary, &mut phase, jobs, units, parallel, budget)
             .await?;
         Ok(phase)
+    }
+
+    /// With a memory budget: each unit's estimate (KiB), and the semaphore of the jobs' share (in
+    /// KiB) they reserve it from. A unit that cannot fit fails the load before any unit starts.
+    async fn fit_budget(
+        &self,
+        package: &LoadPackage,
+        jobs: &[JobOutcome],
+        units: &[(usize, JobPart)],
+    ) -> Result<Budget> {
+        let Some(budget) = self.options.memory_budget else {
+            return Ok(None);
+        };
+        let base = crate::budget::resident_now();
+        let engine = self
+            .executor
+            .cap_engine_memory(crate::budget::engine_share(budget, base))?;
+        let share = budget.saturating_sub(base).saturating_sub(engine);
+        let mut infos = std::collections::HashMap::new();
+        let mut estimates = Vec::with_capacity(units.len());
+        for (index, part) in units {
+            let job = &jobs[*index].job.job;
+            if !infos.contains_key(index) {
+                // Parquet the engine reads itself is in its share, not the jobs'.
+                let info = if self.executor.engine_reads_parquet() {
+                    None
+                } else {
+                    crate::budget::parquet_info(package, job).await
+                };
+                infos.insert(*index, info);
+            }
+            let estimate = crate::budget::unit_estimate(part, infos[index].as_ref());
+            if estimate > share {
+                let needs = format!(
+                    "job {} ({part}) needs about {} MiB to load",
+                    package.job_display(job),
+                    crate::budget::mib(estimate)
+                );
+                return Err(crate::budget::too_small(&self.executor.describe(), budget, base, engine, &needs).into());
+            }
+            estimates.push(u32::try_from(estimate.div_ceil(1024)).unwrap_or(u32::MAX));
+        }
+        let permits = usize::try_from(share / 1024)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        tracing::info!(
+            "memory budget {} MiB: {} MiB for the jobs' parts, {} MiB base, {} MiB embedded database",
+            crate::budget::mib(budget),
+            crate::budget::mib(share),
+            crate::budget::mib(base),
+            crate::budget::mib(engine)
+        );
+        Ok(Some((
+            estimates,
+            std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+        )))
     }
 
     /// Loads `units` (job index, part) with `parallel` at once, settling each job as its last
@@ -353,11 +413,21 @@ impl Run<'_> {
         mut jobs: Vec<JobOutcome>,
         units: Vec<(usize, JobPart)>,
         parallel: usize,
+        budget: Budget,
     ) -> Result<()> {
         let job_steps: Vec<ProgramJob> = jobs.iter().map(|o| o.job.clone()).collect();
         let steps = &job_steps;
-        let mut results = futures::stream::iter(units)
-            .map(|(index, part)| async move {
+        let budget = &budget;
+        let mut results = futures::stream::iter(units.into_iter().enumerate())
+            .map(|(position, (index, part))| async move {
+                // Within a memory budget, a part starts once its estimate fits what is free.
+                let _reserved = match budget {
+                    Some((estimates, semaphore)) => std::sync::Arc::clone(semaphore)
+                        .acquire_many_owned(estimates[position])
+                        .await
+                        .ok(),
+                    None => None,
+                };
                 // Checked as each part is about to start: a cancelled load starts nothing new.
                 if self.cancel.is_cancelled() {
                     let cancelled = UnitOutcome {

@@ -67,6 +67,14 @@ impl Executor for SqlExecutor {
         self.caps().max_parallel_jobs
     }
 
+    fn engine_reads_parquet(&self) -> bool {
+        self.destination.engine_reads_parquet()
+    }
+
+    fn cap_engine_memory(&self, bytes: u64) -> StepResult<u64> {
+        self.destination.cap_engine_memory(bytes)
+    }
+
     fn plan(&self, package: &LoadPackage, options: &PlanOptions) -> crate::Result<PackagePlan> {
         let plan = PackagePlan::new(package, options, &self.caps().plan_capabilities())?;
         plan.check_names(package, &self.caps().dialect)?;

@@ -35,6 +35,7 @@ pub mod read;
 pub mod redact;
 pub mod schema;
 mod secret;
+pub mod size;
 pub mod state;
 pub mod store;
 pub mod task;

@@ -58,6 +58,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
 /// ```toml
 /// [load]
 /// widen_types = true   # as --widen-types
+/// memory_budget = "512MiB"   # as --memory-budget
 /// ```
 #[derive(Clone, Default)]
 pub struct StorageConfig {
@@ -72,6 +73,9 @@ pub struct LoadSettings {
     /// Widen existing columns to the package's wider types (`--widen-types`).
     #[serde(default)]
     pub widen_types: bool,
+    /// Cap the load process's peak memory (`--memory-budget`): `"512MiB"`, `"2GiB"`, or bytes.
+    #[serde(default, deserialize_with = "crate::size::deserialize_size")]
+    pub memory_budget: Option<u64>,
 }
 
 impl fmt::Debug for StorageConfig {
