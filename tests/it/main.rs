@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod buckets;
+mod budget;
 mod concurrency;
 mod conformance;
 mod delta;
