@@ -108,6 +108,7 @@ def load(
     config: Optional[PathLike] = None,
     batch_size: Optional[int] = None,
     progress: Optional[bool] = None,
+    memory_budget: Union[int, str, None] = None,
 ) -> LoadSummary:
     """Loads dlt load packages into ``destination``, in order, exactly once.
 
@@ -136,6 +137,10 @@ def load(
         config: berth's config file (default ``./berth.toml`` when present).
         batch_size: rows per decoded batch.
         progress: show a progress bar on standard error (default: when it is a terminal).
+        memory_budget: cap the process's peak memory at about this many bytes, or a size such
+            as ``"512MiB"``: parts load as many at once as fit and an embedded DuckDB gets the
+            rest; a budget too small for a job raises :class:`ConfigError` before anything loads
+            (default: ``berth.toml``'s ``[load] memory_budget``, else no cap).
 
     Returns:
         The :class:`LoadSummary`.
@@ -173,6 +178,7 @@ def load(
         config=os.fspath(config) if config is not None else None,
         batch_size=batch_size,
         progress=progress,
+        memory_budget=str(memory_budget) if memory_budget is not None else None,
     )
     summary = LoadSummary.from_json(raw)
     _raise_for_pending(summary)

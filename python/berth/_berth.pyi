@@ -18,6 +18,7 @@ def load(
     batch_size: Optional[int] = None,
     progress: Optional[bool] = None,
     caller_owns_folders: bool = False,
+    memory_budget: Optional[str] = None,
 ) -> str: ...
 def plan(
     packages: List[str],

@@ -141,7 +141,7 @@ fn parse_replace_strategy(value: Option<&str>) -> PyResult<Option<berth::model::
 #[pyfunction]
 #[pyo3(signature = (packages, destination=None, *, dataset=None, replace_strategy=None, parallel=None,
     max_attempts=None, allow_failed_jobs=false, widen_types=None, staging=None, pipeline_name=None,
-    config=None, batch_size=None, progress=None, caller_owns_folders=false))]
+    config=None, batch_size=None, progress=None, caller_owns_folders=false, memory_budget=None))]
 #[expect(clippy::too_many_arguments, reason = "the keyword arguments of berth.load")]
 fn load(
     py: Python<'_>,
@@ -159,8 +159,13 @@ fn load(
     batch_size: Option<usize>,
     progress: Option<bool>,
     caller_owns_folders: bool,
+    memory_budget: Option<String>,
 ) -> PyResult<String> {
     logging::install();
+    let memory_budget = memory_budget
+        .map(|text| berth::model::size::parse_size(&text))
+        .transpose()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
     let storage = storage(config).map_err(|e| to_py_err(py, &e))?;
     let mut request = berth_cli::LoadRequest::new(packages, storage);
     request.destination = destination;
@@ -174,6 +179,9 @@ fn load(
     options.allow_failed_jobs = allow_failed_jobs;
     options.widen_types = widen_types.unwrap_or(options.widen_types);
     options.caller_owns_folders = caller_owns_folders;
+    if memory_budget.is_some() {
+        options.memory_budget = memory_budget;
+    }
     if let Some(rows) = batch_size {
         options.read_options.batch_size = rows.max(1);
     }

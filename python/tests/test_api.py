@@ -157,3 +157,13 @@ def test_nothing_to_load_is_success(workdir: Path) -> None:
     empty.mkdir(parents=True)
     summary = berth.load(empty, "duckdb:empty.duckdb")
     assert summary.packages == [] and summary.all_loaded and summary.rows == 0
+
+
+def test_a_memory_budget_too_small_is_a_config_error_before_loading(workdir: Path) -> None:
+    packages = copy_quickstart(workdir)
+    with pytest.raises(berth.ConfigError):
+        berth.load(packages, "duckdb:budget.duckdb", memory_budget="1MiB")
+    with pytest.raises(ValueError):
+        berth.load(packages, "duckdb:budget.duckdb", memory_budget="lots")
+    summary = berth.load(packages, "duckdb:budget.duckdb", memory_budget=2 << 30)
+    assert summary.tables() == QUICKSTART_ROWS
