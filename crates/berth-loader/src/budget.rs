@@ -14,33 +14,50 @@ use berth_model::{FileFormat, JobFile, LoadPackage};
 
 const MIB: u64 = 1 << 20;
 
-/// What berth's own reading of a part holds besides its row groups: two decoded batches in
-/// flight (one being decoded, one being sent), the byte chunks between the store and the decoder,
-/// and a send chunk (PostgreSQL's COPY).
-pub const PART_OVERHEAD: u64 = 3 * read::TARGET_BATCH_BYTES + read::DEFAULT_CHUNK_BYTES as u64 + 2 * MIB;
+/// What berth's own reading of a part holds besides its row groups: decoded batches in flight,
+/// the byte chunks between the store and the decoder, the encoder's and the connection's send
+/// buffers. Measured with `berth bench` into PostgreSQL (release build): each part loading at once
+/// added 28–38 MiB to the peak for row groups of 3.6 MiB (nested shape), and a part of 40 MiB row
+/// groups about 95 MiB (wide shape).
+pub const PART_OVERHEAD: u64 = 32 * MIB;
 
-/// The share of a budget an embedded engine (DuckDB) gets: what is left after the process's base
-/// and a jobs' share of two parts of berth's own reading (jobs DuckDB does not read itself, and
-/// the Arrow it is handed).
-pub fn engine_share(budget: u64, base: u64) -> u64 {
-    budget.saturating_sub(base).saturating_sub(2 * PART_OVERHEAD)
+/// A part an embedded engine reads itself (DuckDB's `read_parquet` of a local file): berth holds
+/// next to nothing for it.
+pub const ENGINE_PART: u64 = 4 * MIB;
+
+/// What an embedded engine (DuckDB) holds beyond its `memory_limit`: its allocations outside the
+/// buffer pool. Measured with `berth bench` into DuckDB: the wide shape peaked about 40 MiB above
+/// base plus limit.
+pub const ENGINE_OVERHEAD: u64 = 40 * MIB;
+
+/// The `memory_limit` an embedded engine (DuckDB) gets from a budget: what is left after the
+/// process's base, room for two of the largest part (`largest`), and the engine's own overhead.
+pub fn engine_share(budget: u64, base: u64, largest: u64) -> u64 {
+    budget
+        .saturating_sub(base)
+        .saturating_sub(2 * largest)
+        .saturating_sub(ENGINE_OVERHEAD)
 }
 
-/// The memory one part of `job` holds while it loads: its largest compressed row group (fetched
-/// whole before it is decoded) and berth's reading overhead; for other formats the overhead
-/// (their decoders are bounded by the batch size). `info` is the file's footer for Parquet.
-pub fn unit_estimate(part: &JobPart, info: Option<&ParquetInfo>) -> u64 {
+/// The memory one part of `job` holds while it loads. Parquet that berth reads: half again its
+/// largest compressed row group (fetched whole, then decoded page by page) and the reading
+/// overhead; Parquet the engine reads itself ([`ENGINE_PART`]); other formats the overhead (their
+/// decoders are bounded by the batch size). `info` is the file's footer, for Parquet berth reads.
+pub fn unit_estimate(part: &JobPart, info: Option<&ParquetInfo>, engine_reads: bool) -> u64 {
+    if engine_reads {
+        return ENGINE_PART;
+    }
     let Some(info) = info else {
         return PART_OVERHEAD;
     };
     let groups = part.row_groups().unwrap_or(0..info.row_groups);
-    let largest = info.row_group_bytes
-        [groups.start.min(info.row_group_bytes.len())..groups.end.min(info.row_group_bytes.len())]
+    let sizes = &info.row_group_bytes;
+    let largest = sizes[groups.start.min(sizes.len())..groups.end.min(sizes.len())]
         .iter()
         .copied()
         .max()
         .unwrap_or(0);
-    largest + PART_OVERHEAD
+    largest + largest / 2 + PART_OVERHEAD
 }
 
 /// The footer of `job` when it is a Parquet file (for [`unit_estimate`]).
@@ -83,5 +100,17 @@ pub fn too_small(destination: &str, budget: u64, base: u64, engine: u64, needs: 
             mib(budget),
             mib(base)
         ),
+    }
+}
+
+/// Hands the heap's free pages back to the system (glibc's `malloc_trim`). Under a budget the
+/// loader calls it as each part ends: parts run on different worker threads, each with its own
+/// malloc arena, and without it every arena keeps the high-water mark of the parts it ran
+/// (measured: a budget that fitted one part at a time peaked at two parts' memory).
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

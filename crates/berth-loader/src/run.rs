@@ -357,34 +357,38 @@ impl Run<'_> {
             return Ok(None);
         };
         let base = crate::budget::resident_now();
-        let engine = self
-            .executor
-            .cap_engine_memory(crate::budget::engine_share(budget, base))?;
-        let share = budget.saturating_sub(base).saturating_sub(engine);
+        let engine_reads = self.executor.engine_reads_parquet();
         let mut infos = std::collections::HashMap::new();
         let mut estimates = Vec::with_capacity(units.len());
         for (index, part) in units {
-            let job = &jobs[*index].job.job;
-            if !infos.contains_key(index) {
-                // Parquet the engine reads itself is in its share, not the jobs'.
-                let info = if self.executor.engine_reads_parquet() {
-                    None
-                } else {
-                    crate::budget::parquet_info(package, job).await
-                };
+            if !infos.contains_key(index) && !engine_reads {
+                let info = crate::budget::parquet_info(package, &jobs[*index].job.job).await;
                 infos.insert(*index, info);
             }
-            let estimate = crate::budget::unit_estimate(part, infos[index].as_ref());
-            if estimate > share {
-                let needs = format!(
-                    "job {} ({part}) needs about {} MiB to load",
-                    package.job_display(job),
-                    crate::budget::mib(estimate)
-                );
-                return Err(crate::budget::too_small(&self.executor.describe(), budget, base, engine, &needs).into());
-            }
-            estimates.push(u32::try_from(estimate.div_ceil(1024)).unwrap_or(u32::MAX));
+            let info = infos.get(index).and_then(Option::as_ref);
+            let parquet = jobs[*index].job.job.name.format == berth_model::FileFormat::Parquet;
+            estimates.push(crate::budget::unit_estimate(part, info, engine_reads && parquet));
         }
+        let largest = estimates.iter().copied().max().unwrap_or(0);
+        let engine = self
+            .executor
+            .cap_engine_memory(crate::budget::engine_share(budget, base, largest))?;
+        let share = budget
+            .saturating_sub(base)
+            .saturating_sub(engine.saturating_add(if engine > 0 { crate::budget::ENGINE_OVERHEAD } else { 0 }));
+        if let Some(at) = estimates.iter().position(|e| *e > share) {
+            let (index, part) = &units[at];
+            let needs = format!(
+                "job {} ({part}) needs about {} MiB to load",
+                package.job_display(&jobs[*index].job.job),
+                crate::budget::mib(estimates[at])
+            );
+            return Err(crate::budget::too_small(&self.executor.describe(), budget, base, engine, &needs).into());
+        }
+        let estimates = estimates
+            .iter()
+            .map(|e| u32::try_from(e.div_ceil(1024)).unwrap_or(u32::MAX))
+            .collect();
         let permits = usize::try_from(share / 1024)
             .unwrap_or(usize::MAX)
             .min(tokio::sync::Semaphore::MAX_PERMITS);
@@ -440,6 +444,9 @@ impl Run<'_> {
             })
             .buffer_unordered(parallel);
         while let Some((index, unit)) = results.next().await {
+            if budget.is_some() {
+                crate::budget::return_freed_memory();
+            }
             let outcome = &mut jobs[index];
             outcome.fold(unit, summary);
             if outcome.remaining > 0 {
