@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use berth_destination::{JobMetrics, MigrationReport};
 use berth_loader::executor::{ChainCall, Executor, StepResult, Unit, UnitEnd};
-use berth_loader::explain::{ExplainOptions, Phase, Step};
+use berth_loader::explain::{ExplainOptions, Phase, Phases, Step};
 use berth_loader::program::LoadProgram;
 use berth_model::{LoadPackage, ReplaceStrategy, Table};
 use berth_plan::followup::{FollowupOp, TableRef, staged_facts_plan};
@@ -24,11 +24,11 @@ pub async fn explain(package: &LoadPackage, options: &ExplainOptions) -> berth_l
     let recorder = Recorder {
         dialect: delta_dialect(),
         assume_empty: options.assume_empty,
-        phases: Mutex::new(Vec::new()),
+        phases: Phases::default(),
         staging: Mutex::new(None),
     };
     berth_loader::explain::explain_with(package, &recorder, &options.plan).await?;
-    Ok(recorder.phases.into_inner().unwrap_or_else(PoisonError::into_inner))
+    Ok(recorder.phases.into_inner())
 }
 
 /// Records the lake's steps instead of running them.
@@ -36,7 +36,7 @@ pub async fn explain(package: &LoadPackage, options: &ExplainOptions) -> berth_l
 struct Recorder {
     dialect: SqlDialect,
     assume_empty: bool,
-    phases: Mutex<Vec<Phase>>,
+    phases: Phases,
     /// The staging dataset, when the plan loads into one.
     staging: Mutex<Option<String>>,
 }
@@ -71,17 +71,11 @@ fn table_shape(table: &Table) -> String {
 
 impl Recorder {
     fn push(&self, title: impl Into<String>, steps: Vec<Step>) {
-        self.phases.lock().unwrap_or_else(PoisonError::into_inner).push(Phase {
-            title: title.into(),
-            steps,
-        });
+        self.phases.push(title, steps);
     }
 
     fn extend_last(&self, steps: Vec<Step>) {
-        let mut phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(last) = phases.last_mut() {
-            last.steps.extend(steps);
-        }
+        self.phases.extend_last(steps);
     }
 
     fn truncation(load_id: &str, dataset: &str, table: &str) -> Step {

@@ -69,11 +69,11 @@ pub async fn explain(
         dialect: adjusted.unwrap_or_else(|| dialect.clone()),
         caps: caps.clone(),
         options: options.clone(),
-        phases: Mutex::new(Vec::new()),
+        phases: Phases::default(),
         uses_staging: Mutex::new(false),
     };
     explain_with(package, &executor, &options.plan).await?;
-    Ok(executor.phases.into_inner().unwrap_or_else(PoisonError::into_inner))
+    Ok(executor.phases.into_inner())
 }
 
 /// Runs the program loading `package` with `executor`, a recorder that changes nothing
@@ -101,25 +101,45 @@ pub struct ExplainExecutor {
     dialect: SqlDialect,
     caps: PlanCapabilities,
     options: ExplainOptions,
-    phases: Mutex<Vec<Phase>>,
+    phases: Phases,
     /// The plan loads into a staging dataset, which the clean-up drops.
     uses_staging: Mutex<bool>,
 }
 
-impl ExplainExecutor {
-    fn push(&self, title: impl Into<String>, steps: Vec<Step>) {
-        self.phases.lock().unwrap_or_else(PoisonError::into_inner).push(Phase {
+/// The phases a recording executor collects (shared by every executor that explains a load).
+#[derive(Debug, Default)]
+pub struct Phases(Mutex<Vec<Phase>>);
+
+impl Phases {
+    /// Adds a phase.
+    pub fn push(&self, title: impl Into<String>, steps: Vec<Step>) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(Phase {
             title: title.into(),
             steps,
         });
     }
 
     /// Adds steps to the last phase (the jobs').
-    fn extend_last(&self, steps: Vec<Step>) {
-        let mut phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);
+    pub fn extend_last(&self, steps: Vec<Step>) {
+        let mut phases = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = phases.last_mut() {
             last.steps.extend(steps);
         }
+    }
+
+    /// The phases, in order.
+    pub fn into_inner(self) -> Vec<Phase> {
+        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ExplainExecutor {
+    fn push(&self, title: impl Into<String>, steps: Vec<Step>) {
+        self.phases.push(title, steps);
+    }
+
+    fn extend_last(&self, steps: Vec<Step>) {
+        self.phases.extend_last(steps);
     }
 
     /// The steps of loading `unit`.

@@ -394,6 +394,18 @@ fn bad_arguments_get_clear_errors() {
     assert!(out.status.success() && text(&out.stdout).contains("berth load"));
 }
 
+/// The phases a bench case reports, in order.
+const PHASES: [&str; 7] = ["migrate", "jobs", "decode", "encode", "transfer", "followup", "commit"];
+
+fn phase_names(case: &serde_json::Value) -> Vec<&str> {
+    case["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["phase"].as_str())
+        .collect()
+}
+
 #[test]
 fn bench_measures_berth_and_the_destination_ceiling() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -436,16 +448,7 @@ fn bench_measures_berth_and_the_destination_ceiling() {
     assert!(cases[0]["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{report}");
     assert!(cases[1]["berth_ratio"].as_f64().is_some_and(|r| r > 0.0), "{report}");
     // Where the time went, per phase; DuckDB reads the Parquet itself: it is all transfer.
-    let phases: Vec<&str> = cases[0]["phases"]
-        .as_array()
-        .expect("phases")
-        .iter()
-        .filter_map(|p| p["phase"].as_str())
-        .collect();
-    assert_eq!(
-        phases,
-        ["migrate", "jobs", "decode", "encode", "transfer", "followup", "commit"]
-    );
+    assert_eq!(phase_names(&cases[0]), PHASES);
     let transfer = &cases[0]["phases"][4]["seconds"];
     assert!(transfer.as_f64().is_some_and(|s| s > 0.0), "{report}");
     // The generated package is reused by the next run with the same settings.
@@ -480,17 +483,7 @@ fn bench_runs_against_a_delta_lake() {
     let report = bench(&[]);
     let cases = report["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 1, "berth only: a lake has no ceiling: {report}");
-    let phases: Vec<&str> = cases[0]["phases"]
-        .as_array()
-        .expect("phases")
-        .iter()
-        .filter_map(|p| p["phase"].as_str())
-        .collect();
-    assert_eq!(
-        phases,
-        ["migrate", "jobs", "decode", "encode", "transfer", "followup", "commit"],
-        "{report}"
-    );
+    assert_eq!(phase_names(&cases[0]), PHASES, "{report}");
     assert_eq!(cases[0]["rows_loaded"], serde_json::json!([3000]), "{report}");
 
     let report = bench(&["--disposition", "merge:upsert", "--delta-rows", "500"]);
