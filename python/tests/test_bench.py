@@ -55,3 +55,12 @@ def test_bench_vs_dlt_needs_dlt_1_31(workdir: Path) -> None:
         capture_output=True, text=True, cwd=workdir,
     )
     assert out.returncode == 1 and "dlt 1.31" in out.stderr
+
+
+def test_bench_vs_dlt_leaves_no_dataset_behind(workdir: Path, pg_url: str) -> None:
+    import psycopg2
+
+    bench(workdir, pg_url, "--disposition", "merge:delete-insert", "--delta-rows", "400")
+    with psycopg2.connect(pg_url) as con, con.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'berth_bench%'")
+        assert cur.fetchall() == []

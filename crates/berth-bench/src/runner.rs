@@ -633,7 +633,10 @@ async fn dlt_steps(
     dataset: &str,
 ) -> Result<(Vec<Timed>, bool)> {
     let dlt_dataset = format!("{dataset}_dlt");
+    // dlt's merges stage in `<dataset>_staging`, which it leaves behind.
+    let dlt_staging = format!("{dlt_dataset}_staging");
     target.drop_dataset(&dlt_dataset, &config.storage).await?;
+    target.drop_dataset(&dlt_staging, &config.storage).await?;
     let mut timed = Vec::new();
     let mut rows = BTreeMap::new();
     for packages in steps {
@@ -656,6 +659,7 @@ async fn dlt_steps(
         tracing::warn!("row counts differ: berth {berth_rows:?}, dlt {rows:?}");
     }
     target.drop_dataset(&dlt_dataset, &config.storage).await?;
+    target.drop_dataset(&dlt_staging, &config.storage).await?;
     Ok((timed, berth_rows == rows))
 }
 
