@@ -662,6 +662,7 @@ async fn load(args: LoadArgs, storage: &berth::model::StorageConfig) -> Result<u
         max_attempts: args.max_attempts.max(1),
         allow_failed_jobs: args.allow_failed_jobs,
         widen_types: args.widen_types || request.options.widen_types,
+        memory_budget: request.options.memory_budget,
         ..LoaderOptions::default()
     };
     args.tuning.apply(&mut request.options);

@@ -753,3 +753,28 @@ fn compact_merges_a_lake_s_files_and_refuses_other_destinations() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.path().join("x.duckdb").exists(), "nothing opened");
 }
+
+/// `--memory-budget` and `[load] memory_budget`: a budget too small refuses the load before any
+/// package is loaded (exit 1, the package still to load), a size berth cannot read is a usage
+/// error, and a budget that fits loads.
+#[test]
+fn a_memory_budget_from_the_flag_or_berth_toml_is_kept_or_refused_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    quickstart_copy(dir.path());
+    let package = dir.path().join("packages").join(QUICKSTART);
+    let out = berth(dir.path(), &["load", "packages", "--memory-budget", "1MiB", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!package.join("package_completed.json").exists(), "nothing loaded");
+    let out = berth(dir.path(), &["load", "packages", "--memory-budget", "lots"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+
+    std::fs::write(dir.path().join("berth.toml"), "[load]\nmemory_budget = \"1MiB\"\n").expect("berth.toml");
+    let out = berth(dir.path(), &["load", "packages"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("memory budget"), "{}", text(&out.stderr));
+
+    // The flag wins over the file.
+    let out = berth(dir.path(), &["load", "packages", "--memory-budget", "2GiB", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(package.join("package_completed.json").exists());
+}
