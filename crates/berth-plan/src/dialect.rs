@@ -147,6 +147,12 @@ pub struct SqlDialect {
     pub hints: DdlHints,
     /// Which columns the migration may widen with `ALTER` (`--widen-types`).
     pub widening: Lattice,
+    /// A merge's follow-up first analyzes the staging tables it joins and raises the
+    /// transaction's `work_mem` to this (PostgreSQL: without statistics on a freshly loaded
+    /// staging table the planner deduplicates it before a hash join, and hashes spill to disk at
+    /// the default 4 MB; measured on a 500k-row delete-insert into 5M rows: 1.81 s → 1.32 s).
+    /// `None`: nothing before the follow-up.
+    pub followup_work_mem: Option<&'static str>,
     /// How `ALTER` spells a column's new type.
     pub alter_type_syntax: AlterTypeSyntax,
     /// Column type mapping.
@@ -217,6 +223,7 @@ impl SqlDialect {
             overwrite: OverwriteStyle::EmptyThenInsert,
             hints: DdlHints::default(),
             widening: Lattice::ALL,
+            followup_work_mem: None,
             alter_type_syntax: AlterTypeSyntax::Type,
             type_mapper,
             unparser,

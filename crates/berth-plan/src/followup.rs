@@ -207,7 +207,8 @@ pub struct FinalState {
 }
 
 impl FinalState {
-    fn is_empty(&self, table: &str) -> bool {
+    /// Is the final `table` known to be empty?
+    pub fn is_empty(&self, table: &str) -> bool {
         self.empty_tables.contains(table)
     }
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::followup::{self, ChainInput, FinalState, FollowupOp, TableRef};
 use crate::statement::SqlStatement;
 use crate::{lower, sql};
+use datafusion::sql::sqlparser::ast::Ident;
 
 /// Suffix of the staging dataset's name, as dlt's `staging_dataset_name_layout`.
 pub const STAGING_SUFFIX: &str = "_staging";
@@ -454,7 +455,23 @@ impl PackagePlan {
         dialect: &SqlDialect,
         state: &FinalState,
     ) -> Result<Vec<SqlStatement>> {
-        lower::lower(dialect, &self.followup_ops(chain, package, dialect, state)?)
+        let lowered = lower::lower(dialect, &self.followup_ops(chain, package, dialect, state)?)?;
+        // Into an empty table a merge is a plain insert: nothing to join, nothing to analyze.
+        let joins = matches!(chain.action, ChainAction::Merge(_)) && !state.is_empty(&chain.root);
+        let Some(work_mem) = dialect.followup_work_mem.filter(|_| joins && !lowered.is_empty()) else {
+            return Ok(lowered);
+        };
+        let mut statements = vec![SqlStatement::SetLocal {
+            name: Ident::new("work_mem"),
+            value: work_mem.to_string(),
+        }];
+        for table in &chain.tables_with_jobs {
+            statements.push(SqlStatement::Analyze {
+                table: dialect.table_name(&self.staging_dataset, table),
+            });
+        }
+        statements.extend(lowered);
+        Ok(statements)
     }
 }
 

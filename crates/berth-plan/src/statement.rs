@@ -37,6 +37,19 @@ pub enum SqlStatement {
         /// The column.
         column: Ident,
     },
+    /// `ANALYZE <table>` (PostgreSQL): fresh planner statistics for a staging table before the
+    /// follow-up joins it.
+    Analyze {
+        /// The table.
+        table: ObjectName,
+    },
+    /// `SET LOCAL <name> = '<value>'` (PostgreSQL): a setting for the rest of the transaction.
+    SetLocal {
+        /// The setting.
+        name: Ident,
+        /// Its value.
+        value: String,
+    },
     /// Databricks `COPY INTO <table> FROM '<url>' [WITH (CREDENTIAL (…))] FILEFORMAT = PARQUET
     /// COPY_OPTIONS (…)`: the warehouse reads one staged file itself. Files it already loaded into
     /// the table are skipped unless `force`.
@@ -104,6 +117,10 @@ impl fmt::Display for SqlStatement {
                 )
             }
             Self::AddUnique { table, column } => write!(f, "ALTER TABLE {table} ADD UNIQUE ({column})"),
+            Self::Analyze { table } => write!(f, "ANALYZE {table}"),
+            Self::SetLocal { name, value } => {
+                write!(f, "SET LOCAL {name} = {}", Value::SingleQuotedString(value.clone()))
+            }
             Self::DatabricksCopyInto {
                 table,
                 from,
