@@ -123,15 +123,13 @@ impl DltRunner {
             _ => Err(Error::Config(format!(
                 "dlt's load into {dataset} failed ({}): {}",
                 output.status,
-                berth::redact(&last_lines(&String::from_utf8_lossy(&output.stderr), 12))
+                berth::redact(&crate::process::last_lines(
+                    &String::from_utf8_lossy(&output.stderr),
+                    12
+                ))
             ))),
         }
     }
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// `~/.cache/berth/dlt-<version>-venv/bin/python`, created with dlt and its drivers on first use.

@@ -144,7 +144,7 @@ fn forwarded(options: &LoaderOptions) -> Result<Vec<String>> {
     Ok(args)
 }
 
-fn last_lines(text: &str, n: usize) -> String {
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -142,6 +142,8 @@ pub struct CaseReport {
     pub name: String,
     /// Wall time.
     pub seconds: Stats,
+    /// Bytes of the job files loaded per run.
+    pub bytes: u64,
     /// Rows per second at the median.
     pub rows_per_second: f64,
     /// Parquet megabytes (10^6 bytes) per second at the median.
@@ -211,6 +213,7 @@ impl CaseReport {
         };
         Self {
             name,
+            bytes,
             rows_per_second: per_second(rows as f64),
             mb_per_second: per_second(bytes as f64 / 1e6),
             seconds,
@@ -456,11 +459,7 @@ impl Target {
 /// not the next run's memory (a `berth load` process starts without it).
 fn reset_peak_rss() {
     berth::duckdb::release_freed_memory();
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    berth::loader::budget::return_freed_memory();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -673,9 +672,8 @@ fn dlt_case(
     berth: &CaseReport,
 ) -> CaseReport {
     let rows = berth.rows_loaded.first().copied().unwrap_or_default();
-    let bytes = (berth.mb_per_second * berth.seconds.median * 1e6).round() as u64;
     let berth_median = berth.seconds.median;
-    let mut case = CaseReport::from_runs(format!("dlt {} {what}", runner.version), runs, rows, bytes);
+    let mut case = CaseReport::from_runs(format!("dlt {} {what}", runner.version), runs, rows, berth.bytes);
     case.phases.clear();
     case.berth_ratio = (case.seconds.median > 0.0).then(|| berth_median / case.seconds.median);
     case.row_count_parity = Some(!parity.is_empty() && parity.iter().all(|p| *p));
@@ -941,7 +939,7 @@ async fn run_package(config: &BenchConfig, source: &Path) -> Result<BenchReport>
             timed.rows
         );
         if let Some(runner) = &config.vs_dlt {
-            let packages = package_dirs(source)?;
+            let packages = package_dirs(source, &config.storage).await?;
             let (timed, parity) = dlt_steps(config, &target, runner, &[packages], &dataset).await?;
             dlt_runs.extend(timed);
             dlt_parity.push(parity);
@@ -981,19 +979,14 @@ async fn run_package(config: &BenchConfig, source: &Path) -> Result<BenchReport>
     })
 }
 
-/// The package folders at `dir`: itself when it is one (it has a schema), else its subfolders
-/// that are, in name (load id) order.
-fn package_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    if dir.join(berth::model::package::layout::SCHEMA).exists() {
-        return Ok(vec![dir.to_path_buf()]);
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(berth::model::package::layout::SCHEMA).exists())
-        .collect();
-    found.sort();
-    Ok(found)
+/// The package folders at `dir` (a package, or a folder of them), in load order, as `berth load`
+/// finds them.
+async fn package_dirs(dir: &Path, storage: &StorageConfig) -> Result<Vec<PathBuf>> {
+    let locations = berth::loader::resolve_locations(&[dir.to_string_lossy().to_string()], storage).await?;
+    Ok(locations
+        .iter()
+        .filter_map(|l| l.local_dir().map(Path::to_path_buf))
+        .collect())
 }
 
 /// The job files of `package` (in `new_jobs/`) and their bytes.

@@ -75,13 +75,7 @@ pub fn mib(bytes: u64) -> u64 {
 
 /// The process's resident memory now (Linux `VmRSS`), the base a budget starts from.
 pub fn resident_now() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
+    crate::summary::process_status_bytes("VmRSS:").unwrap_or(0)
 }
 
 /// The error of a budget that cannot fit `needs`, with what the process and the embedded

@@ -309,8 +309,13 @@ pub struct LoadSummary {
 /// `/proc/self/status`, this program's own since it started, whatever started it); `None` where
 /// the platform does not tell.
 pub fn process_peak_rss() -> Option<u64> {
+    process_status_bytes("VmHWM:")
+}
+
+/// A size line of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in bytes.
+pub(crate) fn process_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
