@@ -110,17 +110,17 @@ async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
 }
 
 /// Delegates to PostgreSQL but fails, as a connection would (transient), every part that covers
-/// row group `fail_at`;
+/// row `fail_at` (a whole file covers every row but `u64::MAX`);
 /// records each part's [`LoadJob::emptied`].
 #[derive(Debug)]
 struct FailingPart {
     inner: Arc<dyn Destination>,
-    fail_at: usize,
+    fail_at: u64,
     emptied: std::sync::Mutex<Vec<bool>>,
 }
 
 impl FailingPart {
-    fn new(inner: &Arc<dyn Destination>, fail_at: usize) -> Arc<Self> {
+    fn new(inner: &Arc<dyn Destination>, fail_at: u64) -> Arc<Self> {
         Arc::new(Self {
             inner: Arc::clone(inner),
             fail_at,
@@ -149,9 +149,12 @@ impl Destination for FailingPart {
     }
     async fn load_job(&self, job: LoadJob<'_>) -> berth::destination::Result<JobMetrics> {
         self.emptied.lock().expect("lock").push(job.emptied);
-        if let JobPart::RowGroups(range) = &job.part
-            && range.contains(&self.fail_at)
-        {
+        let covers = match &job.part {
+            JobPart::Rows(range) => range.contains(&self.fail_at),
+            JobPart::Whole => self.fail_at != u64::MAX,
+            JobPart::RowGroups(_) => false,
+        };
+        if covers {
             return Err(berth::destination::Error::Database {
                 kind: ErrorKind::Transient,
                 destination: self.describe(),
@@ -193,7 +196,7 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
         ..LoaderOptions::default()
     };
     let pg = destination(&cluster, "parts");
-    let failing: Arc<dyn Destination> = FailingPart::new(&pg, 9);
+    let failing: Arc<dyn Destination> = FailingPart::new(&pg, 9_500);
 
     // One part fails for good in this run: the other parts commit, the package stays pending
     // and resumes.
@@ -209,14 +212,9 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
         "{} rows after the failure",
         ids.len()
     );
-    let (parts, _) = table_rows(
-        pg.as_ref(),
-        "bench",
-        "_berth_journal",
-        &["first_row_group", "end_row_group"],
-    )
-    .await
-    .expect("journal");
+    let (parts, _) = table_rows(pg.as_ref(), "bench", "_berth_journal", &["first_row", "end_row"])
+        .await
+        .expect("journal");
     assert!(parts.len() >= 2, "committed parts are journaled: {parts:?}");
 
     // The rerun loads only what is missing.
@@ -227,6 +225,72 @@ async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
         .expect("load");
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
     assert_every_row_once(pg.as_ref()).await;
+}
+
+/// A package that an earlier berth began (its journal records parts by row group, in a journal
+/// table without the row columns) resumes: the rows of those row groups are not loaded again, the
+/// journal gains its row columns, and the rest loads in parts of rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_row_group_parts_resumes_exactly_once() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = parts_package(dir.path(), 13, Disposition::Append);
+    let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
+    let options = LoaderOptions {
+        split_min_bytes: 1,
+        parallel_jobs: 3,
+        max_attempts: 1,
+        ..LoaderOptions::default()
+    };
+    let pg = destination(&cluster, "legacy");
+    // A first run that commits nothing creates the tables and the journal.
+    let failing: Arc<dyn Destination> = FailingPart::new(&pg, 0);
+    let options_failing_all = LoaderOptions {
+        parallel_jobs: 1,
+        split_min_bytes: u64::MAX,
+        ..options.clone()
+    };
+    let first = Loader::new(failing)
+        .with_options(options_failing_all)
+        .load(location())
+        .await
+        .expect("load");
+    assert_eq!(first.status, PackageStatus::Pending);
+    // What an earlier berth committed: row groups 3..8 (rows 3,000..8,000), journaled as such.
+    let opened = berth::model::LoadPackage::open(location()).await.expect("package");
+    let job = opened.jobs.iter().find(|j| j.name.table == "narrow").expect("job");
+    let table = opened.schema.table("narrow").expect("table");
+    let metrics = pg
+        .load_job(LoadJob {
+            package: &opened,
+            job,
+            table,
+            dataset: "bench",
+            part: JobPart::RowGroups(3..8),
+            journal_dataset: "bench",
+            read_options: Default::default(),
+            emptied: false,
+        })
+        .await
+        .expect("row groups 3..8");
+    assert_eq!(metrics.rows, 5_000);
+    // The journal as earlier versions made it.
+    cluster.psql(
+        "legacy",
+        "ALTER TABLE bench._berth_journal DROP COLUMN first_row, DROP COLUMN end_row",
+    );
+
+    let second = Loader::new(Arc::clone(&pg))
+        .with_options(options)
+        .load(location())
+        .await
+        .expect("load");
+    assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
+    assert_every_row_once(pg.as_ref()).await;
+    let (parts, _) = table_rows(pg.as_ref(), "bench", "_berth_journal", &["first_row", "end_row"])
+        .await
+        .expect("journal");
+    assert!(parts.len() >= 3, "the rest loaded in parts of rows: {parts:?}");
 }
 
 /// A truncate-and-insert table is emptied once, before its first part commits: the parts of that
@@ -246,7 +310,7 @@ async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
         ..LoaderOptions::default()
     };
     let pg = destination(&cluster, "emptied");
-    let failing = FailingPart::new(&pg, 9);
+    let failing = FailingPart::new(&pg, 9_500);
     let first = Loader::new(Arc::clone(&failing) as Arc<dyn Destination>)
         .with_options(options.clone())
         .load(location())
@@ -256,7 +320,7 @@ async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
     let seen = failing.emptied();
     assert!(!seen.is_empty() && seen.iter().all(|e| *e), "first run: {seen:?}");
 
-    let recording = FailingPart::new(&pg, usize::MAX);
+    let recording = FailingPart::new(&pg, u64::MAX);
     let second = Loader::new(Arc::clone(&recording) as Arc<dyn Destination>)
         .with_options(options)
         .load(location())

@@ -177,7 +177,7 @@ struct LoadArgs {
     /// truncate-and-insert, as dlt].
     #[arg(long, value_parser = parse_replace_strategy)]
     replace_strategy: Option<ReplaceStrategy>,
-    /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
+    /// Jobs (and parts of large files) loading at once [default: one per core, 2 to 8].
     /// Memory grows with it: each holds about a decoded batch and a Parquet page per column.
     #[arg(long, default_value_t = berth::loader::default_parallel_jobs())]
     parallel: usize,
@@ -210,7 +210,7 @@ struct Tuning {
     /// Rows per decoded record batch.
     #[arg(long, default_value_t = berth::model::read::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
-    /// Parquet files from this many MiB up load in row-group parts over several connections
+    /// Parquet files from this many MiB up load in parts of equal rows over several connections
     /// (PostgreSQL).
     #[arg(long, default_value_t = berth::loader::DEFAULT_SPLIT_MIN_BYTES >> 20)]
     split_mib: u64,
@@ -304,7 +304,7 @@ struct BenchArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Jobs (and row-group parts of large files) loading at once [default: one per core, 2 to 8].
+    /// Jobs (and parts of large files) loading at once [default: one per core, 2 to 8].
     #[arg(long, default_value_t = berth::loader::default_parallel_jobs())]
     parallel: usize,
     /// Folder for the generated package (reused by later runs with the same settings).

@@ -3,7 +3,7 @@
 use berth_model::{FileFormat, MergeStrategy, ReplaceStrategy};
 use berth_plan::{PlanCapabilities, SqlDialect};
 
-/// Default number of jobs (or row-group parts) loading at once: one per core, at least 2 (one
+/// Default number of jobs (or job parts) loading at once: one per core, at least 2 (one
 /// decodes and encodes while another waits on the destination), at most 8. Memory grows with it:
 /// each part holds about a decoded batch and a page per column.
 pub fn default_parallel_jobs() -> usize {
@@ -27,8 +27,8 @@ pub struct Capabilities {
     pub supports_transactions: bool,
     /// Most jobs that may load at once (`None`: no limit beyond the loader's).
     pub max_parallel_jobs: Option<usize>,
-    /// A row-group range of a Parquet file loads as its own unit, so one large file can load over
-    /// several connections at once.
+    /// A range of rows of a Parquet file ([`crate::JobPart::Rows`]) loads as its own unit, so one
+    /// large file can load over several connections at once.
     pub row_group_parts: bool,
 }
 

@@ -27,14 +27,22 @@ pub fn journal_table() -> Table {
         vec![
             text("load_id").with_precision(64),
             text("job_id"),
+            // A part of rows (`first_row` set) stores -1 here, which versions that split only
+            // at row groups refuse to read rather than misread.
             big("first_row_group"),
             // NULL: to the end of the file (the whole file for first_row_group 0).
             Column::new("end_row_group", DataType::Bigint),
             big("rows"),
             Column::new("inserted_at", DataType::Timestamp).with_nullable(false),
+            // Rows `first_row..end_row` of a Parquet file; NULL for whole files and row groups.
+            Column::new(FIRST_ROW, DataType::Bigint),
+            Column::new("end_row", DataType::Bigint),
         ],
     )
 }
+
+/// The column that journals written before parts of rows existed lack.
+const FIRST_ROW: &str = "first_row";
 
 /// What a journal row says committed: a part of a job, or the follow-up of a table chain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,12 +103,11 @@ impl JournalEntry {
 /// The statement that records `entry` as committed for `load_id` in `dataset`'s journal; run it in
 /// the part's transaction, after its rows.
 pub fn journal_insert(dialect: &SqlDialect, dataset: &str, load_id: &str, entry: &JournalEntry) -> Statement {
-    let (first, end) = match &entry.part {
-        JobPart::Whole => (lit_i64(0), lit_null()),
-        JobPart::RowGroups(range) => (
-            lit_i64(i64::try_from(range.start).unwrap_or(i64::MAX)),
-            lit_i64(i64::try_from(range.end).unwrap_or(i64::MAX)),
-        ),
+    let int = |v: u64| lit_i64(i64::try_from(v).unwrap_or(i64::MAX));
+    let (first, end, first_row, end_row) = match &entry.part {
+        JobPart::Whole => (lit_i64(0), lit_null(), lit_null(), lit_null()),
+        JobPart::RowGroups(range) => (int(range.start as u64), int(range.end as u64), lit_null(), lit_null()),
+        JobPart::Rows(range) => (lit_i64(-1), lit_null(), int(range.start), int(range.end)),
     };
     sql::insert_values(
         dialect,
@@ -113,14 +120,18 @@ pub fn journal_insert(dialect: &SqlDialect, dataset: &str, load_id: &str, entry:
             "end_row_group",
             "rows",
             "inserted_at",
+            FIRST_ROW,
+            "end_row",
         ],
         vec![vec![
             lit_str(load_id),
             lit_str(entry.key.stored()),
             first,
             end,
-            lit_i64(i64::try_from(entry.rows).unwrap_or(i64::MAX)),
+            int(entry.rows),
             lit_str(crate::values::now_literal()),
+            first_row,
+            end_row,
         ]],
     )
 }
@@ -146,20 +157,18 @@ fn int_column(batch: &arrow::array::RecordBatch, index: usize) -> Result<Vec<Opt
 
 /// The parts of `load_id` committed in `dataset` (none when the journal does not exist yet).
 pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_id: &str) -> Result<Vec<JournalEntry>> {
-    let dialect = &destination.capabilities().dialect;
-    let columns = ["job_id", "first_row_group", "end_row_group", "rows"];
-    let mut scanned = columns.to_vec();
-    scanned.push("load_id");
-    let builder = sql::scan(dialect, dataset, JOURNAL_TABLE, &scanned)?
-        .filter(sql::column(dialect, "load_id").eq(lit(load_id.to_string())))
-        .and_then(|b| b.project(columns.iter().map(|c| sql::column(dialect, c)).collect::<Vec<_>>()))
-        .map_err(berth_plan::Error::from)?;
-    let query = sql::to_query(dialect, builder)?;
-    let batches = match destination.query(Statement::Query(Box::new(query))).await {
-        Ok(batches) => batches,
-        Err(e) if e.kind() == ErrorKind::UndefinedRelation => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let journal = [JOURNAL_TABLE.to_string()];
+    let stored = crate::migrate::storage_columns(destination, dataset, &journal).await?;
+    let Some(stored) = stored.values().next() else {
+        return Ok(Vec::new());
     };
+    // A journal from before parts of rows has no row columns until this load migrates it.
+    let has_rows = stored.iter().any(|c| c.name.eq_ignore_ascii_case(FIRST_ROW));
+    let mut columns = vec!["job_id", "first_row_group", "end_row_group", "rows"];
+    if has_rows {
+        columns.extend([FIRST_ROW, "end_row"]);
+    }
+    let batches = scan_journal(destination, dataset, load_id, &columns).await?;
     let malformed = |reason: String| Error::MalformedJournal {
         dataset: dataset.to_string(),
         load_id: load_id.to_string(),
@@ -175,31 +184,20 @@ pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_
             )));
         }
         let jobs = crate::values::string_column(batch, 0)?;
-        let (first, end, rows) = (int_column(batch, 1)?, int_column(batch, 2)?, int_column(batch, 3)?);
+        let ints = (1..columns.len())
+            .map(|i| int_column(batch, i))
+            .collect::<Result<Vec<_>>>()?;
         for row in 0..batch.num_rows() {
             let job_id = jobs[row]
                 .clone()
                 .filter(|j| !j.is_empty())
                 .ok_or_else(|| malformed("no job_id".into()))?;
-            let index = |v: Option<i64>, column: &str| {
-                v.and_then(|v| usize::try_from(v).ok())
-                    .ok_or_else(|| malformed(format!("job `{job_id}`: {column} is {v:?}")))
-            };
-            let start = index(first[row], "first_row_group")?;
-            let part = match end[row] {
-                None if start == 0 => JobPart::Whole,
-                None => JobPart::RowGroups(start..usize::MAX),
-                Some(_) => {
-                    let end = index(end[row], "end_row_group")?;
-                    if end <= start {
-                        return Err(malformed(format!("job `{job_id}`: row groups {start}..{end}")));
-                    }
-                    JobPart::RowGroups(start..end)
-                }
-            };
-            let rows = rows[row]
+            let value = |column: usize| ints.get(column - 1).and_then(|c| c[row]);
+            let part = stored_part(value(1), value(2), has_rows.then(|| (value(4), value(5))))
+                .map_err(|reason| malformed(format!("job `{job_id}`: {reason}")))?;
+            let rows = value(3)
                 .and_then(|r| u64::try_from(r).ok())
-                .ok_or_else(|| malformed(format!("job `{job_id}`: rows is {:?}", rows[row])))?;
+                .ok_or_else(|| malformed(format!("job `{job_id}`: rows is {:?}", value(3))))?;
             out.push(JournalEntry {
                 key: JournalKey::parse(&job_id),
                 part,
@@ -210,30 +208,80 @@ pub async fn committed_parts(destination: &dyn Destination, dataset: &str, load_
     Ok(out)
 }
 
-/// The row groups of a file of `row_groups` row groups that `committed` does not cover, as
-/// contiguous ranges; empty when the whole file is committed.
-pub fn uncovered(row_groups: usize, committed: &[Range<usize>]) -> Vec<Range<usize>> {
-    let mut covered = vec![false; row_groups];
-    for range in committed {
-        for flag in covered.iter_mut().take(range.end.min(row_groups)).skip(range.start) {
-            *flag = true;
-        }
+/// The journal rows of `load_id`, `columns` of them.
+async fn scan_journal(
+    destination: &dyn Destination,
+    dataset: &str,
+    load_id: &str,
+    columns: &[&str],
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    let dialect = &destination.capabilities().dialect;
+    let mut scanned = columns.to_vec();
+    scanned.push("load_id");
+    let builder = sql::scan(dialect, dataset, JOURNAL_TABLE, &scanned)?
+        .filter(sql::column(dialect, "load_id").eq(lit(load_id.to_string())))
+        .and_then(|b| b.project(columns.iter().map(|c| sql::column(dialect, c)).collect::<Vec<_>>()))
+        .map_err(berth_plan::Error::from)?;
+    let query = sql::to_query(dialect, builder)?;
+    match destination.query(Statement::Query(Box::new(query))).await {
+        Ok(batches) => Ok(batches),
+        Err(e) if e.kind() == ErrorKind::UndefinedRelation => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
-    let mut out = Vec::new();
-    let mut start = None;
-    for (index, &done) in covered.iter().enumerate() {
-        match (done, start) {
-            (false, None) => start = Some(index),
-            (true, Some(s)) => {
-                out.push(s..index);
-                start = None;
+}
+
+/// The part a journal row records: from its row-group columns, or its row columns when set.
+fn stored_part(
+    first_group: Option<i64>,
+    end_group: Option<i64>,
+    rows: Option<(Option<i64>, Option<i64>)>,
+) -> std::result::Result<JobPart, String> {
+    if let Some((Some(first), end)) = rows {
+        let first = u64::try_from(first).map_err(|_| format!("first_row is {first}"))?;
+        let end = end
+            .and_then(|e| u64::try_from(e).ok())
+            .filter(|&e| e > first)
+            .ok_or_else(|| format!("rows {first}..{end:?}"))?;
+        return Ok(JobPart::Rows(first..end));
+    }
+    let index = |v: Option<i64>, column: &str| {
+        v.and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| format!("{column} is {v:?}"))
+    };
+    let start = index(first_group, "first_row_group")?;
+    match end_group {
+        None if start == 0 => Ok(JobPart::Whole),
+        None => Ok(JobPart::RowGroups(start..usize::MAX)),
+        Some(_) => {
+            let end = index(end_group, "end_row_group")?;
+            if end <= start {
+                return Err(format!("row groups {start}..{end}"));
             }
-            _ => {}
+            Ok(JobPart::RowGroups(start..end))
         }
     }
-    if let Some(s) = start {
-        out.push(s..row_groups);
+}
+
+/// The rows of a file of `rows` rows that `committed` does not cover, as contiguous ranges in
+/// order; empty when the whole file is committed.
+pub fn uncovered(rows: u64, committed: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut done: Vec<Range<u64>> = committed.iter().filter(|r| r.start < r.end).cloned().collect();
+    done.sort_by_key(|r| r.start);
+    let mut out = Vec::new();
+    let mut at = 0;
+    for range in done {
+        if range.start > at {
+            out.push(at..range.start.min(rows));
+        }
+        at = at.max(range.end);
+        if at >= rows {
+            break;
+        }
     }
+    if at < rows {
+        out.push(at..rows);
+    }
+    out.retain(|r| r.start < r.end);
     out
 }
 
@@ -256,12 +304,35 @@ mod tests {
     fn uncovered_ranges_are_the_gaps() {
         assert_eq!(uncovered(5, &[]), vec![0..5]);
         assert_eq!(uncovered(5, &[0..2, 3..4]), vec![2..3, 4..5]);
-        let whole = [Range { start: 0, end: 5 }];
-        assert_eq!(uncovered(5, &whole), Vec::<Range<usize>>::new());
-        let open_ended = [Range {
-            start: 1,
-            end: usize::MAX,
-        }];
-        assert_eq!(uncovered(4, &open_ended), vec![Range { start: 0, end: 1 }]);
+        assert_eq!(uncovered(10, &[6..8, 0..2, 1..3]), vec![3..6, 8..10]);
+        assert_eq!(uncovered(5, &[Range { start: 0, end: 5 }]), Vec::<Range<u64>>::new());
+        assert_eq!(
+            uncovered(
+                4,
+                &[Range {
+                    start: 1,
+                    end: u64::MAX
+                }]
+            ),
+            [Range { start: 0, end: 1 }]
+        );
+    }
+
+    #[test]
+    fn stored_parts_read_every_version_of_the_journal() {
+        assert_eq!(stored_part(Some(0), None, None), Ok(JobPart::Whole));
+        assert_eq!(stored_part(Some(2), Some(5), None), Ok(JobPart::RowGroups(2..5)));
+        assert_eq!(
+            stored_part(Some(2), None, Some((None, None))),
+            Ok(JobPart::RowGroups(2..usize::MAX))
+        );
+        assert_eq!(
+            stored_part(Some(-1), None, Some((Some(10), Some(20)))),
+            Ok(JobPart::Rows(10..20))
+        );
+        assert!(stored_part(Some(-1), None, Some((Some(10), Some(10)))).is_err());
+        assert!(stored_part(Some(-1), None, Some((Some(10), None))).is_err());
+        // What a version that splits only at row groups reads of a part of rows: an error.
+        assert!(stored_part(Some(-1), None, None).is_err());
     }
 }

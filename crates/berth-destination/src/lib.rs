@@ -78,17 +78,35 @@ pub struct LoadJob<'a> {
 pub enum JobPart {
     /// The whole file.
     Whole,
-    /// Row groups `start..end` of a Parquet file (for destinations with
-    /// [`Capabilities::row_group_parts`]).
+    /// Row groups `start..end` of a Parquet file, as earlier versions split files (still read
+    /// from journals they wrote).
     RowGroups(std::ops::Range<usize>),
+    /// Rows `start..end` of a Parquet file, counted from its first row: a part may begin and end
+    /// inside a row group (for destinations with [`Capabilities::row_group_parts`]).
+    Rows(std::ops::Range<u64>),
 }
 
 impl JobPart {
-    /// The row groups, `None` for the whole file.
-    pub fn row_groups(&self) -> Option<std::ops::Range<usize>> {
+    /// What a reader of the file reads, `None` for the whole file.
+    pub fn slice(&self) -> Option<berth_model::read::ParquetSlice> {
+        use berth_model::read::ParquetSlice;
         match self {
             Self::Whole => None,
-            Self::RowGroups(range) => Some(range.clone()),
+            Self::RowGroups(groups) => Some(ParquetSlice::RowGroups(groups.clone())),
+            Self::Rows(rows) => Some(ParquetSlice::Rows(rows.clone())),
+        }
+    }
+
+    /// The rows of a Parquet file whose row groups hold `row_group_rows` rows each, `None` for
+    /// the whole file.
+    pub fn rows(&self, row_group_rows: &[u64]) -> Option<std::ops::Range<u64>> {
+        match self {
+            Self::Whole => None,
+            Self::RowGroups(groups) => {
+                let offset = |group: usize| row_group_rows.iter().take(group).sum::<u64>();
+                Some(offset(groups.start)..offset(groups.end))
+            }
+            Self::Rows(rows) => Some(rows.clone()),
         }
     }
 }
@@ -98,6 +116,7 @@ impl std::fmt::Display for JobPart {
         match self {
             Self::Whole => f.write_str("whole file"),
             Self::RowGroups(r) => write!(f, "row groups {}..{}", r.start, r.end),
+            Self::Rows(r) => write!(f, "rows {}..{}", r.start, r.end),
         }
     }
 }

@@ -50,7 +50,9 @@ pub fn unit_estimate(part: &JobPart, info: Option<&ParquetInfo>, engine_reads: b
     let Some(info) = info else {
         return PART_OVERHEAD;
     };
-    let groups = part.row_groups().unwrap_or(0..info.row_groups);
+    let groups = part
+        .rows(&info.row_group_rows)
+        .map_or(0..info.row_groups, |rows| info.row_groups_holding(&rows));
     let sizes = &info.row_group_bytes;
     let largest = sizes[groups.start.min(sizes.len())..groups.end.min(sizes.len())]
         .iter()

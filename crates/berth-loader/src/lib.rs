@@ -67,7 +67,7 @@ pub use berth_destination::default_parallel_jobs;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default wait before the first retry; doubled for each further one.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
-/// Parquet files from this size up load in row-group parts over several connections, where the
+/// Parquet files from this size up load in parts of equal rows over several connections, where the
 /// destination can.
 pub const DEFAULT_SPLIT_MIN_BYTES: u64 = 16 << 20;
 
@@ -116,7 +116,7 @@ pub struct LoaderOptions {
     pub retry_backoff: Duration,
     /// How job files are read.
     pub read_options: ReadOptions,
-    /// Parquet files from this size up are split into row-group parts that load in parallel (on
+    /// Parquet files from this size up are split into parts of rows that load in parallel (on
     /// destinations with [`berth_destination::Capabilities::row_group_parts`]).
     pub split_min_bytes: u64,
     /// Keep each load's staging dataset after the commit (for inspecting what a merge saw);

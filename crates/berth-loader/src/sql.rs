@@ -25,7 +25,7 @@ const MAX_PART_BYTES: u64 = 256 << 20;
 #[derive(Debug, Clone)]
 pub struct SqlExecutor {
     destination: Arc<dyn Destination>,
-    /// Parquet files from this size up load in row-group parts (see
+    /// Parquet files from this size up load in parts of rows (see
     /// [`crate::LoaderOptions::split_min_bytes`]).
     split_min_bytes: u64,
 }
@@ -132,8 +132,8 @@ impl Executor for SqlExecutor {
             .await
     }
 
-    /// Row-group ranges of a large Parquet file where the destination loads those on their own,
-    /// else the whole file; nothing when the journal covers it.
+    /// Parts of a large Parquet file where the destination loads those on their own, else the
+    /// whole file; nothing when the journal covers it.
     async fn parts(&self, package: &LoadPackage, job: &ProgramJob, parallel: usize) -> StepResult<Vec<JobPart>> {
         let done = &job.committed;
         if done.iter().any(|e| e.part == JobPart::Whole) {
@@ -146,21 +146,13 @@ impl Executor for SqlExecutor {
             return Ok(vec![JobPart::Whole]);
         }
         let info = read::inspect_parquet(package, &job.job).await?;
-        let committed: Vec<std::ops::Range<usize>> = done.iter().filter_map(|e| e.part.row_groups()).collect();
+        let committed: Vec<std::ops::Range<u64>> =
+            done.iter().filter_map(|e| e.part.rows(&info.row_group_rows)).collect();
         let target = (job.job.size / parallel as u64).clamp(self.split_min_bytes / 2, MAX_PART_BYTES);
-        let mut parts = Vec::new();
-        for gap in uncovered(info.row_groups, &committed) {
-            let mut start = gap.start;
-            let mut bytes = 0;
-            for index in gap.clone() {
-                bytes += info.row_group_bytes[index];
-                if bytes >= target || index + 1 == gap.end {
-                    parts.push(JobPart::RowGroups(start..index + 1));
-                    start = index + 1;
-                    bytes = 0;
-                }
-            }
-        }
+        let parts: Vec<JobPart> = split_rows(&info, &committed, target)
+            .into_iter()
+            .map(JobPart::Rows)
+            .collect();
         if done.is_empty() && parts.len() <= 1 {
             return Ok(vec![JobPart::Whole]);
         }
@@ -244,5 +236,99 @@ impl Executor for SqlExecutor {
         if let Err(e) = self.destination.execute(vec![statement.into()], false).await {
             tracing::warn!(dataset = %staging, error = %e, "could not drop the staging dataset");
         }
+    }
+}
+
+/// The rows of a Parquet file described by `info` that `committed` does not cover, cut into parts
+/// of about `target` compressed bytes each with equal rows. A cut near a row-group boundary
+/// (within an eighth of a part) moves onto it, so files of many small row groups split as they
+/// did by row group, and a part that begins inside a row group decodes as little of it as it can.
+fn split_rows(info: &read::ParquetInfo, committed: &[std::ops::Range<u64>], target: u64) -> Vec<std::ops::Range<u64>> {
+    let mut bounds = vec![0u64];
+    for &rows in &info.row_group_rows {
+        bounds.push(bounds.last().copied().unwrap_or(0) + rows);
+    }
+    // Compressed bytes of rows `range`, each row group's bytes spread evenly over its rows.
+    let bytes_of = |range: &std::ops::Range<u64>| -> u64 {
+        let mut bytes = 0u128;
+        for (index, group_bytes) in info.row_group_bytes.iter().enumerate() {
+            let (start, end) = (bounds[index], bounds[index + 1]);
+            let overlap = end.min(range.end).saturating_sub(start.max(range.start));
+            if overlap > 0 {
+                bytes += u128::from(*group_bytes) * u128::from(overlap) / u128::from(end - start);
+            }
+        }
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    };
+    let mut parts = Vec::new();
+    for gap in uncovered(info.num_rows, committed) {
+        let count = bytes_of(&gap).div_ceil(target.max(1)).max(1);
+        let len = gap.end - gap.start;
+        let slack = len / count / 8;
+        let mut start = gap.start;
+        for i in 1..=count {
+            let mut cut = gap.start + len * i / count;
+            if i < count
+                && let Some(&near) = bounds
+                    .iter()
+                    .filter(|&&b| b > start && b < gap.end && b.abs_diff(cut) <= slack)
+                    .min_by_key(|&&b| b.abs_diff(cut))
+            {
+                cut = near;
+            }
+            if cut > start {
+                parts.push(start..cut);
+                start = cut;
+            }
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(row_group_rows: &[u64], bytes_per_row: u64) -> read::ParquetInfo {
+        read::ParquetInfo {
+            schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+            num_rows: row_group_rows.iter().sum(),
+            row_groups: row_group_rows.len(),
+            row_group_rows: row_group_rows.to_vec(),
+            row_group_bytes: row_group_rows.iter().map(|r| r * bytes_per_row).collect(),
+            row_group_decoded_bytes: row_group_rows.iter().map(|r| r * bytes_per_row * 2).collect(),
+            temporal_in_range: true,
+        }
+    }
+
+    #[test]
+    fn large_row_groups_split_into_equal_parts() {
+        // dlt's row groups of 1,048,576 rows: five of them make two equal parts for two connections.
+        let file = info(&[1_048_576, 1_048_576, 1_048_576, 1_048_576, 805_696], 20);
+        let target = file.row_group_bytes.iter().sum::<u64>() / 2;
+        assert_eq!(split_rows(&file, &[], target + 1), [0..2_500_000, 2_500_000..5_000_000]);
+    }
+
+    #[test]
+    fn cuts_near_a_row_group_boundary_move_onto_it() {
+        let file = info(&[1_000; 20], 10);
+        let parts = split_rows(&file, &[], 68_000);
+        assert_eq!(parts, [0..7_000, 7_000..13_000, 13_000..20_000]);
+    }
+
+    #[test]
+    fn only_the_uncovered_rows_are_split() {
+        let file = info(&[1_000; 10], 10);
+        let parts = split_rows(&file, &[0..2_500, 5_000..10_000], 30_000);
+        assert_eq!(
+            parts,
+            [std::ops::Range {
+                start: 2_500,
+                end: 5_000
+            }]
+        );
+        let whole = [std::ops::Range { start: 0, end: 10_000 }];
+        let rest = split_rows(&file, &whole, 10_000);
+        assert!(rest.is_empty());
     }
 }

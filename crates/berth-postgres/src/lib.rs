@@ -856,7 +856,7 @@ impl Destination for PostgresDestination {
         let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
         let mut session = self.connect().await?;
         let types = self.column_types(&session, job.dataset, &job.table.name).await?;
-        let mut reader = read::open_job_part(job.package, job.job, &job.read_options, job.part.row_groups()).await?;
+        let mut reader = read::open_job_part(job.package, job.job, &job.read_options, job.part.slice()).await?;
         let dialect = &self.caps.dialect;
         let (keep, targets) = self.copy_targets(&reader.schema, &job, &types, &context)?;
         let columns: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();

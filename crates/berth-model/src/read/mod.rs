@@ -8,6 +8,7 @@
 //! chunks and batches are in memory, whatever the file size.
 
 mod insert_values;
+mod json_rows;
 mod object_reader;
 pub mod range;
 mod types;
@@ -25,7 +26,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use tokio::sync::mpsc;
 
 pub use insert_values::{expand_exponent, parse_insert_values};
@@ -129,6 +130,8 @@ pub struct ParquetInfo {
     pub num_rows: u64,
     /// Row groups in the file.
     pub row_groups: usize,
+    /// Rows of each row group.
+    pub row_group_rows: Vec<u64>,
     /// Compressed bytes of each row group: what reading it costs in I/O and memory.
     pub row_group_bytes: Vec<u64>,
     /// Decoded (uncompressed) bytes of each row group: what an engine holds to decode it whole.
@@ -136,6 +139,21 @@ pub struct ParquetInfo {
     /// Do the row-group statistics prove every date and timestamp within [`range`]? (`true`
     /// without such columns.)
     pub temporal_in_range: bool,
+}
+
+impl ParquetInfo {
+    /// The row groups that hold some of `rows`.
+    pub fn row_groups_holding(&self, rows: &std::ops::Range<u64>) -> std::ops::Range<usize> {
+        let (mut first, mut end, mut offset) = (None, 0, 0u64);
+        for (index, &count) in self.row_group_rows.iter().enumerate() {
+            if offset + count > rows.start && offset < rows.end {
+                first.get_or_insert(index);
+                end = index + 1;
+            }
+            offset += count;
+        }
+        first.unwrap_or(end)..end
+    }
 }
 
 fn table_for<'a>(package: &'a LoadPackage, job: &JobFile) -> Result<&'a Table> {
@@ -159,6 +177,11 @@ pub async fn inspect_parquet(package: &LoadPackage, job: &JobFile) -> Result<Par
         schema: Arc::clone(builder.schema()),
         num_rows: u64::try_from(meta.file_metadata().num_rows()).unwrap_or_default(),
         row_groups: meta.num_row_groups(),
+        row_group_rows: meta
+            .row_groups()
+            .iter()
+            .map(|rg| u64::try_from(rg.num_rows()).unwrap_or_default())
+            .collect(),
         row_group_bytes: meta
             .row_groups()
             .iter()
@@ -197,15 +220,25 @@ pub async fn open_job(package: &LoadPackage, job: &JobFile, options: &ReadOption
     open_job_part(package, job, options, None).await
 }
 
-/// [`open_job`] for some row groups of a Parquet file only (`None`: the whole file). Every
-/// batch's dates and timestamps are checked against [`range`].
+/// Which rows of a Parquet file a reader reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParquetSlice {
+    /// Row groups `start..end`.
+    RowGroups(std::ops::Range<usize>),
+    /// Rows `start..end`, counted from the file's first row; they may begin and end inside a
+    /// row group (the reader decodes from the start of the first row group it touches).
+    Rows(std::ops::Range<u64>),
+}
+
+/// [`open_job`] for a slice of a Parquet file only (`None`: the whole file). Every batch's dates
+/// and timestamps are checked against [`range`].
 pub async fn open_job_part(
     package: &LoadPackage,
     job: &JobFile,
     options: &ReadOptions,
-    row_groups: Option<std::ops::Range<usize>>,
+    slice: Option<ParquetSlice>,
 ) -> Result<JobReader> {
-    let JobReader { schema, stream } = open_unchecked(package, job, options, row_groups).await?;
+    let JobReader { schema, stream } = open_unchecked(package, job, options, slice).await?;
     let stream = match &options.on_batch {
         Some(observer) => {
             let (observer, id) = (observer.clone(), job.name.job_id());
@@ -239,7 +272,7 @@ async fn open_unchecked(
     package: &LoadPackage,
     job: &JobFile,
     options: &ReadOptions,
-    row_groups: Option<std::ops::Range<usize>>,
+    row_groups: Option<ParquetSlice>,
 ) -> Result<JobReader> {
     let table = table_for(package, job)?.clone();
     let display = package.job_display(job);
@@ -305,25 +338,45 @@ async fn open_unchecked(
     }
 }
 
-/// Selects `row_groups` (all for `None`) and sets the batch size from the footer's row width.
+/// Selects `slice` (the whole file for `None`) and sets the batch size from the footer's row width.
 fn configure_parquet<T>(
     mut builder: ArrowReaderBuilder<T>,
     display: &str,
     batch_size: usize,
-    row_groups: Option<std::ops::Range<usize>>,
+    slice: Option<ParquetSlice>,
 ) -> Result<ArrowReaderBuilder<T>> {
-    if let Some(range) = row_groups {
-        let available = builder.metadata().num_row_groups();
-        if range.end > available || range.start > range.end {
-            return Err(decode_error(
-                display,
-                format!(
-                    "row groups {}..{} asked for, the file has {available}",
-                    range.start, range.end
-                ),
-            ));
+    let rows: Vec<u64> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| u64::try_from(g.num_rows()).unwrap_or_default())
+        .collect();
+    match slice {
+        None => {}
+        Some(ParquetSlice::RowGroups(range)) => {
+            if range.end > rows.len() || range.start > range.end {
+                return Err(decode_error(
+                    display,
+                    format!(
+                        "row groups {}..{} asked for, the file has {}",
+                        range.start,
+                        range.end,
+                        rows.len()
+                    ),
+                ));
+            }
+            builder = builder.with_row_groups(range.collect());
         }
-        builder = builder.with_row_groups(range.collect());
+        Some(ParquetSlice::Rows(range)) => {
+            let (groups, selection) = select_rows(&rows, &range).ok_or_else(|| {
+                let total: u64 = rows.iter().sum();
+                decode_error(
+                    display,
+                    format!("rows {}..{} asked for, the file has {total}", range.start, range.end),
+                )
+            })?;
+            builder = builder.with_row_groups(groups).with_row_selection(selection);
+        }
     }
     // Decoded bytes per row, from the footer's uncompressed row group sizes.
     let (bytes, rows) = builder
@@ -335,6 +388,42 @@ fn configure_parquet<T>(
     Ok(builder.with_batch_size(batch_rows_for(batch_size, row_bytes)))
 }
 
+/// The row groups that hold rows `range` of a file whose row groups hold `rows` rows each, and
+/// the selection of `range` within them; `None` when the file has not that many rows.
+fn select_rows(rows: &[u64], range: &std::ops::Range<u64>) -> Option<(Vec<usize>, RowSelection)> {
+    let total: u64 = rows.iter().sum();
+    if range.start >= range.end || range.end > total {
+        return None;
+    }
+    let (mut groups, mut first_offset, mut selected_rows, mut offset) = (Vec::new(), None, 0u64, 0u64);
+    for (index, &count) in rows.iter().enumerate() {
+        let end = offset + count;
+        if end > range.start && offset < range.end && count > 0 {
+            first_offset.get_or_insert(offset);
+            groups.push(index);
+            selected_rows += count;
+        }
+        offset = end;
+    }
+    let first = first_offset?;
+    let skip_front = usize::try_from(range.start - first).ok()?;
+    let take = usize::try_from(range.end - range.start).ok()?;
+    let skip_back = usize::try_from(selected_rows).ok()? - skip_front - take;
+    let selectors = [
+        RowSelector::skip(skip_front),
+        RowSelector::select(take),
+        RowSelector::skip(skip_back),
+    ];
+    Some((
+        groups,
+        selectors
+            .into_iter()
+            .filter(|s| s.row_count > 0)
+            .collect::<Vec<_>>()
+            .into(),
+    ))
+}
+
 /// A local Parquet file, decoded on a blocking thread that reads pages from the file as it needs
 /// them (the async reader would hold a whole row group's column chunks in memory).
 fn open_local_parquet(
@@ -342,7 +431,7 @@ fn open_local_parquet(
     table: &Table,
     display: String,
     batch_size: usize,
-    row_groups: Option<std::ops::Range<usize>>,
+    row_groups: Option<ParquetSlice>,
 ) -> Result<JobReader> {
     let file = std::fs::File::open(path).map_err(|e| decode_error(&display, format!("cannot open the file: {e}")))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -506,7 +595,6 @@ fn decode_jsonl(
     emit: Emit<'_>,
     job: &str,
 ) -> Result<()> {
-    use serde_json::Value;
     let json_columns: std::collections::HashSet<&str> = table
         .complete_columns()
         .filter(|c| c.data_type == Some(DataType::Json))
@@ -539,12 +627,9 @@ fn decode_jsonl(
         .with_batch_size(batch_size)
         .build_decoder()
         .map_err(|e| decode_error(job, e.to_string()))?;
-    let mut rows: Vec<Value> = Vec::with_capacity(batch_size.min(8192));
-    let mut flush = |rows: &mut Vec<Value>, decoder: &mut arrow::json::reader::Decoder, line: usize| -> Result<bool> {
-        decoder
-            .serialize(rows)
-            .map_err(|e| decode_error(job, format!("rows before line {line}: {e}")))?;
-        rows.clear();
+    let checks = row_checks(table, typed);
+    let mut markers = Vec::new();
+    let mut flush = |decoder: &mut arrow::json::reader::Decoder| -> Result<bool> {
         match decoder.flush().map_err(|e| decode_error(job, e.to_string()))? {
             Some(batch) => Ok(emit(binary_columns_from_text(
                 batch,
@@ -570,29 +655,98 @@ fn decode_jsonl(
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| decode_error(job, format!("line {line_no} is not JSON: {e}")))?;
-        let items = match value {
-            Value::Array(items) if typed => items,
-            other => vec![other],
+        // Rows Arrow takes as they are (typed markers cut out) go to it as bytes; a line with
+        // any other row is read whole into values and readied (or refused) row by row.
+        let fast = json_rows::rows_of(line.as_bytes(), typed).and_then(|rows| {
+            rows.into_iter()
+                .map(|row| {
+                    json_rows::scan_row(row, &checks, typed, &mut markers).then(|| match markers.is_empty() {
+                        true => RowInput::Bytes(row),
+                        false => RowInput::Owned(json_rows::without_markers(row, &markers)),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+        let rows: Vec<RowInput<'_>> = match fast {
+            Some(rows) => rows,
+            None => careful_rows(line, table, &json_columns, typed, line_no, job)?
+                .into_iter()
+                .map(RowInput::Value)
+                .collect(),
         };
-        for item in items {
-            let Value::Object(mut row) = item else {
-                return Err(decode_error(job, format!("line {line_no} is not a JSON object")));
+        for row in rows {
+            let fed = match &row {
+                // Fed while fewer than a batch of rows is buffered, a whole row is always taken.
+                RowInput::Bytes(row) => decoder.decode(row).map(|_| ()),
+                RowInput::Owned(row) => decoder.decode(row).map(|_| ()),
+                RowInput::Value(value) => decoder.serialize(std::slice::from_ref(value)),
             };
-            for (key, value) in row.iter_mut() {
-                jsonl_value(table, &json_columns, typed, key, value, line_no, job)?;
-            }
-            rows.push(Value::Object(row));
-            if rows.len() >= batch_size && !flush(&mut rows, &mut decoder, line_no)? {
+            fed.map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?;
+            if decoder.len() >= batch_size && !flush(&mut decoder)? {
                 return Ok(());
             }
         }
     }
-    if !rows.is_empty() {
-        flush(&mut rows, &mut decoder, usize::MAX)?;
+    if !decoder.is_empty() {
+        flush(&mut decoder)?;
     }
     Ok(())
+}
+
+/// A row of a JSONL line for Arrow's decoder: its bytes as they are, or its readied value.
+enum RowInput<'a> {
+    Bytes(&'a [u8]),
+    Owned(Vec<u8>),
+    Value(serde_json::Value),
+}
+
+/// What [`json_rows::scan_row`] checks of each column of `table`.
+fn row_checks(table: &Table, typed: bool) -> json_rows::Columns<'_> {
+    use json_rows::ColumnCheck;
+    table
+        .columns
+        .values()
+        .map(|c| {
+            let check = match c.data_type {
+                Some(DataType::Json) => ColumnCheck::Careful,
+                Some(DataType::Bigint) => ColumnCheck::Bigint,
+                // Binary text keeps its marker: `binary_columns_from_text` reads it.
+                Some(DataType::Binary) => ColumnCheck::Plain,
+                _ if typed => ColumnCheck::Text,
+                _ => ColumnCheck::Plain,
+            };
+            (c.name.as_str(), check)
+        })
+        .collect()
+}
+
+/// The rows of a JSONL line as values readied for Arrow's decoder (see [`jsonl_value`]).
+fn careful_rows(
+    line: &str,
+    table: &Table,
+    json_columns: &std::collections::HashSet<&str>,
+    typed: bool,
+    line_no: usize,
+    job: &str,
+) -> Result<Vec<serde_json::Value>> {
+    use serde_json::Value;
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| decode_error(job, format!("line {line_no} is not JSON: {e}")))?;
+    let items = match value {
+        Value::Array(items) if typed => items,
+        other => vec![other],
+    };
+    let mut rows = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(mut row) = item else {
+            return Err(decode_error(job, format!("line {line_no} is not a JSON object")));
+        };
+        for (key, value) in row.iter_mut() {
+            jsonl_value(table, json_columns, typed, key, value, line_no, job)?;
+        }
+        rows.push(Value::Object(row));
+    }
+    Ok(rows)
 }
 
 /// Readies one JSONL value for Arrow's decoder: `json` columns become their JSON text, integers
@@ -859,6 +1013,23 @@ mod batch_tests {
     use super::*;
 
     #[test]
+    fn a_slice_of_rows_selects_the_row_groups_it_touches() {
+        let rows = [100, 100, 50];
+        let (groups, selection) = select_rows(&rows, &(150..220)).expect("in the file");
+        assert_eq!(groups, [1, 2]);
+        let selectors: Vec<RowSelector> = selection.into();
+        assert_eq!(
+            selectors,
+            [RowSelector::skip(50), RowSelector::select(70), RowSelector::skip(30)]
+        );
+        let (groups, selection) = select_rows(&rows, &(0..100)).expect("in the file");
+        assert_eq!(groups, [0]);
+        assert_eq!(Vec::<RowSelector>::from(selection), [RowSelector::select(100)]);
+        assert!(select_rows(&rows, &(200..251)).is_none());
+        assert!(select_rows(&rows, &(10..10)).is_none());
+    }
+
+    #[test]
     fn csv_headers_keep_quoted_commas_and_drop_quotes() {
         assert_eq!(
             csv_header_names("id,\"a,b\",\"say \"\"hi\"\"\",c"),
@@ -890,6 +1061,62 @@ mod batch_tests {
             "t.x.0.jsonl",
         )?;
         Ok(out)
+    }
+
+    /// The rows Arrow's decoder takes as bytes decode to exactly what the careful path makes of
+    /// them (forced here by a first row with `0.0` in a bigint column).
+    #[test]
+    fn jsonl_rows_decode_alike_as_bytes_and_as_values() {
+        let schema = crate::Schema::from_json(
+            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
+                "id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
+                "ts":{"name":"ts","data_type":"timestamp"},"amount":{"name":"amount","data_type":"double"},
+                "flag":{"name":"flag","data_type":"bool"},"d":{"name":"d","data_type":"date"},
+                "price":{"name":"price","data_type":"decimal","precision":10,"scale":2}}}}}"#,
+            "schema.json",
+        )
+        .unwrap();
+        let table = schema.table("t").unwrap();
+        let decode = |text: &str, typed: bool| {
+            let mut out = Vec::new();
+            let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+            decode_jsonl(
+                input,
+                table,
+                arrow_schema(table),
+                typed,
+                100,
+                &mut |b| {
+                    out.push(b);
+                    true
+                },
+                "t.x.0.jsonl",
+            )
+            .unwrap();
+            arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
+        };
+        let rows = [
+            r#"{"id":-9223372036854775808,"name":"a \"quoted\" {x}","ts":"2024-01-01T00:00:00+00:00","amount":1.5e3,"flag":true,"d":"2024-02-29","price":"12.34"}"#,
+            r#"{"name":"caf\u00e9 \n","ts":"2024-01-01T10:00:00.123456+02:00","amount":-0.0,"flag":false,"id":9223372036854775807}"#,
+            r#"{"id":null,"name":null,"ts":null,"amount":null,"flag":null,"d":null,"price":12}"#,
+            r#"{}"#,
+        ];
+        for typed in [false, true] {
+            let fast = decode(&format!("{}\n", rows.join("\n")), typed);
+            let careful = decode(&format!("{{\"id\":0.0}}\n{}\n", rows.join("\n")), typed);
+            assert_eq!(fast, careful.slice(1, rows.len()), "typed: {typed}");
+            let array = decode(&format!("[{}]\n", rows.join(",")), true);
+            assert_eq!(fast, array);
+            let careful_array = decode(&format!("[{{\"id\":0.0}},{}]\n", rows.join(",")), true);
+            assert_eq!(fast, careful_array.slice(1, rows.len()));
+        }
+        // Typed JSONL's markers (date-time, decimal, date) are cut out on the fast path too.
+        let marked =
+            "{\"ts\":\"\u{F027}2024-01-01T00:00:00+00:00\",\"price\":\"\u{F026}1.25\",\"d\":\"\u{F028}2024-01-02\"}";
+        let fast = decode(&format!("[{marked},{marked}]\n"), true);
+        let careful = decode(&format!("[{{\"id\":0.0}},{marked},{marked}]\n"), true);
+        assert_eq!(fast, careful.slice(1, 2));
+        assert_eq!(fast.column(2).null_count(), 0);
     }
 
     #[test]
