@@ -8,6 +8,7 @@
 //! whether it is such a row; every other row takes the careful path, which reports the exact
 //! error or readies the values (markers stripped, JSON columns as text).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What the scan checks of a column's values.
@@ -23,18 +24,56 @@ pub(crate) enum ColumnCheck {
     Careful,
 }
 
-/// The columns of a table by name, with what [`scan_row`] checks of them.
-pub(crate) type Columns<'a> = HashMap<&'a str, ColumnCheck>;
+/// The columns of a table, with what [`scan_row`] checks of them. Rows usually list their keys in
+/// the table's order, so the column at a key's position is tried before the lookup by name.
+pub(crate) struct Columns<'a> {
+    order: Vec<(&'a [u8], ColumnCheck)>,
+    by_name: HashMap<&'a [u8], ColumnCheck>,
+}
 
-/// The rows of `line`: the elements of a top-level array (typed JSONL), else the line itself.
-/// `None` when the line is not an array or object the scan can split (the careful path reports
-/// what is wrong with it).
-pub(crate) fn rows_of(line: &[u8], arrays: bool) -> Option<Vec<&[u8]>> {
+impl<'a> Columns<'a> {
+    pub(crate) fn new(columns: impl IntoIterator<Item = (&'a str, ColumnCheck)>) -> Self {
+        let order: Vec<(&[u8], ColumnCheck)> = columns.into_iter().map(|(n, c)| (n.as_bytes(), c)).collect();
+        let by_name = order.iter().copied().collect();
+        Self { order, by_name }
+    }
+
+    fn get(&self, key: &[u8], position: usize) -> Option<ColumnCheck> {
+        match self.order.get(position) {
+            Some((name, check)) if *name == key => Some(*check),
+            _ => self.by_name.get(key).copied(),
+        }
+    }
+}
+
+/// The rows of `line` (the elements of a top-level array in typed JSONL, else the line itself) as
+/// Arrow's decoder can take them, typed-JSON markers cut out; `None` when a row is not one it can
+/// take as it is, or the line not one the scan can split (the careful path reports what is wrong).
+pub(crate) fn fast_rows<'l>(
+    line: &'l [u8],
+    arrays: bool,
+    columns: &Columns<'_>,
+    typed: bool,
+) -> Option<Vec<Cow<'l, [u8]>>> {
     let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
     let end = line.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
     let body = &line[start..end];
+    let mut markers = Vec::new();
+    let mut row = |at: usize| -> Option<(usize, Cow<'l, [u8]>)> {
+        let end = scan_row(body, at, columns, typed, &mut markers)?;
+        let bytes = &body[at..end];
+        let row = if markers.is_empty() {
+            Cow::Borrowed(bytes)
+        } else {
+            Cow::Owned(without_markers(bytes, &markers))
+        };
+        Some((end, row))
+    };
     match body.first() {
-        Some(b'{') => (value_end(body, 0)? == body.len()).then(|| vec![body]),
+        Some(b'{') => {
+            let (end, only) = row(0)?;
+            (end == body.len()).then(|| vec![only])
+        }
         Some(b'[') if arrays => {
             let mut rows = Vec::new();
             let mut at = skip_space(body, 1);
@@ -42,11 +81,8 @@ pub(crate) fn rows_of(line: &[u8], arrays: bool) -> Option<Vec<&[u8]>> {
                 return (at + 1 == body.len()).then_some(rows);
             }
             loop {
-                if body.get(at) != Some(&b'{') {
-                    return None;
-                }
-                let end = value_end(body, at)?;
-                rows.push(&body[at..end]);
+                let (end, next) = row(at)?;
+                rows.push(next);
                 at = skip_space(body, end);
                 match body.get(at) {
                     Some(b',') => at = skip_space(body, at + 1),
@@ -59,47 +95,47 @@ pub(crate) fn rows_of(line: &[u8], arrays: bool) -> Option<Vec<&[u8]>> {
     }
 }
 
-/// Can Arrow's decoder take `row` (one JSON object) as it is, once the typed-JSON markers at
-/// `markers` (offsets, 3 bytes each; filled when `typed`) are cut out? Every key must be a column,
-/// written without escapes; bigint values integers; no value of a [`ColumnCheck::Careful`] column.
-pub(crate) fn scan_row(row: &[u8], columns: &Columns<'_>, typed: bool, markers: &mut Vec<usize>) -> bool {
+/// Scans the object that starts at `start` in `bytes` and returns its end, if Arrow's decoder can
+/// take it as it is once the typed-JSON markers at `markers` (offsets from `start`, 3 bytes each;
+/// found when `typed`) are cut out: every key a column, written without escapes; bigint values
+/// integers; no value of a [`ColumnCheck::Careful`] column.
+fn scan_row(bytes: &[u8], start: usize, columns: &Columns<'_>, typed: bool, markers: &mut Vec<usize>) -> Option<usize> {
     markers.clear();
-    let mut at = skip_space(row, 1);
-    if row.get(at) == Some(&b'}') {
-        return true;
+    if bytes.get(start) != Some(&b'{') {
+        return None;
+    }
+    let mut position = 0;
+    let mut at = skip_space(bytes, start + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return Some(at + 1);
     }
     loop {
-        if row.get(at) != Some(&b'"') {
-            return false;
+        if bytes.get(at) != Some(&b'"') {
+            return None;
         }
-        let Some(key_end) = string_end(row, at) else {
-            return false;
-        };
-        let key = &row[at + 1..key_end - 1];
+        let key_end = string_end(bytes, at)?;
+        let key = &bytes[at + 1..key_end - 1];
         if key.contains(&b'\\') {
-            return false;
+            return None;
         }
-        let Some(check) = std::str::from_utf8(key).ok().and_then(|k| columns.get(k)) else {
-            return false;
-        };
-        at = skip_space(row, key_end);
-        if row.get(at) != Some(&b':') {
-            return false;
+        let check = columns.get(key, position)?;
+        position += 1;
+        at = skip_space(bytes, key_end);
+        if bytes.get(at) != Some(&b':') {
+            return None;
         }
-        at = skip_space(row, at + 1);
-        let Some(end) = value_end(row, at) else {
-            return false;
-        };
-        match value_passes(&row[at..end], *check, typed) {
+        at = skip_space(bytes, at + 1);
+        let end = value_end(bytes, at)?;
+        match value_passes(&bytes[at..end], check, typed) {
             Value::Passes => {}
-            Value::Marked => markers.push(at + 1),
-            Value::Careful => return false,
+            Value::Marked => markers.push(at + 1 - start),
+            Value::Careful => return None,
         }
-        at = skip_space(row, end);
-        match row.get(at) {
-            Some(b',') => at = skip_space(row, at + 1),
-            Some(b'}') => return at + 1 == row.len(),
-            _ => return false,
+        at = skip_space(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b'}') => return Some(at + 1),
+            _ => return None,
         }
     }
 }
@@ -206,7 +242,7 @@ mod tests {
     use super::*;
 
     fn columns() -> Columns<'static> {
-        HashMap::from([
+        Columns::new([
             ("id", ColumnCheck::Bigint),
             ("name", ColumnCheck::Text),
             ("amount", ColumnCheck::Plain),
@@ -216,6 +252,9 @@ mod tests {
 
     #[test]
     fn lines_split_into_their_rows() {
+        fn rows_of<'l>(line: &'l [u8], arrays: bool) -> Option<Vec<Cow<'l, [u8]>>> {
+            fast_rows(line, arrays, &columns(), true)
+        }
         let line = br#" [{"id":1,"name":"a,}]"}, {"id":2,"name":"b\"{"} ,{"id":3}] "#;
         let rows = rows_of(line, true).expect("rows");
         assert_eq!(
@@ -232,11 +271,13 @@ mod tests {
         assert!(rows_of(br#"[{"id":1}] x"#, true).is_none());
         assert!(rows_of(br#"[{"id":1}]"#, false).is_none());
         assert!(rows_of(b"42", true).is_none());
+        // One row the decoder cannot take as it is sends the whole line the careful way.
+        assert!(rows_of(br#"[{"id":1},{"id":1.5}]"#, true).is_none());
     }
 
     fn scan(row: &[u8], columns: &Columns<'_>, typed: bool) -> bool {
         let mut markers = Vec::new();
-        scan_row(row, columns, typed, &mut markers) && markers.is_empty()
+        scan_row(row, 0, columns, typed, &mut markers) == Some(row.len()) && markers.is_empty()
     }
 
     #[test]
@@ -254,12 +295,9 @@ mod tests {
         // A typed-JSON marker (U+F026 as UTF-8) is cut out in typed JSONL only; an escaped first
         // character goes the careful way.
         let marked = "{\"id\":1,\"name\":\"\u{F027}2024-01-01\"}";
-        let mut markers = Vec::new();
-        assert!(scan_row(marked.as_bytes(), &c, true, &mut markers));
-        assert_eq!(
-            without_markers(marked.as_bytes(), &markers),
-            br#"{"id":1,"name":"2024-01-01"}"#
-        );
+        let rows = fast_rows(marked.as_bytes(), true, &c, true).expect("a row");
+        assert_eq!(rows, [&br#"{"id":1,"name":"2024-01-01"}"#[..]]);
+        assert!(matches!(rows[0], Cow::Owned(_)));
         assert!(scan(marked.as_bytes(), &c, false));
         assert!(!scan(br#"{"name":"\uf026"}"#, &c, true));
         // JSON columns are rewritten by the careful path.

@@ -628,7 +628,6 @@ fn decode_jsonl(
         .build_decoder()
         .map_err(|e| decode_error(job, e.to_string()))?;
     let checks = row_checks(table, typed);
-    let mut markers = Vec::new();
     let mut flush = |decoder: &mut arrow::json::reader::Decoder| -> Result<bool> {
         match decoder.flush().map_err(|e| decode_error(job, e.to_string()))? {
             Some(batch) => Ok(emit(binary_columns_from_text(
@@ -657,18 +656,9 @@ fn decode_jsonl(
         }
         // Rows Arrow takes as they are (typed markers cut out) go to it as bytes; a line with
         // any other row is read whole into values and readied (or refused) row by row.
-        let fast = json_rows::rows_of(line.as_bytes(), typed).and_then(|rows| {
-            rows.into_iter()
-                .map(|row| {
-                    json_rows::scan_row(row, &checks, typed, &mut markers).then(|| match markers.is_empty() {
-                        true => RowInput::Bytes(row),
-                        false => RowInput::Owned(json_rows::without_markers(row, &markers)),
-                    })
-                })
-                .collect::<Option<Vec<_>>>()
-        });
+        let fast = json_rows::fast_rows(line.as_bytes(), typed, &checks, typed);
         let rows: Vec<RowInput<'_>> = match fast {
-            Some(rows) => rows,
+            Some(rows) => rows.into_iter().map(RowInput::Bytes).collect(),
             None => careful_rows(line, table, &json_columns, typed, line_no, job)?
                 .into_iter()
                 .map(RowInput::Value)
@@ -678,7 +668,6 @@ fn decode_jsonl(
             let fed = match &row {
                 // Fed while fewer than a batch of rows is buffered, a whole row is always taken.
                 RowInput::Bytes(row) => decoder.decode(row).map(|_| ()),
-                RowInput::Owned(row) => decoder.decode(row).map(|_| ()),
                 RowInput::Value(value) => decoder.serialize(std::slice::from_ref(value)),
             };
             fed.map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?;
@@ -695,29 +684,24 @@ fn decode_jsonl(
 
 /// A row of a JSONL line for Arrow's decoder: its bytes as they are, or its readied value.
 enum RowInput<'a> {
-    Bytes(&'a [u8]),
-    Owned(Vec<u8>),
+    Bytes(std::borrow::Cow<'a, [u8]>),
     Value(serde_json::Value),
 }
 
 /// What [`json_rows::scan_row`] checks of each column of `table`.
 fn row_checks(table: &Table, typed: bool) -> json_rows::Columns<'_> {
     use json_rows::ColumnCheck;
-    table
-        .columns
-        .values()
-        .map(|c| {
-            let check = match c.data_type {
-                Some(DataType::Json) => ColumnCheck::Careful,
-                Some(DataType::Bigint) => ColumnCheck::Bigint,
-                // Binary text keeps its marker: `binary_columns_from_text` reads it.
-                Some(DataType::Binary) => ColumnCheck::Plain,
-                _ if typed => ColumnCheck::Text,
-                _ => ColumnCheck::Plain,
-            };
-            (c.name.as_str(), check)
-        })
-        .collect()
+    json_rows::Columns::new(table.columns.values().map(|c| {
+        let check = match c.data_type {
+            Some(DataType::Json) => ColumnCheck::Careful,
+            Some(DataType::Bigint) => ColumnCheck::Bigint,
+            // Binary text keeps its marker: `binary_columns_from_text` reads it.
+            Some(DataType::Binary) => ColumnCheck::Plain,
+            _ if typed => ColumnCheck::Text,
+            _ => ColumnCheck::Plain,
+        };
+        (c.name.as_str(), check)
+    }))
 }
 
 /// The rows of a JSONL line as values readied for Arrow's decoder (see [`jsonl_value`]).
