@@ -176,6 +176,16 @@ fn parts_package(dir: &std::path::Path, seed: u64, disposition: Disposition) -> 
         .expect("package")
 }
 
+/// Every Parquet file loads in parts, three at once, each tried once.
+fn parts_options() -> LoaderOptions {
+    LoaderOptions {
+        split_min_bytes: 1,
+        parallel_jobs: 3,
+        max_attempts: 1,
+        ..LoaderOptions::default()
+    }
+}
+
 /// `bench.narrow` holds each of the package's 20,000 rows once.
 async fn assert_every_row_once(pg: &dyn Destination) {
     let (ids, _) = table_rows(pg, "bench", "narrow", &["id"]).await.expect("rows");
@@ -184,17 +194,12 @@ async fn assert_every_row_once(pg: &dyn Destination) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_files_load_in_row_group_parts_exactly_once_across_a_failure() {
+async fn large_files_load_in_parts_of_rows_exactly_once_across_a_failure() {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let package = parts_package(dir.path(), 11, Disposition::Append);
     let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
-    let options = LoaderOptions {
-        split_min_bytes: 1,
-        parallel_jobs: 3,
-        max_attempts: 1,
-        ..LoaderOptions::default()
-    };
+    let options = parts_options();
     let pg = destination(&cluster, "parts");
     let failing: Arc<dyn Destination> = FailingPart::new(&pg, 9_500);
 
@@ -236,12 +241,7 @@ async fn a_journal_of_row_group_parts_resumes_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let package = parts_package(dir.path(), 13, Disposition::Append);
     let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
-    let options = LoaderOptions {
-        split_min_bytes: 1,
-        parallel_jobs: 3,
-        max_attempts: 1,
-        ..LoaderOptions::default()
-    };
+    let options = parts_options();
     let pg = destination(&cluster, "legacy");
     // A first run that commits nothing creates the tables and the journal.
     let failing: Arc<dyn Destination> = FailingPart::new(&pg, 0);
@@ -303,11 +303,8 @@ async fn a_replaced_table_is_emptied_once_and_its_jobs_know_it() {
     let package = parts_package(dir.path(), 12, Disposition::Replace(ReplaceStrategy::TruncateAndInsert));
     let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
     let options = LoaderOptions {
-        split_min_bytes: 1,
-        parallel_jobs: 3,
         replace_strategy: Some(ReplaceStrategy::TruncateAndInsert),
-        max_attempts: 1,
-        ..LoaderOptions::default()
+        ..parts_options()
     };
     let pg = destination(&cluster, "emptied");
     let failing = FailingPart::new(&pg, 9_500);

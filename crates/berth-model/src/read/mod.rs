@@ -1029,21 +1029,18 @@ mod batch_tests {
             "schema.json",
         )
         .unwrap();
-        let table = schema.table("t").unwrap();
+        jsonl_of(schema.table("t").unwrap(), text, typed)
+    }
+
+    /// The batches (of 100 rows) `text` decodes to as a JSONL job of `table`.
+    fn jsonl_of(table: &Table, text: &str, typed: bool) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
-        decode_jsonl(
-            input,
-            table,
-            arrow_schema(table),
-            typed,
-            100,
-            &mut |b| {
-                out.push(b);
-                true
-            },
-            "t.x.0.jsonl",
-        )?;
+        let mut emit = |b| {
+            out.push(b);
+            true
+        };
+        decode_jsonl(input, table, arrow_schema(table), typed, 100, &mut emit, "t.x.0.jsonl")?;
         Ok(out)
     }
 
@@ -1062,21 +1059,7 @@ mod batch_tests {
         .unwrap();
         let table = schema.table("t").unwrap();
         let decode = |text: &str, typed: bool| {
-            let mut out = Vec::new();
-            let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
-            decode_jsonl(
-                input,
-                table,
-                arrow_schema(table),
-                typed,
-                100,
-                &mut |b| {
-                    out.push(b);
-                    true
-                },
-                "t.x.0.jsonl",
-            )
-            .unwrap();
+            let out = jsonl_of(table, text, typed).unwrap();
             arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
         };
         let rows = [
