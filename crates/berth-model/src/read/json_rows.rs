@@ -8,8 +8,8 @@
 //! whether it is such a row; every other row takes the careful path, which reports the exact
 //! error or readies the values (markers stripped, JSON columns as text).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// What the scan checks of a column's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,26 +46,39 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// A row of a line that Arrow's decoder can take as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FastRow {
+    /// These bytes of the line.
+    At(Range<usize>),
+    /// The row's bytes with its typed-JSON markers cut out.
+    Unmarked(Vec<u8>),
+}
+
+impl FastRow {
+    /// The row's bytes, of `line`.
+    pub(crate) fn bytes<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        match self {
+            Self::At(range) => &line[range.clone()],
+            Self::Unmarked(bytes) => bytes,
+        }
+    }
+}
+
 /// The rows of `line` (the elements of a top-level array in typed JSONL, else the line itself) as
 /// Arrow's decoder can take them, typed-JSON markers cut out; `None` when a row is not one it can
 /// take as it is, or the line not one the scan can split (the careful path reports what is wrong).
-pub(crate) fn fast_rows<'l>(
-    line: &'l [u8],
-    arrays: bool,
-    columns: &Columns<'_>,
-    typed: bool,
-) -> Option<Vec<Cow<'l, [u8]>>> {
+pub(crate) fn fast_rows(line: &[u8], arrays: bool, columns: &Columns<'_>, typed: bool) -> Option<Vec<FastRow>> {
     let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
     let end = line.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
     let body = &line[start..end];
     let mut markers = Vec::new();
-    let mut row = |at: usize| -> Option<(usize, Cow<'l, [u8]>)> {
+    let mut row = |at: usize| -> Option<(usize, FastRow)> {
         let end = scan_row(body, at, columns, typed, &mut markers)?;
-        let bytes = &body[at..end];
         let row = if markers.is_empty() {
-            Cow::Borrowed(bytes)
+            FastRow::At(start + at..start + end)
         } else {
-            Cow::Owned(without_markers(bytes, &markers))
+            FastRow::Unmarked(without_markers(&body[at..end], &markers))
         };
         Some((end, row))
     };
@@ -252,8 +265,9 @@ mod tests {
 
     #[test]
     fn lines_split_into_their_rows() {
-        fn rows_of<'l>(line: &'l [u8], arrays: bool) -> Option<Vec<Cow<'l, [u8]>>> {
-            fast_rows(line, arrays, &columns(), true)
+        fn rows_of(line: &[u8], arrays: bool) -> Option<Vec<Vec<u8>>> {
+            let rows = fast_rows(line, arrays, &columns(), true)?;
+            Some(rows.iter().map(|r| r.bytes(line).to_vec()).collect())
         }
         let line = br#" [{"id":1,"name":"a,}]"}, {"id":2,"name":"b\"{"} ,{"id":3}] "#;
         let rows = rows_of(line, true).expect("rows");
@@ -296,8 +310,7 @@ mod tests {
         // character goes the careful way.
         let marked = "{\"id\":1,\"name\":\"\u{F027}2024-01-01\"}";
         let rows = fast_rows(marked.as_bytes(), true, &c, true).expect("a row");
-        assert_eq!(rows, [&br#"{"id":1,"name":"2024-01-01"}"#[..]]);
-        assert!(matches!(rows[0], Cow::Owned(_)));
+        assert_eq!(rows, [FastRow::Unmarked(br#"{"id":1,"name":"2024-01-01"}"#.to_vec())]);
         assert!(scan(marked.as_bytes(), &c, false));
         assert!(!scan(br#"{"name":"\uf026"}"#, &c, true));
         // JSON columns are rewritten by the careful path.

@@ -609,21 +609,16 @@ fn decode_jsonl(
         .filter(|(_, f)| matches!(f.data_type(), ArrowType::Binary | ArrowType::LargeBinary))
         .map(|(i, _)| i)
         .collect();
-    let text_schema = Arc::new(ArrowSchema::new(
-        schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                if binary_columns.contains(&i) {
-                    f.as_ref().clone().with_data_type(ArrowType::Utf8)
-                } else {
-                    f.as_ref().clone()
-                }
-            })
-            .collect::<Vec<_>>(),
-    ));
-    let mut decoder = arrow::json::ReaderBuilder::new(text_schema)
+    let text_fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match binary_columns.contains(&i) {
+            true => f.as_ref().clone().with_data_type(ArrowType::Utf8),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    let mut decoder = arrow::json::ReaderBuilder::new(Arc::new(ArrowSchema::new(text_fields)))
         .with_batch_size(batch_size)
         .build_decoder()
         .map_err(|e| decode_error(job, e.to_string()))?;
@@ -640,52 +635,110 @@ fn decode_jsonl(
             None => Ok(true),
         }
     };
-    let mut input = input;
-    let mut bytes = Vec::new();
-    for line_no in 1usize.. {
-        bytes.clear();
-        if !read_bounded_line(&mut input, &mut bytes, MAX_LINE_BYTES)
-            .map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?
-        {
-            break;
+    // Two stages on two threads: this one feeds Arrow's decoder; the other reads lines and
+    // prepares their rows, one line ahead.
+    std::thread::scope(|scope| {
+        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel(1);
+        let prepare = LinePreparer {
+            table,
+            json_columns: &json_columns,
+            checks: &checks,
+            typed,
+            job,
+        };
+        scope.spawn(move || prepare.run(input, &lines_tx));
+        for line in lines_rx {
+            let line: PreparedLine = line?;
+            for row in &line.rows {
+                let fed = match row {
+                    // Fed while fewer than a batch of rows is buffered, a whole row is always taken.
+                    RowInput::Fast(row) => decoder.decode(row.bytes(&line.text)).map(|_| ()),
+                    RowInput::Value(value) => decoder.serialize(std::slice::from_ref(value)),
+                };
+                fed.map_err(|e| decode_error(job, format!("line {}: {e}", line.no)))?;
+                // Stopping drops the receiver, which stops the other stage.
+                if decoder.len() >= batch_size && !flush(&mut decoder)? {
+                    return Ok(());
+                }
+            }
         }
-        let line =
-            std::str::from_utf8(&bytes).map_err(|e| decode_error(job, format!("line {line_no} is not UTF-8: {e}")))?;
+        if !decoder.is_empty() {
+            flush(&mut decoder)?;
+        }
+        Ok(())
+    })
+}
+
+/// A line of a JSONL job with its rows ready for Arrow's decoder.
+struct PreparedLine {
+    /// 1-based line number, for errors.
+    no: usize,
+    text: Vec<u8>,
+    rows: Vec<RowInput>,
+}
+
+/// A row of a JSONL line for Arrow's decoder: bytes it takes as they are, or a readied value.
+enum RowInput {
+    Fast(json_rows::FastRow),
+    Value(serde_json::Value),
+}
+
+/// The first stage of [`decode_jsonl`]: reads lines and readies their rows.
+struct LinePreparer<'a> {
+    table: &'a Table,
+    json_columns: &'a std::collections::HashSet<&'a str>,
+    checks: &'a json_rows::Columns<'a>,
+    typed: bool,
+    job: &'a str,
+}
+
+impl LinePreparer<'_> {
+    /// Sends every line of `input` with its rows, or the first error, until the input ends or
+    /// the receiver is gone.
+    fn run(&self, mut input: Box<dyn BufRead + Send>, out: &std::sync::mpsc::SyncSender<Result<PreparedLine>>) {
+        for no in 1usize.. {
+            let line = self.line(&mut input, no);
+            let stop = !matches!(line, Ok(Some(_)));
+            let sent = match line {
+                Ok(Some(line)) if line.rows.is_empty() => true,
+                Ok(Some(line)) => out.send(Ok(line)).is_ok(),
+                Ok(None) => false,
+                Err(e) => out.send(Err(e)).is_ok(),
+            };
+            if stop || !sent {
+                return;
+            }
+        }
+    }
+
+    /// Line `no` of `input` with its rows; `None` at the end of the input.
+    fn line(&self, input: &mut Box<dyn BufRead + Send>, no: usize) -> Result<Option<PreparedLine>> {
+        let (job, typed) = (self.job, self.typed);
+        let mut text = Vec::new();
+        if !read_bounded_line(input, &mut text, MAX_LINE_BYTES)
+            .map_err(|e| decode_error(job, format!("line {no}: {e}")))?
+        {
+            return Ok(None);
+        }
+        let line = std::str::from_utf8(&text).map_err(|e| decode_error(job, format!("line {no} is not UTF-8: {e}")))?;
         if line.trim().is_empty() {
-            continue;
+            return Ok(Some(PreparedLine {
+                no,
+                text,
+                rows: Vec::new(),
+            }));
         }
         // Rows Arrow takes as they are (typed markers cut out) go to it as bytes; a line with
         // any other row is read whole into values and readied (or refused) row by row.
-        let fast = json_rows::fast_rows(line.as_bytes(), typed, &checks, typed);
-        let rows: Vec<RowInput<'_>> = match fast {
-            Some(rows) => rows.into_iter().map(RowInput::Bytes).collect(),
-            None => careful_rows(line, table, &json_columns, typed, line_no, job)?
+        let rows = match json_rows::fast_rows(line.as_bytes(), typed, self.checks, typed) {
+            Some(rows) => rows.into_iter().map(RowInput::Fast).collect(),
+            None => careful_rows(line, self.table, self.json_columns, typed, no, job)?
                 .into_iter()
                 .map(RowInput::Value)
                 .collect(),
         };
-        for row in rows {
-            let fed = match &row {
-                // Fed while fewer than a batch of rows is buffered, a whole row is always taken.
-                RowInput::Bytes(row) => decoder.decode(row).map(|_| ()),
-                RowInput::Value(value) => decoder.serialize(std::slice::from_ref(value)),
-            };
-            fed.map_err(|e| decode_error(job, format!("line {line_no}: {e}")))?;
-            if decoder.len() >= batch_size && !flush(&mut decoder)? {
-                return Ok(());
-            }
-        }
+        Ok(Some(PreparedLine { no, text, rows }))
     }
-    if !decoder.is_empty() {
-        flush(&mut decoder)?;
-    }
-    Ok(())
-}
-
-/// A row of a JSONL line for Arrow's decoder: its bytes as they are, or its readied value.
-enum RowInput<'a> {
-    Bytes(std::borrow::Cow<'a, [u8]>),
-    Value(serde_json::Value),
 }
 
 /// What [`json_rows::scan_row`] checks of each column of `table`.
