@@ -103,8 +103,9 @@ impl JobPart {
         match self {
             Self::Whole => None,
             Self::RowGroups(groups) => {
-                let offset = |group: usize| row_group_rows.iter().take(group).sum::<u64>();
-                Some(offset(groups.start)..offset(groups.end))
+                let offsets = berth_model::read::row_group_offsets(row_group_rows);
+                let at = |group: usize| offsets[group.min(row_group_rows.len())];
+                Some(at(groups.start)..at(groups.end))
             }
             Self::Rows(rows) => Some(rows.clone()),
         }

@@ -244,10 +244,7 @@ impl Executor for SqlExecutor {
 /// (within an eighth of a part) moves onto it, so files of many small row groups split as they
 /// did by row group, and a part that begins inside a row group decodes as little of it as it can.
 fn split_rows(info: &read::ParquetInfo, committed: &[std::ops::Range<u64>], target: u64) -> Vec<std::ops::Range<u64>> {
-    let mut bounds = vec![0u64];
-    for &rows in &info.row_group_rows {
-        bounds.push(bounds.last().copied().unwrap_or(0) + rows);
-    }
+    let bounds = read::row_group_offsets(&info.row_group_rows);
     // Compressed bytes of rows `range`, each row group's bytes spread evenly over its rows.
     let bytes_of = |range: &std::ops::Range<u64>| -> u64 {
         let mut bytes = 0u128;

@@ -144,15 +144,29 @@ pub struct ParquetInfo {
 impl ParquetInfo {
     /// The row groups that hold some of `rows`.
     pub fn row_groups_holding(&self, rows: &std::ops::Range<u64>) -> std::ops::Range<usize> {
-        let (mut first, mut end, mut offset) = (None, 0, 0u64);
-        for (index, &count) in self.row_group_rows.iter().enumerate() {
-            if offset + count > rows.start && offset < rows.end {
-                first.get_or_insert(index);
-                end = index + 1;
-            }
-            offset += count;
-        }
-        first.unwrap_or(end)..end
+        row_groups_holding(&self.row_group_rows, rows)
+    }
+}
+
+/// Where each row group of a file whose row groups hold `row_group_rows` rows each begins, counted
+/// in rows from the file's first, and where the file ends (one more entry than row groups).
+pub fn row_group_offsets(row_group_rows: &[u64]) -> Vec<u64> {
+    std::iter::once(0)
+        .chain(row_group_rows.iter().scan(0u64, |end, rows| {
+            *end += rows;
+            Some(*end)
+        }))
+        .collect()
+}
+
+/// The row groups (of `row_group_rows` rows each) that hold some of `rows`; empty when none does.
+pub fn row_groups_holding(row_group_rows: &[u64], rows: &std::ops::Range<u64>) -> std::ops::Range<usize> {
+    let offsets = row_group_offsets(row_group_rows);
+    let holds = |g: &usize| offsets[g + 1] > rows.start && offsets[*g] < rows.end && row_group_rows[*g] > 0;
+    let groups = 0..row_group_rows.len();
+    match (groups.clone().find(holds), groups.rev().find(holds)) {
+        (Some(first), Some(last)) => first..last + 1,
+        _ => 0..0,
     }
 }
 
@@ -345,29 +359,28 @@ fn configure_parquet<T>(
     batch_size: usize,
     slice: Option<ParquetSlice>,
 ) -> Result<ArrowReaderBuilder<T>> {
-    let rows: Vec<u64> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|g| u64::try_from(g.num_rows()).unwrap_or_default())
-        .collect();
     match slice {
         None => {}
         Some(ParquetSlice::RowGroups(range)) => {
-            if range.end > rows.len() || range.start > range.end {
+            let available = builder.metadata().num_row_groups();
+            if range.end > available || range.start > range.end {
                 return Err(decode_error(
                     display,
                     format!(
-                        "row groups {}..{} asked for, the file has {}",
-                        range.start,
-                        range.end,
-                        rows.len()
+                        "row groups {}..{} asked for, the file has {available}",
+                        range.start, range.end
                     ),
                 ));
             }
             builder = builder.with_row_groups(range.collect());
         }
         Some(ParquetSlice::Rows(range)) => {
+            let rows: Vec<u64> = builder
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|g| u64::try_from(g.num_rows()).unwrap_or_default())
+                .collect();
             let (groups, selection) = select_rows(&rows, &range).ok_or_else(|| {
                 let total: u64 = rows.iter().sum();
                 decode_error(
@@ -391,37 +404,20 @@ fn configure_parquet<T>(
 /// The row groups that hold rows `range` of a file whose row groups hold `rows` rows each, and
 /// the selection of `range` within them; `None` when the file has not that many rows.
 fn select_rows(rows: &[u64], range: &std::ops::Range<u64>) -> Option<(Vec<usize>, RowSelection)> {
-    let total: u64 = rows.iter().sum();
-    if range.start >= range.end || range.end > total {
+    let offsets = row_group_offsets(rows);
+    if range.start >= range.end || range.end > offsets[rows.len()] {
         return None;
     }
-    let (mut groups, mut first_offset, mut selected_rows, mut offset) = (Vec::new(), None, 0u64, 0u64);
-    for (index, &count) in rows.iter().enumerate() {
-        let end = offset + count;
-        if end > range.start && offset < range.end && count > 0 {
-            first_offset.get_or_insert(offset);
-            groups.push(index);
-            selected_rows += count;
-        }
-        offset = end;
-    }
-    let first = first_offset?;
-    let skip_front = usize::try_from(range.start - first).ok()?;
-    let take = usize::try_from(range.end - range.start).ok()?;
-    let skip_back = usize::try_from(selected_rows).ok()? - skip_front - take;
+    let groups = row_groups_holding(rows, range);
+    let (first, end) = (offsets[groups.start], offsets[groups.end]);
+    let as_count = |n: u64| usize::try_from(n).ok();
     let selectors = [
-        RowSelector::skip(skip_front),
-        RowSelector::select(take),
-        RowSelector::skip(skip_back),
+        RowSelector::skip(as_count(range.start - first)?),
+        RowSelector::select(as_count(range.end - range.start)?),
+        RowSelector::skip(as_count(end - range.end)?),
     ];
-    Some((
-        groups,
-        selectors
-            .into_iter()
-            .filter(|s| s.row_count > 0)
-            .collect::<Vec<_>>()
-            .into(),
-    ))
+    let selectors: Vec<RowSelector> = selectors.into_iter().filter(|s| s.row_count > 0).collect();
+    Some((groups.collect(), selectors.into()))
 }
 
 /// A local Parquet file, decoded on a blocking thread that reads pages from the file as it needs
@@ -696,25 +692,30 @@ impl LinePreparer<'_> {
     /// Sends every line of `input` with its rows, or the first error, until the input ends or
     /// the receiver is gone.
     fn run(&self, mut input: Box<dyn BufRead + Send>, out: &std::sync::mpsc::SyncSender<Result<PreparedLine>>) {
+        // Each line is handed over, so each gets a buffer of its own, sized like the last.
+        let mut capacity = 0;
         for no in 1usize.. {
-            let line = self.line(&mut input, no);
-            let stop = !matches!(line, Ok(Some(_)));
-            let sent = match line {
-                Ok(Some(line)) if line.rows.is_empty() => true,
-                Ok(Some(line)) => out.send(Ok(line)).is_ok(),
-                Ok(None) => false,
-                Err(e) => out.send(Err(e)).is_ok(),
-            };
-            if stop || !sent {
-                return;
+            match self.line(&mut input, no, capacity) {
+                Ok(None) => return,
+                Ok(Some(line)) => {
+                    capacity = line.text.len() + 1;
+                    if !line.rows.is_empty() && out.send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // The receiver reports it, unless it stopped already.
+                    let _ = out.send(Err(e));
+                    return;
+                }
             }
         }
     }
 
     /// Line `no` of `input` with its rows; `None` at the end of the input.
-    fn line(&self, input: &mut Box<dyn BufRead + Send>, no: usize) -> Result<Option<PreparedLine>> {
+    fn line(&self, input: &mut Box<dyn BufRead + Send>, no: usize, capacity: usize) -> Result<Option<PreparedLine>> {
         let (job, typed) = (self.job, self.typed);
-        let mut text = Vec::new();
+        let mut text = Vec::with_capacity(capacity);
         if !read_bounded_line(input, &mut text, MAX_LINE_BYTES)
             .map_err(|e| decode_error(job, format!("line {no}: {e}")))?
         {
