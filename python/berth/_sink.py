@@ -83,6 +83,13 @@ def _arity(function: Callable[..., Any]) -> int:
     return 3 if len(positional) == 3 else 2
 
 
+def _has_config_parameters(function: Callable[..., Any]) -> bool:
+    """Whether `function` has keyword parameters (with defaults, or keyword-only) that
+    configuration fills."""
+    parameters = inspect.signature(function).parameters.values()
+    return any(p.default is not inspect.Parameter.empty or p.kind == p.KEYWORD_ONLY for p in parameters)
+
+
 def _deliverer(function: Callable[..., Any], with_info: bool) -> Callable[..., None]:
     """The callable berth's extension calls per batch."""
     import pyarrow as pa
@@ -138,7 +145,10 @@ class Sink:
 
     def _configured(self) -> Callable[..., Any]:
         """The function with its keyword parameters resolved from ``[destination.<name>]`` (dlt's
-        configuration, when dlt is installed), as ``@dlt.destination`` injects them."""
+        configuration, when dlt is installed), as ``@dlt.destination`` injects them. A function
+        without such parameters has nothing to inject: dlt is not imported for it."""
+        if not _has_config_parameters(self.function):
+            return self.function
         try:
             from dlt.common.configuration import known_sections, with_config
             from dlt.common.configuration.inject import create_resolved_partial

@@ -8,7 +8,9 @@
 //! chunks and batches are in memory, whatever the file size.
 
 mod insert_values;
+mod json_direct;
 mod json_rows;
+mod jsonl;
 mod object_reader;
 pub mod range;
 mod types;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType as ArrowType, Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -36,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::job::FileFormat;
 use crate::package::{JobFile, LoadPackage};
 use crate::schema::{DataType, Table};
+use jsonl::decode_jsonl;
 
 /// Default rows per record batch.
 pub const DEFAULT_BATCH_SIZE: usize = 65_536;
@@ -582,182 +585,6 @@ impl Stream for DecodeStream {
     }
 }
 
-fn decode_jsonl(
-    input: Box<dyn BufRead + Send>,
-    table: &Table,
-    schema: SchemaRef,
-    typed: bool,
-    batch_size: usize,
-    emit: Emit<'_>,
-    job: &str,
-) -> Result<()> {
-    let json_columns: std::collections::HashSet<&str> = table
-        .complete_columns()
-        .filter(|c| c.data_type == Some(DataType::Json))
-        .map(|c| c.name.as_str())
-        .collect();
-    // Binary values are strings in JSON: decoded as text first, then turned into bytes (see
-    // `binary_columns_from_text`).
-    let binary_columns: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| matches!(f.data_type(), ArrowType::Binary | ArrowType::LargeBinary))
-        .map(|(i, _)| i)
-        .collect();
-    let text_fields: Vec<_> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| match binary_columns.contains(&i) {
-            true => f.as_ref().clone().with_data_type(ArrowType::Utf8),
-            false => f.as_ref().clone(),
-        })
-        .collect();
-    let mut decoder = arrow::json::ReaderBuilder::new(Arc::new(ArrowSchema::new(text_fields)))
-        .with_batch_size(batch_size)
-        .build_decoder()
-        .map_err(|e| decode_error(job, e.to_string()))?;
-    let checks = row_checks(table, typed);
-    let mut flush = |decoder: &mut arrow::json::reader::Decoder| -> Result<bool> {
-        match decoder.flush().map_err(|e| decode_error(job, e.to_string()))? {
-            Some(batch) => Ok(emit(binary_columns_from_text(
-                batch,
-                &schema,
-                &binary_columns,
-                typed,
-                job,
-            )?)),
-            None => Ok(true),
-        }
-    };
-    // Two stages on two threads: this one feeds Arrow's decoder; the other reads lines and
-    // prepares their rows, one line ahead.
-    std::thread::scope(|scope| {
-        let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel(1);
-        let prepare = LinePreparer {
-            table,
-            json_columns: &json_columns,
-            checks: &checks,
-            typed,
-            job,
-        };
-        scope.spawn(move || prepare.run(input, &lines_tx));
-        for line in lines_rx {
-            let line: PreparedLine = line?;
-            for row in &line.rows {
-                let fed = match row {
-                    // Fed while fewer than a batch of rows is buffered, a whole row is always taken.
-                    RowInput::Fast(row) => decoder.decode(row.bytes(&line.text)).map(|_| ()),
-                    RowInput::Value(value) => decoder.serialize(std::slice::from_ref(value)),
-                };
-                fed.map_err(|e| decode_error(job, format!("line {}: {e}", line.no)))?;
-                // Stopping drops the receiver, which stops the other stage.
-                if decoder.len() >= batch_size && !flush(&mut decoder)? {
-                    return Ok(());
-                }
-            }
-        }
-        if !decoder.is_empty() {
-            flush(&mut decoder)?;
-        }
-        Ok(())
-    })
-}
-
-/// A line of a JSONL job with its rows ready for Arrow's decoder.
-struct PreparedLine {
-    /// 1-based line number, for errors.
-    no: usize,
-    text: Vec<u8>,
-    rows: Vec<RowInput>,
-}
-
-/// A row of a JSONL line for Arrow's decoder: bytes it takes as they are, or a readied value.
-enum RowInput {
-    Fast(json_rows::FastRow),
-    Value(serde_json::Value),
-}
-
-/// The first stage of [`decode_jsonl`]: reads lines and readies their rows.
-struct LinePreparer<'a> {
-    table: &'a Table,
-    json_columns: &'a std::collections::HashSet<&'a str>,
-    checks: &'a json_rows::Columns<'a>,
-    typed: bool,
-    job: &'a str,
-}
-
-impl LinePreparer<'_> {
-    /// Sends every line of `input` with its rows, or the first error, until the input ends or
-    /// the receiver is gone.
-    fn run(&self, mut input: Box<dyn BufRead + Send>, out: &std::sync::mpsc::SyncSender<Result<PreparedLine>>) {
-        // Each line is handed over, so each gets a buffer of its own, sized like the last.
-        let mut capacity = 0;
-        for no in 1usize.. {
-            match self.line(&mut input, no, capacity) {
-                Ok(None) => return,
-                Ok(Some(line)) => {
-                    capacity = line.text.len() + 1;
-                    if !line.rows.is_empty() && out.send(Ok(line)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    // The receiver reports it, unless it stopped already.
-                    let _ = out.send(Err(e));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Line `no` of `input` with its rows; `None` at the end of the input.
-    fn line(&self, input: &mut Box<dyn BufRead + Send>, no: usize, capacity: usize) -> Result<Option<PreparedLine>> {
-        let (job, typed) = (self.job, self.typed);
-        let mut text = Vec::with_capacity(capacity);
-        if !read_bounded_line(input, &mut text, MAX_LINE_BYTES)
-            .map_err(|e| decode_error(job, format!("line {no}: {e}")))?
-        {
-            return Ok(None);
-        }
-        let line = std::str::from_utf8(&text).map_err(|e| decode_error(job, format!("line {no} is not UTF-8: {e}")))?;
-        if line.trim().is_empty() {
-            return Ok(Some(PreparedLine {
-                no,
-                text,
-                rows: Vec::new(),
-            }));
-        }
-        // Rows Arrow takes as they are (typed markers cut out) go to it as bytes; a line with
-        // any other row is read whole into values and readied (or refused) row by row.
-        let rows = match json_rows::fast_rows(line.as_bytes(), typed, self.checks, typed) {
-            Some(rows) => rows.into_iter().map(RowInput::Fast).collect(),
-            None => careful_rows(line, self.table, self.json_columns, typed, no, job)?
-                .into_iter()
-                .map(RowInput::Value)
-                .collect(),
-        };
-        Ok(Some(PreparedLine { no, text, rows }))
-    }
-}
-
-/// What [`json_rows::scan_row`] checks of each column of `table`.
-fn row_checks(table: &Table, typed: bool) -> json_rows::Columns<'_> {
-    use json_rows::ColumnCheck;
-    json_rows::Columns::new(table.columns.values().map(|c| {
-        let check = match c.data_type {
-            Some(DataType::Json) => ColumnCheck::Careful,
-            Some(DataType::Bigint) => ColumnCheck::Bigint,
-            // Binary text keeps its marker: `binary_columns_from_text` reads it.
-            Some(DataType::Binary) => ColumnCheck::Plain,
-            _ if typed => ColumnCheck::Text,
-            _ => ColumnCheck::Plain,
-        };
-        (c.name.as_str(), check)
-    }))
-}
-
 /// The rows of a JSONL line as values readied for Arrow's decoder (see [`jsonl_value`]).
 fn careful_rows(
     line: &str,
@@ -844,35 +671,6 @@ fn jsonl_value(
 /// The longest line a JSONL job may hold (one row): a longer one is refused as bad data, so a
 /// small compressed file cannot make berth hold gigabytes.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
-
-/// Reads one line (without its `\n`) into `line`; `false` at the end of the input. A line longer
-/// than `max` bytes is an error, found without reading more than `max` bytes of it.
-fn read_bounded_line(input: &mut dyn BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
-    let mut read_any = false;
-    loop {
-        let available = input.fill_buf()?;
-        if available.is_empty() {
-            return Ok(read_any);
-        }
-        read_any = true;
-        let (chunk, found) = match available.iter().position(|b| *b == b'\n') {
-            Some(end) => (&available[..end], Some(end + 1)),
-            None => (available, None),
-        };
-        if line.len() + chunk.len() > max {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("longer than {} MiB: not a row dlt writes", max >> 20),
-            ));
-        }
-        line.extend_from_slice(chunk);
-        let consumed = found.unwrap_or(available.len());
-        input.consume(consumed);
-        if found.is_some() {
-            return Ok(true);
-        }
-    }
-}
 
 /// `batch` with its `binary_columns` (JSON strings, decoded as text) as `schema`'s binary types.
 ///
@@ -1140,6 +938,96 @@ mod batch_tests {
         assert_eq!(fast.column(2).null_count(), 0);
     }
 
+    /// A table the direct decoder takes decodes to the same rows directly as through Arrow's
+    /// decoder (forced by a first row of `0.0` in the bigint column, which only the careful path
+    /// takes).
+    #[test]
+    fn jsonl_rows_decode_alike_directly_and_through_arrow() {
+        let schema = crate::Schema::from_json(
+            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
+                "id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
+                "ts":{"name":"ts","data_type":"timestamp"},"amount":{"name":"amount","data_type":"double"},
+                "flag":{"name":"flag","data_type":"bool"}}}}}"#,
+            "schema.json",
+        )
+        .unwrap();
+        let table = schema.table("t").unwrap();
+        let decode = |text: &str, typed: bool| {
+            let out = jsonl_of(table, text, typed).unwrap();
+            arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
+        };
+        let rows = [
+            r#"{"id":-9223372036854775808,"name":"a \"quoted\" {x} \/ \\ \b\f\r\t","ts":"2024-01-01T00:00:00+00:00","amount":1.5e3,"flag":true}"#,
+            r#"{ "name" : "caf\u00e9 \n \ud83d\ude00 ü" , "ts":"2024-01-01T10:00:00.123456+02:00","amount":-0.0,"flag":false,"id":9223372036854775807 }"#,
+            r#"{"id":null,"name":null,"ts":null,"amount":null,"flag":null}"#,
+            r#"{"amount":12,"ts":"2024-02-29 12:00:00","name":""}"#,
+            r#"{}"#,
+        ];
+        for typed in [false, true] {
+            let direct = decode(&format!("{}\n", rows.join("\n")), typed);
+            let general = decode(&format!("{{\"id\":0.0}}\n{}\n", rows.join("\n")), typed);
+            assert_eq!(direct, general.slice(1, rows.len()), "typed: {typed}");
+            let lines = rows.iter().map(|r| r.as_bytes());
+            let columns = json_direct::DirectColumns::new(table, &arrow_schema(table), typed).unwrap();
+            assert_eq!(
+                columns.decode(lines),
+                Some(direct.clone()),
+                "the direct decoder took every row"
+            );
+            if typed {
+                assert_eq!(direct, decode(&format!("[{}]\n", rows.join(",")), true));
+            }
+        }
+        // Typed JSONL's markers are cut out directly too; in plain JSONL they are text.
+        let marked = "{\"ts\":\"\u{F027}2024-01-01T00:00:00+00:00\",\"name\":\"\u{F029}x\"}";
+        let direct = decode(&format!("[{marked},{marked}]\n"), true);
+        let general = decode(&format!("[{{\"id\":0.0}},{marked},{marked}]\n"), true);
+        assert_eq!(direct, general.slice(1, 2));
+        assert_eq!(arrow::array::AsArray::as_string::<i32>(direct.column(1)).value(0), "x");
+        assert_eq!(direct.column(2).null_count(), 0);
+        // What the direct decoder does not take is the general path's to read or refuse.
+        let columns = json_direct::DirectColumns::new(table, &arrow_schema(table), false).unwrap();
+        for (line, rows) in [
+            (r#"{"flag":"yes"}"#, None),
+            (r#"{"amount":NaN}"#, None),
+            (r#"{"other":1}"#, None),
+            (r#"{"name":5}"#, None),
+            (r#"{"id":1,"id":2}"#, Some(1)),
+            (r#"{"id":1.0}"#, Some(1)),
+        ] {
+            assert_eq!(columns.decode([line.as_bytes()].into_iter()), None, "{line}");
+            let decoded = jsonl_of(table, &format!("{line}\n"), false);
+            assert_eq!(
+                decoded.ok().map(|b| b.iter().map(|b| b.num_rows()).sum::<usize>()),
+                rows,
+                "{line}"
+            );
+        }
+    }
+
+    /// Files of many chunks keep their rows in order, leave in whole batches, and report a bad line
+    /// by its number in the file.
+    #[test]
+    fn jsonl_chunks_keep_order_batches_and_line_numbers() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        let rows = 40_000;
+        let mut text: String = (0..rows).map(|i| format!("{{\"id\":{i},\"b\":null}}\n")).collect();
+        let batches = jsonl(&text, false).unwrap();
+        assert!(batches[..batches.len() - 1].iter().all(|b| b.num_rows() == 100));
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(ids, (0..rows as i64).collect::<Vec<_>>());
+        text.push_str("{\"id\":\"x\"\n");
+        let err = jsonl(&text, false).unwrap_err();
+        assert!(
+            matches!(&err, Error::Decode { message, .. } if message.starts_with(&format!("line {}", rows + 1))),
+            "{err}"
+        );
+    }
+
     #[test]
     fn jsonl_binaries_load_as_dlt_loads_them_and_fractions_are_no_integers() {
         use arrow::array::{Array, AsArray};
@@ -1165,20 +1053,6 @@ mod batch_tests {
             matches!(&lossy, Error::ColumnType { column, .. } if column == "id"),
             "{lossy}"
         );
-    }
-
-    #[test]
-    fn lines_are_bounded() {
-        let mut input = std::io::Cursor::new(b"ab\ncdef\n\nlast".to_vec());
-        let mut line = Vec::new();
-        let mut lines = Vec::new();
-        while read_bounded_line(&mut input, &mut line, 4).unwrap() {
-            lines.push(String::from_utf8(std::mem::take(&mut line)).unwrap());
-        }
-        assert_eq!(lines, ["ab", "cdef", "", "last"]);
-        let mut long = std::io::Cursor::new(vec![b'x'; 100]);
-        let err = read_bounded_line(&mut long, &mut line, 10).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]
