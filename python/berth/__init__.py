@@ -312,7 +312,14 @@ def package(location: PathLike, *, config: Optional[PathLike] = None) -> Package
     return Package(**raw)
 
 
-def describe_destination(name: str = "postgres", *, pipeline_name: Optional[str] = None) -> str:
-    """What dlt's configuration resolves the destination ``name`` (``postgres``, ``duckdb``) to,
-    secrets masked, each value with where it came from (as ``berth config show``)."""
-    return _berth.describe_destination(name, pipeline_name=pipeline_name)
+def describe_destination(
+    name: str = "postgres",
+    *,
+    pipeline_name: Optional[str] = None,
+    dlt_settings: Optional[Dict[str, str]] = None,
+) -> str:
+    """What dlt's configuration resolves the destination ``name`` (``postgres``, ``duckdb``, a
+    warehouse) to, secrets masked, each value with where it came from (as ``berth config show``).
+    ``dlt_settings`` (named as dlt's environment variables) come first: what a ``berth.dlt``
+    destination hands over from dlt's own resolution (:func:`berth.dlt.dlt_settings`)."""
+    return _berth.describe_destination(name, pipeline_name=pipeline_name, dlt_settings=dlt_settings)

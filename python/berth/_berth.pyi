@@ -1,6 +1,6 @@
 """Type stubs of berth's native extension; use the ``berth`` package, which wraps it."""
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 def load(
     packages: List[str],
@@ -19,6 +19,7 @@ def load(
     progress: Optional[bool] = None,
     caller_owns_folders: bool = False,
     memory_budget: Optional[str] = None,
+    dlt_settings: Optional[Dict[str, str]] = None,
 ) -> str: ...
 def plan(
     packages: List[str],
@@ -54,6 +55,8 @@ def sink_load(
     config: Optional[str] = None,
 ) -> str: ...
 def package(location: str, *, config: Optional[str] = None) -> str: ...
-def describe_destination(name: str, *, pipeline_name: Optional[str] = None) -> str: ...
+def describe_destination(
+    name: str, *, pipeline_name: Optional[str] = None, dlt_settings: Optional[Dict[str, str]] = None
+) -> str: ...
 def cli_main(argv: List[str]) -> int: ...
 def version() -> str: ...

@@ -12,6 +12,14 @@ destinations (same configuration sections, ``[destination.postgres.credentials]`
 defaults: the DuckDB file ``<pipeline_name>.duckdb``, the configured ``replace_strategy``; same
 ``pipeline.dataset()``, state sync and ``dlt pipeline … info``) with one difference: the load.
 
+``berth.dlt.snowflake``, ``bigquery``, ``redshift`` and ``databricks`` are dlt's warehouses the
+same way (dlt's client, with its connector, for everything but the load). What dlt resolved for
+them (factory arguments, ``[destination.<name>]``, any provider dlt has) goes to berth in memory,
+before berth's own reading of dlt's sources (:func:`dlt_settings`). berth stages the Parquet files
+itself, in the bucket of ``[destination.filesystem] bucket_url`` — the section dlt's own staging
+reads — so the pipeline takes no ``staging=``: with one, dlt would upload every file before berth
+is asked, and berth's client refuses it before anything loads.
+
 How berth takes a whole package inside dlt's load step (dlt 1.31 ``dlt/load/load.py``)
 --------------------------------------------------------------------------------------
 dlt's ``Load`` step opens the package's state context, initializes the destination
@@ -38,6 +46,7 @@ nothing and the jobs are finalized as completed. dlt marks the package loaded on
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 import threading
@@ -72,15 +81,30 @@ from dlt.common.storages.load_package import (  # noqa: E402
     ParsedLoadJobFileName,
 )
 from dlt.destinations import destination as _dlt_destination  # noqa: E402
+from dlt.destinations import bigquery as _dlt_bigquery  # noqa: E402
+from dlt.destinations import databricks as _dlt_databricks  # noqa: E402
 from dlt.destinations import duckdb as _dlt_duckdb  # noqa: E402
 from dlt.destinations import postgres as _dlt_postgres  # noqa: E402
+from dlt.destinations import redshift as _dlt_redshift  # noqa: E402
+from dlt.destinations import snowflake as _dlt_snowflake  # noqa: E402
 from dlt.destinations.impl.destination.destination import DestinationClient  # noqa: E402
 from dlt.common.destination.client import RunnableLoadJob  # noqa: E402
 
 from berth import _berth  # noqa: E402
 from berth._summary import LoadSummary  # noqa: E402
 
-__all__ = ["postgres", "duckdb", "sink", "sink_destination", "SUPPORTED_DLT"]
+__all__ = [
+    "postgres",
+    "duckdb",
+    "snowflake",
+    "bigquery",
+    "redshift",
+    "databricks",
+    "sink",
+    "sink_destination",
+    "dlt_settings",
+    "SUPPORTED_DLT",
+]
 
 # Job formats berth reads; dlt normalizes into one of them (its preferred format stays dlt's).
 _FORMATS = ["insert_values", "parquet", "jsonl", "csv"]
@@ -137,6 +161,10 @@ class _BerthJobClient:
 
     def _berth_url(self) -> str:  # pragma: no cover - defined per destination
         raise NotImplementedError
+
+    def _berth_settings(self) -> Dict[str, str]:
+        """What dlt resolved that berth's configuration should take first (a warehouse's)."""
+        return {}
 
     def _berth_key(self, load_id: str) -> Tuple[str, str, str]:
         return (self.config.fingerprint(), self.sql_client.dataset_name, load_id)  # type: ignore[attr-defined]
@@ -207,6 +235,7 @@ class _BerthJobClient:
                     allow_failed_jobs=allow_failed_jobs,
                     progress=False,
                     caller_owns_folders=True,
+                    dlt_settings=self._berth_settings(),
                 )
             )
 
@@ -271,6 +300,78 @@ def _duckdb_client() -> type:
     return BerthDuckDbClient
 
 
+# The warehouses: dlt's client for everything but the load (its module, class, and the options of
+# its configuration berth reads besides the credentials).
+_WAREHOUSES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
+    "snowflake": ("dlt.destinations.impl.snowflake.snowflake", "SnowflakeClient", ("stage_name",)),
+    "bigquery": ("dlt.destinations.impl.bigquery.bigquery", "BigQueryClient", ("location", "project_id")),
+    "redshift": ("dlt.destinations.impl.redshift.redshift", "RedshiftClient", ("staging_iam_role",)),
+    "databricks": ("dlt.destinations.impl.databricks.databricks", "DatabricksClient", ()),
+}
+
+
+def dlt_settings(name: str, config: Any) -> Dict[str, str]:
+    """The configuration dlt resolved for the warehouse ``name`` (its credentials, and the options
+    berth reads) named as dlt's environment variables, ``DESTINATION__SNOWFLAKE__CREDENTIALS__HOST``
+    and so on: handed to berth in memory, where it comes before every other source."""
+    prefix = f"DESTINATION__{name.upper()}__"
+    settings: Dict[str, str] = {}
+    credentials = getattr(config, "credentials", None)
+    if credentials is not None:
+        for key in credentials.get_resolvable_fields():
+            if key.startswith("_"):
+                continue
+            value = getattr(credentials, key, None)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                settings[f"{prefix}CREDENTIALS__{key.upper()}"] = str(value)
+            elif isinstance(value, bool):
+                settings[f"{prefix}CREDENTIALS__{key.upper()}"] = str(value).lower()
+    for key in _WAREHOUSES[name][2]:
+        value = getattr(config, key, None)
+        if value is not None:
+            settings[prefix + key.upper()] = str(value)
+    return settings
+
+
+@functools.lru_cache(maxsize=None)
+def _warehouse_client(name: str) -> type:
+    """dlt's job client of the warehouse ``name`` whose load step is berth's. Made on first use:
+    dlt's client imports the warehouse's connector (``pip install 'dlt[snowflake]'`` and so on),
+    which a user of another destination does not need."""
+    module, class_name, _ = _WAREHOUSES[name]
+    dlt_client = getattr(importlib.import_module(module), class_name)
+
+    class BerthWarehouseClient(_BerthJobClient, dlt_client):  # type: ignore[misc,valid-type]
+        def _berth_url(self) -> str:
+            # A bare name: berth resolves it from the settings dlt resolved, then dlt's sources.
+            return name
+
+        def _berth_settings(self) -> Dict[str, str]:
+            return dlt_settings(name, self.config)  # type: ignore[attr-defined]
+
+        def initialize_storage(self, truncate_tables: Optional[Iterable[str]] = None) -> None:
+            if _package_context() is not None and getattr(self.config, "staging_config", None) is not None:
+                # dlt would upload every file itself before berth is asked: berth stages them.
+                raise DestinationTerminalException(
+                    f"berth.dlt.{name} stages the files itself: create the pipeline without "
+                    "`staging=`; berth loads from the bucket of `[destination.filesystem] bucket_url` "
+                    "(the same section dlt's staging reads)"
+                )
+            super().initialize_storage(truncate_tables)
+
+    BerthWarehouseClient.__name__ = BerthWarehouseClient.__qualname__ = "Berth" + class_name
+    BerthWarehouseClient.__doc__ = f"dlt's {class_name} whose load step is berth's."
+    return BerthWarehouseClient
+
+
+def _warehouse_caps(caps: Any) -> Any:
+    # The warehouses load Parquet from the staging bucket, as berth stages it.
+    caps.preferred_loader_file_format = "parquet"
+    caps.supported_loader_file_formats = ["parquet"]
+    caps.loader_file_format_selector = None
+    return caps
+
+
 def _caps_for_berth(caps: Any) -> Any:
     caps.supported_loader_file_formats = list(_FORMATS)
     caps.loader_file_format_selector = None
@@ -302,6 +403,66 @@ class duckdb(_dlt_duckdb):  # type: ignore[misc,valid-type]
     @property
     def client_class(self) -> Any:
         return _duckdb_client()
+
+
+class snowflake(_dlt_snowflake):  # type: ignore[misc,valid-type]
+    """dlt's ``snowflake`` destination, loaded by berth: Parquet staged in the bucket of
+    ``[destination.filesystem] bucket_url`` and loaded with ``COPY INTO``, merges as planned
+    SQL, exactly once. Takes the arguments of ``dlt.destinations.snowflake`` and reads the same
+    configuration (``[destination.snowflake.credentials]``: key pair or token; berth talks to
+    Snowflake's SQL API, which takes no passwords). The pipeline takes no ``staging=``."""
+
+    def _raw_capabilities(self) -> Any:
+        return _warehouse_caps(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Any:
+        return _warehouse_client("snowflake")
+
+
+class bigquery(_dlt_bigquery):  # type: ignore[misc,valid-type]
+    """dlt's ``bigquery`` destination, loaded by berth: Parquet staged in the ``gs://`` bucket of
+    ``[destination.filesystem] bucket_url`` and loaded by BigQuery load jobs (idempotent per file),
+    merges as planned SQL. Takes the arguments of ``dlt.destinations.bigquery`` and reads
+    ``[destination.bigquery]`` (``location``, a service account's ``credentials``). The pipeline
+    takes no ``staging=``."""
+
+    def _raw_capabilities(self) -> Any:
+        return _warehouse_caps(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Any:
+        return _warehouse_client("bigquery")
+
+
+class redshift(_dlt_redshift):  # type: ignore[misc,valid-type]
+    """dlt's ``redshift`` destination, loaded by berth: Parquet staged in the ``s3://`` bucket of
+    ``[destination.filesystem] bucket_url`` and loaded with ``COPY … FORMAT PARQUET`` (with
+    ``[destination.redshift] staging_iam_role``, or the bucket's keys), in one transaction with
+    berth's journal. Takes the arguments of ``dlt.destinations.redshift``. The pipeline takes no
+    ``staging=``."""
+
+    def _raw_capabilities(self) -> Any:
+        return _warehouse_caps(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Any:
+        return _warehouse_client("redshift")
+
+
+class databricks(_dlt_databricks):  # type: ignore[misc,valid-type]
+    """dlt's ``databricks`` destination, loaded by berth: Parquet staged in the bucket of
+    ``[destination.filesystem] bucket_url`` and loaded with ``COPY INTO`` (an external location
+    or temporary credentials), merges as planned SQL. Takes the arguments of
+    ``dlt.destinations.databricks`` and reads ``[destination.databricks.credentials]`` (an access
+    token or a service principal). The pipeline takes no ``staging=``."""
+
+    def _raw_capabilities(self) -> Any:
+        return _warehouse_caps(super()._raw_capabilities())
+
+    @property
+    def client_class(self) -> Any:
+        return _warehouse_client("databricks")
 
 
 class BerthSinkClient(DestinationClient):  # type: ignore[misc]

@@ -141,7 +141,7 @@ fn parse_replace_strategy(value: Option<&str>) -> PyResult<Option<berth::model::
 #[pyfunction]
 #[pyo3(signature = (packages, destination=None, *, dataset=None, replace_strategy=None, parallel=None,
     max_attempts=None, allow_failed_jobs=false, widen_types=None, staging=None, pipeline_name=None,
-    config=None, batch_size=None, progress=None, caller_owns_folders=false, memory_budget=None))]
+    config=None, batch_size=None, progress=None, caller_owns_folders=false, memory_budget=None, dlt_settings=None))]
 #[expect(clippy::too_many_arguments, reason = "the keyword arguments of berth.load")]
 fn load(
     py: Python<'_>,
@@ -160,6 +160,7 @@ fn load(
     progress: Option<bool>,
     caller_owns_folders: bool,
     memory_budget: Option<String>,
+    dlt_settings: Option<std::collections::BTreeMap<String, String>>,
 ) -> PyResult<String> {
     logging::install();
     let memory_budget = memory_budget
@@ -171,6 +172,7 @@ fn load(
     request.destination = destination;
     request.pipeline_name = pipeline_name;
     request.staging = staging;
+    request.dlt_settings = berth::dlt_config::DltSettings(dlt_settings.unwrap_or_default());
     let options = &mut request.options;
     options.dataset = dataset;
     options.replace_strategy = parse_replace_strategy(replace_strategy.as_deref())?;
@@ -339,11 +341,17 @@ fn package(py: Python<'_>, location: String, config: Option<PathBuf>) -> PyResul
 /// What dlt's configuration resolves the destination `name` to, secrets masked, each value with
 /// where it came from (as `berth config show`), searched from the current directory.
 #[pyfunction]
-#[pyo3(signature = (name, *, pipeline_name=None))]
-fn describe_destination(py: Python<'_>, name: String, pipeline_name: Option<String>) -> PyResult<String> {
+#[pyo3(signature = (name, *, pipeline_name=None, dlt_settings=None))]
+fn describe_destination(
+    py: Python<'_>,
+    name: String,
+    pipeline_name: Option<String>,
+    dlt_settings: Option<std::collections::BTreeMap<String, String>>,
+) -> PyResult<String> {
+    let settings = berth::dlt_config::DltSettings(dlt_settings.unwrap_or_default());
     let resolved = std::env::current_dir()
         .map_err(anyhow::Error::from)
-        .and_then(|dir| Ok(berth::dlt_config::ConfigSources::discover(&dir)?))
+        .and_then(|dir| Ok(berth::dlt_config::ConfigSources::discover(&dir)?.with_settings(&settings)))
         .and_then(|sources| Ok(berth::dlt_config::resolve(&name, pipeline_name.as_deref(), &sources)?));
     resolved.map(|r| r.describe()).map_err(|e| to_py_err(py, &e))
 }

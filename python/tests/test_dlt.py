@@ -192,6 +192,88 @@ def test_credentials_from_dlt_configuration_and_by_reference(workdir: Path, pg) 
     assert dump("postgres", url, "data")["one"] == Counter({("1",): 1})
 
 
+# The warehouses as dlt users configure them (factory arguments dlt resolves), what berth must
+# resolve from that, and the secret that must never show.
+WAREHOUSES = {
+    "snowflake": (
+        dict(credentials={"host": "acme-xy12345", "database": "ANALYTICS", "username": "loader",
+                          "warehouse": "LOADING", "role": "LOADER", "authenticator": "oauth",
+                          "token": "tok-s3cret"}),
+        "s3://stage-bucket/berth",
+        ["acme-xy12345", "LOADING", "LOADER"],
+        "tok-s3cret",
+    ),
+    "bigquery": (
+        dict(credentials={"project_id": "acme-analytics", "client_email": "loader@acme.iam.gserviceaccount.com",
+                          "private_key": "-----BEGIN PRIVATE KEY-----\nk3y-s3cret\n-----END PRIVATE KEY-----\n"},
+             location="EU"),
+        "gs://stage-bucket/berth",
+        ["acme-analytics", "EU"],
+        "k3y-s3cret",
+    ),
+    "redshift": (
+        dict(credentials="redshift://loader:pw-s3cret@cluster.example:5439/dev",
+             staging_iam_role="arn:aws:iam::123456789012:role/berth"),
+        "s3://stage-bucket/berth",
+        ["cluster.example", "arn:aws:iam::123456789012:role/berth"],
+        "pw-s3cret",
+    ),
+    "databricks": (
+        dict(credentials={"server_hostname": "adb-1.azuredatabricks.net", "http_path": "/sql/1.0/warehouses/abc",
+                          "catalog": "main", "access_token": "dapi-s3cret"}),
+        "s3://stage-bucket/berth",
+        ["adb-1.azuredatabricks.net", "/sql/1.0/warehouses/abc", "main"],
+        "dapi-s3cret",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WAREHOUSES))
+def test_warehouse_factories_hand_berth_what_dlt_resolved(workdir: Path, monkeypatch, name: str) -> None:
+    from dlt.common.destination import Destination
+
+    arguments, bucket, expected, secret = WAREHOUSES[name]
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", bucket)
+    # By reference, as dlt users name destinations; Parquet is what the warehouses load.
+    assert isinstance(Destination.from_reference(f"berth.dlt.{name}"), getattr(berth.dlt, name))
+    factory = getattr(berth.dlt, name)(**arguments)
+    assert factory.capabilities().preferred_loader_file_format == "parquet"
+    assert factory.capabilities().supported_loader_file_formats == ["parquet"]
+    spec = factory.spec()
+    spec.dataset_name = "shop"
+    settings = berth.dlt.dlt_settings(name, factory.configuration(spec))
+    # berth resolves the warehouse from what dlt resolved (first), and its bucket from dlt's sources.
+    shown = berth.describe_destination(name, dlt_settings=settings)
+    for value in expected:
+        assert value in shown, shown
+    assert bucket in shown and "resolved by dlt" in shown
+    assert secret not in shown and secret not in repr(settings.keys())
+
+
+def test_a_warehouse_pipeline_with_dlt_staging_is_refused_before_anything_loads(workdir: Path, pg) -> None:
+    from dlt.common.destination.exceptions import DestinationTerminalException
+
+    url = pg.new_database()
+    # PostgreSQL stands in for Redshift's wire protocol: dlt's client syncs state through it.
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    credentials = {"host": parts.hostname, "port": parts.port, "username": parts.username,
+                   "password": parts.password, "database": parts.path.lstrip("/")}
+    destination = berth.dlt.redshift(credentials=credentials)
+    pipeline = dlt.pipeline("staged", destination=destination, staging=dlt.destinations.filesystem(str(workdir / "bucket")), dataset_name="staged")
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run([{"id": 1}], table_name="t")
+    causes = []
+    error: Any = failed.value
+    while error is not None:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    assert any(isinstance(e, DestinationTerminalException) and "staging" in str(e) for e in causes), causes
+    assert "t" not in dump("postgres", url, "staged")
+    assert not (workdir / "bucket").exists() or not any((workdir / "bucket").rglob("*.parquet"))
+
+
 def test_another_dlt_version_is_a_clear_error() -> None:
     script = "import dlt; dlt.__version__ = '1.29.0'\nimport berth.dlt"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

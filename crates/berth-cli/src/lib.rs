@@ -535,6 +535,7 @@ async fn resolve_destination(
     given: &str,
     pipeline_name: Option<&str>,
     first_package: Option<&berth::model::PackageLocation>,
+    settings: &berth::dlt_config::DltSettings,
 ) -> Result<Option<berth::dlt_config::ResolvedDestination>> {
     if given.contains(':') || !berth::dlt_config::CONFIGURABLE.contains(&given.to_ascii_lowercase().as_str()) {
         return Ok(None);
@@ -547,7 +548,7 @@ async fn resolve_destination(
         _ => None,
     };
     let pipeline = pipeline_name.map(str::to_string).or(recorded);
-    let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?;
+    let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?.with_settings(settings);
     let resolved = berth::dlt_config::resolve(&given.to_ascii_lowercase(), pipeline.as_deref(), &sources)?;
     tracing::info!(
         "destination resolved from dlt's configuration:\n{}",
@@ -568,6 +569,11 @@ pub struct LoadRequest {
     pub pipeline_name: Option<String>,
     /// Staging bucket of a warehouse.
     pub staging: Option<String>,
+    /// dlt settings already resolved, named as dlt's environment variables
+    /// (`DESTINATION__SNOWFLAKE__CREDENTIALS__HOST`…), before every other source of a bare
+    /// destination name's configuration: how `berth.dlt`'s warehouses hand over what dlt resolved.
+    /// Never put into the process's environment.
+    pub dlt_settings: berth::dlt_config::DltSettings,
     /// The loader's options (dataset, replace strategy, parallelism, attempts, failed jobs…).
     pub options: LoaderOptions,
     /// Bucket storage options and `[load]` defaults (berth.toml).
@@ -587,6 +593,7 @@ impl LoadRequest {
             destination: None,
             pipeline_name: None,
             staging: None,
+            dlt_settings: berth::dlt_config::DltSettings::default(),
             options,
             storage,
         }
@@ -607,7 +614,14 @@ impl LoadRequest {
             Some(destination) => destination.clone(),
             None => project_destination(locations.first()).await,
         };
-        let loader = match resolve_destination(&given, self.pipeline_name.as_deref(), locations.first()).await? {
+        let loader = match resolve_destination(
+            &given,
+            self.pipeline_name.as_deref(),
+            locations.first(),
+            &self.dlt_settings,
+        )
+        .await?
+        {
             Some(resolved) => {
                 let open = berth::OpenOptions {
                     staging: self.staging.clone().or_else(|| resolved.staging().map(str::to_string)),

@@ -44,6 +44,8 @@ pub enum Origin {
     },
     /// berth's default (dlt's).
     Default(&'static str),
+    /// Resolved by dlt in the caller's process (a `berth.dlt` destination), under this name.
+    Dlt(String),
 }
 
 impl fmt::Display for Origin {
@@ -52,6 +54,7 @@ impl fmt::Display for Origin {
             Self::Env(name) => write!(f, "environment {name}"),
             Self::File { path, key } => write!(f, "{} [{key}]", path.display()),
             Self::Default(why) => write!(f, "default ({why})"),
+            Self::Dlt(name) => write!(f, "resolved by dlt ({name})"),
         }
     }
 }
@@ -141,10 +144,23 @@ impl ResolvedDestination {
     }
 }
 
+/// dlt settings a caller already resolved, named as dlt's environment variables
+/// (`DESTINATION__SNOWFLAKE__CREDENTIALS__HOST`…). Their values are credentials as often as not:
+/// `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DltSettings(pub BTreeMap<String, String>);
+
+impl fmt::Debug for DltSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
 /// The places dlt's configuration is read from: the environment and the TOML files, in
 /// precedence order.
 #[derive(Clone, Default)]
 pub struct ConfigSources {
+    settings: DltSettings,
     env: BTreeMap<String, String>,
     files: Vec<(PathBuf, toml::Table)>,
     searched: Vec<PathBuf>,
@@ -155,6 +171,7 @@ impl fmt::Debug for ConfigSources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Values are credentials as often as not: only where they come from.
         f.debug_struct("ConfigSources")
+            .field("dlt_settings", &self.settings)
             .field("env_vars", &self.env.len())
             .field("files", &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -219,6 +236,14 @@ impl ConfigSources {
         Ok(sources)
     }
 
+    /// These sources with `settings` (named as dlt's environment variables, e.g.
+    /// `DESTINATION__SNOWFLAKE__CREDENTIALS__HOST`) before every other one: what a caller that
+    /// already resolved dlt's configuration (berth's dlt destinations) hands over, in memory.
+    pub fn with_settings(mut self, settings: &DltSettings) -> Self {
+        self.settings = settings.clone();
+        self
+    }
+
     /// The files searched, for messages.
     fn searched_files(&self) -> String {
         let files: Vec<String> = self.searched.iter().map(|p| p.display().to_string()).collect();
@@ -234,6 +259,15 @@ impl ConfigSources {
     /// pipeline name, its section first in each.
     fn providers<'a>(&'a self, pipeline: Option<&'a str>, path: &'a [&'a str]) -> Vec<(String, Origin)> {
         let mut found = Vec::new();
+        // dlt resolved its pipeline's sections already.
+        let resolved = path
+            .iter()
+            .map(|p| p.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join("__");
+        if let Some(value) = self.settings.0.get(&resolved) {
+            found.push((value.clone(), Origin::Dlt(resolved)));
+        }
         let prefixes: Vec<Option<&str>> = pipeline.map(Some).into_iter().chain([None]).collect();
         for prefix in &prefixes {
             let name = prefix
@@ -476,8 +510,9 @@ fn dlt_fields(section: &str, pipeline: Option<&str>, sources: &ConfigSources) ->
         .map(|f| sources.providers(pipeline, &["destination", section, "credentials", f]))
         .collect();
     let rank = |origin: &Origin| match origin {
-        Origin::Env(_) => 0,
-        Origin::File { path, .. } => 1 + sources.files.iter().position(|(p, _)| p == path).unwrap_or(0),
+        Origin::Dlt(_) => 0,
+        Origin::Env(_) => 1,
+        Origin::File { path, .. } => 2 + sources.files.iter().position(|(p, _)| p == path).unwrap_or(0),
         Origin::Default(_) => usize::MAX,
     };
     for (text, origin) in &whole {
@@ -617,6 +652,38 @@ mod tests {
         let shown = resolved.describe();
         assert!(!shown.contains("s3cret") && shown.contains("***"), "{shown}");
         assert!(!format!("{resolved:?}").contains("s3cret"));
+    }
+
+    /// What dlt resolved (a `berth.dlt` destination's settings) comes before every other source,
+    /// and is never shown.
+    #[test]
+    fn settings_dlt_resolved_come_first() {
+        let (_dir, sources) = make(
+            &[
+                ("DESTINATION__POSTGRES__CREDENTIALS__HOST", "envhost"),
+                ("SHOP__DESTINATION__POSTGRES__CREDENTIALS__HOST", "pipelinehost"),
+            ],
+            &[(
+                "project/.dlt/secrets.toml",
+                "[destination.postgres.credentials]\ndatabase = \"shop\"\nusername = \"u\"\n",
+            )],
+        );
+        let settings = DltSettings(
+            [
+                ("DESTINATION__POSTGRES__CREDENTIALS__HOST", "dlthost"),
+                ("DESTINATION__POSTGRES__CREDENTIALS__PASSWORD", "from-dlt"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let sources = sources.with_settings(&settings);
+        let resolved = resolve("postgres", Some("shop"), &sources).expect("resolved");
+        assert_eq!(resolved.url(), "postgres://u:from-dlt@dlthost:5432/shop");
+        assert!(matches!(field(&resolved, "host").1, Origin::Dlt(_)));
+        assert!(matches!(field(&resolved, "database").1, Origin::File { .. }));
+        assert!(!format!("{sources:?}{settings:?}").contains("from-dlt"));
+        assert!(!resolved.describe().contains("from-dlt"));
     }
 
     #[test]
