@@ -405,64 +405,58 @@ class duckdb(_dlt_duckdb):  # type: ignore[misc,valid-type]
         return _duckdb_client()
 
 
-class snowflake(_dlt_snowflake):  # type: ignore[misc,valid-type]
+def _warehouse(name: str, dlt_factory: type, doc: str) -> Any:
+    """dlt's factory of the warehouse ``name``, loaded by berth: Parquet, and berth's client."""
+
+    def _raw_capabilities(self: Any) -> Any:
+        return _warehouse_caps(dlt_factory._raw_capabilities(self))  # type: ignore[attr-defined]
+
+    namespace = {
+        "__doc__": doc,
+        "__module__": __name__,
+        "__qualname__": name,
+        "_raw_capabilities": _raw_capabilities,
+        "client_class": property(lambda self: _warehouse_client(name)),
+    }
+    return type(name, (dlt_factory,), namespace)
+
+
+snowflake = _warehouse(
+    "snowflake",
+    _dlt_snowflake,
     """dlt's ``snowflake`` destination, loaded by berth: Parquet staged in the bucket of
     ``[destination.filesystem] bucket_url`` and loaded with ``COPY INTO``, merges as planned
     SQL, exactly once. Takes the arguments of ``dlt.destinations.snowflake`` and reads the same
     configuration (``[destination.snowflake.credentials]``: key pair or token; berth talks to
-    Snowflake's SQL API, which takes no passwords). The pipeline takes no ``staging=``."""
-
-    def _raw_capabilities(self) -> Any:
-        return _warehouse_caps(super()._raw_capabilities())
-
-    @property
-    def client_class(self) -> Any:
-        return _warehouse_client("snowflake")
-
-
-class bigquery(_dlt_bigquery):  # type: ignore[misc,valid-type]
+    Snowflake's SQL API, which takes no passwords). The pipeline takes no ``staging=``.""",
+)
+bigquery = _warehouse(
+    "bigquery",
+    _dlt_bigquery,
     """dlt's ``bigquery`` destination, loaded by berth: Parquet staged in the ``gs://`` bucket of
     ``[destination.filesystem] bucket_url`` and loaded by BigQuery load jobs (idempotent per file),
     merges as planned SQL. Takes the arguments of ``dlt.destinations.bigquery`` and reads
     ``[destination.bigquery]`` (``location``, a service account's ``credentials``). The pipeline
-    takes no ``staging=``."""
-
-    def _raw_capabilities(self) -> Any:
-        return _warehouse_caps(super()._raw_capabilities())
-
-    @property
-    def client_class(self) -> Any:
-        return _warehouse_client("bigquery")
-
-
-class redshift(_dlt_redshift):  # type: ignore[misc,valid-type]
+    takes no ``staging=``.""",
+)
+redshift = _warehouse(
+    "redshift",
+    _dlt_redshift,
     """dlt's ``redshift`` destination, loaded by berth: Parquet staged in the ``s3://`` bucket of
     ``[destination.filesystem] bucket_url`` and loaded with ``COPY … FORMAT PARQUET`` (with
     ``[destination.redshift] staging_iam_role``, or the bucket's keys), in one transaction with
     berth's journal. Takes the arguments of ``dlt.destinations.redshift``. The pipeline takes no
-    ``staging=``."""
-
-    def _raw_capabilities(self) -> Any:
-        return _warehouse_caps(super()._raw_capabilities())
-
-    @property
-    def client_class(self) -> Any:
-        return _warehouse_client("redshift")
-
-
-class databricks(_dlt_databricks):  # type: ignore[misc,valid-type]
+    ``staging=``.""",
+)
+databricks = _warehouse(
+    "databricks",
+    _dlt_databricks,
     """dlt's ``databricks`` destination, loaded by berth: Parquet staged in the bucket of
     ``[destination.filesystem] bucket_url`` and loaded with ``COPY INTO`` (an external location
     or temporary credentials), merges as planned SQL. Takes the arguments of
     ``dlt.destinations.databricks`` and reads ``[destination.databricks.credentials]`` (an access
-    token or a service principal). The pipeline takes no ``staging=``."""
-
-    def _raw_capabilities(self) -> Any:
-        return _warehouse_caps(super()._raw_capabilities())
-
-    @property
-    def client_class(self) -> Any:
-        return _warehouse_client("databricks")
+    token or a service principal). The pipeline takes no ``staging=``.""",
+)
 
 
 class BerthSinkClient(DestinationClient):  # type: ignore[misc]

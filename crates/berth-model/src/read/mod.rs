@@ -896,24 +896,39 @@ mod batch_tests {
         Ok(out)
     }
 
+    /// A schema whose table `t` has `id` bigint, `name` text, `ts` timestamp, `amount` double,
+    /// `flag` bool, and the `more` columns (JSON members).
+    fn table_t(more: &str) -> crate::Schema {
+        let more = if more.is_empty() {
+            String::new()
+        } else {
+            format!(",{more}")
+        };
+        let json = format!(
+            r#"{{"name":"s","engine_version":11,"tables":{{"t":{{"name":"t","columns":{{
+                "id":{{"name":"id","data_type":"bigint"}},"name":{{"name":"name","data_type":"text"}},
+                "ts":{{"name":"ts","data_type":"timestamp"}},"amount":{{"name":"amount","data_type":"double"}},
+                "flag":{{"name":"flag","data_type":"bool"}}{more}}}}}}}}}"#
+        );
+        crate::Schema::from_json(&json, "schema.json").unwrap()
+    }
+
+    /// `text` decoded as a JSONL job of `table`, in one batch.
+    fn one_batch(table: &Table, text: &str, typed: bool) -> RecordBatch {
+        let out = jsonl_of(table, text, typed).unwrap();
+        arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
+    }
+
     /// The rows Arrow's decoder takes as bytes decode to exactly what the careful path makes of
     /// them (forced here by a first row with `0.0` in a bigint column).
     #[test]
     fn jsonl_rows_decode_alike_as_bytes_and_as_values() {
-        let schema = crate::Schema::from_json(
-            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
-                "id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
-                "ts":{"name":"ts","data_type":"timestamp"},"amount":{"name":"amount","data_type":"double"},
-                "flag":{"name":"flag","data_type":"bool"},"d":{"name":"d","data_type":"date"},
-                "price":{"name":"price","data_type":"decimal","precision":10,"scale":2}}}}}"#,
-            "schema.json",
-        )
-        .unwrap();
+        let schema = table_t(
+            r#""d":{"name":"d","data_type":"date"},
+                "price":{"name":"price","data_type":"decimal","precision":10,"scale":2}"#,
+        );
         let table = schema.table("t").unwrap();
-        let decode = |text: &str, typed: bool| {
-            let out = jsonl_of(table, text, typed).unwrap();
-            arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
-        };
+        let decode = |text: &str, typed: bool| one_batch(table, text, typed);
         let rows = [
             r#"{"id":-9223372036854775808,"name":"a \"quoted\" {x}","ts":"2024-01-01T00:00:00+00:00","amount":1.5e3,"flag":true,"d":"2024-02-29","price":"12.34"}"#,
             r#"{"name":"caf\u00e9 \n","ts":"2024-01-01T10:00:00.123456+02:00","amount":-0.0,"flag":false,"id":9223372036854775807}"#,
@@ -943,19 +958,9 @@ mod batch_tests {
     /// takes).
     #[test]
     fn jsonl_rows_decode_alike_directly_and_through_arrow() {
-        let schema = crate::Schema::from_json(
-            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
-                "id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
-                "ts":{"name":"ts","data_type":"timestamp"},"amount":{"name":"amount","data_type":"double"},
-                "flag":{"name":"flag","data_type":"bool"}}}}}"#,
-            "schema.json",
-        )
-        .unwrap();
+        let schema = table_t("");
         let table = schema.table("t").unwrap();
-        let decode = |text: &str, typed: bool| {
-            let out = jsonl_of(table, text, typed).unwrap();
-            arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
-        };
+        let decode = |text: &str, typed: bool| one_batch(table, text, typed);
         let rows = [
             r#"{"id":-9223372036854775808,"name":"a \"quoted\" {x} \/ \\ \b\f\r\t","ts":"2024-01-01T00:00:00+00:00","amount":1.5e3,"flag":true}"#,
             r#"{ "name" : "caf\u00e9 \n \ud83d\ude00 ü" , "ts":"2024-01-01T10:00:00.123456+02:00","amount":-0.0,"flag":false,"id":9223372036854775807 }"#,
