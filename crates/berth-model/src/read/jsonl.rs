@@ -182,14 +182,19 @@ impl<R: std::io::Read> Chunks<R> {
             }
             len += read;
             if len - last_end.map_or(0, |e| e + 1) > self.max_line {
-                break Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("longer than {} MiB: not a row dlt writes", self.max_line >> 20),
-                ));
+                break Err(self.overlong());
             }
         };
         text.truncate(len);
         (text, ended)
+    }
+
+    /// The error of a line longer than `max_line` bytes.
+    fn overlong(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {} MiB: not a row dlt writes", self.max_line >> 20),
+        )
     }
 }
 
@@ -225,11 +230,7 @@ impl<R: std::io::Read> Iterator for Chunks<R> {
         }
         // A line longer than allowed, ended within one read.
         if let Some(i) = lines.iter().position(|line| line.len() > self.max_line) {
-            let overlong = std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("longer than {} MiB: not a row dlt writes", self.max_line >> 20),
-            );
-            self.failed = Some((self.next_line + i, overlong));
+            self.failed = Some((self.next_line + i, self.overlong()));
             lines.truncate(i);
         }
         let chunk = Chunk {
