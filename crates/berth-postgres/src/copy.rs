@@ -131,6 +131,12 @@ pub fn prepare(array: &ArrayRef, target: PgType, column: &str) -> Result<Prepare
         Some(t) if unwrapped.data_type() != &t => {
             cast_with_options(&unwrapped, &t, &options).map_err(|e| format!("column `{column}`: {e}"))?
         }
+        // Integers for a numeric column: as decimals of scale 0 (every integer type fits in 38
+        // digits), so they are encoded straight from the integer too.
+        None if target == PgType::Numeric && unwrapped.data_type().is_integer() => {
+            cast_with_options(&unwrapped, &ArrowType::Decimal128(38, 0), &options)
+                .map_err(|e| format!("column `{column}`: {e}"))?
+        }
         _ => unwrapped,
     };
     if target == PgType::Numeric
@@ -179,6 +185,8 @@ enum Values<'a> {
     Micros(&'a [i64]),
     /// Days since the Unix epoch, shifted to PostgreSQL's.
     Days(&'a [i32]),
+    /// Unscaled decimals and their scale (≥ 0), encoded straight from the integer.
+    Decimal(&'a [i128], i8),
     Numeric(&'a dyn Array),
 }
 
@@ -206,7 +214,12 @@ impl<'a> View<'a> {
             }
             PgType::Time => Values::Fixed8(array.as_primitive::<Time64MicrosecondType>().values()),
             PgType::Date => Values::Days(array.as_primitive::<arrow::datatypes::Date32Type>().values()),
-            PgType::Numeric => Values::Numeric(array),
+            PgType::Numeric => match array.data_type() {
+                ArrowType::Decimal128(_, scale) if *scale >= 0 => {
+                    Values::Decimal(array.as_primitive::<Decimal128Type>().values(), *scale)
+                }
+                _ => Values::Numeric(array),
+            },
         };
         Self {
             values,
@@ -229,7 +242,7 @@ impl<'a> View<'a> {
                 Values::Bool(_) => rows,
                 Values::Text(a) | Values::Jsonb(a) => var(a.value_offsets()) + rows,
                 Values::Bytea(a) => var(a.value_offsets()),
-                Values::Numeric(_) => 16 * rows,
+                Values::Numeric(_) | Values::Decimal(..) => 16 * rows,
             }
     }
 
@@ -379,6 +392,14 @@ impl<'a> Encoder<'a> {
                         out.put_i32(i32::try_from(value.len()).map_err(|_| too_large(view.column, row))?);
                         out.put_slice(value);
                     }
+                    Values::Decimal(v, scale) => {
+                        numeric.clear();
+                        if !encode_decimal(v[row], *scale, &mut numeric) {
+                            encode_numeric(&numeric_text(view.column.array.as_ref(), row), &mut numeric)
+                                .map_err(|e| format!("column `{}`, row {row}: {e}", view.column.column))?;
+                        }
+                        put(out, &numeric);
+                    }
                     Values::Numeric(array) => {
                         numeric.clear();
                         encode_numeric(&numeric_text(*array, row), &mut numeric)
@@ -438,6 +459,65 @@ fn float_text(v: f64) -> String {
         if v > 0.0 { "Infinity".into() } else { "-Infinity".into() }
     } else {
         format!("{v}")
+    }
+}
+
+/// PostgreSQL's binary `numeric` of the decimal `value`·10^-`scale`, straight from the integer: the
+/// same bytes as [`encode_numeric`] of its text, without making the text. `false` (nothing written)
+/// for a negative scale or one over 38: the caller takes the text.
+pub fn encode_decimal(value: i128, scale: i8, out: &mut Vec<u8>) -> bool {
+    let Some(scale) = u32::try_from(scale).ok().filter(|s| *s <= 38) else {
+        return false;
+    };
+    let (mut int, mut frac) = div_rem(value.unsigned_abs(), 10u128.pow(scale));
+    // Base-10000 digits, least significant first: the fraction's, padded with zeros on the right
+    // to whole groups of four digits, then the integer's (u128::MAX has 39 decimal digits).
+    let mut groups = [0u16; 20];
+    let mut count = 0;
+    let fraction_groups = scale.div_ceil(4) as usize;
+    let pad = (4 - scale % 4) % 4;
+    while count < fraction_groups {
+        let (take, shift) = if count == 0 {
+            (10u128.pow(4 - pad), 10u128.pow(pad))
+        } else {
+            (10_000, 1)
+        };
+        let (rest, group) = div_rem(frac, take);
+        groups[count] = (group * shift) as u16;
+        frac = rest;
+        count += 1;
+    }
+    while int != 0 {
+        let (rest, group) = div_rem(int, 10_000);
+        groups[count] = group as u16;
+        int = rest;
+        count += 1;
+    }
+    let leading = groups[..count].iter().rev().take_while(|g| **g == 0).count();
+    let trailing = groups[..count - leading].iter().take_while(|g| **g == 0).count();
+    let digits = &groups[trailing..count - leading];
+    let weight = if digits.is_empty() {
+        0
+    } else {
+        (count - leading) as i32 - 1 - fraction_groups as i32
+    };
+    let sign: u16 = if value < 0 && !digits.is_empty() { 0x4000 } else { 0 };
+    out.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+    out.extend_from_slice(&(weight as i16).to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(scale as u16).to_be_bytes());
+    for g in digits.iter().rev() {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    true
+}
+
+/// Quotient and remainder, in 64-bit arithmetic where both operands fit (most decimals do): a
+/// 128-bit division is a library call, a 64-bit one by a constant a multiplication.
+fn div_rem(x: u128, d: u128) -> (u128, u128) {
+    match (u64::try_from(x), u64::try_from(d)) {
+        (Ok(x), Ok(d)) => (u128::from(x / d), u128::from(x % d)),
+        _ => (x / d, x % d),
     }
 }
 
@@ -612,6 +692,66 @@ mod tests {
         raw.clear();
         encode_numeric("10000.5", &mut raw).unwrap();
         assert_eq!(raw, [0, 3, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0x13, 0x88]);
+    }
+
+    /// The bytes `encode_numeric` makes of the decimal's text, or `None` where the direct path
+    /// gives way to the text.
+    fn both_ways(value: i128, scale: i8) -> (Option<Vec<u8>>, Vec<u8>) {
+        let mut direct = Vec::new();
+        let handled = encode_decimal(value, scale, &mut direct);
+        let mut text = Vec::new();
+        encode_numeric(&Decimal128Type::format_decimal(value, 38, scale), &mut text).unwrap();
+        (handled.then_some(direct), text)
+    }
+
+    #[test]
+    fn decimals_encode_straight_as_their_text_does() {
+        for scale in 0..=38i8 {
+            for value in [
+                0,
+                1,
+                -1,
+                9_999,
+                10_000,
+                -10_000,
+                123_456_789,
+                10i128.pow(18),
+                -(10i128.pow(37) + 5),
+            ] {
+                let (direct, text) = both_ways(value, scale);
+                assert_eq!(direct.as_ref(), Some(&text), "{value} scale {scale}");
+            }
+            // 38 nines, the most a decimal(38, s) holds.
+            let (direct, text) = both_ways(-(10i128.pow(38) - 1), scale);
+            assert_eq!(direct.as_ref(), Some(&text), "scale {scale}");
+        }
+        // Negative scales and scales over 38 take the text path.
+        assert!(!encode_decimal(5, -2, &mut Vec::new()));
+        assert!(!encode_decimal(5, 39, &mut Vec::new()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_decimal_encodes_as_its_text(value in -(10i128.pow(38) - 1)..10i128.pow(38), scale in 0i8..=38) {
+            let (direct, text) = both_ways(value, scale);
+            proptest::prop_assert_eq!(direct, Some(text));
+        }
+    }
+
+    #[test]
+    fn integers_for_numeric_columns_encode_as_decimals() {
+        let ints: ArrayRef = Arc::new(arrow::array::UInt64Array::from(vec![u64::MAX, 0]));
+        let prepared = prepare(&ints, PgType::Numeric, "n").unwrap();
+        let mut out = BytesMut::new();
+        encode_rows(&[prepared], 2, &mut out).unwrap();
+        let mut expected = BytesMut::new();
+        for text in [u64::MAX.to_string(), "0".to_string()] {
+            let mut raw = Vec::new();
+            encode_numeric(&text, &mut raw).unwrap();
+            expected.put_i16(1);
+            put(&mut expected, &raw);
+        }
+        assert_eq!(out, expected);
     }
 
     #[test]
