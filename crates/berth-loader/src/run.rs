@@ -444,9 +444,10 @@ impl Run<'_> {
             })
             .buffer_unordered(parallel);
         while let Some((index, unit)) = results.next().await {
-            if budget.is_some() {
-                crate::budget::return_freed_memory();
-            }
+            // Every part ends by handing its freed heap back: without it each worker thread's malloc
+            // arena keeps the high-water mark of the parts it ran, and memory grows with the number
+            // of parts (ten 5M-row packages peaked at 130–161 MiB, one at 103 MiB).
+            crate::budget::return_freed_memory();
             let outcome = &mut jobs[index];
             outcome.fold(unit, summary);
             if outcome.remaining > 0 {
