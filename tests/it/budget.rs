@@ -1,6 +1,7 @@
 //! `--memory-budget`: a load within its budget ends with every row (parts wait for room rather
 //! than run together); a budget too small for a job, or for the embedded DuckDB, fails the load
-//! before any row is loaded, as a configuration error.
+//! before any row is loaded, as a configuration error. Row groups too wide for DuckDB's own scan
+//! within the bound are read by berth.
 
 use std::sync::Arc;
 
@@ -81,5 +82,58 @@ async fn a_memory_budget_loads_every_row_or_refuses_before_loading() {
             "{name}: {error:?}"
         );
         assert_eq!(rows(destination.as_ref()).await, 0, "{name}: nothing loaded");
+    }
+
+    row_groups_too_wide_for_duckdbs_scan_are_read_by_berth(dir.path()).await;
+}
+
+/// Row groups as wide as dlt writes them (1,048,576 rows: for 50 mixed columns about 450 MiB
+/// decoded) would make DuckDB's own scan hold two of them. Where that exceeds what DuckDB's threads
+/// may hold, berth reads the file page by page and streams it to DuckDB; every row arrives as
+/// from a file of small row groups, which DuckDB still scans itself. (Part of the test above: a
+/// budget is measured against the test process's memory, which concurrent loads would move.)
+async fn row_groups_too_wide_for_duckdbs_scan_are_read_by_berth(dir: &std::path::Path) {
+    const ROWS: u64 = 80_000;
+    for (name, row_group_rows, read_by_berth) in [
+        ("one-row-group", ROWS as usize, true),
+        ("small-row-groups", 2_000, false),
+    ] {
+        // A database of its own: a budget's cap on DuckDB's memory stays with the destination.
+        let duckdb: Arc<dyn Destination> =
+            Arc::new(berth::duckdb::DuckDbDestination::open(dir.join(format!("{name}.duckdb"))).expect("duckdb"));
+        let path = SyntheticPackage::new(Shape::Wide, ROWS)
+            .with_row_group_rows(row_group_rows)
+            .write(dir.join(name))
+            .expect("package");
+        // A budget that leaves DuckDB a small memory limit (about 88 MiB, at least 64 MiB if the
+        // process grows meanwhile): its threads may hold at most 44 MiB of row groups, two of
+        // them, so the single row group of 80,000 wide rows (about 35 MiB decoded) is too wide.
+        // Small row groups load without a budget: DuckDB's scan of them needs more than 88 MiB.
+        let budget = read_by_berth.then(|| {
+            berth::loader::budget::resident_now()
+                + 88 * MIB
+                + berth::loader::budget::ENGINE_OVERHEAD
+                + 2 * berth::loader::budget::ENGINE_PART
+        });
+        let options = LoaderOptions {
+            memory_budget: budget,
+            ..LoaderOptions::default()
+        };
+        let summary = Loader::new(Arc::clone(&duckdb))
+            .with_options(options)
+            .load(PackageLocation::parse(&path.to_string_lossy()).expect("location"))
+            .await
+            .expect("load");
+        assert_eq!(summary.status, PackageStatus::Loaded, "{name}: {:?}", summary.jobs);
+        // DuckDB's own scan reports no decoding of berth's; berth's reader does.
+        assert_eq!(
+            summary.phases.decode > std::time::Duration::ZERO,
+            read_by_berth,
+            "{name}"
+        );
+        let loaded = table_rows(duckdb.as_ref(), "bench", "wide", &["id"])
+            .await
+            .map_or(0, |(ids, _)| ids.len());
+        assert_eq!(loaded, ROWS as usize, "{name}");
     }
 }

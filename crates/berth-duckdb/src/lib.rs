@@ -278,8 +278,10 @@ impl DuckDbDestination {
     /// as view when given (the stream lives until the transaction ended). With no stream, an
     /// out-of-memory failure under berth's own limit raises the limit and runs the INSERT again;
     /// a stream cannot be read twice, so there the error goes back to the loader, which retries
-    /// the job (transient) under the raised limit. `row_group_bytes`: the widest decoded row group
-    /// of the Parquet file DuckDB reads (0 for a stream), which the limit is fitted to first.
+    /// the job (transient) under the raised limit. `row_group_bytes`: what each of DuckDB's threads
+    /// holds of the job's row groups (the widest decoded row group of the Parquet file DuckDB
+    /// reads; for a stream, one of DuckDB's row groups of its rows, or 0), which DuckDB's threads
+    /// and limit are fitted to first.
     async fn insert_in_transaction(
         &self,
         insert: String,
@@ -708,13 +710,16 @@ impl Destination for DuckDbDestination {
         if let (FileFormat::Parquet, Some(dir)) = (job.job.name.format, job.package.location.local_dir()) {
             let info = read::inspect_parquet(job.package, job.job).await?;
             // DuckDB would turn dates and timestamps beyond its range into infinity: a file whose
-            // statistics do not rule that out is read (and checked) by berth instead.
-            if info.temporal_in_range {
+            // statistics do not rule that out is read (and checked) by berth instead. So is a
+            // file whose row groups are too wide for DuckDB's scan within the memory bound.
+            let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
+            if info.temporal_in_range && self.memory.scans_row_groups(widest) {
                 let path = dir.join(job.job.relative_path());
                 return self.load_local_parquet(&job, &path, &info, journal).await;
             }
+            return self.load_stream(&job, journal, insert_row_group_bytes(&info)).await;
         }
-        self.load_stream(&job, journal).await
+        self.load_stream(&job, journal, 0).await
     }
 }
 
@@ -757,7 +762,14 @@ impl DuckDbDestination {
     }
 
     /// Any job file, decoded by berth and streamed to DuckDB through the C Data Interface.
-    async fn load_stream(&self, job: &LoadJob<'_>, journal: JournalStatement) -> Result<JobMetrics> {
+    /// `row_group_bytes`: what one of DuckDB's row groups of these rows takes decoded, when known
+    /// (Parquet), which DuckDB's threads and memory limit are fitted to; 0 otherwise.
+    async fn load_stream(
+        &self,
+        job: &LoadJob<'_>,
+        journal: JournalStatement,
+        row_group_bytes: u64,
+    ) -> Result<JobMetrics> {
         let dialect = &self.caps.dialect;
         let display = job.package.job_display(job.job);
         let JobReader { schema, stream } = read::open_job(job.package, job.job, &job.read_options).await?;
@@ -787,7 +799,7 @@ impl DuckDbDestination {
                 insert,
                 context,
                 Some((view, FFI_ArrowArrayStream::new(Box::new(pump.reader)))),
-                0,
+                row_group_bytes,
                 journal,
             )
             .await;
@@ -817,6 +829,26 @@ impl DuckDbDestination {
             (Err(e), None) => Err(e),
         }
     }
+}
+
+/// Rows in one of the row groups DuckDB's tables are stored in: each thread of an INSERT fills one.
+const DUCKDB_ROW_GROUP_ROWS: u64 = 122_880;
+
+/// What DuckDB's threads are fitted to for a stream of a Parquet file's rows
+/// ([`memory::MemoryBudget::fit_row_groups`] counts two row groups per thread: the scan's and the
+/// table's). A stream's thread holds only the table's: one of DuckDB's row groups of these rows,
+/// at the file's widest bytes per row, so half of it is given. A stream of 50 mixed columns made
+/// DuckDB's two threads run out of an 88 MiB limit; fitted, they become one.
+fn insert_row_group_bytes(info: &read::ParquetInfo) -> u64 {
+    let row_group = info
+        .row_group_decoded_bytes
+        .iter()
+        .zip(&info.row_group_rows)
+        .filter(|(_, rows)| **rows > 0)
+        .map(|(bytes, rows)| bytes.saturating_mul(DUCKDB_ROW_GROUP_ROWS) / rows)
+        .max()
+        .unwrap_or_default();
+    row_group / 2
 }
 
 /// Decodes a job on a task of its own while DuckDB reads its batches from [`Pump::reader`].

@@ -162,6 +162,18 @@ impl MemoryBudget {
         Ok(Fitted { narrowed })
     }
 
+    /// Whether DuckDB's own Parquet scan may read row groups of `decoded` bytes: on one thread it
+    /// holds about two of them, which must fit what its threads may hold between them
+    /// ([`THREADS_BUDGET`], less under a load's budget). dlt writes row groups of 1,048,576 rows:
+    /// for 50 mixed columns one decodes to about 450 MiB, and DuckDB's scan of it peaked at 431
+    /// MiB. Wider row groups are read by berth, page by page, and streamed to DuckDB. Always true
+    /// where the user set `memory_limit` or `threads`: the scan is theirs to size.
+    pub(crate) fn scans_row_groups(&self, decoded: u64) -> bool {
+        self.auto.as_ref().is_none_or(|auto| {
+            !auto.fit_threads || decoded.saturating_mul(2) <= auto.threads_budget.load(Ordering::Relaxed)
+        })
+    }
+
     /// After DuckDB ran out of memory while the limit was `seen`: doubles it (up to DuckDB's own
     /// default). True when the work should run again: the limit is now higher than `seen`.
     pub(crate) fn grow(&self, conn: &Connection, seen: u64, context: &str) -> Result<bool, DuckError> {
@@ -384,5 +396,22 @@ mod tests {
         // Every job ended: DuckDB has its threads back.
         assert_eq!(threads(), 4);
         assert_eq!(budget.current(), 256 << 20);
+    }
+
+    #[test]
+    fn row_groups_wider_than_one_thread_may_hold_are_not_scanned_by_duckdb() {
+        let db = Database::open(":memory:").expect("duckdb");
+        let budget = MemoryBudget::automatic(&db, true).expect("budget");
+        // One thread holds two row groups within THREADS_BUDGET: up to 64 MiB each.
+        assert!(budget.scans_row_groups(THREADS_BUDGET / 2));
+        assert!(!budget.scans_row_groups(THREADS_BUDGET / 2 + 1));
+        // A load's memory budget lowers what the threads may hold.
+        budget.cap(&db, 96 << 20).expect("cap");
+        assert!(budget.scans_row_groups(24 << 20));
+        assert!(!budget.scans_row_groups(25 << 20));
+        // The user's threads or memory limit: DuckDB's scan, whatever the row groups.
+        let threads_given = MemoryBudget::automatic(&db, false).expect("budget");
+        assert!(threads_given.scans_row_groups(1 << 30));
+        assert!(MemoryBudget::fixed().scans_row_groups(1 << 30));
     }
 }
