@@ -5,7 +5,9 @@
 //!
 //! - **Parquet on the local disk**: DuckDB reads the file itself
 //!   (`INSERT INTO t (cols) SELECT cols FROM read_parquet('…')`), after berth checked the file's
-//!   columns against the package schema from its footer.
+//!   columns against the package schema from its footer. Not where its row groups are too wide
+//!   for DuckDB's scan within the memory bound (dlt writes 1,048,576-row groups), or where its
+//!   statistics do not rule out dates beyond DuckDB's range: those take the stream below.
 //! - **Everything else** (JSONL, CSV, Arrow IPC, `insert_values`, Parquet in an object store):
 //!   berth decodes the file into Arrow record batches and hands DuckDB an Arrow C stream
 //!   (`duckdb_arrow_scan`); DuckDB pulls the batches as it inserts. Memory stays bounded by the
