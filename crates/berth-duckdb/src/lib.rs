@@ -717,8 +717,7 @@ impl Destination for DuckDbDestination {
             // DuckDB would turn dates and timestamps beyond its range into infinity: a file whose
             // statistics do not rule that out is read (and checked) by berth instead. So is a
             // file whose row groups are too wide for DuckDB's scan within the memory bound.
-            let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
-            if info.temporal_in_range && self.memory.scans_row_groups(widest) {
+            if info.temporal_in_range && self.memory.scans_row_groups(info.widest_decoded_row_group()) {
                 let path = dir.join(job.job.relative_path());
                 return self.load_local_parquet(&job, &path, &info, journal).await;
             }
@@ -750,7 +749,7 @@ impl DuckDbDestination {
         let insert = sql::insert_select(dialect, job.dataset, &job.table.name, &column_refs, query).to_string();
         let display = job.package.job_display(job.job);
         let context = format!("loading `{display}` into `{}.{}`", job.dataset, job.table.name);
-        let widest = info.row_group_decoded_bytes.iter().copied().max().unwrap_or_default();
+        let widest = info.widest_decoded_row_group();
         let started = Instant::now();
         let rows = self
             .insert_in_transaction(insert, context, None, widest, journal)

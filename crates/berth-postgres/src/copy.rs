@@ -187,7 +187,8 @@ enum Values<'a> {
     Days(&'a [i32]),
     /// Unscaled decimals and their scale (≥ 0), encoded straight from the integer.
     Decimal(&'a [i128], i8),
-    Numeric(&'a dyn Array),
+    /// Any other numeric source, encoded from its text.
+    Numeric,
 }
 
 struct View<'a> {
@@ -218,7 +219,7 @@ impl<'a> View<'a> {
                 ArrowType::Decimal128(_, scale) if *scale >= 0 => {
                     Values::Decimal(array.as_primitive::<Decimal128Type>().values(), *scale)
                 }
-                _ => Values::Numeric(array),
+                _ => Values::Numeric,
             },
         };
         Self {
@@ -242,7 +243,7 @@ impl<'a> View<'a> {
                 Values::Bool(_) => rows,
                 Values::Text(a) | Values::Jsonb(a) => var(a.value_offsets()) + rows,
                 Values::Bytea(a) => var(a.value_offsets()),
-                Values::Numeric(_) | Values::Decimal(..) => 16 * rows,
+                Values::Numeric | Values::Decimal(..) => 16 * rows,
             }
     }
 
@@ -392,18 +393,14 @@ impl<'a> Encoder<'a> {
                         out.put_i32(i32::try_from(value.len()).map_err(|_| too_large(view.column, row))?);
                         out.put_slice(value);
                     }
-                    Values::Decimal(v, scale) => {
+                    Values::Decimal(..) | Values::Numeric => {
                         numeric.clear();
-                        if !encode_decimal(v[row], *scale, &mut numeric) {
+                        // Straight from a decimal's integer where it can, else through the text.
+                        let direct = matches!(view.values, Values::Decimal(v, scale) if encode_decimal(v[row], scale, &mut numeric));
+                        if !direct {
                             encode_numeric(&numeric_text(view.column.array.as_ref(), row), &mut numeric)
                                 .map_err(|e| format!("column `{}`, row {row}: {e}", view.column.column))?;
                         }
-                        put(out, &numeric);
-                    }
-                    Values::Numeric(array) => {
-                        numeric.clear();
-                        encode_numeric(&numeric_text(*array, row), &mut numeric)
-                            .map_err(|e| format!("column `{}`, row {row}: {e}", view.column.column))?;
                         put(out, &numeric);
                     }
                 }

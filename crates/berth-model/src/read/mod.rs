@@ -149,6 +149,11 @@ impl ParquetInfo {
     pub fn row_groups_holding(&self, rows: &std::ops::Range<u64>) -> std::ops::Range<usize> {
         row_groups_holding(&self.row_group_rows, rows)
     }
+
+    /// Decoded bytes of the file's widest row group (0 for a file without rows).
+    pub fn widest_decoded_row_group(&self) -> u64 {
+        self.row_group_decoded_bytes.iter().copied().max().unwrap_or_default()
+    }
 }
 
 /// Where each row group of a file whose row groups hold `row_group_rows` rows each begins, counted
