@@ -745,7 +745,10 @@ fn reads_of(op: &FollowupOp) -> HashSet<TableRef> {
             exprs.extend(merge.delete_when.iter());
             exprs.extend(merge.insert_when.iter());
         }
-        FollowupOp::Truncate { .. } | FollowupOp::DropTable { .. } | FollowupOp::MoveTable { .. } => {}
+        FollowupOp::DeleteLocated { .. }
+        | FollowupOp::Truncate { .. }
+        | FollowupOp::DropTable { .. }
+        | FollowupOp::MoveTable { .. } => {}
     }
     for expr in exprs {
         let _ = expr.apply(|e| {
@@ -759,6 +762,10 @@ fn reads_of(op: &FollowupOp) -> HashSet<TableRef> {
         });
     }
     match op {
+        FollowupOp::DeleteLocated { target, rows } => {
+            found.insert(target.clone());
+            found.insert(rows.clone());
+        }
         FollowupOp::Delete { target, .. } | FollowupOp::Update { target, .. } | FollowupOp::Truncate { target } => {
             found.insert(target.clone());
         }
@@ -779,7 +786,8 @@ fn classify<'o>(op: &'o FollowupOp, work: &HashSet<&TableRef>) -> Result<Step<'o
         FollowupOp::Delete { target, .. } | FollowupOp::Update { target, .. } => Step::Rewrite { target },
         FollowupOp::Merge(merge) => Step::Rewrite { target: &merge.target },
         FollowupOp::DropTable { target } => Step::Drop { target },
-        FollowupOp::MoveTable { .. } => return Err(unsupported(op)),
+        // Delta tables have no row locators: their dialect never plans a delete by one.
+        FollowupOp::MoveTable { .. } | FollowupOp::DeleteLocated { .. } => return Err(unsupported(op)),
     })
 }
 

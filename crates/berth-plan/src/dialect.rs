@@ -153,6 +153,13 @@ pub struct SqlDialect {
     /// the default 4 MB; measured on a 500k-row delete-insert into 5M rows: 1.81 s → 1.32 s).
     /// `None`: nothing before the follow-up.
     pub followup_work_mem: Option<&'static str>,
+    /// A system column naming where a row is stored, stable within a transaction (PostgreSQL's
+    /// `ctid`). A merge collects the locators of the rows it replaces with one `CREATE TABLE AS`
+    /// (which the server may scan in parallel, unlike a `DELETE`) and deletes them by locator
+    /// without a second scan: `DELETE … WHERE ctid = ANY(ARRAY(SELECT …))`. `None`: rows are
+    /// deleted by key. berth's loads of a dataset never interleave (the destination's load
+    /// lock); a row another writer updates between the two statements keeps its new version.
+    pub row_locator: Option<&'static str>,
     /// How `ALTER` spells a column's new type.
     pub alter_type_syntax: AlterTypeSyntax,
     /// Column type mapping.
@@ -224,6 +231,7 @@ impl SqlDialect {
             hints: DdlHints::default(),
             widening: Lattice::ALL,
             followup_work_mem: None,
+            row_locator: None,
             alter_type_syntax: AlterTypeSyntax::Type,
             type_mapper,
             unparser,

@@ -302,6 +302,11 @@ impl MemoryCatalog {
                 let ids = self.matching(target, predicate.clone(), dialect).await?;
                 self.remove_rows(target, &ids)?;
             }
+            FollowupOp::DeleteLocated { target, .. } => {
+                return Err(Error::Unsupported {
+                    message: format!("`{}`: in-memory tables have no row locators to delete by", target.table),
+                });
+            }
             FollowupOp::Overwrite {
                 target, columns, query, ..
             } => {

@@ -142,6 +142,15 @@ pub enum FollowupOp {
         /// table's full name where the dialect has no alias in DML.
         predicate: Expr,
     },
+    /// Deletes the rows of `target` whose [`SqlDialect::row_locator`] is listed in the
+    /// [`LOCATOR`] column of the work table `rows` (`DELETE FROM target WHERE ctid =
+    /// ANY(ARRAY(SELECT … FROM rows))`): a lookup per row, no scan of `target`.
+    DeleteLocated {
+        /// The table.
+        target: TableRef,
+        /// The work table holding the locators, collected earlier in the same transaction.
+        rows: TableRef,
+    },
     /// Empties a table (`TRUNCATE`, or `DELETE … WHERE 1 = 1`).
     Truncate {
         /// The table.
@@ -778,7 +787,9 @@ fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'
     if nested.is_empty() {
         let final_root = input.final_ref(&root.name);
         let mut ops = Vec::new();
-        if !root_empty {
+        if !root_empty && dialect.row_locator.is_some() {
+            ops.extend(delete_matched_chain(b, dialect, input, &key_clauses)?);
+        } else if !root_empty {
             let target = b.target_qualifier(&final_root);
             let staging_root = input.staging_ref(&root.name);
             let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
@@ -840,8 +851,12 @@ fn ids_of(b: &PlanBuilder<'_>, id: &SchemaColumn, work: &TableRef) -> Result<Arc
     ))
 }
 
+/// The column of a work table holding [`SqlDialect::row_locator`]s.
+pub const LOCATOR: &str = "_berth_row";
+
 /// Deletes the final root rows whose keys (any of `key_clauses`) are staged, and their nested
-/// rows: their `_dlt_id`s are collected into a work table first, before any of them is deleted.
+/// rows: their `_dlt_id`s (for nested rows) and row locators (where the dialect has them) are
+/// collected into a work table first, before any of them is deleted.
 fn delete_matched_chain(
     b: &PlanBuilder<'_>,
     dialect: &SqlDialect,
@@ -849,7 +864,7 @@ fn delete_matched_chain(
     key_clauses: &[&[&SchemaColumn]],
 ) -> Result<Vec<FollowupOp>> {
     let root = input.root()?;
-    let id = dlt_id(root)?;
+    let nested = input.nested()?;
     let final_root = input.final_ref(&root.name);
     let staging_root = input.staging_ref(&root.name);
     let target = b.target_qualifier(&final_root);
@@ -857,6 +872,19 @@ fn delete_matched_chain(
     let mut ops = vec![FollowupOp::DropTable {
         target: deletes.clone(),
     }];
+    // What the work table holds: `_dlt_id` where nested rows follow their root rows, the
+    // locator where there is one; the scan of the final root sees the locator as a column.
+    let mut scanned_table = root.clone();
+    let mut columns = Vec::new();
+    if !nested.is_empty() || dialect.row_locator.is_none() {
+        columns.push((DLT_ID.to_string(), DLT_ID.to_string()));
+    }
+    if let Some(locator) = dialect.row_locator {
+        scanned_table
+            .columns
+            .insert(locator.into(), SchemaColumn::new(locator, DataType::Text));
+        columns.push((locator.to_string(), LOCATOR.to_string()));
+    }
     let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
     for (i, keys) in key_clauses.iter().enumerate() {
         let matched = b.correlated(&staging_root, root, SOURCE_ALIAS, &target, keys, filter.clone())?;
@@ -865,10 +893,14 @@ fn delete_matched_chain(
             Some(range) => range.predicate(b, &scanned).and(exists(matched)),
             None => exists(matched),
         };
+        let projection = columns
+            .iter()
+            .map(|(column, alias)| b.acol(TARGET_ALIAS, column).alias(b.name(alias)))
+            .collect::<Vec<_>>();
         let query = b
-            .scan(&final_root, root, Some(TARGET_ALIAS))?
+            .scan(&final_root, &scanned_table, Some(TARGET_ALIAS))?
             .filter(predicate)?
-            .project(vec![b.acol(TARGET_ALIAS, DLT_ID).alias(b.name(DLT_ID))])?
+            .project(projection)?
             .build()?;
         ops.push(if i == 0 {
             FollowupOp::CreateTableAs {
@@ -878,25 +910,43 @@ fn delete_matched_chain(
         } else {
             FollowupOp::Insert {
                 target: deletes.clone(),
-                columns: vec![DLT_ID.into()],
+                columns: columns.iter().map(|(_, alias)| alias.clone()).collect(),
                 query,
             }
         });
     }
+    ops.extend(delete_collected(b, input, &deletes)?);
+    ops.push(FollowupOp::DropTable { target: deletes });
+    Ok(ops)
+}
+
+/// Deletes the rows collected into the work table `deletes` by [`delete_matched_chain`]: the
+/// nested rows through their root's `_dlt_id`, then the root rows (by locator where the dialect
+/// has one).
+fn delete_collected(b: &PlanBuilder<'_>, input: &ChainInput<'_>, deletes: &TableRef) -> Result<Vec<FollowupOp>> {
+    let root = input.root()?;
+    let final_root = input.final_ref(&root.name);
+    let target = b.target_qualifier(&final_root);
+    let mut ops = Vec::new();
     for table in input.nested()? {
         let link = root_link(input.schema, table)?;
         let final_nested = input.final_ref(&table.name);
         let qualifier = b.target_qualifier(&final_nested);
         ops.push(FollowupOp::Delete {
-            predicate: in_subquery(b.col(&qualifier, &link.name), ids_of(b, id, &deletes)?),
+            predicate: in_subquery(b.col(&qualifier, &link.name), ids_of(b, dlt_id(root)?, deletes)?),
             target: final_nested,
         });
     }
-    ops.push(FollowupOp::Delete {
-        predicate: in_subquery(b.col(&target, DLT_ID), ids_of(b, id, &deletes)?),
-        target: final_root,
+    ops.push(match b.dialect.row_locator {
+        Some(_) => FollowupOp::DeleteLocated {
+            target: final_root,
+            rows: deletes.clone(),
+        },
+        None => FollowupOp::Delete {
+            predicate: in_subquery(b.col(&target, DLT_ID), ids_of(b, dlt_id(root)?, deletes)?),
+            target: final_root,
+        },
     });
-    ops.push(FollowupOp::DropTable { target: deletes });
     Ok(ops)
 }
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use datafusion::logical_expr::expr_fn::{exists, out_ref_col};
 use datafusion::logical_expr::{Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, lit};
 use datafusion::sql::sqlparser::ast::{
-    Assignment, AssignmentTarget, Expr, FromTable, MergeAction, MergeClauseKind, MergeInsertKind, ObjectName, Query,
-    SelectInto, SetExpr, Statement, TableAlias, TableFactor,
+    Assignment, AssignmentTarget, Expr, FromTable, FunctionArguments, MergeAction, MergeClauseKind, MergeInsertKind,
+    ObjectName, Query, SelectInto, SetExpr, Statement, TableAlias, TableFactor,
 };
 use datafusion::sql::unparser::Unparser;
 
 use crate::dialect::{OverwriteStyle, SqlDialect};
 use crate::error::{Error, Result};
-use crate::followup::{FollowupOp, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
+use crate::followup::{FollowupOp, LOCATOR, MergeInto, PlanBuilder, SOURCE_ALIAS, TARGET_ALIAS, TableRef};
 use crate::sql::{self, skeleton};
 use crate::statement::SqlStatement;
 
@@ -78,6 +78,9 @@ impl Lowering<'_> {
             }
             FollowupOp::Delete { target, predicate } => {
                 out.push(self.delete(target, predicate)?.into());
+            }
+            FollowupOp::DeleteLocated { target, rows } => {
+                out.push(self.delete_located(target, rows)?.into());
             }
             FollowupOp::Truncate { target } => {
                 out.push(sql::delete_all(self.dialect, &target.dataset, &target.table).into());
@@ -212,6 +215,45 @@ impl Lowering<'_> {
                 }
             }
             delete.selection = Some(self.expr(predicate)?);
+        }
+        Ok(statement)
+    }
+
+    /// `DELETE FROM target WHERE <locator> = ANY(ARRAY(SELECT "_berth_row" FROM rows))`: the
+    /// array form makes PostgreSQL look each row up by its `ctid` (a `Tid Scan`); as a join it
+    /// would scan the whole table.
+    fn delete_located(&self, target: &TableRef, rows: &TableRef) -> Result<Statement> {
+        let Some(locator) = self.dialect.row_locator else {
+            return Err(Error::Unsupported {
+                message: format!("{} has no row locator to delete rows by", self.dialect.name),
+            });
+        };
+        let work = berth_model::Table::new(
+            rows.table.clone(),
+            [berth_model::Column::new(LOCATOR, berth_model::DataType::Text)],
+        );
+        let listed = self
+            .plans
+            .scan(rows, &work, None)?
+            .project(vec![self.plans.bare(LOCATOR)])?
+            .build()?;
+        let mut statement = skeleton("DELETE FROM t AS d WHERE ctid = ANY(ARRAY(SELECT r FROM w))");
+        if let Statement::Delete(delete) = &mut statement {
+            let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &mut delete.from;
+            for t in tables {
+                if let TableFactor::Table { name, alias, .. } = &mut t.relation {
+                    *name = self.name(target);
+                    *alias = self.target_alias();
+                }
+            }
+            if let Some(Expr::AnyOp { left, right, .. }) = &mut delete.selection {
+                **left = Expr::Identifier(self.dialect.ident(locator));
+                if let Expr::Function(array) = right.as_mut()
+                    && let FunctionArguments::Subquery(query) = &mut array.args
+                {
+                    **query = self.query(&listed)?;
+                }
+            }
         }
         Ok(statement)
     }

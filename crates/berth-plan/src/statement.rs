@@ -37,11 +37,13 @@ pub enum SqlStatement {
         /// The column.
         column: Ident,
     },
-    /// `ANALYZE <table>` (PostgreSQL): fresh planner statistics for a staging table before the
-    /// follow-up joins it.
+    /// `ANALYZE <table> [(<columns>)]` (PostgreSQL): fresh planner statistics for a staging table
+    /// before the follow-up joins it, on `columns` only when given.
     Analyze {
         /// The table.
         table: ObjectName,
+        /// The columns sampled; empty: all of them.
+        columns: Vec<Ident>,
     },
     /// `SET LOCAL <name> = '<value>'` (PostgreSQL): a setting for the rest of the transaction.
     SetLocal {
@@ -117,7 +119,11 @@ impl fmt::Display for SqlStatement {
                 )
             }
             Self::AddUnique { table, column } => write!(f, "ALTER TABLE {table} ADD UNIQUE ({column})"),
-            Self::Analyze { table } => write!(f, "ANALYZE {table}"),
+            Self::Analyze { table, columns } if columns.is_empty() => write!(f, "ANALYZE {table}"),
+            Self::Analyze { table, columns } => {
+                let columns: Vec<String> = columns.iter().map(Ident::to_string).collect();
+                write!(f, "ANALYZE {table} ({})", columns.join(", "))
+            }
             Self::SetLocal { name, value } => {
                 write!(f, "SET LOCAL {name} = {}", Value::SingleQuotedString(value.clone()))
             }
@@ -192,6 +198,17 @@ mod tests {
             column: Ident::with_quote('"', "_dlt_id"),
         };
         assert_eq!(unique.to_string(), r#"ALTER TABLE "ds"."t" ADD UNIQUE ("_dlt_id")"#);
+        let staging = ObjectName::from(vec![Ident::with_quote('"', "ds_staging"), Ident::with_quote('"', "t")]);
+        let whole = SqlStatement::Analyze {
+            table: staging.clone(),
+            columns: Vec::new(),
+        };
+        assert_eq!(whole.to_string(), r#"ANALYZE "ds_staging"."t""#);
+        let keys = SqlStatement::Analyze {
+            table: staging,
+            columns: vec![Ident::with_quote('"', "id"), Ident::with_quote('"', "_dlt_id")],
+        };
+        assert_eq!(keys.to_string(), r#"ANALYZE "ds_staging"."t" ("id", "_dlt_id")"#);
         let ast: SqlStatement = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1")
             .unwrap()
             .remove(0)

@@ -96,6 +96,7 @@ pub fn capabilities() -> Capabilities {
             supports_set_schema: true,
             case_sensitive_identifiers: true,
             followup_work_mem: Some("64MB"),
+            row_locator: Some("ctid"),
             // Every edge, in the migration's transaction; timestamps keep at most 6 digits.
             widening: berth_plan::widen::Lattice {
                 max_second_digits: 6,
