@@ -481,9 +481,9 @@ impl PackagePlan {
 }
 
 /// The columns of a staging table a merge's follow-up matches, links or filters on: keys,
-/// `_dlt_id`, dlt's row links and the columns of the strategy's hints. `ANALYZE` samples only these (sampling
-/// every column of a 500k-row narrow table took 160 ms, its key 66 ms), and all of them (none
-/// listed) when the table has a source filter, whose SQL may name any column.
+/// `_dlt_id`, dlt's row links and the columns of the strategy's hints. `ANALYZE` samples only
+/// these (sampling every column of a 500k-row narrow table took 160 ms, its key 66 ms), and all
+/// of them (none listed) when the table has a source filter, whose SQL may name any column.
 fn planner_columns(table: &Table) -> impl Iterator<Item = &str> {
     let filtered = table.extra.contains_key(crate::conditions::SOURCE_FILTER);
     let columns: Vec<&str> = table

@@ -246,16 +246,18 @@ impl Lowering<'_> {
                     *alias = self.target_alias();
                 }
             }
-            if let Some(Expr::AnyOp { left, right, .. }) = &mut delete.selection {
+            if let Some(Expr::AnyOp { left, right, .. }) = &mut delete.selection
+                && let Expr::Function(array) = right.as_mut()
+                && let FunctionArguments::Subquery(query) = &mut array.args
+            {
                 **left = Expr::Identifier(self.dialect.ident(locator));
-                if let Expr::Function(array) = right.as_mut()
-                    && let FunctionArguments::Subquery(query) = &mut array.args
-                {
-                    **query = self.query(&listed)?;
-                }
+                **query = self.query(&listed)?;
+                return Ok(statement);
             }
         }
-        Ok(statement)
+        Err(Error::Unsupported {
+            message: "the skeleton of a delete by row locator did not parse as `ctid = ANY(ARRAY(…))`".into(),
+        })
     }
 
     fn update(&self, target: &TableRef, assignments: &[(String, DfExpr)], predicate: &DfExpr) -> Result<Statement> {
