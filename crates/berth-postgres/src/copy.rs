@@ -254,7 +254,8 @@ impl<'a> View<'a> {
         };
         let offsets = array.value_offsets();
         let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-        let Some(at) = array.values()[first..last].iter().position(|b| *b == 0) else {
+        // memchr scans a word at a time: a byte loop here was a tenth of a narrow load's CPU.
+        let Some(at) = memchr::memchr(0, &array.values()[first..last]) else {
             return Ok(());
         };
         let row = offsets
@@ -760,6 +761,34 @@ mod tests {
         let prepared = prepare(&nul, PgType::Text, "name").unwrap();
         let err = encode_rows(&[prepared], 1, &mut BytesMut::new()).unwrap_err();
         assert!(err.contains("`name`") && err.contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn nul_is_found_in_its_row_of_a_slice_and_ignored_behind_a_null() {
+        let text = arrow::array::StringArray::from(vec![Some("a\0"), Some("bc"), Some("d"), Some("e\0f"), Some("g")]);
+        let sliced: ArrayRef = Arc::new(text.slice(1, 4));
+        let prepared = prepare(&sliced, PgType::Text, "name").unwrap();
+        let err = encode_rows(std::slice::from_ref(&prepared), 4, &mut BytesMut::new()).unwrap_err();
+        assert_eq!(err, nul_error(&prepared, 2));
+        let hidden: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![Some("a"), None, Some("b")]));
+        // A NULL's bytes are never sent: give the NULL row bytes with a NUL behind its validity.
+        let data = hidden
+            .to_data()
+            .into_builder()
+            .buffers(vec![
+                arrow::buffer::Buffer::from_slice_ref([0i32, 1, 3, 4]),
+                arrow::buffer::Buffer::from_slice_ref(b"a\0xb"),
+            ])
+            .build()
+            .unwrap();
+        let hidden: ArrayRef = Arc::new(arrow::array::StringArray::from(data));
+        let prepared = prepare(&hidden, PgType::Text, "name").unwrap();
+        let mut out = BytesMut::new();
+        encode_rows(&[prepared], 3, &mut out).unwrap();
+        let clean: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![Some("a"), None, Some("b")]));
+        let mut expected = BytesMut::new();
+        encode_rows(&[prepare(&clean, PgType::Text, "name").unwrap()], 3, &mut expected).unwrap();
+        assert_eq!(out, expected);
     }
 
     #[test]
