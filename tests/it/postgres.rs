@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth::destination::{Capabilities, Destination, ErrorKind, JobMetrics, JobPart, LoadJob};
 use berth::loader::{Loader, LoaderOptions, PackageStatus};
-use berth::model::{PackageLocation, ReplaceStrategy};
+use berth::model::{MergeStrategy, PackageLocation, ReplaceStrategy};
 use berth::plan::SqlStatement;
 use berth::plan::sqlparser::ast::Statement;
 use berth::postgres::PostgresDestination;
@@ -110,12 +110,13 @@ async fn staging_optimized_swaps_logged_tables_into_the_dataset() {
 }
 
 /// Delegates to PostgreSQL but fails, as a connection would (transient), every part that covers
-/// row `fail_at` (a whole file covers every row but `u64::MAX`);
-/// records each part's [`LoadJob::emptied`].
+/// row `fail_at` (a whole file covers every row but `u64::MAX`), or every part of the job file
+/// `fail_file`; records each part's [`LoadJob::emptied`].
 #[derive(Debug)]
 struct FailingPart {
     inner: Arc<dyn Destination>,
     fail_at: u64,
+    fail_file: Option<String>,
     emptied: std::sync::Mutex<Vec<bool>>,
 }
 
@@ -124,6 +125,17 @@ impl FailingPart {
         Arc::new(Self {
             inner: Arc::clone(inner),
             fail_at,
+            fail_file: None,
+            emptied: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Fails every part of the job file whose id is `file_id`, and nothing else.
+    fn for_file(inner: &Arc<dyn Destination>, file_id: &str) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::clone(inner),
+            fail_at: u64::MAX,
+            fail_file: Some(file_id.to_string()),
             emptied: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -149,10 +161,11 @@ impl Destination for FailingPart {
     }
     async fn load_job(&self, job: LoadJob<'_>) -> berth::destination::Result<JobMetrics> {
         self.emptied.lock().expect("lock").push(job.emptied);
-        let covers = match &job.part {
-            JobPart::Rows(range) => range.contains(&self.fail_at),
-            JobPart::Whole => self.fail_at != u64::MAX,
-            JobPart::RowGroups(_) => false,
+        let covers = match (&self.fail_file, &job.part) {
+            (Some(file), _) => job.job.name.file_id == *file,
+            (None, JobPart::Rows(range)) => range.contains(&self.fail_at),
+            (None, JobPart::Whole) => self.fail_at != u64::MAX,
+            (None, JobPart::RowGroups(_)) => false,
         };
         if covers {
             return Err(berth::destination::Error::Database {
@@ -230,6 +243,72 @@ async fn large_files_load_in_parts_of_rows_exactly_once_across_a_failure() {
         .expect("load");
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
     assert_every_row_once(pg.as_ref()).await;
+}
+
+/// A merge knows its staged keys unique from the parts that loaded them only when those parts
+/// saw every staged row. Here an earlier run staged a file and failed on a copy of it; the
+/// rerun loads only the copy, whose parts alone hold each key once, but the staging table
+/// holds every key twice: the keys are still deduplicated. A delta loaded next in sorted parts
+/// (keys known unique from its parts, and their range) replaces the rows whose keys it shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_keys_seen_in_one_run_do_not_hide_keys_an_earlier_run_staged() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let merge = Disposition::Merge(MergeStrategy::DeleteInsert);
+    let package = SyntheticPackage::new(Shape::Narrow, 2_000)
+        .with_row_group_rows(500)
+        .with_seed(17)
+        .with_disposition(merge)
+        .write(dir.path())
+        .expect("package");
+    let jobs = package.join("new_jobs");
+    let file = std::fs::read_dir(&jobs)
+        .expect("jobs")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a Parquet job");
+    std::fs::copy(&file, jobs.join("narrow.again.0.parquet")).expect("copy");
+    let location = |path: &std::path::Path| PackageLocation::parse(&path.to_string_lossy()).expect("location");
+    let pg = destination(&cluster, "seen");
+
+    let first = Loader::new(FailingPart::for_file(&pg, "again"))
+        .with_options(parts_options())
+        .load(location(&package))
+        .await
+        .expect("load");
+    assert_eq!(first.status, PackageStatus::Pending);
+    let second = Loader::new(Arc::clone(&pg))
+        .with_options(parts_options())
+        .load(location(&package))
+        .await
+        .expect("load");
+    assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
+    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (2_000, 2_000), "each staged key once");
+
+    let delta = SyntheticPackage::new(Shape::Narrow, 1_000)
+        .with_row_group_rows(250)
+        .with_seed(18)
+        .with_first_id(1_501)
+        .with_load_id("1800000001.000001")
+        .with_disposition(merge)
+        .write(dir.path())
+        .expect("delta");
+    let third = Loader::new(Arc::clone(&pg))
+        .with_options(parts_options())
+        .load(location(&delta))
+        .await
+        .expect("load");
+    assert_eq!(third.status, PackageStatus::Loaded, "{:?}", third.jobs);
+    // 2,000 + 1,000 rows, 500 keys shared: each shared key kept once (the delta's row).
+    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), distinct.len()),
+        (2_500, 2_500),
+        "the delta's keys replaced, once each"
+    );
 }
 
 /// A package that an earlier berth began (its journal records parts by row group, in a journal

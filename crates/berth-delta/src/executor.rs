@@ -447,6 +447,7 @@ impl Executor for DeltaExecutor {
         if is_dlt_table(name) {
             // dlt's own tables are files in a lake, written when the load commits.
             return Ok(UnitEnd::Loaded(JobMetrics {
+                keys: None,
                 rows: 0,
                 bytes: job.size,
                 timings: JobTimings::default(),
@@ -458,6 +459,7 @@ impl Executor for DeltaExecutor {
         let app_id = write::app_id(unit.package.load_id.as_ref(), &format!("job:{}", unit.job.key.stored()));
         if let Some(rows) = write::committed(&table, &what, &app_id).await? {
             return Ok(UnitEnd::Loaded(JobMetrics {
+                keys: None,
                 rows: u64::try_from(rows).unwrap_or_default(),
                 bytes: job.size,
                 timings: JobTimings::default(),
@@ -482,6 +484,7 @@ impl Executor for DeltaExecutor {
         // decode: reading the job; encode: the Parquet writer; transfer: the rest (opening the
         // table, the commit).
         Ok(UnitEnd::Loaded(JobMetrics {
+            keys: None,
             rows: written.rows,
             bytes: job.size,
             timings: JobTimings {

@@ -131,6 +131,9 @@ pub struct JobMetrics {
     pub bytes: u64,
     /// Where the time went.
     pub timings: JobTimings,
+    /// The primary keys it staged, where the destination observed them as it sent the rows
+    /// (see [`berth_plan::keys`]).
+    pub keys: Option<berth_plan::keys::KeyRun>,
 }
 
 /// Where a job's time went, as far as the destination can tell (zero where it cannot). The three

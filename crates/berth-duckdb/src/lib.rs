@@ -759,6 +759,7 @@ impl DuckDbDestination {
             ..JobTimings::default()
         };
         Ok(JobMetrics {
+            keys: None,
             rows,
             bytes: job.job.size,
             timings,
@@ -824,6 +825,7 @@ impl DuckDbDestination {
                     ..JobTimings::default()
                 };
                 Ok(JobMetrics {
+                    keys: None,
                     rows,
                     bytes: job.job.size,
                     timings,

@@ -142,6 +142,7 @@ impl Executor for MemoryExecutor {
         let at = TableRef::new(&unit.job.dataset, &unit.job.job.name.table);
         self.catalog.lock().await.append(&at, batches)?;
         Ok(UnitEnd::Loaded(berth_destination::JobMetrics {
+            keys: None,
             rows,
             bytes: unit.job.job.size,
             timings: berth_destination::JobTimings::default(),

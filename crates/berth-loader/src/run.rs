@@ -6,11 +6,12 @@
 //! Every executor — SQL destinations, sinks, `berth plan` and the in-memory DataFusion executor —
 //! goes through this loop; none of them has a copy of the package's life.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use berth_destination::{DiscardJob, ErrorKind, JobMetrics, JobPart, TableLock};
 use berth_model::{FailureKind, JobFailure, JobFile, LoadPackage};
+use berth_plan::keys::KeyRun;
 use berth_plan::{ChainAction, PackagePlan, PlanOptions};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,8 @@ struct JobOutcome {
     error: Option<berth_destination::Error>,
     /// A part was not started, or stopped, because the load was cancelled.
     cancelled: bool,
+    /// The key runs its loaded parts reported.
+    keys: Vec<KeyRun>,
 }
 
 impl JobOutcome {
@@ -57,6 +60,7 @@ impl JobOutcome {
             started: Instant::now(),
             error: None,
             cancelled: false,
+            keys: Vec::new(),
         }
     }
 
@@ -68,6 +72,7 @@ impl JobOutcome {
             Ok(UnitEnd::Loaded(metrics)) => {
                 self.rows += metrics.rows;
                 self.timings += metrics.timings;
+                self.keys.extend(metrics.keys);
                 summary.phases.decode += metrics.timings.decode;
                 summary.phases.encode += metrics.timings.encode;
                 summary.phases.transfer += metrics.timings.transfer;
@@ -96,6 +101,9 @@ struct UnitOutcome {
 struct JobsPhase {
     /// Tables with a job that failed and keeps the package pending.
     failed_tables: BTreeSet<String>,
+    /// Per table, the key runs of the jobs that loaded in this run: only jobs that settled
+    /// loaded, so every row they counted is staged (see [`berth_plan::keys`]).
+    observed_keys: BTreeMap<String, Vec<KeyRun>>,
 }
 
 /// How a job's failure is handled.
@@ -523,6 +531,7 @@ impl Run<'_> {
     ) -> Result<()> {
         let job = &outcome.job.job;
         let result = result.map(|()| JobMetrics {
+            keys: None,
             rows: outcome.rows,
             bytes: job.size,
             timings: outcome.timings,
@@ -530,7 +539,11 @@ impl Run<'_> {
         let job_summary = JobSummary::from_outcome(package, job, &result, outcome.attempts, outcome.started.elapsed());
         let folders = self.folders(package);
         match &result {
-            Ok(_) => folders.complete(job).await?,
+            Ok(_) => {
+                let runs = phase.observed_keys.entry(job.name.table.clone()).or_default();
+                runs.extend(outcome.keys.iter().copied());
+                folders.complete(job).await?;
+            }
             Err(e) => {
                 let failure = failure_of(e);
                 if failure.kind == FailureKind::Terminal {
@@ -599,7 +612,11 @@ impl Run<'_> {
                 chain,
             };
             let state = if chain.merges() {
-                self.executor.measure(at, chain.initial_state()).await?
+                let mut state = chain.initial_state();
+                if let Some(runs) = jobs.observed_keys.get(&chain.plan.root) {
+                    state.observed_keys.insert(chain.plan.root.clone(), runs.clone());
+                }
+                self.executor.measure(at, state).await?
             } else {
                 chain.initial_state()
             };

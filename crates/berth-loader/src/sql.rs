@@ -11,7 +11,8 @@ use berth_destination::{
 };
 use berth_model::read;
 use berth_model::{FileFormat, LoadPackage};
-use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
+use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan, staged_rows_plan};
+use berth_plan::keys::KeyRun;
 use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{FinalState, PackagePlan, PlanOptions, SqlDialect, staging_dataset_name};
 
@@ -31,6 +32,30 @@ pub struct SqlExecutor {
 }
 
 impl SqlExecutor {
+    /// The facts the key runs of this load's parts prove about the staged rows of `root`
+    /// ([`berth_plan::keys::unique_keys`]), once the staging table is counted to hold exactly
+    /// the rows they saw: a part an earlier, interrupted run loaded is not among them. `None`:
+    /// the destination counts distinct keys instead.
+    async fn observed_facts(
+        &self,
+        root: &berth_model::Table,
+        staging: &TableRef,
+        runs: &[KeyRun],
+    ) -> StepResult<Option<StagedFacts>> {
+        let Some(facts) = berth_plan::keys::unique_keys(root, runs) else {
+            return Ok(None);
+        };
+        let dialect = &self.caps().dialect;
+        let query = berth_plan::sql::to_query(dialect, staged_rows_plan(dialect, root, staging)?.into())?;
+        let batches = self.destination.query(Statement::Query(Box::new(query))).await?;
+        let staged = StagedFacts::from_batches(root, &batches)?.rows;
+        if staged != facts.rows {
+            tracing::debug!(table = %root.name, staged, seen = facts.rows, "the loaded parts did not see every staged row");
+            return Ok(None);
+        }
+        Ok(Some(facts))
+    }
+
     /// The executor of `destination`, splitting Parquet files from `split_min_bytes` up.
     pub fn new(destination: Arc<dyn Destination>, split_min_bytes: u64) -> Self {
         Self {
@@ -194,7 +219,11 @@ impl Executor for SqlExecutor {
         if let Some(root) = root.filter(|_| chain.plan.action.measures_staged_rows()) {
             let dialect = &self.caps().dialect;
             let staging = TableRef::new(&program.plan.staging_dataset, &root.name);
-            if let Some(query) = staged_facts_plan(dialect, root, &staging)? {
+            let runs = state.observed_keys.remove(&root.name).unwrap_or_default();
+            if let Some(facts) = self.observed_facts(root, &staging, &runs).await? {
+                tracing::debug!(table = %root.name, ?facts, "staged keys known unique from the loaded parts");
+                state.staged.insert(root.name.clone(), facts);
+            } else if let Some(query) = staged_facts_plan(dialect, root, &staging)? {
                 let query = berth_plan::sql::to_query(dialect, query.into())?;
                 let batches = self.destination.query(Statement::Query(Box::new(query))).await?;
                 let facts = StagedFacts::from_batches(root, &batches)?;

@@ -213,6 +213,9 @@ pub struct FinalState {
     pub movable: BTreeSet<String>,
     /// What was measured on staging tables once their jobs loaded (see [`staged_facts_plan`]).
     pub staged: BTreeMap<String, StagedFacts>,
+    /// The key runs this load's job parts reported per root table, for the measuring step to
+    /// use instead of counting distinct keys ([`crate::keys`]).
+    pub observed_keys: BTreeMap<String, Vec<crate::keys::KeyRun>>,
 }
 
 impl FinalState {
@@ -355,6 +358,16 @@ pub fn staged_facts_plan(dialect: &SqlDialect, table: &Table, staging: &TableRef
             .aggregate(Vec::<Expr>::new(), aggregates)?
             .build()?,
     ))
+}
+
+/// The query counting the rows of a merge root's staging table, as `staged_rows` (which
+/// [`StagedFacts::from_batches`] reads): whether the key runs a load observed cover them all.
+pub fn staged_rows_plan(dialect: &SqlDialect, table: &Table, staging: &TableRef) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::count::count_all;
+    let b = PlanBuilder::new(dialect);
+    Ok(b.scan(staging, table, None)?
+        .aggregate(Vec::<Expr>::new(), vec![count_all().alias(b.name(ROWS))])?
+        .build()?)
 }
 
 /// Builds plans for one dialect: names are case-folded by it, and the target alias follows its

@@ -32,6 +32,7 @@ mod error;
 pub mod exec;
 pub mod followup;
 pub mod hints;
+pub mod keys;
 mod load;
 pub mod lower;
 pub mod sql;

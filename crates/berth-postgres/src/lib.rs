@@ -37,6 +37,7 @@ use berth_destination::{
 use berth_model::read;
 use berth_model::schema::JOURNAL_TABLE;
 use berth_model::{FileFormat, LoadPackage};
+use berth_plan::keys::{KeyRun, observed_key_column};
 use berth_plan::sqlparser::ast::{ObjectName, Statement};
 use berth_plan::{SqlDialect, SqlStatement, sql};
 use bytes::BytesMut;
@@ -881,12 +882,19 @@ impl Destination for PostgresDestination {
         let mut buffer = BytesMut::new();
         buffer.extend_from_slice(copy::HEADER);
         let mut timings = JobTimings::default();
+        // The primary keys as they are sent, for a merge to know them unique without a query.
+        let key_index = observed_key_column(job.table).and_then(|key| reader.schema.index_of(key).ok());
+        let mut keys = key_index.map(|_| KeyRun::default());
         let started = Instant::now();
         loop {
             let decoding = Instant::now();
             let Some(batch) = reader.stream.next().await else { break };
             timings.decode += decoding.elapsed();
-            let batch = batch?
+            let batch = batch?;
+            if let (Some(run), Some(index)) = (keys.as_mut(), key_index) {
+                run.observe(batch.column(index).as_ref());
+            }
+            let batch = batch
                 .project(&keep)
                 .map_err(|e| Error::Internal(format!("projecting a batch of {display}: {e}")))?;
             // Values the target column cannot take: the job fails terminally, naming them.
@@ -935,6 +943,8 @@ impl Destination for PostgresDestination {
             rows,
             bytes: job.job.size,
             timings,
+            // Only a run that counted every row COPY took says anything about them.
+            keys: keys.filter(|run| run.rows == rows),
         })
     }
 }

@@ -246,6 +246,7 @@ impl Executor for SinkExecutor {
         };
         match end {
             JobEnd::Sent => Ok(UnitEnd::Loaded(JobMetrics {
+                keys: None,
                 rows,
                 bytes: unit.job.job.size,
                 timings: JobTimings::default(),

@@ -376,6 +376,7 @@ impl Destination for WarehouseDestination {
             }
         };
         Ok(JobMetrics {
+            keys: None,
             rows,
             bytes: job.job.size,
             timings: JobTimings {
