@@ -201,9 +201,14 @@ fn parts_options() -> LoaderOptions {
 
 /// `bench.narrow` holds each of the package's 20,000 rows once.
 async fn assert_every_row_once(pg: &dyn Destination) {
+    assert_ids_once(pg, 20_000, "every row exactly once").await;
+}
+
+/// `bench.narrow` holds `rows` rows, each with an `id` of its own.
+async fn assert_ids_once(pg: &dyn Destination, rows: usize, what: &str) {
     let (ids, _) = table_rows(pg, "bench", "narrow", &["id"]).await.expect("rows");
     let distinct: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!((ids.len(), distinct.len()), (20_000, 20_000), "every row exactly once");
+    assert_eq!((ids.len(), distinct.len()), (rows, rows), "{what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,9 +288,7 @@ async fn merge_keys_seen_in_one_run_do_not_hide_keys_an_earlier_run_staged() {
         .await
         .expect("load");
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
-    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
-    let distinct: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!((ids.len(), distinct.len()), (2_000, 2_000), "each staged key once");
+    assert_ids_once(pg.as_ref(), 2_000, "each staged key once").await;
 
     let delta = SyntheticPackage::new(Shape::Narrow, 1_000)
         .with_row_group_rows(250)
@@ -302,13 +305,7 @@ async fn merge_keys_seen_in_one_run_do_not_hide_keys_an_earlier_run_staged() {
         .expect("load");
     assert_eq!(third.status, PackageStatus::Loaded, "{:?}", third.jobs);
     // 2,000 + 1,000 rows, 500 keys shared: each shared key kept once (the delta's row).
-    let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
-    let distinct: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(
-        (ids.len(), distinct.len()),
-        (2_500, 2_500),
-        "the delta's keys replaced, once each"
-    );
+    assert_ids_once(pg.as_ref(), 2_500, "the delta's keys replaced, once each").await;
 }
 
 /// A package that an earlier berth began (its journal records parts by row group, in a journal
