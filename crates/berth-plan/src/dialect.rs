@@ -158,8 +158,9 @@ pub struct SqlDialect {
     /// (which the server may scan in parallel, unlike a `DELETE`) and deletes them by locator
     /// without a second scan: `DELETE … WHERE ctid = ANY(ARRAY(SELECT …))`; an upsert does so
     /// and inserts instead of a `MERGE` (unless a source filter or skip-unchanged needs the
-    /// `MERGE`). `None`: rows are deleted by key. berth's loads of a dataset never interleave (the destination's load
-    /// lock); a row another writer updates between the two statements keeps its new version.
+    /// `MERGE`). `None`: rows are deleted by key. berth's loads of a dataset never interleave
+    /// (the destination's load lock); a row another writer updates between the two statements
+    /// keeps its new version.
     pub row_locator: Option<&'static str>,
     /// How `ALTER` spells a column's new type.
     pub alter_type_syntax: AlterTypeSyntax,
