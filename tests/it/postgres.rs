@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth::destination::{Capabilities, Destination, ErrorKind, JobMetrics, JobPart, LoadJob};
-use berth::loader::{Loader, LoaderOptions, PackageStatus};
+use berth::loader::{Loader, LoaderOptions, PackageStatus, PackageSummary};
 use berth::model::{MergeStrategy, PackageLocation, ReplaceStrategy};
 use berth::plan::SqlStatement;
 use berth::plan::sqlparser::ast::Statement;
@@ -199,6 +199,16 @@ fn parts_options() -> LoaderOptions {
     }
 }
 
+/// Loads the package at `path` into `destination` with [`parts_options`].
+async fn load_in_parts(destination: Arc<dyn Destination>, path: &std::path::Path) -> PackageSummary {
+    let location = PackageLocation::parse(&path.to_string_lossy()).expect("location");
+    Loader::new(destination)
+        .with_options(parts_options())
+        .load(location)
+        .await
+        .expect("load")
+}
+
 /// `bench.narrow` holds each of the package's 20,000 rows once.
 async fn assert_every_row_once(pg: &dyn Destination) {
     assert_ids_once(pg, 20_000, "every row exactly once").await;
@@ -216,18 +226,12 @@ async fn large_files_load_in_parts_of_rows_exactly_once_across_a_failure() {
     let cluster = PgCluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let package = parts_package(dir.path(), 11, Disposition::Append);
-    let location = || PackageLocation::parse(&package.to_string_lossy()).expect("location");
-    let options = parts_options();
     let pg = destination(&cluster, "parts");
     let failing: Arc<dyn Destination> = FailingPart::new(&pg, 9_500);
 
     // One part fails for good in this run: the other parts commit, the package stays pending
     // and resumes.
-    let first = Loader::new(failing)
-        .with_options(options.clone())
-        .load(location())
-        .await
-        .expect("load");
+    let first = load_in_parts(failing, &package).await;
     assert_eq!(first.status, PackageStatus::Pending);
     let (ids, _) = table_rows(pg.as_ref(), "bench", "narrow", &["id"]).await.expect("rows");
     assert!(
@@ -241,11 +245,7 @@ async fn large_files_load_in_parts_of_rows_exactly_once_across_a_failure() {
     assert!(parts.len() >= 2, "committed parts are journaled: {parts:?}");
 
     // The rerun loads only what is missing.
-    let second = Loader::new(Arc::clone(&pg))
-        .with_options(options)
-        .load(location())
-        .await
-        .expect("load");
+    let second = load_in_parts(Arc::clone(&pg), &package).await;
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
     assert_every_row_once(pg.as_ref()).await;
 }
@@ -273,20 +273,11 @@ async fn merge_keys_seen_in_one_run_do_not_hide_keys_an_earlier_run_staged() {
         .find(|p| p.extension().is_some_and(|e| e == "parquet"))
         .expect("a Parquet job");
     std::fs::copy(&file, jobs.join("narrow.again.0.parquet")).expect("copy");
-    let location = |path: &std::path::Path| PackageLocation::parse(&path.to_string_lossy()).expect("location");
     let pg = destination(&cluster, "seen");
 
-    let first = Loader::new(FailingPart::for_file(&pg, "again"))
-        .with_options(parts_options())
-        .load(location(&package))
-        .await
-        .expect("load");
+    let first = load_in_parts(FailingPart::for_file(&pg, "again"), &package).await;
     assert_eq!(first.status, PackageStatus::Pending);
-    let second = Loader::new(Arc::clone(&pg))
-        .with_options(parts_options())
-        .load(location(&package))
-        .await
-        .expect("load");
+    let second = load_in_parts(Arc::clone(&pg), &package).await;
     assert_eq!(second.status, PackageStatus::Loaded, "{:?}", second.jobs);
     assert_ids_once(pg.as_ref(), 2_000, "each staged key once").await;
 
@@ -298,11 +289,7 @@ async fn merge_keys_seen_in_one_run_do_not_hide_keys_an_earlier_run_staged() {
         .with_disposition(merge)
         .write(dir.path())
         .expect("delta");
-    let third = Loader::new(Arc::clone(&pg))
-        .with_options(parts_options())
-        .load(location(&delta))
-        .await
-        .expect("load");
+    let third = load_in_parts(Arc::clone(&pg), &delta).await;
     assert_eq!(third.status, PackageStatus::Loaded, "{:?}", third.jobs);
     // 2,000 + 1,000 rows, 500 keys shared: each shared key kept once (the delta's row).
     assert_ids_once(pg.as_ref(), 2_500, "the delta's keys replaced, once each").await;
