@@ -1178,12 +1178,14 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
         return Ok(ops);
     }
 
-    if dialect.row_locator.is_some() && input.options.source_filter.is_none() && !input.options.skip_unchanged {
-        // Where rows have a locator, every matched final row is collected by a parallel scan and
-        // deleted by locator, then the staged rows that are kept go in: the same rows as the
-        // MERGE, whose scan of the final table PostgreSQL runs on one process (500k into 5M:
-        // follow-up 2.0 s as a MERGE). A source filter applies after deduplication and
-        // skip-unchanged keeps matched rows, so those still merge.
+    // Where rows have a locator, every matched final row is collected by a parallel scan and
+    // deleted by locator, then the staged rows that are kept go in: the same rows as the MERGE,
+    // whose scan of the final table PostgreSQL runs on one process (500k into 5M: follow-up 2.0 s
+    // as a MERGE). A source filter applies after deduplication and skip-unchanged keeps matched
+    // rows, so those still merge.
+    let located =
+        dialect.row_locator.is_some() && input.options.source_filter.is_none() && !input.options.skip_unchanged;
+    if located {
         ops.extend(delete_matched_chain(b, dialect, input, &[pk.as_slice()], &[])?);
         ops.push(FollowupOp::Insert {
             target: final_root,
@@ -1194,8 +1196,87 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
         ops.push(merge_staged_root(b, input, root, &pk, columns)?);
     }
     for table in input.nested()? {
-        ops.extend(upsert_nested(b, input, root, table, hd.as_ref())?);
+        ops.extend(if located {
+            replace_nested_located(b, dialect, input, root, table, hd.as_ref())?
+        } else {
+            upsert_nested(b, input, root, table, hd.as_ref())?
+        });
     }
+    Ok(ops)
+}
+
+/// The rows [`upsert_nested`] leaves, where rows have a locator: the final rows of nested
+/// `table` that follow a staged root row or share a `_dlt_id` with a staged nested row are
+/// collected in one scan and deleted by locator, then the staged nested rows go in, but for
+/// those of roots marked deleted. The MERGE by `_dlt_id` and the delete of list elements gone
+/// from an updated root each scanned the final table (PostgreSQL: 0.9 s and 0.6 s for 2M nested
+/// rows, against 0.6 s for the collect).
+fn replace_nested_located(
+    b: &PlanBuilder<'_>,
+    dialect: &SqlDialect,
+    input: &ChainInput<'_>,
+    root: &Table,
+    table: &Table,
+    hd: Option<&HardDelete<'_>>,
+) -> Result<Vec<FollowupOp>> {
+    let Some(locator) = dialect.row_locator else {
+        return upsert_nested(b, input, root, table, hd);
+    };
+    let link = root_link(input.schema, table)?;
+    let final_nested = input.final_ref(&table.name);
+    let staging_nested = input.staging_ref(&table.name);
+    let staged_ids = |staged: &TableRef, of: &Table| -> Result<Arc<LogicalPlan>> {
+        Ok(Arc::new(
+            b.scan(staged, of, None)?.project(vec![b.bare(DLT_ID)])?.build()?,
+        ))
+    };
+    let mut scanned_table = table.clone();
+    scanned_table
+        .columns
+        .insert(locator.into(), SchemaColumn::new(locator, DataType::Text));
+    // `IN`, not `EXISTS`: PostgreSQL hashes each subquery once and tests both in one scan (2M
+    // rows: 0.5–0.7 s); as semi-joins it runs two parallel scans (0.8–0.95 s).
+    let matched = in_subquery(
+        b.acol(TARGET_ALIAS, &link.name),
+        staged_ids(&input.staging_ref(&root.name), root)?,
+    )
+    .or(in_subquery(
+        b.acol(TARGET_ALIAS, DLT_ID),
+        staged_ids(&staging_nested, table)?,
+    ));
+    let rows = input.work_table(dialect, "delete", &table.name);
+    let mut ops = vec![
+        FollowupOp::DropTable { target: rows.clone() },
+        FollowupOp::CreateTableAs {
+            target: rows.clone(),
+            query: b
+                .scan(&final_nested, &scanned_table, Some(TARGET_ALIAS))?
+                .filter(matched)?
+                .project(vec![b.acol(TARGET_ALIAS, locator).alias(b.name(LOCATOR))])?
+                .build()?,
+        },
+        FollowupOp::DeleteLocated {
+            target: final_nested.clone(),
+            rows: rows.clone(),
+        },
+        FollowupOp::DropTable { target: rows },
+    ];
+    let columns = column_names(table);
+    let mut staged = b.scan(&staging_nested, table, None)?;
+    if let Some(hd) = hd {
+        // `IS NOT TRUE`: a row without a root key stays, as no delete by root key matches it.
+        let deleted_roots = b
+            .scan(&input.staging_ref(&root.name), root, None)?
+            .filter(hd.deleted(b.bare(&hd.column.name)))?
+            .project(vec![b.bare(DLT_ID)])?
+            .build()?;
+        staged = staged.filter(in_subquery(b.bare(&link.name), Arc::new(deleted_roots)).is_not_true())?;
+    }
+    ops.push(FollowupOp::Insert {
+        target: final_nested,
+        query: b.project_columns(staged, &columns)?.build()?,
+        columns,
+    });
     Ok(ops)
 }
 
