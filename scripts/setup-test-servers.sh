@@ -9,7 +9,15 @@ AZURITE_VERSION="${BERTH_AZURITE_VERSION:-3.37.0}"
 TOOLS_DIR="${BERTH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth/tools}"
 AZURITE_DIR="$TOOLS_DIR/azurite-$AZURITE_VERSION"
 
-if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+installed() { [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; }
+
+if ! installed; then
+  # Tests that run at once may each call this script: one installs, the others wait for it.
+  mkdir -p "$TOOLS_DIR"
+  exec 9>"$AZURITE_DIR.lock"
+  flock 9
+fi
+if ! installed; then
   command -v npm >/dev/null || { echo "setup-test-servers: npm is needed to install azurite (apt-get install npm)" >&2; exit 1; }
   echo "setup-test-servers: installing azurite@$AZURITE_VERSION into $AZURITE_DIR" >&2
   rm -rf "$AZURITE_DIR.part"
