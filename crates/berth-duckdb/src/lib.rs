@@ -777,7 +777,13 @@ impl DuckDbDestination {
     ) -> Result<JobMetrics> {
         let dialect = &self.caps.dialect;
         let display = job.package.job_display(job.job);
-        let JobReader { schema, stream } = read::open_job(job.package, job.job, &job.read_options).await?;
+        let mut options = job.read_options.clone();
+        if row_group_bytes > 0 {
+            // DuckDB's scan takes a batch a vector at a time and holds it whole until then: wider
+            // batches only hold more (dlt's 1M-row groups of 50 columns: 207 → 197 MiB, as fast).
+            options.batch_size = options.batch_size.min(DUCKDB_VECTOR_ROWS);
+        }
+        let JobReader { schema, stream } = read::open_job(job.package, job.job, &options).await?;
         let keep: Vec<usize> = schema
             .fields()
             .iter()
@@ -840,21 +846,24 @@ impl DuckDbDestination {
 /// Rows in one of the row groups DuckDB's tables are stored in: each thread of an INSERT fills one.
 const DUCKDB_ROW_GROUP_ROWS: u64 = 122_880;
 
-/// What DuckDB's threads are fitted to for a stream of a Parquet file's rows
-/// ([`memory::MemoryBudget::fit_row_groups`] counts two row groups per thread: the scan's and the
-/// table's). A stream's thread holds only the table's: one of DuckDB's row groups of these rows,
-/// at the file's widest bytes per row, so half of it is given. A stream of 50 mixed columns made
-/// DuckDB's two threads run out of an 88 MiB limit; fitted, they become one.
+/// Rows in one of DuckDB's vectors (`STANDARD_VECTOR_SIZE`), the unit its Arrow scan reads in.
+const DUCKDB_VECTOR_ROWS: usize = 2048;
+
+/// What DuckDB's threads are fitted to for a stream of a Parquet file's rows: one of DuckDB's row
+/// groups of these rows, at the file's widest bytes per row
+/// ([`memory::MemoryBudget::fit_row_groups`] counts two per thread, the table's row group and what
+/// the thread holds besides). Rows as wide as 50 mixed columns get one thread: dlt's 1M-row groups
+/// of them (`berth bench --shape wide --row-group-rows 1048576`) loaded in 2.6 s at 218 MiB on
+/// two threads, and in 4.0–4.2 s at 198–207 MiB on one, against DuckDB's own `CREATE TABLE AS`
+/// of the file in 7.05 s: the 200 MiB bound holds only on one.
 fn insert_row_group_bytes(info: &read::ParquetInfo) -> u64 {
-    let row_group = info
-        .row_group_decoded_bytes
+    info.row_group_decoded_bytes
         .iter()
         .zip(&info.row_group_rows)
         .filter(|(_, rows)| **rows > 0)
         .map(|(bytes, rows)| bytes.saturating_mul(DUCKDB_ROW_GROUP_ROWS) / rows)
         .max()
-        .unwrap_or_default();
-    row_group / 2
+        .unwrap_or_default()
 }
 
 /// Decodes a job on a task of its own while DuckDB reads its batches from [`Pump::reader`].
