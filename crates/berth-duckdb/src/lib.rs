@@ -855,7 +855,8 @@ const DUCKDB_VECTOR_ROWS: usize = 2048;
 /// the thread holds besides). Rows as wide as 50 mixed columns get one thread: dlt's 1M-row groups
 /// of them (`berth bench --shape wide --row-group-rows 1048576`) loaded in 2.6 s at 218 MiB on
 /// two threads, and in 4.0–4.2 s at 198–207 MiB on one, against DuckDB's own `CREATE TABLE AS`
-/// of the file in 7.05 s: the 200 MiB bound holds only on one.
+/// of the file (a fresh process, default settings) in 4.0 s at 650 MiB: the 200 MiB bound holds
+/// only on one.
 fn insert_row_group_bytes(info: &read::ParquetInfo) -> u64 {
     info.row_group_decoded_bytes
         .iter()
