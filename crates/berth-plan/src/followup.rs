@@ -887,15 +887,14 @@ fn delete_matched_chain(
     }];
     // What the work table holds: `_dlt_id` where nested rows follow their root rows, the
     // locator where there is one; the scan of the final root sees the locator as a column.
-    let mut scanned_table = root.clone();
+    let scanned_table = dialect
+        .row_locator
+        .map_or_else(|| root.clone(), |locator| with_locator(root, locator));
     let mut columns = Vec::new();
     if !nested.is_empty() || dialect.row_locator.is_none() {
         columns.push((DLT_ID.to_string(), DLT_ID.to_string()));
     }
     if let Some(locator) = dialect.row_locator {
-        scanned_table
-            .columns
-            .insert(locator.into(), SchemaColumn::new(locator, DataType::Text));
         columns.push((locator.to_string(), LOCATOR.to_string()));
     }
     let filter = input.source_filter(&|c| b.acol(SOURCE_ALIAS, c))?;
@@ -931,6 +930,15 @@ fn delete_matched_chain(
     ops.extend(delete_collected(b, input, &deletes, nested)?);
     ops.push(FollowupOp::DropTable { target: deletes });
     Ok(ops)
+}
+
+/// `table` as a scan of it sees its rows' `locator` ([`SqlDialect::row_locator`]): a column.
+fn with_locator(table: &Table, locator: &str) -> Table {
+    let mut scanned = table.clone();
+    scanned
+        .columns
+        .insert(locator.into(), SchemaColumn::new(locator, DataType::Text));
+    scanned
 }
 
 /// Deletes the rows collected into the work table `deletes` by [`delete_matched_chain`]: the
@@ -1230,10 +1238,7 @@ fn replace_nested_located(
             b.scan(staged, of, None)?.project(vec![b.bare(DLT_ID)])?.build()?,
         ))
     };
-    let mut scanned_table = table.clone();
-    scanned_table
-        .columns
-        .insert(locator.into(), SchemaColumn::new(locator, DataType::Text));
+    let scanned_table = with_locator(table, locator);
     // `IN`, not `EXISTS`: PostgreSQL hashes each subquery once and tests both in one scan (2M
     // rows: 0.5–0.7 s); as semi-joins it runs two parallel scans (0.8–0.95 s).
     let matched = in_subquery(
