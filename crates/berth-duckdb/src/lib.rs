@@ -716,7 +716,8 @@ impl Destination for DuckDbDestination {
             let info = read::inspect_parquet(job.package, job.job).await?;
             // DuckDB would turn dates and timestamps beyond its range into infinity: a file whose
             // statistics do not rule that out is read (and checked) by berth instead. So is a
-            // file whose row groups are too wide for DuckDB's scan within the memory bound.
+            // file whose row groups are too wide for all of DuckDB's threads to scan within the
+            // memory bound: berth decodes it on one core while DuckDB inserts on the others.
             if info.temporal_in_range && self.memory.scans_row_groups(info.widest_decoded_row_group()) {
                 let path = dir.join(job.job.relative_path());
                 return self.load_local_parquet(&job, &path, &info, journal).await;

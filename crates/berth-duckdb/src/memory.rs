@@ -162,16 +162,20 @@ impl MemoryBudget {
         Ok(Fitted { narrowed })
     }
 
-    /// Whether DuckDB's own Parquet scan may read row groups of `decoded` bytes: on one thread it
-    /// holds about two of them, which must fit what its threads may hold between them
-    /// ([`THREADS_BUDGET`], less under a load's budget). dlt writes row groups of 1,048,576 rows:
-    /// for 50 mixed columns one decodes to about 450 MiB, and DuckDB's scan of it peaked at 431
-    /// MiB. Wider row groups are read by berth, page by page, and streamed to DuckDB. Always true
-    /// where the user set `memory_limit` or `threads`: the scan is theirs to size.
+    /// Whether DuckDB's own Parquet scan should read row groups of `decoded` bytes: only where
+    /// all of DuckDB's threads may scan them, each holding about two, within what the threads may
+    /// hold between them ([`THREADS_BUDGET`], less under a load's budget). Row groups too wide
+    /// for that are read by berth, page by page, and streamed to DuckDB: its scan on fewer
+    /// threads would hold as much and run on one core, where berth's decoding takes another.
+    /// dlt's row groups of 1,048,576 rows of 50 mixed columns decode to about 450 MiB (DuckDB's
+    /// scan of one peaked at 431 MiB); `berth bench --shape wide`'s row groups of 131,072 rows,
+    /// 56 MiB, loaded in 4.36 s at 178 MiB scanned on one thread and in 3.89 s at 201 MiB
+    /// streamed. Always true where the user set `memory_limit` or `threads`: the scan is theirs
+    /// to size.
     pub(crate) fn scans_row_groups(&self, decoded: u64) -> bool {
-        self.auto.as_ref().is_none_or(|auto| {
-            !auto.fit_threads || decoded.saturating_mul(2) <= auto.threads_budget.load(Ordering::Relaxed)
-        })
+        self.auto
+            .as_ref()
+            .is_none_or(|auto| !auto.fit_threads || auto.fits_all_threads(decoded))
     }
 
     /// After DuckDB ran out of memory while the limit was `seen`: doubles it (up to DuckDB's own
@@ -226,6 +230,11 @@ impl MemoryBudget {
 }
 
 impl Automatic {
+    /// Whether every thread may hold two row groups of `decoded` bytes within the threads' budget.
+    fn fits_all_threads(&self, decoded: u64) -> bool {
+        decoded.saturating_mul(2).saturating_mul(self.threads) <= self.threads_budget.load(Ordering::Relaxed)
+    }
+
     /// The threads a job of `decoded`-byte row groups runs on: as many as fit [`THREADS_BUDGET`]
     /// at two row groups each, at least one.
     fn threads_for(&self, decoded: u64) -> u64 {
@@ -399,16 +408,29 @@ mod tests {
     }
 
     #[test]
-    fn row_groups_wider_than_one_thread_may_hold_are_not_scanned_by_duckdb() {
+    fn row_groups_wider_than_all_threads_may_hold_are_not_scanned_by_duckdb() {
         let db = Database::open(":memory:").expect("duckdb");
+        db.connect()
+            .expect("connect")
+            .execute("SET threads = 2")
+            .expect("threads");
         let budget = MemoryBudget::automatic(&db, true).expect("budget");
-        // One thread holds two row groups within THREADS_BUDGET: up to 64 MiB each.
-        assert!(budget.scans_row_groups(THREADS_BUDGET / 2));
-        assert!(!budget.scans_row_groups(THREADS_BUDGET / 2 + 1));
+        // Two threads hold two row groups each within THREADS_BUDGET: up to 32 MiB each. Wider
+        // ones would run on one thread: berth streams them instead.
+        assert!(budget.scans_row_groups(THREADS_BUDGET / 4));
+        assert!(!budget.scans_row_groups(THREADS_BUDGET / 4 + 1));
         // A load's memory budget lowers what the threads may hold.
         budget.cap(&db, 96 << 20).expect("cap");
-        assert!(budget.scans_row_groups(24 << 20));
-        assert!(!budget.scans_row_groups(25 << 20));
+        assert!(budget.scans_row_groups(12 << 20));
+        assert!(!budget.scans_row_groups(13 << 20));
+        // On one thread, row groups up to half of what it may hold.
+        db.connect()
+            .expect("connect")
+            .execute("SET threads = 1")
+            .expect("threads");
+        let one = MemoryBudget::automatic(&db, true).expect("budget");
+        assert!(one.scans_row_groups(THREADS_BUDGET / 2));
+        assert!(!one.scans_row_groups(THREADS_BUDGET / 2 + 1));
         // The user's threads or memory limit: DuckDB's scan, whatever the row groups.
         let threads_given = MemoryBudget::automatic(&db, false).expect("budget");
         assert!(threads_given.scans_row_groups(1 << 30));
