@@ -330,6 +330,27 @@ fn write_package(
             staged.nested.push(staged_row);
         }
     }
+    // Now and then a nested row whose root row is not in the package (its root job failed, or
+    // another package carried it): each strategy keeps or drops it as dlt's merge does.
+    if rng.random_ratio(1, 4) {
+        let lost_root = hash(&[&load_id, "lost root"]);
+        let element_id = hash(&[&lost_root, "0"]);
+        value.append_value("lost");
+        root_key.append_value(&lost_root);
+        parent.append_value(&lost_root);
+        idx.append_value(0);
+        nid.append_value(&element_id);
+        let mut staged_row = Row::from([
+            (nested_value.to_string(), json!("lost")),
+            ("_dlt_parent_id".to_string(), json!(lost_root)),
+            ("_dlt_list_idx".to_string(), json!(0)),
+            ("_dlt_id".to_string(), json!(element_id)),
+        ]);
+        if strategy != Strategy::Scd2 {
+            staged_row.insert("_dlt_root_id".into(), json!(lost_root));
+        }
+        staged.nested.push(staged_row);
+    }
     let mut fields = vec![text(nested_value, true)];
     let mut columns: Vec<arrow::array::ArrayRef> = vec![Arc::new(value.finish())];
     if strategy != Strategy::Scd2 {

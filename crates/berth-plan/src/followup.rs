@@ -1168,18 +1168,12 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
             // A root without nested tables needs no `_dlt_id` (Arrow tables dlt loads without one).
             return Ok(ops);
         }
-        let kept_roots = Arc::new(staged_rows(b, input, root, &pk, &[DLT_ID.to_string()])?.build()?);
         for table in nested {
-            let link = root_link(input.schema, table)?;
             let columns = column_names(table);
-            let query = b
-                .scan(&input.staging_ref(&table.name), table, None)?
-                .filter(in_subquery(b.bare(&link.name), Arc::clone(&kept_roots)))?
-                .project(columns.iter().map(|c| b.bare(c)).collect::<Vec<_>>())?
-                .build()?;
+            let staged = staged_nested_upserted(b, input, root, table, hd.as_ref())?;
             ops.push(FollowupOp::Insert {
                 target: input.final_ref(&table.name),
-                query,
+                query: b.project_columns(staged, &columns)?.build()?,
                 columns,
             });
         }
@@ -1267,22 +1261,50 @@ fn replace_nested_located(
         FollowupOp::DropTable { target: rows },
     ];
     let columns = column_names(table);
-    let mut staged = b.scan(&staging_nested, table, None)?;
-    if let Some(hd) = hd {
-        // `IS NOT TRUE`: a row without a root key stays, as no delete by root key matches it.
-        let deleted_roots = b
-            .scan(&input.staging_ref(&root.name), root, None)?
-            .filter(hd.deleted(b.bare(&hd.column.name)))?
-            .project(vec![b.bare(DLT_ID)])?
-            .build()?;
-        staged = staged.filter(in_subquery(b.bare(&link.name), Arc::new(deleted_roots)).is_not_true())?;
-    }
+    let staged = staged_nested_upserted(b, input, root, table, hd)?;
     ops.push(FollowupOp::Insert {
         target: final_nested,
         query: b.project_columns(staged, &columns)?.build()?,
         columns,
     });
     Ok(ops)
+}
+
+/// The staged rows of nested `table` that an upsert leaves in its final table, as dlt 1.31's
+/// `gen_upsert_sql` does: every staged row (one whose root row is not in the package too: its
+/// `MERGE` reads the whole staging table), or with a source filter those of the root rows it
+/// keeps; but for the rows of roots marked deleted.
+fn staged_nested_upserted(
+    b: &PlanBuilder<'_>,
+    input: &ChainInput<'_>,
+    root: &Table,
+    table: &Table,
+    hd: Option<&HardDelete<'_>>,
+) -> Result<LogicalPlanBuilder> {
+    let link = root_link(input.schema, table)?;
+    let staging_root = input.staging_ref(&root.name);
+    let filter = input.source_filter(&|c| b.bare(c))?;
+    let mut staged = b.scan(&input.staging_ref(&table.name), table, None)?;
+    if let Some(filter) = &filter {
+        let roots = b
+            .scan(&staging_root, root, None)?
+            .filter(filter.clone())?
+            .project(vec![b.bare(DLT_ID)])?
+            .build()?;
+        staged = staged.filter(in_subquery(b.bare(&link.name), Arc::new(roots)))?;
+    }
+    if let Some(hd) = hd {
+        let mut deleted = b
+            .scan(&staging_root, root, None)?
+            .filter(hd.deleted(b.bare(&hd.column.name)))?;
+        if let Some(filter) = filter {
+            deleted = deleted.filter(filter)?;
+        }
+        let deleted_roots = deleted.project(vec![b.bare(DLT_ID)])?.build()?;
+        // `IS NOT TRUE`: a row without a root key stays, as no delete by root key matches it.
+        staged = staged.filter(in_subquery(b.bare(&link.name), Arc::new(deleted_roots)).is_not_true())?;
+    }
+    Ok(staged)
 }
 
 /// The `MERGE` of the staged rows of `root` into its final table by primary key `pk`.
