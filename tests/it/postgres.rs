@@ -679,3 +679,82 @@ async fn a_server_that_never_answers_times_out() {
     let err = outcome.expect_err("nothing answers");
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
 }
+
+/// A first delete-insert of a root table with nested tables into new tables moves the staging
+/// tables into the dataset, unless a staged nested row has no staged root row: delete-insert
+/// leaves such a row out (as dlt's merge does), so the rows are copied without it instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_delete_insert_moves_nested_staging_tables_but_never_keeps_a_row_without_root() {
+    let cluster = PgCluster::start();
+    let dest = destination(&cluster, "moves");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = berth_tests::scenario_packages("postgres", "merge_delete_insert").remove(0);
+    let lost = "lost_nested_row";
+    let mut tags = Vec::new();
+    for orphan in [false, true] {
+        let package = dir
+            .path()
+            .join(format!("orphan_{orphan}"))
+            .join(source.file_name().expect("name"));
+        berth_tests::copy_tree(&source, &package).expect("copy");
+        if orphan {
+            let row = serde_json::json!({
+                "value": "lost", "_dlt_root_id": "no_such_root", "_dlt_parent_id": "no_such_root",
+                "_dlt_list_idx": 0, "_dlt_id": lost,
+            });
+            std::fs::write(
+                package.join("new_jobs/users__tags.0a0a0a0a0a.0.jsonl"),
+                format!("{row}\n"),
+            )
+            .expect("job");
+        }
+        let dataset = format!("first_merge_{orphan}");
+        let loader = Loader::new(Arc::clone(&dest)).with_options(LoaderOptions {
+            dataset: Some(dataset.clone()),
+            keep_staging: true,
+            ..LoaderOptions::default()
+        });
+        let summary = loader
+            .load(PackageLocation::local(&package).expect("path"))
+            .await
+            .expect("load");
+        assert_eq!(summary.status, PackageStatus::Loaded, "{summary:?}");
+        let ids = query_text(dest.as_ref(), &format!("SELECT _dlt_id FROM {dataset}.users__tags"))
+            .await
+            .expect("rows");
+        tags.push(ids.len());
+        assert!(
+            !ids.contains(&vec![Some(lost.to_string())]),
+            "the row without a root was kept"
+        );
+        // Moved tables left the staging dataset; copied ones are still there (kept).
+        let staged = query_text(
+            dest.as_ref(),
+            &format!(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema LIKE '{dataset}_staging_%' AND table_name = 'users__tags'"
+            ),
+        )
+        .await
+        .expect("catalog");
+        assert_eq!(staged.is_empty(), !orphan, "users__tags moved: {}", staged.is_empty());
+        let unique = query_text(
+            dest.as_ref(),
+            &format!(
+                "SELECT constraint_name::text FROM information_schema.table_constraints \
+                 WHERE table_schema = '{dataset}' AND table_name = 'users__tags' AND constraint_type = 'UNIQUE'"
+            ),
+        )
+        .await
+        .expect("constraints");
+        assert_eq!(unique.len(), 1, "UNIQUE (_dlt_id) on users__tags");
+    }
+    assert_eq!(tags[0], tags[1], "the same rows either way");
+    assert!(tags[0] > 0);
+    let persistence = table_persistence(dest.as_ref()).await;
+    let finals: Vec<_> = persistence
+        .iter()
+        .filter(|(s, _, _)| !s.contains("_staging_"))
+        .collect();
+    assert!(finals.iter().all(|(_, _, p)| p == "p"), "{persistence:?}");
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use berth_destination::{MigrationReport, load_marker, migration_for_empty_destination, refresh_drop_statements};
 use berth_model::LoadPackage;
-use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
+use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan, staged_orphans_plan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
 use tokio_util::sync::CancellationToken;
 
@@ -264,6 +264,20 @@ impl Executor for ExplainExecutor {
                 vec![Step::Sql(check)],
             );
         }
+        let mut assumed = FinalState::default();
+        assumed.empty_tables.extend(chain.plan.tables.iter().cloned());
+        assumed.staged.insert(chain.plan.root.clone(), result_facts());
+        if chain.checks_orphans(&assumed) {
+            let checks = orphan_checks(package, program, chain, &self.dialect)?;
+            self.push(
+                format!(
+                    "where the staged rows of `{}` are the result, check that every staged nested row has its root \
+                     row: then the staging tables take the final tables' place",
+                    chain.plan.root
+                ),
+                checks.into_iter().map(Step::Sql).collect(),
+            );
+        }
         Ok(state)
     }
 
@@ -274,16 +288,12 @@ impl Executor for ExplainExecutor {
         let mut otherwise = state.clone();
         if chain.staging.movable {
             let mut moved = state.clone();
-            let unique = StagedFacts {
-                rows: 1,
-                distinct_keys: 1,
-                deleted_rows: 0,
-                key_range: None,
-            };
-            moved.staged.insert(chain.plan.root.clone(), unique);
+            moved.staged.insert(chain.plan.root.clone(), result_facts());
+            moved.rooted.extend(chain.plan.tables.iter().cloned());
             steps.push(Step::Note(
-                "if the staged keys are unique and no row is marked deleted, the staging table takes the final \
-                 table's place instead of being copied:"
+                "if the staged keys are unique and no row is marked deleted (and, for a delete-insert, every staged \
+                 nested row has its root row), the staging tables take the final tables' place instead of being \
+                 copied:"
                     .into(),
             ));
             steps.extend(sql(plan.followup_statements(
@@ -356,4 +366,36 @@ fn staged_check(
     Ok(Some(
         berth_plan::sqlparser::ast::Statement::Query(Box::new(query)).into(),
     ))
+}
+
+/// Staged facts that make the staged root rows the result of a merge into an empty table.
+fn result_facts() -> StagedFacts {
+    StagedFacts {
+        rows: 1,
+        distinct_keys: 1,
+        deleted_rows: 0,
+        key_range: None,
+    }
+}
+
+/// The queries counting the staged nested rows of `chain` without a staged root row.
+fn orphan_checks(
+    package: &LoadPackage,
+    program: &LoadProgram,
+    chain: &ChainStep,
+    dialect: &SqlDialect,
+) -> StepResult<Vec<SqlStatement>> {
+    let Some(root) = package.schema.table(&chain.plan.root) else {
+        return Ok(Vec::new());
+    };
+    let mut checks = Vec::new();
+    for name in chain.plan.tables.iter().filter(|t| **t != root.name) {
+        let Some(nested) = package.schema.table(name) else {
+            continue;
+        };
+        let query = staged_orphans_plan(dialect, &package.schema, root, nested, &program.plan.staging_dataset)?;
+        let query = berth_plan::sql::to_query(dialect, query.into())?;
+        checks.push(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)).into());
+    }
+    Ok(checks)
 }

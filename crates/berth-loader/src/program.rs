@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{JournalEntry, JournalKey, MigrationReport};
-use berth_model::{JobFile, JobState, LoadId, LoadPackage};
+use berth_model::{JobFile, JobState, LoadId, LoadPackage, MergeStrategy};
 use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, SqlDialect, SqlStatement, Staging};
 
 /// What the program does with a job.
@@ -72,6 +72,17 @@ impl ChainStep {
     /// Is the chain's follow-up a merge, which needs to know the state of its final tables?
     pub fn merges(&self) -> bool {
         matches!(self.plan.action, ChainAction::Merge(_))
+    }
+
+    /// Does the measuring step check this chain's staged nested rows for rows without a staged
+    /// root ([`FinalState::rooted`])? Only where a delete-insert of nested tables may still move
+    /// its staging tables: the root's staged rows are the result and every final table is empty.
+    pub fn checks_orphans(&self, state: &FinalState) -> bool {
+        self.staging.movable
+            && self.plan.tables.len() > 1
+            && self.plan.action == ChainAction::Merge(MergeStrategy::DeleteInsert)
+            && state.staged_is_result(&self.plan.root)
+            && self.plan.tables.iter().all(|t| state.is_empty(t))
     }
 
     /// The state the follow-up starts from, before the executor adds what it measured: what the

@@ -11,7 +11,9 @@ use berth_destination::{
 };
 use berth_model::read;
 use berth_model::{FileFormat, LoadPackage};
-use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan, staged_rows_plan};
+use berth_plan::followup::{
+    StagedFacts, TableRef, orphan_rows, staged_facts_plan, staged_orphans_plan, staged_rows_plan,
+};
 use berth_plan::keys::KeyRun;
 use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{FinalState, PackagePlan, PlanOptions, SqlDialect, staging_dataset_name};
@@ -229,6 +231,22 @@ impl Executor for SqlExecutor {
                 let facts = StagedFacts::from_batches(root, &batches)?;
                 tracing::debug!(table = %root.name, ?facts, "staged rows measured");
                 state.staged.insert(root.name.clone(), facts);
+            }
+            if chain.checks_orphans(&state) {
+                for table in chain.plan.tables.iter().filter(|t| **t != root.name) {
+                    let Some(nested) = package.schema.table(table) else {
+                        continue;
+                    };
+                    let staging = &program.plan.staging_dataset;
+                    let query = staged_orphans_plan(dialect, &package.schema, root, nested, staging)?;
+                    let query = berth_plan::sql::to_query(dialect, query.into())?;
+                    let batches = self.destination.query(Statement::Query(Box::new(query))).await?;
+                    let orphans = orphan_rows(&batches)?;
+                    tracing::debug!(%table, orphans, "staged nested rows without a staged root");
+                    if orphans == 0 {
+                        state.rooted.insert(table.clone());
+                    }
+                }
             }
         }
         Ok(state)

@@ -216,6 +216,10 @@ pub struct FinalState {
     /// The key runs this load's job parts reported per root table, for the measuring step to
     /// use instead of counting distinct keys ([`crate::keys`]).
     pub observed_keys: BTreeMap<String, Vec<crate::keys::KeyRun>>,
+    /// Nested tables whose every staged row follows a staged root row (measured by
+    /// [`staged_orphans_plan`] where a delete-insert chain may move): their staging tables may
+    /// take the final tables' place, as no row of theirs would be left out.
+    pub rooted: BTreeSet<String>,
 }
 
 impl FinalState {
@@ -235,7 +239,7 @@ impl FinalState {
 
     /// The staged rows of `table` are already what the merge inserts into an empty table: keys
     /// unique, none marked deleted.
-    fn staged_is_result(&self, table: &str) -> bool {
+    pub fn staged_is_result(&self, table: &str) -> bool {
         self.staged
             .get(table)
             .is_some_and(|f| f.unique_keys() && f.deleted_rows == 0)
@@ -368,6 +372,57 @@ pub fn staged_rows_plan(dialect: &SqlDialect, table: &Table, staging: &TableRef)
     Ok(b.scan(staging, table, None)?
         .aggregate(Vec::<Expr>::new(), vec![count_all().alias(b.name(ROWS))])?
         .build()?)
+}
+
+/// Rows of [`staged_orphans_plan`]'s answer.
+pub const ORPHAN_ROWS: &str = "orphan_rows";
+
+/// The query counting the staged rows of nested `table` whose root row is not staged, as
+/// [`ORPHAN_ROWS`]: a delete-insert leaves them out, so its staging table may take the final
+/// table's place only when there are none.
+pub fn staged_orphans_plan(
+    dialect: &SqlDialect,
+    schema: &Schema,
+    root: &Table,
+    table: &Table,
+    staging_dataset: &str,
+) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::count::count_all;
+    let b = PlanBuilder::new(dialect);
+    let link = root_link(schema, table)?;
+    let nested = TableReference::bare(b.name(SOURCE_ALIAS));
+    let root_rows = b
+        .scan(&TableRef::new(staging_dataset, &root.name), root, Some(TARGET_ALIAS))?
+        .filter(b.acol(TARGET_ALIAS, DLT_ID).eq(b.outer(&nested, link)))?
+        .project(vec![lit(1i64).alias(b.name("one"))])?
+        .build()?;
+    Ok(
+        b.scan(&TableRef::new(staging_dataset, &table.name), table, Some(SOURCE_ALIAS))?
+            .filter(not_exists(Arc::new(root_rows)))?
+            .aggregate(Vec::<Expr>::new(), vec![count_all().alias(b.name(ORPHAN_ROWS))])?
+            .build()?,
+    )
+}
+
+/// The [`ORPHAN_ROWS`] of a [`staged_orphans_plan`]'s answer.
+pub fn orphan_rows(batches: &[arrow::record_batch::RecordBatch]) -> Result<u64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType as ArrowType, Int64Type};
+    let answer = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|batch| {
+            let index = batch
+                .schema()
+                .fields()
+                .iter()
+                .position(|f| f.name().eq_ignore_ascii_case(ORPHAN_ROWS))?;
+            Some(arrow::compute::cast(batch.column(index), &ArrowType::Int64))
+        })
+        .ok_or_else(|| Error::Unsupported {
+            message: format!("the check for staged nested rows without a root returned no `{ORPHAN_ROWS}`"),
+        })??;
+    Ok(answer.as_primitive::<Int64Type>().value(0).max(0).unsigned_abs())
 }
 
 /// Builds plans for one dialect: names are case-folded by it, and the target alias follows its
@@ -730,25 +785,62 @@ fn range_of<'s>(input: &ChainInput<'s>, table: &Table, keys: &[&SchemaColumn]) -
         .filter(|r| matches!(keys, [k] if k.name == r.column))
 }
 
-/// The merge of a chain that is only its root into an empty table it created, when the staged
-/// rows are already the result (keys unique, none deleted): the staging table takes the final
-/// table's place instead of being copied into it, which writes every row once instead of twice.
-fn move_into_empty(dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Option<Vec<FollowupOp>>> {
+/// Which nested rows a strategy inserts into empty tables, for [`move_into_empty`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NestedRows {
+    /// Every staged row (upsert, roots unique and none deleted).
+    All,
+    /// Those of the root rows inserted (delete-insert): every staged row where none is an
+    /// orphan ([`FinalState::rooted`]).
+    OfInsertedRoots,
+    /// Not known to be every staged row (insert-only takes a nested `_dlt_id` staged twice once):
+    /// only a chain that is its root alone moves.
+    Other,
+}
+
+/// The merge of a chain into empty tables its migration created, when the staged rows are
+/// already the result (root keys unique, none deleted, and every staged nested row inserted):
+/// each staging table takes its final table's place instead of being copied into it, which
+/// writes every row once instead of twice and builds each `UNIQUE` index once, sorted, instead
+/// of row by row (dlt's fixture schema of 5 tables, 200k roots and 2.75M nested rows: the
+/// copies took 8.4 s on PostgreSQL, against 3.9 s for the whole append).
+fn move_into_empty(
+    dialect: &SqlDialect,
+    input: &ChainInput<'_>,
+    nested: NestedRows,
+) -> Result<Option<Vec<FollowupOp>>> {
     let root = input.root()?;
     let name = &root.name;
     let state = input.state;
     // With a source filter the staged rows are not the result.
     let filtered = input.options.source_filter.is_some();
-    if filtered || !state.movable.contains(name) || !state.is_empty(name) || !state.staged_is_result(name) {
+    if filtered || !state.movable.contains(name) || !state.staged_is_result(name) {
+        return Ok(None);
+    }
+    let moves = |table: &Table| {
+        state.is_empty(&table.name)
+            && match nested {
+                NestedRows::All => true,
+                NestedRows::OfInsertedRoots => state.rooted.contains(&table.name),
+                NestedRows::Other => false,
+            }
+    };
+    let chain = input.nested()?;
+    if !state.is_empty(name) || !chain.iter().all(|t| moves(t)) {
         return Ok(None);
     }
     // `movable` was decided by the plan with these conditions among others.
-    debug_assert!(input.tables.len() == 1 && dialect.supports_set_schema);
-    Ok(Some(vec![FollowupOp::MoveTable {
-        source: input.staging_ref(name),
-        dataset: input.dataset.to_string(),
-        unique_columns: unique_columns(root),
-    }]))
+    debug_assert!(dialect.supports_set_schema);
+    Ok(Some(
+        std::iter::once(root)
+            .chain(chain)
+            .map(|table| FollowupOp::MoveTable {
+                source: input.staging_ref(&table.name),
+                dataset: input.dataset.to_string(),
+                unique_columns: unique_columns(table),
+            })
+            .collect(),
+    ))
 }
 
 /// Columns of `table` with a `unique` hint.
@@ -761,7 +853,7 @@ pub fn unique_columns(table: &Table) -> Vec<String> {
 }
 
 fn delete_insert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
-    if let Some(ops) = move_into_empty(dialect, input)? {
+    if let Some(ops) = move_into_empty(dialect, input, NestedRows::OfInsertedRoots)? {
         return Ok(ops);
     }
     let root = input.root()?;
@@ -1145,7 +1237,7 @@ fn require_primary_key<'t>(root: &'t Table, strategy: &str) -> Result<Vec<&'t Sc
 }
 
 fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
-    if let Some(ops) = move_into_empty(dialect, input)? {
+    if let Some(ops) = move_into_empty(dialect, input, NestedRows::All)? {
         return Ok(ops);
     }
     let root = input.root()?;
@@ -1410,7 +1502,7 @@ fn upsert_nested(
 }
 
 fn insert_only(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> {
-    if let Some(ops) = move_into_empty(dialect, input)? {
+    if let Some(ops) = move_into_empty(dialect, input, NestedRows::Other)? {
         return Ok(ops);
     }
     let root = input.root()?;

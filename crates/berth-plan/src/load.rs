@@ -344,17 +344,22 @@ impl PackagePlan {
     /// staging table into the dataset, and so whether they are logged. `new_tables` are the final
     /// tables this package's migration created.
     ///
-    /// A merge may move its staging table when it is only a root table the migration created,
-    /// with a one-column primary key (whose staged values are checked for duplicates), with a
-    /// strategy that inserts every staged row into an empty table, on a destination that can move
-    /// tables. A table that is moved or swapped into the dataset must be logged, or it would lose
-    /// its rows in a crash: `movable` implies `logged` by construction.
+    /// A merge may move its staging tables when every table of the chain is one the migration
+    /// created and this package has jobs for, the root has a one-column primary key (whose
+    /// staged values are checked for duplicates), the strategy inserts every staged row into
+    /// empty tables (insert-only: of a root alone), and the destination can move tables. A table that is moved or swapped into
+    /// the dataset must be logged, or it would lose its rows in a crash: `movable` implies
+    /// `logged` by construction.
     pub fn staging(&self, chain: &ChainPlan, dialect: &SqlDialect, new_tables: &BTreeSet<String>) -> Staging {
         let movable = chain.action.measures_staged_rows()
-            && chain.tables.len() == 1
+            && chain
+                .tables
+                .iter()
+                .all(|t| new_tables.contains(t) && chain.tables_with_jobs.contains(t))
             && chain.primary_key_columns == 1
             && dialect.supports_set_schema
-            && new_tables.contains(&chain.root);
+            // Insert-only takes a nested row staged twice once: only its root moves.
+            && (chain.tables.len() == 1 || chain.action != ChainAction::Merge(MergeStrategy::InsertOnly));
         Staging {
             movable,
             logged: movable || self.swaps_staging(chain, dialect),
