@@ -347,9 +347,9 @@ impl PackagePlan {
     /// A merge may move its staging tables when every table of the chain is one the migration
     /// created and this package has jobs for, the root has a one-column primary key (whose
     /// staged values are checked for duplicates), the strategy inserts every staged row into
-    /// empty tables (insert-only: of a root alone), and the destination can move tables. A table that is moved or swapped into
-    /// the dataset must be logged, or it would lose its rows in a crash: `movable` implies
-    /// `logged` by construction.
+    /// empty tables (insert-only: of a root alone), and the destination can move tables. A
+    /// table that is moved or swapped into the dataset must be logged, or it would lose its rows
+    /// in a crash: `movable` implies `logged` by construction.
     pub fn staging(&self, chain: &ChainPlan, dialect: &SqlDialect, new_tables: &BTreeSet<String>) -> Staging {
         let movable = chain.action.measures_staged_rows()
             && chain
