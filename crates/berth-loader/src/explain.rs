@@ -9,7 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use berth_destination::{MigrationReport, load_marker, migration_for_empty_destination, refresh_drop_statements};
 use berth_model::LoadPackage;
-use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan, staged_orphans_plan};
+use berth_plan::followup::{StagedFacts, TableRef, staged_facts_plan};
 use berth_plan::{FinalState, PackagePlan, PlanCapabilities, PlanOptions, SqlDialect, SqlStatement};
 use tokio_util::sync::CancellationToken;
 
@@ -268,14 +268,14 @@ impl Executor for ExplainExecutor {
         assumed.empty_tables.extend(chain.plan.tables.iter().cloned());
         assumed.staged.insert(chain.plan.root.clone(), result_facts());
         if chain.checks_orphans(&assumed) {
-            let checks = orphan_checks(package, program, chain, &self.dialect)?;
+            let checks = chain.orphan_queries(package, &program.plan.staging_dataset, &self.dialect)?;
             self.push(
                 format!(
                     "where the staged rows of `{}` are the result, check that every staged nested row has its root \
                      row: then the staging tables take the final tables' place",
                     chain.plan.root
                 ),
-                checks.into_iter().map(Step::Sql).collect(),
+                checks.into_iter().map(|(_, query)| Step::Sql(query.into())).collect(),
             );
         }
         Ok(state)
@@ -376,26 +376,4 @@ fn result_facts() -> StagedFacts {
         deleted_rows: 0,
         key_range: None,
     }
-}
-
-/// The queries counting the staged nested rows of `chain` without a staged root row.
-fn orphan_checks(
-    package: &LoadPackage,
-    program: &LoadProgram,
-    chain: &ChainStep,
-    dialect: &SqlDialect,
-) -> StepResult<Vec<SqlStatement>> {
-    let Some(root) = package.schema.table(&chain.plan.root) else {
-        return Ok(Vec::new());
-    };
-    let mut checks = Vec::new();
-    for name in chain.plan.tables.iter().filter(|t| **t != root.name) {
-        let Some(nested) = package.schema.table(name) else {
-            continue;
-        };
-        let query = staged_orphans_plan(dialect, &package.schema, root, nested, &program.plan.staging_dataset)?;
-        let query = berth_plan::sql::to_query(dialect, query.into())?;
-        checks.push(berth_plan::sqlparser::ast::Statement::Query(Box::new(query)).into());
-    }
-    Ok(checks)
 }

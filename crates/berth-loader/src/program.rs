@@ -14,6 +14,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use berth_destination::{JournalEntry, JournalKey, MigrationReport};
 use berth_model::{JobFile, JobState, LoadId, LoadPackage, MergeStrategy};
+use berth_plan::followup::staged_orphans_plan;
+use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{ChainAction, ChainPlan, FinalState, PackagePlan, SqlDialect, SqlStatement, Staging};
 
 /// What the program does with a job.
@@ -83,6 +85,29 @@ impl ChainStep {
             && self.plan.action == ChainAction::Merge(MergeStrategy::DeleteInsert)
             && state.staged_is_result(&self.plan.root)
             && self.plan.tables.iter().all(|t| state.is_empty(t))
+    }
+
+    /// The queries of the check [`Self::checks_orphans`] asks for: per nested table, the count of
+    /// its staged rows without a staged root row ([`berth_plan::followup::staged_orphans_plan`]).
+    pub fn orphan_queries(
+        &self,
+        package: &LoadPackage,
+        staging_dataset: &str,
+        dialect: &SqlDialect,
+    ) -> berth_plan::Result<Vec<(String, Statement)>> {
+        let Some(root) = package.schema.table(&self.plan.root) else {
+            return Ok(Vec::new());
+        };
+        let mut queries = Vec::new();
+        for name in self.plan.tables.iter().filter(|t| **t != root.name) {
+            let Some(nested) = package.schema.table(name) else {
+                continue;
+            };
+            let plan = staged_orphans_plan(dialect, &package.schema, root, nested, staging_dataset)?;
+            let query = berth_plan::sql::to_query(dialect, plan.into())?;
+            queries.push((name.clone(), Statement::Query(Box::new(query))));
+        }
+        Ok(queries)
     }
 
     /// The state the follow-up starts from, before the executor adds what it measured: what the

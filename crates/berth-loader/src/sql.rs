@@ -11,9 +11,7 @@ use berth_destination::{
 };
 use berth_model::read;
 use berth_model::{FileFormat, LoadPackage};
-use berth_plan::followup::{
-    StagedFacts, TableRef, orphan_rows, staged_facts_plan, staged_orphans_plan, staged_rows_plan,
-};
+use berth_plan::followup::{StagedFacts, TableRef, orphan_rows, staged_facts_plan, staged_rows_plan};
 use berth_plan::keys::KeyRun;
 use berth_plan::sqlparser::ast::Statement;
 use berth_plan::{FinalState, PackagePlan, PlanOptions, SqlDialect, staging_dataset_name};
@@ -233,18 +231,12 @@ impl Executor for SqlExecutor {
                 state.staged.insert(root.name.clone(), facts);
             }
             if chain.checks_orphans(&state) {
-                for table in chain.plan.tables.iter().filter(|t| **t != root.name) {
-                    let Some(nested) = package.schema.table(table) else {
-                        continue;
-                    };
-                    let staging = &program.plan.staging_dataset;
-                    let query = staged_orphans_plan(dialect, &package.schema, root, nested, staging)?;
-                    let query = berth_plan::sql::to_query(dialect, query.into())?;
-                    let batches = self.destination.query(Statement::Query(Box::new(query))).await?;
-                    let orphans = orphan_rows(&batches)?;
+                let staging_dataset = &program.plan.staging_dataset;
+                for (table, query) in chain.orphan_queries(package, staging_dataset, dialect)? {
+                    let orphans = orphan_rows(&self.destination.query(query).await?)?;
                     tracing::debug!(%table, orphans, "staged nested rows without a staged root");
                     if orphans == 0 {
-                        state.rooted.insert(table.clone());
+                        state.rooted.insert(table);
                     }
                 }
             }

@@ -1249,7 +1249,7 @@ fn upsert(b: &PlanBuilder<'_>, dialect: &SqlDialect, input: &ChainInput<'_>) -> 
 
     if input.state.is_empty(&root.name) {
         // Nothing to match: the deduplicated, not-deleted rows go straight in, and the nested
-        // rows of those roots (not of roots marked deleted, which the MERGE path deletes too).
+        // rows the MERGE path leaves (all staged ones but those of roots marked deleted).
         ops.push(FollowupOp::Insert {
             target: final_root,
             columns: columns.clone(),
