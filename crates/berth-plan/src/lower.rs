@@ -183,6 +183,22 @@ impl Lowering<'_> {
     }
 
     fn create_table_as(&self, target: &TableRef, mut query: Query) -> Statement {
+        if self.dialect.unlogged_staging
+            && let SetExpr::Select(select) = query.body.as_mut()
+        {
+            // `SELECT … INTO UNLOGGED TABLE target FROM …`: a work table lives only inside its
+            // follow-up's transaction, so nothing of it needs the write-ahead log (PostgreSQL,
+            // 250k row locators of a 500k upsert into 5M rows: 16 MB of WAL less, about a
+            // sixth of the merge's; as fast within the runs' noise). The server may still scan
+            // in parallel for it, as for `CREATE TABLE AS`.
+            select.into = Some(SelectInto {
+                temporary: false,
+                unlogged: true,
+                table: true,
+                name: self.name(target),
+            });
+            return Statement::Query(Box::new(query));
+        }
         if self.dialect.create_table_as {
             let mut statement = skeleton("CREATE TABLE t AS SELECT 1");
             if let Statement::CreateTable(create) = &mut statement {
