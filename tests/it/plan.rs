@@ -200,7 +200,7 @@ async fn case_sensitive_naming_keeps_names_where_identifiers_are_case_sensitive(
     ];
     for (name, table) in expected {
         let (dialect, _) = berth::planning_dialect(name).expect("dialect");
-        let phases = phases(&package, &dialect, ReplaceStrategy::TruncateAndInsert, true).await;
+        let phases = phases(&package, &dialect, ReplaceStrategy::default(), true).await;
         let sql: String = phases
             .iter()
             .flat_map(|p| &p.steps)
@@ -289,5 +289,20 @@ async fn replace_by_default_is_atomic_for_every_warehouse() {
         let phases = phases(&package, &dialect, default, false).await;
         parses_back(&dialect, &phases);
         insta::assert_snapshot!(format!("replace_default__{name}"), planned_sql(&phases));
+    }
+}
+
+/// A first merge of a root with nested tables into new PostgreSQL tables: for a delete-insert
+/// the check for staged nested rows without a root, then the moves of every staging table of the
+/// chain (each `UNIQUE` added after), and the copies for when the staged rows are not the result.
+#[tokio::test]
+async fn first_merge_into_new_postgres_tables_moves_the_whole_chain() {
+    let dialect = berth::planning_dialect("postgres").expect("dialect").0;
+    for scenario in ["merge_delete_insert", "merge_upsert"] {
+        let package = packages(scenario).remove(0);
+        let phases = phases(&package, &dialect, ReplaceStrategy::default(), true).await;
+        parses_back(&dialect, &phases);
+        let sql = planned_sql(&phases);
+        insta::assert_snapshot!(format!("first_{scenario}__postgres"), sql);
     }
 }
