@@ -8,7 +8,9 @@
 //! - before a Parquet job, to what DuckDB's threads need to decode one row group each
 //!   ([`MemoryBudget::fit_row_groups`]): memory follows the widest row group, not the row count;
 //!   where the row groups are so wide that DuckDB's threads would need more than
-//!   [`THREADS_BUDGET`] between them, the job runs on fewer threads (one such job at a time);
+//!   [`THREADS_BUDGET`] between them, berth streams the job to DuckDB instead
+//!   ([`MemoryBudget::scans_row_groups`]), fitted to DuckDB's own row groups of those rows, on
+//!   fewer threads where they are still too wide (one such job at a time);
 //! - after an out-of-memory error, doubling up to DuckDB's own default ([`MemoryBudget::grow`]),
 //!   and the work runs again: berth's default never fails a load that DuckDB's default would pass.
 //!
@@ -169,9 +171,9 @@ impl MemoryBudget {
     /// threads would hold as much and run on one core, where berth's decoding takes another.
     /// dlt's row groups of 1,048,576 rows of 50 mixed columns decode to about 450 MiB (DuckDB's
     /// scan of one peaked at 431 MiB); `berth bench --shape wide`'s row groups of 131,072 rows,
-    /// 56 MiB, loaded in 4.36 s at 178 MiB scanned on one thread and in 3.89 s at 201 MiB
-    /// streamed. Always true where the user set `memory_limit` or `threads`: the scan is theirs
-    /// to size.
+    /// 56 MiB, loaded in 4.28–4.49 s at 176 MiB scanned on one thread and in 3.81–3.87 s at
+    /// 197–199 MiB streamed. Always true where the user set `memory_limit` or `threads`: the
+    /// scan is theirs to size.
     pub(crate) fn scans_row_groups(&self, decoded: u64) -> bool {
         self.auto
             .as_ref()
