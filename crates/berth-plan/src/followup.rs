@@ -1374,29 +1374,34 @@ fn staged_nested_upserted(
     hd: Option<&HardDelete<'_>>,
 ) -> Result<LogicalPlanBuilder> {
     let link = root_link(input.schema, table)?;
-    let staging_root = input.staging_ref(&root.name);
-    let filter = input.source_filter(&|c| b.bare(c))?;
     let mut staged = b.scan(&input.staging_ref(&table.name), table, None)?;
-    if let Some(filter) = &filter {
-        let roots = b
-            .scan(&staging_root, root, None)?
-            .filter(filter.clone())?
-            .project(vec![b.bare(DLT_ID)])?
-            .build()?;
-        staged = staged.filter(in_subquery(b.bare(&link.name), Arc::new(roots)))?;
+    if input.options.source_filter.is_some() {
+        staged = staged.filter(in_subquery(b.bare(&link.name), source_root_ids(b, input, root, None)?))?;
     }
     if let Some(hd) = hd {
-        let mut deleted = b
-            .scan(&staging_root, root, None)?
-            .filter(hd.deleted(b.bare(&hd.column.name)))?;
-        if let Some(filter) = filter {
-            deleted = deleted.filter(filter)?;
-        }
-        let deleted_roots = deleted.project(vec![b.bare(DLT_ID)])?.build()?;
+        let deleted_roots = source_root_ids(b, input, root, Some(hd))?;
         // `IS NOT TRUE`: a row without a root key stays, as no delete by root key matches it.
-        staged = staged.filter(in_subquery(b.bare(&link.name), Arc::new(deleted_roots)).is_not_true())?;
+        staged = staged.filter(in_subquery(b.bare(&link.name), deleted_roots).is_not_true())?;
     }
     Ok(staged)
+}
+
+/// The `_dlt_id`s of the staged root rows in the merge source (all of them, or those the source
+/// filter keeps); with `deleted`, of those among them marked deleted.
+fn source_root_ids(
+    b: &PlanBuilder<'_>,
+    input: &ChainInput<'_>,
+    root: &Table,
+    deleted: Option<&HardDelete<'_>>,
+) -> Result<Arc<LogicalPlan>> {
+    let mut roots = b.scan(&input.staging_ref(&root.name), root, None)?;
+    if let Some(hd) = deleted {
+        roots = roots.filter(hd.deleted(b.bare(&hd.column.name)))?;
+    }
+    if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
+        roots = roots.filter(filter)?;
+    }
+    Ok(Arc::new(roots.project(vec![b.bare(DLT_ID)])?.build()?))
 }
 
 /// The `MERGE` of the staged rows of `root` into its final table by primary key `pk`.
@@ -1441,23 +1446,15 @@ fn upsert_nested(
     hd: Option<&HardDelete<'_>>,
 ) -> Result<Vec<FollowupOp>> {
     let mut ops = Vec::new();
-    let staging_root = input.staging_ref(&root.name);
     let link = root_link(input.schema, table)?;
     let columns = column_names(table);
     let final_nested = input.final_ref(&table.name);
     let staging_nested = input.staging_ref(&table.name);
-    // The root rows in the merge source (all staged ones, or those the source filter keeps): the
-    // nested rows that follow them are merged.
-    let source_roots = || -> Result<Arc<LogicalPlan>> {
-        let mut roots = b.scan(&staging_root, root, None)?;
-        if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
-            roots = roots.filter(filter)?;
-        }
-        Ok(Arc::new(roots.project(vec![b.bare(DLT_ID)])?.build()?))
-    };
+    // The nested rows that follow the root rows in the merge source are merged.
     let mut nested_source = b.scan(&staging_nested, table, None)?;
     if input.options.source_filter.is_some() {
-        nested_source = nested_source.filter(in_subquery(b.bare(&link.name), source_roots()?))?;
+        nested_source =
+            nested_source.filter(in_subquery(b.bare(&link.name), source_root_ids(b, input, root, None)?))?;
     }
     ops.push(FollowupOp::Merge(Box::new(MergeInto {
         target: final_nested.clone(),
@@ -1472,7 +1469,7 @@ fn upsert_nested(
     })));
     // List elements that are gone from an updated root row.
     let qualifier = b.target_qualifier(&final_nested);
-    let staged_roots = source_roots()?;
+    let staged_roots = source_root_ids(b, input, root, None)?;
     let still_there = b.correlated(
         &staging_nested,
         table,
@@ -1486,16 +1483,12 @@ fn upsert_nested(
         predicate: in_subquery(b.col(&qualifier, &link.name), staged_roots).and(not_exists(still_there)),
     });
     if let Some(hd) = hd {
-        let mut deleted = b
-            .scan(&staging_root, root, None)?
-            .filter(hd.deleted(b.bare(&hd.column.name)))?;
-        if let Some(filter) = input.source_filter(&|c| b.bare(c))? {
-            deleted = deleted.filter(filter)?;
-        }
-        let deleted_roots = deleted.project(vec![b.bare(DLT_ID)])?.build()?;
         ops.push(FollowupOp::Delete {
             target: final_nested,
-            predicate: in_subquery(b.col(&qualifier, &link.name), Arc::new(deleted_roots)),
+            predicate: in_subquery(
+                b.col(&qualifier, &link.name),
+                source_root_ids(b, input, root, Some(hd))?,
+            ),
         });
     }
     Ok(ops)
