@@ -255,6 +255,29 @@ async fn large_files_load_in_parts_of_rows_exactly_once_across_a_failure() {
 /// rerun loads only the copy, whose parts alone hold each key once, but the staging table
 /// holds every key twice: the keys are still deduplicated. A delta loaded next in sorted parts
 /// (keys known unique from its parts, and their range) replaces the rows whose keys it shares.
+/// `berth bench`'s server ceiling splits the table over its streams and reads every row back,
+/// leaving the loaded table as it was and nothing of its own behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_copy_ceiling_reads_every_row_in_each_stream_count() {
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = parts_package(dir.path(), 5, Disposition::Append);
+    let server = Arc::new(PostgresDestination::from_url(&cluster.database_url("ceiling")).expect("postgres url"));
+    let pg: Arc<dyn Destination> = Arc::<PostgresDestination>::clone(&server);
+    load_in_parts(Arc::clone(&pg), &package).await;
+    for streams in [1, 2, 3] {
+        let took = server.server_copy_ceiling("bench", "narrow", streams).await;
+        assert!(took.is_ok(), "{streams} streams: {took:?}");
+    }
+    assert_every_row_once(pg.as_ref()).await;
+    let leftovers = query_count(
+        pg.as_ref(),
+        "SELECT 1 FROM pg_tables WHERE schemaname = 'bench' AND tablename LIKE '%berth_ceiling%'",
+    )
+    .await;
+    assert_eq!(leftovers, 0, "the ceiling's table is dropped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_keys_seen_in_one_run_do_not_hide_keys_an_earlier_run_staged() {
     let cluster = PgCluster::start();

@@ -2,7 +2,8 @@
 //!
 //! Throughput benchmarks a user can run against their own destination: synthetic dlt packages
 //! ([`synth`]), loaded by berth and, in the same run, by the destination's own fastest path (the
-//! "ceiling": PostgreSQL reading a binary COPY file itself, DuckDB's `read_parquet`), so results
+//! "ceiling": PostgreSQL reading a binary COPY file itself, in one stream and in as many as
+//! berth's connections, DuckDB's `read_parquet`), so results
 //! read as a ratio. `berth bench` is the command line for it, and runs each timed load as a
 //! `berth load` process of its own ([`process`]), so that a run's peak memory is a load's own; as a
 //! library, loads run in the calling process unless [`BenchConfig::load_command`] says how to start

@@ -422,11 +422,18 @@ impl Target {
         !matches!(self, Self::Delta(_))
     }
 
-    fn ceiling_name(&self) -> &'static str {
+    /// The destination's own limits measured next to berth, by name: PostgreSQL's single-stream
+    /// server COPY (the classic anchor) and, when berth loads over several connections, as many
+    /// server streams at once (what the server itself takes in parallel on the same cores).
+    fn ceiling_names(&self, parallel: usize) -> Vec<String> {
         match self {
-            Self::Postgres(_) => "server COPY FROM file (binary, 1 stream)",
-            Self::DuckDb(_) => "DuckDB CREATE TABLE AS read_parquet",
-            Self::Delta(_) => "(none)",
+            Self::Postgres(_) if parallel > 1 => vec![
+                "server COPY FROM file (binary, 1 stream)".into(),
+                format!("server COPY FROM file (binary, {parallel} streams)"),
+            ],
+            Self::Postgres(_) => vec!["server COPY FROM file (binary, 1 stream)".into()],
+            Self::DuckDb(_) => vec!["DuckDB CREATE TABLE AS read_parquet".into()],
+            Self::Delta(_) => Vec::new(),
         }
     }
 
@@ -437,16 +444,23 @@ impl Target {
         Ok(())
     }
 
-    async fn ceiling(&self, dataset: &str, table: &str, files: &[PathBuf]) -> Result<Duration> {
+    /// One run of each of [`Self::ceiling_names`], in that order.
+    async fn ceilings(&self, dataset: &str, table: &str, files: &[PathBuf], parallel: usize) -> Result<Vec<Duration>> {
         match self {
-            Self::Postgres(d) => Ok(d.server_copy_ceiling(dataset, table).await?),
+            Self::Postgres(d) => {
+                let mut times = vec![d.server_copy_ceiling(dataset, table, 1).await?];
+                if parallel > 1 {
+                    times.push(d.server_copy_ceiling(dataset, table, parallel).await?);
+                }
+                Ok(times)
+            }
             Self::DuckDb(url) => {
                 let duckdb = DuckDbDestination::from_url(url)?;
                 let mut total = Duration::ZERO;
                 for file in files {
                     total += duckdb.read_parquet_ceiling(dataset, file).await?;
                 }
-                Ok(total)
+                Ok(vec![total])
             }
             Self::Delta(_) => Err(Error::Config("a lake has no ceiling to measure".into())),
         }
@@ -1038,7 +1052,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     // The destination's own ceiling is measured for one table; nested shapes load several.
     let ceiling = config.ceiling && config.shape.tables().len() == 1 && target.has_ceiling();
     let mut berth_runs = Vec::new();
-    let mut ceiling_times = Vec::new();
+    let parallel = config.loader.parallel_jobs;
+    let mut ceiling_times: Vec<Vec<Duration>> = Vec::new();
     let mut bucket_runs = Vec::new();
     let (mut dlt_runs, mut dlt_parity) = (Vec::new(), Vec::new());
     for run in 0..config.runs {
@@ -1062,9 +1077,12 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         }
 
         if ceiling {
-            let ceiling = target.ceiling(&dataset, table, &files).await?;
-            tracing::info!("run {run}: ceiling {:.2} s", ceiling.as_secs_f64());
-            ceiling_times.push(ceiling);
+            let times = target.ceilings(&dataset, table, &files, parallel).await?;
+            tracing::info!("run {run}: ceilings {times:.2?}");
+            ceiling_times.resize(times.len(), Vec::new());
+            for (series, time) in ceiling_times.iter_mut().zip(times) {
+                series.push(time);
+            }
         }
         target.drop_dataset(&dataset, &config.storage).await?;
     }
@@ -1086,9 +1104,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         let case = dlt_case(runner, "load step", &dlt_runs, &dlt_parity, &cases[0]);
         cases.push(case);
     }
-    if !ceiling_times.is_empty() {
-        let name = target.ceiling_name().into();
-        let mut ceiling = CaseReport::measured(name, &ceiling_times, expected_rows, parquet_bytes, None);
+    for (name, times) in target.ceiling_names(parallel).into_iter().zip(&ceiling_times) {
+        let mut ceiling = CaseReport::measured(name, times, expected_rows, parquet_bytes, None);
         let berth = cases[0].seconds.median;
         ceiling.berth_ratio = (ceiling.seconds.median > 0.0).then(|| berth / ceiling.seconds.median);
         cases.push(ceiling);

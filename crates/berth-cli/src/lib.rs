@@ -67,7 +67,8 @@ enum Command {
     /// Generates a synthetic dlt package (deterministic by seed; cached in --work-dir), loads it
     /// --runs times into a fresh dataset each time, and in the same runs measures the
     /// destination's own fastest ingest of the same data: PostgreSQL reading a binary COPY file
-    /// itself (needs superuser or pg_read/write_server_files), DuckDB's read_parquet. Each load
+    /// itself, in one stream and in as many streams as --parallel (needs superuser or
+    /// pg_read/write_server_files), DuckDB's read_parquet. Each load
     /// runs as `berth load --json` in a process of its own, as a user's load would. Reports
     /// min/median/max seconds, rows/s, MB/s (of Parquet), the peak RSS of that process (its whole
     /// life, DuckDB's checkpoint at close included) and the ratio.

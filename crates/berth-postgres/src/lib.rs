@@ -997,46 +997,87 @@ impl PostgresDestination {
         Ok(())
     }
 
-    /// PostgreSQL's own ingest limit for the rows of `dataset.table`: the server writes them to a
-    /// binary COPY file in its data directory, then reads that file into an empty copy of the
-    /// table (`COPY … FROM '<file>' (FORMAT binary)`), one stream, no client involved. Returns how
-    /// long the read took. Needs superuser or `pg_read_server_files` + `pg_write_server_files`.
-    pub async fn server_copy_ceiling(&self, dataset: &str, table: &str) -> Result<std::time::Duration> {
+    /// PostgreSQL's own ingest limit for the rows of `dataset.table`: the server writes them to
+    /// `streams` binary COPY files in its data directory (equal ranges of the table's pages), then
+    /// reads those files into an empty copy of the table (`COPY … FROM '<file>' (FORMAT binary)`),
+    /// one session per file, all at once, no client involved. Returns how long the reads took.
+    /// One stream is the classic single-stream limit; as many streams as berth's connections show
+    /// what the server itself can take in parallel on the same cores. Needs superuser or
+    /// `pg_read_server_files` + `pg_write_server_files`.
+    pub async fn server_copy_ceiling(&self, dataset: &str, table: &str, streams: usize) -> Result<std::time::Duration> {
         let dialect = &self.caps.dialect;
         let source = dialect.table_name(dataset, table);
         let target = dialect.table_name(dataset, &format!("{table}__berth_ceiling"));
-        let session = self.connect().await?;
-        let directory: String = session
-            .client
-            .query_one("SELECT current_setting('data_directory')", &[])
+        let streams = streams.max(1);
+        let mut sessions = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            sessions.push(self.connect().await?);
+        }
+        let client = &sessions[0].client;
+        let run = |client, sql| self.ceiling_step(client, sql);
+        let row = client
+            .query_one(
+                "SELECT current_setting('data_directory'), pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint",
+                &[&source.to_string()],
+            )
             .await
-            .map_err(|e| self.error("reading the server's data directory", &e))?
-            .get(0);
+            .map_err(|e| self.error("reading the server's data directory", &e))?;
+        let (directory, pages): (String, i64) = (row.get(0), row.get(1));
         // A literal, quoted by sqlparser's printer.
-        let file = berth_plan::sqlparser::ast::Value::SingleQuotedString(format!("{directory}/{CEILING_FILE}"));
-        let run = |sql: String| {
-            let client = &session.client;
-            async move {
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(|e| self.error(format!("measuring the server's COPY speed: {sql}"), &e))
-            }
-        };
-        run(format!("COPY {source} TO {file} WITH (FORMAT binary)")).await?;
-        run(format!("DROP TABLE IF EXISTS {target}")).await?;
-        run(format!("CREATE TABLE {target} (LIKE {source})")).await?;
-        if let Err(e) = session.client.batch_execute("CHECKPOINT").await {
+        let file =
+            |i: usize| berth_plan::sqlparser::ast::Value::SingleQuotedString(format!("{directory}/{CEILING_FILE}.{i}"));
+        let share = (pages / streams as i64) + 1;
+        let mut written = 0;
+        for i in 0..streams {
+            // A TID range scan per share of the pages; the last share takes what is left.
+            let from = share * i as i64;
+            let to = if i + 1 == streams {
+                String::new()
+            } else {
+                format!(" AND ctid < '({},0)'", from + share)
+            };
+            let part = format!("SELECT * FROM {source} WHERE ctid >= '({from},0)'{to}");
+            written += run(client, format!("COPY ({part}) TO {} WITH (FORMAT binary)", file(i))).await?;
+        }
+        run(client, format!("DROP TABLE IF EXISTS {target}")).await?;
+        run(client, format!("CREATE TABLE {target} (LIKE {source})")).await?;
+        if let Err(e) = client.batch_execute("CHECKPOINT").await {
             tracing::debug!("CHECKPOINT refused: {}", message(&e));
         }
         let started = std::time::Instant::now();
-        run(format!("COPY {target} FROM {file} WITH (FORMAT binary)")).await?;
+        let reads = sessions.iter().enumerate().map(|(i, s)| {
+            run(
+                &s.client,
+                format!("COPY {target} FROM {} WITH (FORMAT binary)", file(i)),
+            )
+        });
+        let read: u64 = futures::future::try_join_all(reads).await?.into_iter().sum();
         let elapsed = started.elapsed();
-        run(format!("DROP TABLE {target}")).await?;
-        // Leave an empty file rather than a copy of the data.
-        run(format!("COPY (SELECT 1 WHERE false) TO {file}")).await?;
-        self.release(session);
+        if read != written {
+            return Err(Error::Database {
+                kind: ErrorKind::Bug,
+                destination: self.display.clone(),
+                context: format!("measuring the server's COPY speed of {source} in {streams} streams"),
+                message: format!("the streams read {read} rows of the {written} written"),
+            });
+        }
+        run(client, format!("DROP TABLE {target}")).await?;
+        for i in 0..streams {
+            // Leave empty files rather than a copy of the data.
+            run(client, format!("COPY (SELECT 1 WHERE false) TO {}", file(i))).await?;
+        }
+        for session in sessions {
+            self.release(session);
+        }
         Ok(elapsed)
+    }
+
+    /// Runs one statement of [`Self::server_copy_ceiling`]; the rows it wrote or read.
+    async fn ceiling_step(&self, client: &Client, sql: String) -> Result<u64> {
+        client
+            .execute(&sql, &[])
+            .await
+            .map_err(|e| self.error(format!("measuring the server's COPY speed: {sql}"), &e))
     }
 }
 
