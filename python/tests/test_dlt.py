@@ -26,9 +26,11 @@ VOLATILE = {"_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id"}
 VALIDITY = {"_dlt_valid_from", "_dlt_valid_to"}
 
 
-def dump(destination: str, location: str, dataset: str) -> Dict[str, Counter]:
+def dump(destination: str, location: str, dataset: str, load_ranks: bool = False) -> Dict[str, Counter]:
     """Every data table of `dataset` as a multiset of rows (volatile columns left out), plus the
-    row counts of dlt's bookkeeping."""
+    row counts of dlt's bookkeeping. With `load_ranks`, `_dlt_load_id` stays, as the rank of the
+    load among the dataset's loads (1 for the first): which load wrote a row, comparable across
+    datasets."""
     if destination == "duckdb":
         con: Any = duckdb.connect(location, read_only=True)
         cur = con
@@ -44,6 +46,11 @@ def dump(destination: str, location: str, dataset: str) -> Dict[str, Counter]:
         for table, column in cur.fetchall():
             columns.setdefault(table, []).append(column)
         out: Dict[str, Counter] = {}
+        volatile = VOLATILE - {"_dlt_load_id"} if load_ranks else VOLATILE
+        ranks: Dict[str, str] = {}
+        if load_ranks:
+            cur.execute(f'SELECT load_id FROM "{dataset}"."_dlt_loads" ORDER BY load_id')
+            ranks = {load_id: str(rank) for rank, (load_id,) in enumerate(cur.fetchall(), start=1)}
         for table, cols in columns.items():
             if table in ("_dlt_version", "_dlt_loads", "_dlt_pipeline_state"):
                 cur.execute(f'SELECT count(*) FROM "{dataset}"."{table}"')
@@ -51,11 +58,15 @@ def dump(destination: str, location: str, dataset: str) -> Dict[str, Counter]:
                 continue
             if table.startswith(("_dlt", "_berth")):
                 continue
-            select = ", ".join(
-                f'"{c}" IS NULL' if c in VALIDITY else f'CAST("{c}" AS VARCHAR)' for c in cols if c not in VOLATILE
-            )
+            kept = [c for c in cols if c not in volatile]
+            select = ", ".join(f'"{c}" IS NULL' if c in VALIDITY else f'CAST("{c}" AS VARCHAR)' for c in kept)
             cur.execute(f'SELECT {select} FROM "{dataset}"."{table}"')
-            out[table] = Counter(tuple(row) for row in cur.fetchall())
+            rows = [list(row) for row in cur.fetchall()]
+            if "_dlt_load_id" in kept:
+                at = kept.index("_dlt_load_id")
+                for row in rows:
+                    row[at] = ranks.get(row[at], row[at])
+            out[table] = Counter(tuple(row) for row in rows)
         return out
     finally:
         con.close()
