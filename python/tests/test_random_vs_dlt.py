@@ -28,7 +28,7 @@ from test_dlt import VALIDITY, VOLATILE, dump
 # Seeds per run: DuckDB takes this many, PostgreSQL half (BERTH_RANDOM_SEEDS=200 for a long hunt).
 SEEDS = int(os.environ.get("BERTH_RANDOM_SEEDS", "20"))
 STRATEGIES = ["delete-insert", "upsert", "insert-only", "scd2", "cdc"]
-FORMATS = {"duckdb": ["insert_values", "parquet", "jsonl"], "postgres": ["insert_values", "csv"]}
+FORMATS = {"duckdb": ["insert_values", "parquet", "jsonl"], "postgres": ["insert_values", "csv", "parquet"]}
 
 
 def options(rng: random.Random, strategy: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
