@@ -17,7 +17,7 @@ import os
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import dlt
 import pytest
@@ -27,6 +27,7 @@ from test_dlt import VALIDITY, VOLATILE, dump
 
 # Seeds per run: DuckDB takes this many, PostgreSQL half (BERTH_RANDOM_SEEDS=200 for a long hunt).
 SEEDS = int(os.environ.get("BERTH_RANDOM_SEEDS", "20"))
+Runs = List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]
 STRATEGIES = ["delete-insert", "upsert", "insert-only", "scd2", "cdc"]
 FORMATS = {"duckdb": ["insert_values", "parquet", "jsonl"], "postgres": ["insert_values", "csv", "parquet"]}
 
@@ -54,7 +55,7 @@ def options(rng: random.Random, strategy: str) -> Tuple[Dict[str, Any], Dict[str
     return disposition, hints
 
 
-def history(seed: int, destination: str) -> Tuple[str, str, List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]]:
+def history(seed: int, destination: str) -> Tuple[str, str, Runs]:
     """A description of the seed's case, the job format and the runs (rows, `pipeline.run`
     hints)."""
     rng = random.Random(seed)
@@ -100,44 +101,68 @@ def history(seed: int, destination: str) -> Tuple[str, str, List[Tuple[List[Dict
     return described, file_format, runs
 
 
-def compare(seed: int, destination: str, ours: Any, reference: Any, locations: Tuple[str, str], workdir: Path) -> None:
-    strategy, file_format, runs = history(seed, destination)
-    berth_p = dlt.pipeline(f"r{seed}a", destination=ours, dataset_name="data", pipelines_dir=str(workdir / "a"))
-    dlt_p = dlt.pipeline(f"r{seed}b", destination=reference, dataset_name="data", pipelines_dir=str(workdir / "b"))
+def cases(duckdb_seeds: range, postgres_seeds: range) -> List[Tuple[str, int]]:
+    """(destination, seed) pairs of a family of histories."""
+    return [("duckdb", seed) for seed in duckdb_seeds] + [("postgres", seed) for seed in postgres_seeds]
+
+
+def side_by_side(
+    name: str, destination: str, runs: Runs, workdir: Path, request: Any, check: Callable[[int, Dict, Dict], None]
+) -> None:
+    """Runs `runs` through berth.dlt and through dlt's own `destination`, each pipeline into a
+    database of its own, and hands `check` both datasets after every run (rows with the rank of
+    the load that wrote them)."""
+    if destination == "duckdb":
+        locations = (str(workdir / "berth.duckdb"), str(workdir / "dlt.duckdb"))
+        ours, reference = berth.dlt.duckdb(locations[0]), dlt.destinations.duckdb(locations[1])
+    else:
+        pg = request.getfixturevalue("pg")
+        locations = (pg.new_database(), pg.new_database())
+        ours, reference = berth.dlt.postgres(locations[0]), dlt.destinations.postgres(locations[1])
+    pipelines = [
+        dlt.pipeline(f"{name}{side}", destination=d, dataset_name="data", pipelines_dir=str(workdir / side))
+        for side, d in (("a", ours), ("b", reference))
+    ]
     for number, (rows, hints) in enumerate(runs):
-        for pipeline in (berth_p, dlt_p):
+        for pipeline in pipelines:
             info = pipeline.run(rows, **hints)
             assert not info.has_failed_jobs
-        got = dump(destination, locations[0], "data", load_ranks=True)
-        want = dump(destination, locations[1], "data", load_ranks=True)
-        if "'upsert'" in strategy:
-            # berth's one deliberate difference here (README, "Where berth deliberately differs"):
-            # an upsert row marked deleted whose key is not loaded is not inserted; dlt's MERGE
-            # inserts it with its marker. Marked rows in the table are exactly those ("true" is
-            # no other column's value).
-            want["accounts"] = Counter({row: n for row, n in want["accounts"].items() if "true" not in row})
-        differences = {
-            table: {"berth only": got.get(table, Counter()) - want.get(table, Counter()),
-                    "dlt only": want.get(table, Counter()) - got.get(table, Counter())}
-            for table in set(got) | set(want)
-            if got.get(table) != want.get(table)
-        }
-        assert not differences, f"seed {seed} ({strategy}, {file_format}), after run {number + 1}: {differences}"
+        got, want = (dump(destination, location, "data", load_ranks=True) for location in locations)
+        check(number, got, want)
 
 
-@pytest.mark.parametrize("seed", range(SEEDS))
-def test_random_merges_into_duckdb_equal_dlt_s(workdir: Path, seed: int) -> None:
-    ours, reference = str(workdir / "berth.duckdb"), str(workdir / "dlt.duckdb")
-    compare(seed, "duckdb", berth.dlt.duckdb(ours), dlt.destinations.duckdb(reference), (ours, reference), workdir)
+def differences(got: Dict[str, Counter], want: Dict[str, Counter]) -> Dict[str, Dict[str, Counter]]:
+    """Per table that differs, the rows only berth's side has and those only dlt's has."""
+    return {
+        table: {"berth only": got.get(table, Counter()) - want.get(table, Counter()),
+                "dlt only": want.get(table, Counter()) - got.get(table, Counter())}
+        for table in set(got) | set(want)
+        if got.get(table) != want.get(table)
+    }
 
 
-@pytest.mark.parametrize("seed", range(100, 100 + SEEDS // 2))
-def test_random_merges_into_postgres_equal_dlt_s(workdir: Path, pg, seed: int) -> None:
-    ours, reference = pg.new_database(), pg.new_database()
-    compare(seed, "postgres", berth.dlt.postgres(ours), dlt.destinations.postgres(reference), (ours, reference), workdir)
+def without_upsert_markers(rows: Counter, marked: Callable[[Tuple], bool]) -> Counter:
+    """berth's one deliberate difference here (README, "Where berth deliberately differs"): an
+    upsert row marked deleted whose key is not loaded is not inserted; dlt's MERGE inserts it with
+    its marker. Marked rows in the table are exactly those."""
+    return Counter({row: n for row, n in rows.items() if not marked(row)})
 
 
-def dispositions(seed: int, destination: str) -> Tuple[str, List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]]:
+@pytest.mark.parametrize("destination,seed", cases(range(SEEDS), range(100, 100 + SEEDS // 2)))
+def test_random_merges_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
+    described, file_format, runs = history(seed, destination)
+
+    def check(number: int, got: Dict, want: Dict) -> None:
+        if "'upsert'" in described:
+            # "true" is no other column's value.
+            want["accounts"] = without_upsert_markers(want["accounts"], lambda row: "true" in row)
+        found = differences(got, want)
+        assert not found, f"seed {seed} ({described}, {file_format}), after run {number + 1}: {found}"
+
+    side_by_side(f"r{seed}", destination, runs, workdir, request, check)
+
+
+def dispositions(seed: int, destination: str) -> Tuple[str, Runs]:
     """Four runs into one table, each with a write disposition of its own (append, replace,
     delete-insert merge) and now and then one of dlt's refresh modes: the table's history
     switches between them as a pipeline's does when its resource changes."""
@@ -174,30 +199,15 @@ def dispositions(seed: int, destination: str) -> Tuple[str, List[Tuple[List[Dict
     return file_format, runs
 
 
-def compare_dispositions(seed: int, destination: str, ours: Any, reference: Any, locations: Tuple[str, str], workdir: Path) -> None:
+@pytest.mark.parametrize("destination,seed", cases(range(SEEDS // 2), range(100, 100 + SEEDS // 4)))
+def test_random_dispositions_and_refreshes_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     file_format, runs = dispositions(seed, destination)
-    berth_p = dlt.pipeline(f"d{seed}a", destination=ours, dataset_name="data", pipelines_dir=str(workdir / "a"))
-    dlt_p = dlt.pipeline(f"d{seed}b", destination=reference, dataset_name="data", pipelines_dir=str(workdir / "b"))
-    for number, (rows, hints) in enumerate(runs):
-        for pipeline in (berth_p, dlt_p):
-            info = pipeline.run(rows, **hints)
-            assert not info.has_failed_jobs
-        got = dump(destination, locations[0], "data", load_ranks=True)
-        want = dump(destination, locations[1], "data", load_ranks=True)
+
+    def check(number: int, got: Dict, want: Dict) -> None:
         described = [{k: v for k, v in h.items() if k not in ("table_name", "columns")} for _, h in runs[: number + 1]]
-        assert got == want, f"seed {seed} ({file_format}) after {described}: berth {got}, dlt {want}"
+        assert got == want, f"seed {seed} ({file_format}) after {described}: {differences(got, want)}"
 
-
-@pytest.mark.parametrize("seed", range(SEEDS // 2))
-def test_random_dispositions_and_refreshes_into_duckdb_equal_dlt_s(workdir: Path, seed: int) -> None:
-    ours, reference = str(workdir / "berth.duckdb"), str(workdir / "dlt.duckdb")
-    compare_dispositions(seed, "duckdb", berth.dlt.duckdb(ours), dlt.destinations.duckdb(reference), (ours, reference), workdir)
-
-
-@pytest.mark.parametrize("seed", range(100, 100 + SEEDS // 4))
-def test_random_dispositions_and_refreshes_into_postgres_equal_dlt_s(workdir: Path, pg, seed: int) -> None:
-    ours, reference = pg.new_database(), pg.new_database()
-    compare_dispositions(seed, "postgres", berth.dlt.postgres(ours), dlt.destinations.postgres(reference), (ours, reference), workdir)
+    side_by_side(f"d{seed}", destination, runs, workdir, request, check)
 
 
 def duckdb_rows(location: str, dataset: str) -> Dict[str, Counter]:
@@ -276,15 +286,9 @@ def test_random_merges_into_a_delta_lake_equal_dlt_s_duckdb(workdir: Path, seed:
         assert not info.has_failed_jobs
         got, want = lake_rows(lake, "data"), duckdb_rows(reference, "data")
         if "'upsert'" in described:
-            # The documented difference (see `compare`): a marked row of an unloaded key.
-            want["accounts"] = Counter({r: n for r, n in want["accounts"].items() if ("deleted", "true") not in r})
-        differences = {
-            table: {"lake only": got.get(table, Counter()) - want.get(table, Counter()),
-                    "dlt only": want.get(table, Counter()) - got.get(table, Counter())}
-            for table in set(got) | set(want)
-            if got.get(table) != want.get(table)
-        }
-        assert not differences, f"seed {seed} ({described}, {file_format}), after run {number + 1}: {differences}"
+            want["accounts"] = without_upsert_markers(want["accounts"], lambda row: ("deleted", "true") in row)
+        found = differences(got, want)
+        assert not found, f"seed {seed} ({described}, {file_format}), after run {number + 1}: {found}"
 
 
 def awkward_text(rng: random.Random) -> str:
@@ -294,7 +298,7 @@ def awkward_text(rng: random.Random) -> str:
     return "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
 
 
-def values(seed: int, destination: str) -> Tuple[str, List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]]:
+def values(seed: int, destination: str) -> Tuple[str, Runs]:
     """Two appends of rows with random values of every dlt data type, NULLs among them."""
     import datetime as dt
     from decimal import Decimal
@@ -343,20 +347,6 @@ def values(seed: int, destination: str) -> Tuple[str, List[Tuple[List[Dict[str, 
     return file_format, runs
 
 
-def compare_values(seed: int, destination: str, ours: Any, reference: Any, locations: Tuple[str, str], workdir: Path) -> None:
-    file_format, runs = values(seed, destination)
-    berth_p = dlt.pipeline(f"v{seed}a", destination=ours, dataset_name="data", pipelines_dir=str(workdir / "a"))
-    dlt_p = dlt.pipeline(f"v{seed}b", destination=reference, dataset_name="data", pipelines_dir=str(workdir / "b"))
-    for rows, hints in runs:
-        for pipeline in (berth_p, dlt_p):
-            info = pipeline.run(rows, **hints)
-            assert not info.has_failed_jobs
-    got, want = dump(destination, locations[0], "data"), dump(destination, locations[1], "data")
-    got["values"], want["values"] = comparable(got["values"]), comparable(want["values"])
-    differences = (got["values"] - want["values"], want["values"] - got["values"])
-    assert got == want, f"seed {seed} ({file_format}): berth only, dlt only: {differences}"
-
-
 def comparable(rows: Counter) -> Counter:
     """Rows without two artifacts of dlt's own loads, where berth keeps the data as written:
     dlt's DuckDB load of JSONL reads a json column as structs, so an object gains the other rows'
@@ -379,13 +369,12 @@ def comparable(rows: Counter) -> Counter:
     return Counter({tuple(cell(v) for v in row): n for row, n in rows.items()})
 
 
-@pytest.mark.parametrize("seed", range(300, 300 + SEEDS // 2))
-def test_random_values_of_every_type_into_duckdb_equal_dlt_s(workdir: Path, seed: int) -> None:
-    ours, reference = str(workdir / "berth.duckdb"), str(workdir / "dlt.duckdb")
-    compare_values(seed, "duckdb", berth.dlt.duckdb(ours), dlt.destinations.duckdb(reference), (ours, reference), workdir)
+@pytest.mark.parametrize("destination,seed", cases(range(300, 300 + SEEDS // 2), range(400, 400 + SEEDS // 2)))
+def test_random_values_of_every_type_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
+    file_format, runs = values(seed, destination)
 
+    def check(number: int, got: Dict, want: Dict) -> None:
+        got["values"], want["values"] = comparable(got["values"]), comparable(want["values"])
+        assert got == want, f"seed {seed} ({file_format}), after run {number + 1}: {differences(got, want)}"
 
-@pytest.mark.parametrize("seed", range(400, 400 + SEEDS // 2))
-def test_random_values_of_every_type_into_postgres_equal_dlt_s(workdir: Path, pg, seed: int) -> None:
-    ours, reference = pg.new_database(), pg.new_database()
-    compare_values(seed, "postgres", berth.dlt.postgres(ours), dlt.destinations.postgres(reference), (ours, reference), workdir)
+    side_by_side(f"v{seed}", destination, runs, workdir, request, check)
