@@ -1053,14 +1053,6 @@ impl PostgresDestination {
         });
         let read: u64 = futures::future::try_join_all(reads).await?.into_iter().sum();
         let elapsed = started.elapsed();
-        if read != written {
-            return Err(Error::Database {
-                kind: ErrorKind::Bug,
-                destination: self.display.clone(),
-                context: format!("measuring the server's COPY speed of {source} in {streams} streams"),
-                message: format!("the streams read {read} rows of the {written} written"),
-            });
-        }
         run(client, format!("DROP TABLE {target}")).await?;
         for i in 0..streams {
             // Leave empty files rather than a copy of the data.
@@ -1068,6 +1060,14 @@ impl PostgresDestination {
         }
         for session in sessions {
             self.release(session);
+        }
+        if read != written {
+            return Err(Error::Database {
+                kind: ErrorKind::Bug,
+                destination: self.display.clone(),
+                context: format!("measuring the server's COPY speed of {source} in {streams} streams"),
+                message: format!("the streams read {read} rows of the {written} written"),
+            });
         }
         Ok(elapsed)
     }
