@@ -365,7 +365,10 @@ def comparable(rows: Counter) -> Counter:
 
     def cell(value: Any) -> Any:
         if isinstance(value, str) and value[:1] in ("{", "["):
-            return json.dumps(strip(json.loads(value)), sort_keys=True)
+            try:
+                return json.dumps(strip(json.loads(value)), sort_keys=True)
+            except ValueError:
+                return value  # a binary that prints starting with a brace
         return {"-0.0": "0.0", "-0": "0"}.get(value, value)
 
     return Counter({tuple(cell(v) for v in row): n for row, n in rows.items()})
