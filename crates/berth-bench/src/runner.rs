@@ -422,21 +422,6 @@ impl Target {
         !matches!(self, Self::Delta(_))
     }
 
-    /// The destination's own limits measured next to berth, by name: PostgreSQL's single-stream
-    /// server COPY (the classic anchor) and, when berth loads over several connections, as many
-    /// server streams at once (what the server itself takes in parallel on the same cores).
-    fn ceiling_names(&self, parallel: usize) -> Vec<String> {
-        match self {
-            Self::Postgres(_) if parallel > 1 => vec![
-                "server COPY FROM file (binary, 1 stream)".into(),
-                format!("server COPY FROM file (binary, {parallel} streams)"),
-            ],
-            Self::Postgres(_) => vec!["server COPY FROM file (binary, 1 stream)".into()],
-            Self::DuckDb(_) => vec!["DuckDB CREATE TABLE AS read_parquet".into()],
-            Self::Delta(_) => Vec::new(),
-        }
-    }
-
     async fn settle(&self) -> Result<()> {
         if let Self::Postgres(d) = self {
             d.checkpoint().await?;
@@ -444,13 +429,28 @@ impl Target {
         Ok(())
     }
 
-    /// One run of each of [`Self::ceiling_names`], in that order.
-    async fn ceilings(&self, dataset: &str, table: &str, files: &[PathBuf], parallel: usize) -> Result<Vec<Duration>> {
+    /// One run of each of the destination's own limits, by name: PostgreSQL's single-stream
+    /// server COPY (the classic anchor) and, when berth loads over several connections, as many
+    /// server streams at once (what the server itself takes in parallel on the same cores);
+    /// DuckDB's `read_parquet`.
+    async fn ceilings(
+        &self,
+        dataset: &str,
+        table: &str,
+        files: &[PathBuf],
+        parallel: usize,
+    ) -> Result<Vec<(String, Duration)>> {
         match self {
             Self::Postgres(d) => {
-                let mut times = vec![d.server_copy_ceiling(dataset, table, 1).await?];
+                let mut streams = vec![1];
                 if parallel > 1 {
-                    times.push(d.server_copy_ceiling(dataset, table, parallel).await?);
+                    streams.push(parallel);
+                }
+                let mut times = Vec::new();
+                for n in streams {
+                    let plural = if n == 1 { "stream" } else { "streams" };
+                    let name = format!("server COPY FROM file (binary, {n} {plural})");
+                    times.push((name, d.server_copy_ceiling(dataset, table, n).await?));
                 }
                 Ok(times)
             }
@@ -460,7 +460,7 @@ impl Target {
                 for file in files {
                     total += duckdb.read_parquet_ceiling(dataset, file).await?;
                 }
-                Ok(vec![total])
+                Ok(vec![("DuckDB CREATE TABLE AS read_parquet".into(), total)])
             }
             Self::Delta(_) => Err(Error::Config("a lake has no ceiling to measure".into())),
         }
@@ -1053,7 +1053,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
     let ceiling = config.ceiling && config.shape.tables().len() == 1 && target.has_ceiling();
     let mut berth_runs = Vec::new();
     let parallel = config.loader.parallel_jobs;
-    let mut ceiling_times: Vec<Vec<Duration>> = Vec::new();
+    let mut ceiling_times: Vec<(String, Vec<Duration>)> = Vec::new();
     let mut bucket_runs = Vec::new();
     let (mut dlt_runs, mut dlt_parity) = (Vec::new(), Vec::new());
     for run in 0..config.runs {
@@ -1079,9 +1079,11 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         if ceiling {
             let times = target.ceilings(&dataset, table, &files, parallel).await?;
             tracing::info!("run {run}: ceilings {times:.2?}");
-            ceiling_times.resize(times.len(), Vec::new());
-            for (series, time) in ceiling_times.iter_mut().zip(times) {
-                series.push(time);
+            for (name, time) in times {
+                match ceiling_times.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, series)) => series.push(time),
+                    None => ceiling_times.push((name, vec![time])),
+                }
             }
         }
         target.drop_dataset(&dataset, &config.storage).await?;
@@ -1104,8 +1106,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport> {
         let case = dlt_case(runner, "load step", &dlt_runs, &dlt_parity, &cases[0]);
         cases.push(case);
     }
-    for (name, times) in target.ceiling_names(parallel).into_iter().zip(&ceiling_times) {
-        let mut ceiling = CaseReport::measured(name, times, expected_rows, parquet_bytes, None);
+    for (name, times) in ceiling_times {
+        let mut ceiling = CaseReport::measured(name, &times, expected_rows, parquet_bytes, None);
         let berth = cases[0].seconds.median;
         ceiling.berth_ratio = (ceiling.seconds.median > 0.0).then(|| berth / ceiling.seconds.median);
         cases.push(ceiling);
