@@ -27,6 +27,8 @@ from test_dlt import VALIDITY, VOLATILE, dump
 
 # Seeds per run: DuckDB takes this many, PostgreSQL half (BERTH_RANDOM_SEEDS=200 for a long hunt).
 SEEDS = int(os.environ.get("BERTH_RANDOM_SEEDS", "20"))
+# Where the seeds start (a hunt explores new histories with BERTH_RANDOM_SEED_BASE=10000).
+BASE = int(os.environ.get("BERTH_RANDOM_SEED_BASE", "0"))
 Runs = List[Tuple[List[Dict[str, Any]], Dict[str, Any]]]
 STRATEGIES = ["delete-insert", "upsert", "insert-only", "scd2", "cdc"]
 FORMATS = {"duckdb": ["insert_values", "parquet", "jsonl"], "postgres": ["insert_values", "csv", "parquet"]}
@@ -101,6 +103,11 @@ def history(seed: int, destination: str) -> Tuple[str, str, Runs]:
     return described, file_format, runs
 
 
+def seeds(start: int, count: int) -> range:
+    """`count` seeds of a family from its `start`, moved by BERTH_RANDOM_SEED_BASE."""
+    return range(BASE + start, BASE + start + count)
+
+
 def cases(duckdb_seeds: range, postgres_seeds: range) -> List[Tuple[str, int]]:
     """(destination, seed) pairs of a family of histories."""
     return [("duckdb", seed) for seed in duckdb_seeds] + [("postgres", seed) for seed in postgres_seeds]
@@ -148,7 +155,7 @@ def without_upsert_markers(rows: Counter, marked: Callable[[Tuple], bool]) -> Co
     return Counter({row: n for row, n in rows.items() if not marked(row)})
 
 
-@pytest.mark.parametrize("destination,seed", cases(range(SEEDS), range(100, 100 + SEEDS // 2)))
+@pytest.mark.parametrize("destination,seed", cases(seeds(0, SEEDS), seeds(100, SEEDS // 2)))
 def test_random_merges_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     described, file_format, runs = history(seed, destination)
 
@@ -201,7 +208,7 @@ def dispositions(seed: int, destination: str) -> Tuple[str, Runs]:
     return file_format, runs
 
 
-@pytest.mark.parametrize("destination,seed", cases(range(SEEDS // 2), range(100, 100 + SEEDS // 4)))
+@pytest.mark.parametrize("destination,seed", cases(seeds(0, SEEDS // 2), seeds(100, SEEDS // 4)))
 def test_random_dispositions_and_refreshes_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     file_format, runs = dispositions(seed, destination)
 
@@ -265,7 +272,7 @@ def named(row: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
     )
 
 
-@pytest.mark.parametrize("seed", range(200, 200 + SEEDS // 2))
+@pytest.mark.parametrize("seed", seeds(200, SEEDS // 2))
 def test_random_merges_into_a_delta_lake_equal_dlt_s_duckdb(workdir: Path, seed: int) -> None:
     """The same packages, normalized once by dlt: berth loads a copy into a Delta lake, dlt
     loads them into DuckDB; the lake must hold DuckDB's rows after every run."""
@@ -374,7 +381,7 @@ def comparable(rows: Counter) -> Counter:
     return Counter({tuple(cell(v) for v in row): n for row, n in rows.items()})
 
 
-@pytest.mark.parametrize("destination,seed", cases(range(300, 300 + SEEDS // 2), range(400, 400 + SEEDS // 2)))
+@pytest.mark.parametrize("destination,seed", cases(seeds(300, SEEDS // 2), seeds(400, SEEDS // 2)))
 def test_random_values_of_every_type_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     file_format, runs = values(seed, destination)
 
