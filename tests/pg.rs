@@ -215,6 +215,13 @@ impl PgCluster {
         format!("postgres://berth:unused-password@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The URL of the database `name` (made by [`PgCluster::database_url`]) through the server's
+    /// Unix-domain socket, whose folder is the cluster's.
+    pub fn socket_url(&self, name: &str) -> String {
+        let folder = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgres://berth@{folder}:{}/{name}", self.port)
+    }
+
     /// Turns TLS on with the given server certificate and key (PEM) and refuses every connection
     /// that is not encrypted, then restarts the server.
     pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {

@@ -523,6 +523,35 @@ async fn tls_modes_follow_libpq() {
     assert!(err.contains("pg_hba.conf") && !err.contains("unused-password"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_through_a_unix_socket_without_tls_in_every_sslmode() {
+    let cluster = PgCluster::start();
+    cluster.database_url("local");
+    let socket = cluster.socket_url("local");
+    // libpq's rule: no TLS over a Unix-domain socket, whatever sslmode asks for.
+    for mode in ["prefer", "require", "verify-full"] {
+        let url = format!("{socket}?sslmode={mode}");
+        let dest: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&url).expect("url"));
+        let rows = query_text(
+            dest.as_ref(),
+            "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("sslmode={mode} through the socket: {e}"));
+        assert_eq!(rows, vec![vec![Some("false".to_string())]], "sslmode={mode}");
+    }
+    let dest: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&socket).expect("url"));
+    if let Err(e) = check_scenario(
+        dest,
+        &scenario_dir("postgres", "append_types"),
+        LoaderOptions::default(),
+    )
+    .await
+    {
+        panic!("loading through the socket: {e}");
+    }
+}
+
 /// Runs `sql` on `destination` and returns how many rows it gave.
 async fn query_count(destination: &dyn Destination, sql: &str) -> usize {
     query_text(destination, sql).await.map_or(0, |rows| rows.len())

@@ -82,6 +82,16 @@ fn warn_if_password_unprotected(config: &tokio_postgres::Config, mode: tls::SslM
     }
 }
 
+/// A host that is a Unix-domain socket's folder (`postgresql://user@%2Fvar%2Frun%2Fpostgresql/db`
+/// or `?host=/var/run/postgresql`).
+fn is_unix_socket(host: &tokio_postgres::config::Host) -> bool {
+    match host {
+        tokio_postgres::config::Host::Tcp(_) => false,
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    }
+}
+
 /// PostgreSQL's capabilities, as dlt declares them (reference §5).
 pub fn capabilities() -> Capabilities {
     Capabilities {
@@ -321,6 +331,12 @@ impl PostgresDestination {
             .as_str()
             .parse()
             .map_err(|e: tokio_postgres::Error| bad(format!("not a valid PostgreSQL URL: {e}")))?;
+        // libpq never negotiates TLS over a Unix-domain socket, whatever `sslmode` says (the
+        // server refuses it there); a TLS connector would fail for want of a host name.
+        let unix_only = !config.get_hosts().is_empty() && config.get_hosts().iter().all(is_unix_socket);
+        if unix_only {
+            options.mode = tls::SslMode::Disable;
+        }
         config.ssl_mode(options.mode.driver_mode());
         // A server that accepts the connection and never answers must not hold a load forever.
         if config.get_connect_timeout().is_none() {

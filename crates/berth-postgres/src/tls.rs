@@ -9,6 +9,9 @@
 //! | `verify-ca` | yes | yes | no |
 //! | `verify-full` | yes | yes | yes |
 //!
+//! Over a Unix-domain socket (a host that is a folder) there is no TLS whatever the mode, as with
+//! libpq: the connection never leaves the machine, and the server refuses TLS there.
+//!
 //! Root certificates: `sslrootcert=<file>` (PEM), else `~/.postgresql/root.crt` when it exists,
 //! else the system's trust store; `sslrootcert=system` asks for the system store explicitly.
 //! A client certificate is `sslcert=<file>` with `sslkey=<file>`.
