@@ -46,6 +46,8 @@ def dump(destination: str, location: str, dataset: str, load_ranks: bool = False
         for table, column in cur.fetchall():
             columns.setdefault(table, []).append(column)
         out: Dict[str, Counter] = {}
+        if not columns:
+            return out  # no dataset (yet)
         volatile = VOLATILE - {"_dlt_load_id"} if load_ranks else VOLATILE
         ranks: Dict[str, str] = {}
         if load_ranks:
