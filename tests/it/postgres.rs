@@ -540,6 +540,15 @@ async fn loads_through_a_unix_socket_without_tls_in_every_sslmode() {
         .unwrap_or_else(|e| panic!("sslmode={mode} through the socket: {e}"));
         assert_eq!(rows, vec![vec![Some("false".to_string())]], "sslmode={mode}");
     }
+    // libpq's precedence, in the form dlt writes a socket's credentials: the `host` parameter
+    // wins over the host before the path, where the server listens too.
+    let folder = cluster.path().display().to_string().replace('/', "%2F");
+    let dlt_form = format!("postgresql://berth@127.0.0.1:{}/local?host={folder}", cluster.port);
+    let dest = PostgresDestination::from_url(&dlt_form).expect("url");
+    let rows = query_text(&dest, "SELECT (inet_server_addr() IS NULL)::text")
+        .await
+        .unwrap_or_else(|e| panic!("the host parameter: {e}"));
+    assert_eq!(rows, vec![vec![Some("true".to_string())]], "through the socket");
     let dest: Arc<dyn Destination> = Arc::new(PostgresDestination::from_url(&socket).expect("url"));
     if let Err(e) = check_scenario(
         dest,

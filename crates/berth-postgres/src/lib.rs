@@ -82,6 +82,34 @@ fn warn_if_password_unprotected(config: &tokio_postgres::Config, mode: tls::SslM
     }
 }
 
+/// The URL as tokio-postgres reads it, with libpq's precedence of a `host` query parameter over
+/// the host before the path (`postgresql://user@localhost/db?host=/var/run/postgresql`, as dlt
+/// writes a socket's credentials, connects through the socket only; tokio-postgres would try
+/// both, TCP first). The host before the path is left out, its port kept as a parameter.
+fn query_host_first(url: &url::Url, query: &[(String, String)]) -> String {
+    if !query.iter().any(|(key, _)| key == "host") {
+        return url.as_str().to_string();
+    }
+    let mut out = format!("{}://", url.scheme());
+    if !url.username().is_empty() || url.password().is_some() {
+        out.push_str(url.username());
+        if let Some(password) = url.password() {
+            out.push(':');
+            out.push_str(password);
+        }
+        out.push('@');
+    }
+    out.push_str(url.path());
+    let mut params = url::form_urlencoded::Serializer::new(String::new());
+    params.extend_pairs(query);
+    if let Some(port) = url.port().filter(|_| !query.iter().any(|(key, _)| key == "port")) {
+        params.append_pair("port", &port.to_string());
+    }
+    out.push('?');
+    out.push_str(&params.finish());
+    out
+}
+
 /// A host that is a Unix-domain socket's folder (`postgresql://user@%2Fvar%2Frun%2Fpostgresql/db`
 /// or `?host=/var/run/postgresql`).
 fn is_unix_socket(host: &tokio_postgres::config::Host) -> bool {
@@ -327,8 +355,7 @@ impl PostgresDestination {
         } else {
             parsed.query_pairs_mut().clear().extend_pairs(&kept);
         }
-        let mut config: tokio_postgres::Config = parsed
-            .as_str()
+        let mut config: tokio_postgres::Config = query_host_first(&parsed, &kept)
             .parse()
             .map_err(|e: tokio_postgres::Error| bad(format!("not a valid PostgreSQL URL: {e}")))?;
         // libpq never negotiates TLS over a Unix-domain socket, whatever `sslmode` says (the
