@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 import berth
-from conftest import copy_quickstart, job_files
+from conftest import PgCluster, copy_quickstart, job_files
 
 QUICKSTART_ROWS = {"_dlt_pipeline_state": 1, "rides": 40, "rides__stops": 80, "stations": 6}
 
@@ -92,6 +92,17 @@ def test_postgres_from_dlt_configuration_without_a_password_in_code(workdir: Pat
     described = berth.describe_destination("postgres")
     assert "unused-secret" not in described and "DESTINATION__POSTGRES__CREDENTIALS" in described
     summary = berth.load(copy_quickstart(workdir), "postgres")
+    assert summary.tables() == QUICKSTART_ROWS
+
+
+def test_postgres_through_its_socket_with_credentials_as_dlt_writes_them(workdir: Path, pg: PgCluster, monkeypatch) -> None:
+    # dlt keeps a socket's folder in the `host` parameter; it wins over the host before the path
+    # (one that resolves nowhere), and no TLS is tried through the socket (libpq's rules).
+    database = pg.new_database().rsplit("/", 1)[1]
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", f"postgresql://berth:unused-secret@nowhere.invalid:{pg.port}/{database}?host={pg.dir}"
+    )
+    summary = berth.load(copy_quickstart(workdir), "postgres", max_attempts=1)
     assert summary.tables() == QUICKSTART_ROWS
 
 

@@ -12,7 +12,8 @@ deterministic. Rows compare with the rank of the load that wrote them (skip-unch
 first), and with berth's one documented difference taken out (upsert's marked rows, below).
 
 The other families: dispositions switching with refresh modes, values of every dlt type,
-awkward names under each naming convention (catalogs compared too), and the Delta lake against
+awkward names under each naming convention and random type hints (catalogs compared too), and
+the Delta lake against
 dlt's DuckDB load of the same packages."""
 
 from __future__ import annotations
@@ -467,9 +468,9 @@ def naming(seed: int, destination: str) -> Tuple[str, Runs]:
     return f"{convention}, {file_format}, table {table!r}, nested {nested!r}, key {key!r}, names {names}", runs
 
 
-def catalog(destination: str, location: str) -> Dict[str, List[str]]:
-    """The dataset's tables and their columns in order, as the destination's catalog has them
-    (berth's own bookkeeping tables, `_berth_*`, left out)."""
+def catalog(destination: str, location: str) -> Dict[str, List[Tuple]]:
+    """The dataset's tables and their columns in order, with type, precision, scale, length and
+    nullability, as the destination's catalog has them (berth's own `_berth_*` tables left out)."""
     if destination == "duckdb":
         import duckdb
 
@@ -482,13 +483,14 @@ def catalog(destination: str, location: str) -> Dict[str, List[str]]:
         cur = con.cursor()
     try:
         cur.execute(
-            "SELECT table_name, column_name FROM information_schema.columns "
+            "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale, "
+            "character_maximum_length, datetime_precision, is_nullable FROM information_schema.columns "
             "WHERE table_schema = 'data' ORDER BY table_name, ordinal_position"
         )
-        tables: Dict[str, List[str]] = {}
-        for table, column in cur.fetchall():
+        tables: Dict[str, List[Tuple]] = {}
+        for table, *column in cur.fetchall():
             if not table.startswith("_berth"):
-                tables.setdefault(table, []).append(column)
+                tables.setdefault(table, []).append(tuple(column))
         return tables
     finally:
         con.close()
@@ -508,6 +510,80 @@ def test_random_names_under_every_naming_convention_equal_dlt_s(
     side_by_side(f"n{seed}", destination, runs, workdir, request, check, locations)
     ours, theirs = (catalog(destination, location) for location in locations)
     assert ours == theirs, f"seed {seed} ({described}): the catalogs differ"
+
+
+def typed(seed: int, destination: str) -> Tuple[str, Runs]:
+    """Two runs of a table whose columns carry random type hints of dlt's (integer bits, decimal
+    precision and scale, timestamp and time precision with and without a time zone, text and
+    binary lengths, NOT NULL), with values that fit them: the types each side creates, and the
+    values as each type keeps them (PostgreSQL rounds fractional seconds to the precision)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    rng = random.Random(seed)
+    file_format = rng.choice(FORMATS[destination])
+    bits = rng.choice([None, 8, 16, 32, 64])
+    precision = rng.choice([None, 5, 10, 18, 38])
+    scale = None if precision is None else rng.choice(sorted({0, 2, min(precision, 9)}))
+    columns: Dict[str, Dict[str, Any]] = {
+        "i": {"data_type": "bigint", "precision": bits},
+        "d": {"data_type": "decimal", "precision": precision, "scale": scale},
+        "ts": {"data_type": "timestamp", "precision": rng.choice([None, 0, 3, 6]), "timezone": rng.choice([None, True, False])},
+        "tm": {"data_type": "time", "precision": rng.choice([None, 0, 3, 6])},
+        "t": {"data_type": "text", "precision": rng.choice([None, 10])},
+        "bin": {"data_type": "binary", "precision": rng.choice([None, 16])},
+        "b": {"data_type": "bool", "nullable": rng.random() < 0.5},
+    }
+    columns = {name: {k: v for k, v in hint.items() if v is not None} for name, hint in columns.items()}
+    if file_format == "csv":
+        del columns["bin"]  # dlt neither writes nor loads binaries in CSV reliably
+    if file_format == "parquet":
+        columns["bin"].pop("precision", None)  # dlt's Parquet writer makes it a fixed-size binary
+
+    def integer() -> int:
+        top = 2 ** ((bits or 64) - 1)
+        return rng.choice([0, -1, top - 1, -top, rng.randint(-top, top - 1)])
+
+    def decimal() -> Decimal:
+        p, s = (38, 9) if precision is None else (precision, scale or 0)
+        digits = rng.randint(1, p)
+        # From text (`scaleb` rounds to 28 digits), `digits` digits exactly: a value that prints
+        # with an exponent (0.00000003 is 3E-8) is one dlt's own `insert_values` reads as a double.
+        unscaled = rng.choice([-1, 1]) * rng.randint(10 ** (digits - 1), 10**digits - 1)
+        return Decimal(f"{unscaled}E-{min(s, digits)}")
+
+    def row(key: int) -> Dict[str, Any]:
+        maybe = lambda value: None if rng.random() < 0.15 else value  # noqa: E731
+        out = {
+            "id": key,
+            "i": maybe(integer()),
+            "d": maybe(decimal()),
+            "ts": maybe(dt.datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
+                                    rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999999), tzinfo=dt.timezone.utc)),
+            "tm": maybe(dt.time(rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999999))),
+            "t": maybe(awkward_text(rng)[:10]),
+            "bin": maybe(bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 8)))),
+            "b": rng.random() < 0.5 if columns["b"].get("nullable") is False else maybe(rng.random() < 0.5),
+        }
+        return {k: v for k, v in out.items() if k == "id" or k in columns}
+
+    hints = {"table_name": "typed", "columns": columns, "loader_file_format": file_format}
+    runs = [([row(k) for k in range(n, n + 8)], hints) for n in (0, 100)]
+    return f"{file_format}, {columns}", runs
+
+
+@pytest.mark.parametrize("destination,seed", cases(seeds(700, SEEDS // 2), seeds(800, SEEDS // 2)))
+def test_random_type_hints_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
+    described, runs = typed(seed, destination)
+    locations: List[str] = []
+
+    def check(number: int, got: Dict, want: Dict) -> None:
+        got["typed"], want["typed"] = comparable(got.get("typed", Counter())), comparable(want.get("typed", Counter()))
+        assert got == want, f"seed {seed} ({described}), after run {number + 1}: {differences(got, want)}"
+
+    side_by_side(f"h{seed}", destination, runs, workdir, request, check, locations)
+    ours, theirs = (catalog(destination, location) for location in locations)
+    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {ours} against {theirs}"
 
 
 @pytest.mark.parametrize("destination,seed", cases(seeds(300, SEEDS // 2), seeds(400, SEEDS // 2)))

@@ -18,7 +18,7 @@ use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::DataType as ArrowType;
 use arrow::util::display::FormatOptions;
 
-use super::types::arrow_schema;
+use super::types::text_arrow_schema;
 use crate::error::{Error, Result};
 use crate::schema::Table;
 
@@ -348,7 +348,7 @@ pub fn parse_insert_values(
     job: &str,
     emit: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
-    let schema = arrow_schema(table);
+    let schema = text_arrow_schema(table);
     let mut c = Cursor { text, pos: 0 };
     loop {
         c.skip_ws();

@@ -32,7 +32,9 @@ use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderB
 use tokio::sync::mpsc;
 
 pub use insert_values::{expand_exponent, parse_insert_values};
-pub use types::{arrow_schema, arrow_type, check_file_schema, is_nested, nested_to_json};
+pub use types::{
+    arrow_schema, arrow_type, check_file_schema, is_nested, nested_to_json, text_arrow_schema, text_arrow_type,
+};
 
 use crate::error::{Error, Result};
 use crate::job::FileFormat;
@@ -321,7 +323,7 @@ async fn open_unchecked(
             })
         }
         FileFormat::Jsonl | FileFormat::TypedJsonl => {
-            let schema = arrow_schema(&table);
+            let schema = text_arrow_schema(&table);
             let typed = job.name.format == FileFormat::TypedJsonl;
             let decoder_schema = Arc::clone(&schema);
             let stream = spawn_decoder(package, job, display, move |input, emit, job| {
@@ -330,7 +332,7 @@ async fn open_unchecked(
             Ok(JobReader { schema, stream })
         }
         FileFormat::Csv => {
-            let schema = arrow_schema(&table);
+            let schema = text_arrow_schema(&table);
             let target = Arc::clone(&schema);
             let stream = spawn_decoder(package, job, display, move |input, emit, job| {
                 decode_csv(input, &table, &target, batch_size, emit, job)
@@ -338,7 +340,7 @@ async fn open_unchecked(
             Ok(JobReader { schema, stream })
         }
         FileFormat::InsertValues => {
-            let schema = arrow_schema(&table);
+            let schema = text_arrow_schema(&table);
             let stream = spawn_decoder(package, job, display, move |mut input, emit, job| {
                 let mut text = String::new();
                 input
@@ -755,7 +757,7 @@ fn decode_csv(
                 table: table.name.clone(),
                 column: name.to_string(),
             })?;
-        let field = types::arrow_field(column);
+        let field = types::text_arrow_field(column);
         if column.data_type == Some(DataType::Binary) {
             // dlt's CSV writer has no encoding for bytes, and its own COPY refuses what it writes.
             return Err(decode_error(
@@ -898,7 +900,7 @@ mod batch_tests {
             rows += b.num_rows();
             true
         };
-        let err = decode_csv(input, table, &arrow_schema(table), 100, &mut emit, "t.x.0.csv").unwrap_err();
+        let err = decode_csv(input, table, &text_arrow_schema(table), 100, &mut emit, "t.x.0.csv").unwrap_err();
         assert!(
             matches!(err, Error::Decode { ref job, .. } if job == "t.x.0.csv"),
             "{err}"
@@ -933,7 +935,15 @@ mod batch_tests {
             out.push(b);
             true
         };
-        decode_jsonl(input, table, arrow_schema(table), typed, 100, &mut emit, "t.x.0.jsonl")?;
+        decode_jsonl(
+            input,
+            table,
+            text_arrow_schema(table),
+            typed,
+            100,
+            &mut emit,
+            "t.x.0.jsonl",
+        )?;
         Ok(out)
     }
 
@@ -957,7 +967,7 @@ mod batch_tests {
     /// `text` decoded as a JSONL job of `table`, in one batch.
     fn one_batch(table: &Table, text: &str, typed: bool) -> RecordBatch {
         let out = jsonl_of(table, text, typed).unwrap();
-        arrow::compute::concat_batches(&arrow_schema(table), &out).unwrap()
+        arrow::compute::concat_batches(&text_arrow_schema(table), &out).unwrap()
     }
 
     /// The rows Arrow's decoder takes as bytes decode to exactly what the careful path makes of
@@ -1019,7 +1029,7 @@ mod batch_tests {
             let general = decode(&format!("{{\"id\":0.0}}\n{}\n", rows.join("\n")), typed);
             assert_eq!(direct, general.slice(1, rows.len()), "typed: {typed}");
             let lines = rows.iter().map(|r| r.as_bytes());
-            let columns = json_direct::DirectColumns::new(table, &arrow_schema(table), typed).unwrap();
+            let columns = json_direct::DirectColumns::new(table, &text_arrow_schema(table), typed).unwrap();
             assert_eq!(
                 columns.decode(lines),
                 Some(direct.clone()),
@@ -1037,7 +1047,7 @@ mod batch_tests {
         assert_eq!(arrow::array::AsArray::as_string::<i32>(direct.column(1)).value(0), "x");
         assert_eq!(direct.column(2).null_count(), 0);
         // What the direct decoder does not take is the general path's to read or refuse.
-        let columns = json_direct::DirectColumns::new(table, &arrow_schema(table), false).unwrap();
+        let columns = json_direct::DirectColumns::new(table, &text_arrow_schema(table), false).unwrap();
         for (line, rows) in [
             (r#"{"flag":"yes"}"#, None),
             (r#"{"amount":NaN}"#, None),

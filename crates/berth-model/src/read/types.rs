@@ -56,15 +56,42 @@ fn time_unit(precision: Option<u32>) -> TimeUnit {
     }
 }
 
+/// The Arrow type a text job (JSONL, CSV, `insert_values`) is decoded to for a column:
+/// [`arrow_type`], but timestamps keep every digit their text carries (microseconds, or
+/// nanoseconds for a precision over 6). The destination brings them to the column's precision as
+/// it does with dlt's own loads of the same text: PostgreSQL and DuckDB round (`…:25.1426` into a
+/// precision of 3 is `…:25.143`), and DuckDB's `TIMESTAMP WITH TIME ZONE` keeps microseconds
+/// whatever the precision. Decoding to the precision's unit would cut the digits instead.
+pub fn text_arrow_type(column: &Column) -> ArrowType {
+    match arrow_type(column) {
+        ArrowType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond, zone) => {
+            ArrowType::Timestamp(TimeUnit::Microsecond, zone)
+        }
+        other => other,
+    }
+}
+
 /// An Arrow field for a column.
 pub(crate) fn arrow_field(column: &Column) -> Field {
     Field::new(&column.name, arrow_type(column), column.nullable)
+}
+
+/// An Arrow field for a column of a text job ([`text_arrow_type`]).
+pub(crate) fn text_arrow_field(column: &Column) -> Field {
+    Field::new(&column.name, text_arrow_type(column), column.nullable)
 }
 
 /// The Arrow schema of a table's complete columns, in order.
 pub fn arrow_schema(table: &Table) -> SchemaRef {
     Arc::new(ArrowSchema::new(
         table.complete_columns().map(arrow_field).collect::<Vec<_>>(),
+    ))
+}
+
+/// The Arrow schema text jobs of a table are decoded to ([`text_arrow_type`]).
+pub fn text_arrow_schema(table: &Table) -> SchemaRef {
+    Arc::new(ArrowSchema::new(
+        table.complete_columns().map(text_arrow_field).collect::<Vec<_>>(),
     ))
 }
 
@@ -188,6 +215,12 @@ mod tests {
         ts.timezone = false;
         ts.precision = Some(3);
         assert_eq!(arrow_type(&ts), ArrowType::Timestamp(TimeUnit::Millisecond, None));
+        // Text keeps its digits; the destination rounds them to the precision.
+        assert_eq!(text_arrow_type(&ts), ArrowType::Timestamp(TimeUnit::Microsecond, None));
+        ts.precision = Some(0);
+        assert_eq!(text_arrow_type(&ts), ArrowType::Timestamp(TimeUnit::Microsecond, None));
+        ts.precision = Some(9);
+        assert_eq!(text_arrow_type(&ts), ArrowType::Timestamp(TimeUnit::Nanosecond, None));
     }
 
     #[test]
