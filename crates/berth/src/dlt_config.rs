@@ -5,7 +5,9 @@
 //! 1. the environment: `<PIPELINE_NAME>__DESTINATION__POSTGRES__CREDENTIALS…` (when the pipeline
 //!    is known), then `DESTINATION__POSTGRES__CREDENTIALS` — a connection string, or its fields
 //!    `…__CREDENTIALS__HOST`, `__PORT`, `__DATABASE`, `__USERNAME`, `__PASSWORD`,
-//!    `__CONNECT_TIMEOUT`;
+//!    `__CONNECT_TIMEOUT`; a connection string's other parameters (`sslmode`, `sslrootcert`, a
+//!    socket's `host`, …) go to the connection as they are, and a host that is a folder is a
+//!    Unix-domain socket's (as libpq's `PGHOST=/var/run/postgresql`);
 //! 2. the project's `.dlt/secrets.toml`, then `.dlt/config.toml` (`[destination.postgres.credentials]`
 //!    or `destination.postgres.credentials = "postgresql://…"`, also under `[<pipeline_name>.…]`);
 //! 3. the same files in the global dlt directory (`DLT_DATA_DIR`, else `~/.dlt/`);
@@ -315,7 +317,17 @@ fn lookup(table: &toml::Table, keys: &[&str]) -> Option<String> {
     }
 }
 
-const PG_FIELDS: [&str; 6] = ["host", "port", "database", "username", "password", "connect_timeout"];
+/// The fields of dlt's PostgreSQL credentials berth resolves. `query` holds a connection
+/// string's other parameters (`sslmode`, `sslrootcert`, `host` of a socket, …), form-encoded.
+const PG_FIELDS: [&str; 7] = [
+    "host",
+    "port",
+    "database",
+    "username",
+    "password",
+    "connect_timeout",
+    "query",
+];
 
 /// The fields of a PostgreSQL connection string (`postgresql://user:pw@host:port/db?…`).
 fn url_fields(text: &str) -> Option<BTreeMap<&'static str, String>> {
@@ -344,10 +356,18 @@ fn url_fields(text: &str) -> Option<BTreeMap<&'static str, String>> {
     if !database.is_empty() {
         fields.insert("database", decode(database));
     }
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    let mut others = false;
     for (key, value) in url.query_pairs() {
         if key == "connect_timeout" {
             fields.insert("connect_timeout", value.into_owned());
+        } else {
+            query.append_pair(&key, &value);
+            others = true;
         }
+    }
+    if others {
+        fields.insert("query", query.finish());
     }
     Some(fields)
 }
@@ -474,9 +494,11 @@ fn resolve_postgres(kind: PgKind, pipeline: Option<&str>, sources: &ConfigSource
         && let Some(file) = &sources.pgpass
     {
         let value = |f: &str| fields.get(f).map(|(v, _)| v.clone()).unwrap_or_default();
+        // libpq matches a socket connection's lines by `localhost`.
+        let host = Some(value("host")).filter(|h| !h.starts_with('/'));
         if let Some(password) = pgpass_password(
             file,
-            &value("host"),
+            host.as_deref().unwrap_or("localhost"),
             &value("port"),
             &value("database"),
             &value("username"),
@@ -493,7 +515,10 @@ fn resolve_postgres(kind: PgKind, pipeline: Option<&str>, sources: &ConfigSource
         .into_iter()
         .map(|(field, (value, origin))| Setting {
             field,
-            secret: field == "password",
+            // libpq takes a password among the parameters too.
+            secret: field == "password"
+                || (field == "query"
+                    && url::form_urlencoded::parse(value.as_bytes()).any(|(key, _)| key == "password")),
             value: Secret::new(value),
             origin,
         })
@@ -563,7 +588,12 @@ fn postgres_url(kind: PgKind, fields: &PgFields) -> Result<String> {
             format!("the resolved {what} is not valid in a connection URL"),
         )
     };
-    url.set_host(Some(get("host"))).map_err(|_| bad("host"))?;
+    // A host that is a folder is a Unix-domain socket's (`PGHOST=/var/run/postgresql`): it goes
+    // in the `host` parameter, which wins over the URL's host as in libpq.
+    let socket = get("host").starts_with('/');
+    if !socket {
+        url.set_host(Some(get("host"))).map_err(|_| bad("host"))?;
+    }
     url.set_port(Some(get("port").parse().map_err(|_| bad("port"))?))
         .map_err(|()| bad("port"))?;
     url.set_username(get("username")).map_err(|()| bad("username"))?;
@@ -574,6 +604,16 @@ fn postgres_url(kind: PgKind, fields: &PgFields) -> Result<String> {
     if fields.contains_key("connect_timeout") {
         url.query_pairs_mut()
             .append_pair("connect_timeout", get("connect_timeout"));
+    }
+    if fields.contains_key("query") {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(get("query").as_bytes())
+            .into_owned()
+            .filter(|(key, _)| !(socket && key == "host"))
+            .collect();
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    if socket {
+        url.query_pairs_mut().append_pair("host", get("host"));
     }
     Ok(url.to_string())
 }
@@ -684,6 +724,48 @@ mod tests {
         assert!(matches!(field(&resolved, "database").1, Origin::File { .. }));
         assert!(!format!("{sources:?}{settings:?}").contains("from-dlt"));
         assert!(!resolved.describe().contains("from-dlt"));
+    }
+
+    /// A connection string's other parameters reach the connection (TLS settings must never be
+    /// dropped), and a socket's folder, given as the host or as libpq's `PGHOST`, is a host
+    /// parameter.
+    #[test]
+    fn connection_parameters_and_socket_folders_reach_the_url() {
+        let (_dir, sources) = make(
+            &[(
+                "DESTINATION__POSTGRES__CREDENTIALS",
+                "postgresql://loader:pw@db:5433/analytics?sslmode=verify-full&sslrootcert=%2Fca.pem&connect_timeout=5",
+            )],
+            &[],
+        );
+        let resolved = resolve("postgres", None, &sources).expect("resolved");
+        assert_eq!(
+            resolved.url(),
+            "postgres://loader:pw@db:5433/analytics?connect_timeout=5&sslmode=verify-full&sslrootcert=%2Fca.pem"
+        );
+        let (_dir, sources) = make(
+            &[
+                ("PGHOST", "/var/run/postgresql"),
+                ("PGDATABASE", "shop"),
+                ("PGUSER", "u"),
+            ],
+            &[],
+        );
+        let resolved = resolve("postgres", None, &sources).expect("resolved");
+        assert_eq!(
+            resolved.url(),
+            "postgres://u@localhost:5432/shop?host=%2Fvar%2Frun%2Fpostgresql"
+        );
+        let (_dir, sources) = make(
+            &[(
+                "DESTINATION__POSTGRES__CREDENTIALS",
+                "postgresql://u@localhost/shop?host=%2Ftmp&password=hidden",
+            )],
+            &[],
+        );
+        let resolved = resolve("postgres", None, &sources).expect("resolved");
+        assert!(resolved.url().contains("host=%2Ftmp"), "{}", resolved.url());
+        assert!(!resolved.describe().contains("hidden"), "{}", resolved.describe());
     }
 
     #[test]
