@@ -12,8 +12,8 @@ deterministic. Rows compare with the rank of the load that wrote them (skip-unch
 first), and with berth's one documented difference taken out (upsert's marked rows, below).
 
 The other families: dispositions switching with refresh modes, values of every dlt type,
-awkward names under each naming convention and random type hints (catalogs compared too), and
-the Delta lake against
+awkward names under each naming convention, random type hints and rows nested three levels
+deep (catalogs compared too), and the Delta lake against
 dlt's DuckDB load of the same packages."""
 
 from __future__ import annotations
@@ -155,13 +155,14 @@ def side_by_side(
             return
 
 
-def failure(pipeline: dlt.Pipeline, rows: List[Dict[str, Any]], hints: Dict[str, Any]) -> Any:
-    """None when `pipeline` runs `rows` without a failed job, else the step that failed and the
-    kind of error (the exception dlt wraps, by class)."""
+def failure(pipeline: dlt.Pipeline, rows: Any, hints: Dict[str, Any]) -> Any:
+    """None when `pipeline` runs `rows` (a list of rows, or a function making a fresh dlt
+    resource of them) without a failed job, else the step that failed and the kind of error (the
+    exception dlt wraps, by class)."""
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     try:
-        info = pipeline.run(rows, **hints)
+        info = pipeline.run(rows() if callable(rows) else rows, **hints)
     except PipelineStepFailed as e:
         # dlt's own rules (a naming collision on a case-insensitive destination) fail the load
         # step before any job; the two sides must fail alike, or neither.
@@ -391,7 +392,8 @@ def values(seed: int, destination: str) -> Tuple[str, Runs]:
 def comparable(rows: Counter) -> Counter:
     """Rows without two artifacts of dlt's own loads, where berth keeps the data as written:
     dlt's DuckDB load of JSONL reads a json column as structs, so an object gains the other rows'
-    keys as nulls (JSON documents compare parsed, without null members), and its `insert_values`
+    keys as nulls and a member's integers become doubles where another row's are (JSON documents
+    compare parsed, without null members, integral numbers as integers), and its `insert_values`
     into DuckDB turns a negative zero double into 0.0 (a zero compares without its sign)."""
     import json
 
@@ -400,6 +402,8 @@ def comparable(rows: Counter) -> Counter:
             return {k: strip(v) for k, v in value.items() if v is not None}
         if isinstance(value, list):
             return [strip(v) for v in value]
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # a struct member's numbers take the type of all rows' (1 is 1.0)
         return value
 
     def cell(value: Any) -> Any:
@@ -468,6 +472,11 @@ def naming(seed: int, destination: str) -> Tuple[str, Runs]:
     return f"{convention}, {file_format}, table {table!r}, nested {nested!r}, key {key!r}, names {names}", runs
 
 
+def catalog_differences(ours: Dict[str, List[Tuple]], theirs: Dict[str, List[Tuple]]) -> Dict[str, Any]:
+    """Per table whose columns differ, berth's columns and dlt's."""
+    return {t: {"berth": ours.get(t), "dlt": theirs.get(t)} for t in set(ours) | set(theirs) if ours.get(t) != theirs.get(t)}
+
+
 def catalog(destination: str, location: str) -> Dict[str, List[Tuple]]:
     """The dataset's tables and their columns in order, with type, precision, scale, length and
     nullability, as the destination's catalog has them (berth's own `_berth_*` tables left out)."""
@@ -509,7 +518,7 @@ def test_random_names_under_every_naming_convention_equal_dlt_s(
 
     side_by_side(f"n{seed}", destination, runs, workdir, request, check, locations)
     ours, theirs = (catalog(destination, location) for location in locations)
-    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ"
+    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
 
 
 def typed(seed: int, destination: str) -> Tuple[str, Runs]:
@@ -583,7 +592,58 @@ def test_random_type_hints_equal_dlt_s(workdir: Path, request: Any, destination:
 
     side_by_side(f"h{seed}", destination, runs, workdir, request, check, locations)
     ours, theirs = (catalog(destination, location) for location in locations)
-    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {ours} against {theirs}"
+    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
+
+
+def deep(seed: int, destination: str) -> Tuple[str, Runs]:
+    """Three merges of rows nested three levels deep (orders, their lines, the lines' tags), with
+    an object whose member changes type (variant columns), under a random `max_table_nesting`
+    (deeper levels become json columns): nested rows of updated roots replaced at every level."""
+    rng = random.Random(seed)
+    file_format = rng.choice(FORMATS[destination])
+    nesting = rng.choice([None, 0, 1, 2, 3])
+    strategy = rng.choice(["delete-insert", "upsert"])
+    runs: Runs = []
+    for run in range(3):
+        rows = [
+            {
+                "id": key,
+                "run": run,
+                "orders": [
+                    {
+                        "n": n,
+                        "meta": {"k": rng.choice([None, 1, "x", 2.5])},
+                        "lines": [
+                            {"sku": f"s{key}-{n}-{m}-{run}", "qty": rng.randint(0, 3), "tags": rng.sample("abc", rng.randint(1, 2))}
+                            for m in range(rng.randint(1, 2))
+                        ],
+                    }
+                    for n in range(rng.randint(1, 2))
+                ],
+            }
+            for key in rng.sample(range(1, 10), rng.randint(2, 6))
+        ]
+
+        def resource(rows: List[Dict[str, Any]] = rows) -> Any:
+            return dlt.resource(rows, name="customers", primary_key="id", max_table_nesting=nesting,
+                                write_disposition={"disposition": "merge", "strategy": strategy})
+
+        runs.append((resource, {"loader_file_format": file_format}))
+    return f"{strategy}, {file_format}, max_table_nesting {nesting}", runs
+
+
+@pytest.mark.parametrize("destination,seed", cases(seeds(900, SEEDS // 2), seeds(1000, SEEDS // 2)))
+def test_random_deep_nesting_equals_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
+    described, runs = deep(seed, destination)
+    locations: List[str] = []
+
+    def check(number: int, got: Dict, want: Dict) -> None:
+        got, want = ({t: comparable(rows) for t, rows in side.items()} for side in (got, want))
+        assert got == want, f"seed {seed} ({described}), after run {number + 1}: {differences(got, want)}"
+
+    side_by_side(f"x{seed}", destination, runs, workdir, request, check, locations)
+    ours, theirs = (catalog(destination, location) for location in locations)
+    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
 
 
 @pytest.mark.parametrize("destination,seed", cases(seeds(300, SEEDS // 2), seeds(400, SEEDS // 2)))

@@ -486,7 +486,7 @@ impl Schema {
             let table = parse_table(&key, body).map_err(|m| invalid(format!("table `{key}`: {m}")))?;
             tables.insert(key, table);
         }
-        let schema = Self {
+        let mut schema = Self {
             name: raw.name,
             version: raw.version,
             version_hash: raw.version_hash,
@@ -501,7 +501,37 @@ impl Schema {
             json: text.to_string(),
         };
         schema.check_parents().map_err(invalid)?;
+        schema.inherit_formats();
         Ok(schema)
+    }
+
+    /// Nested tables without their own `file_format` or `table_format` take the nearest
+    /// ancestor's, as dlt prepares a table for its load (`fill_hints_from_parent_and_clone_table`):
+    /// PostgreSQL's json columns are `json`, not `jsonb`, in every table of a Parquet chain.
+    fn inherit_formats(&mut self) {
+        let inherited = |tables: &IndexMap<String, Table>, table: &Table, hint: fn(&Table) -> &Option<String>| {
+            let mut current = table;
+            while hint(current).is_none() {
+                current = tables.get(current.parent.as_deref()?)?;
+            }
+            hint(current).clone()
+        };
+        let filled: Vec<(String, Option<String>, Option<String>)> = self
+            .tables
+            .values()
+            .filter(|t| t.is_nested())
+            .map(|t| {
+                let file_format = inherited(&self.tables, t, |t| &t.file_format);
+                let table_format = inherited(&self.tables, t, |t| &t.table_format);
+                (t.name.clone(), file_format, table_format)
+            })
+            .collect();
+        for (name, file_format, table_format) in filled {
+            if let Some(table) = self.tables.get_mut(&name) {
+                table.file_format = file_format;
+                table.table_format = table_format;
+            }
+        }
     }
 
     fn check_parents(&self) -> Result<(), String> {
@@ -715,14 +745,14 @@ mod tests {
         "_dlt_loads": {"name": "_dlt_loads", "write_disposition": "skip",
                        "columns": {"load_id": {"name": "load_id", "data_type": "text", "nullable": false}}},
         "users": {"name": "users", "write_disposition": "merge", "x-merge-strategy": "upsert",
-                  "x-normalizer": {"seen-data": true},
+                  "x-normalizer": {"seen-data": true}, "file_format": "parquet",
                   "columns": {
                     "id": {"name": "id", "data_type": "bigint", "nullable": false, "primary_key": true},
                     "upd": {"name": "upd", "data_type": "timestamp", "dedup_sort": "desc", "timezone": false, "partition": true},
                     "gone": {"name": "gone"},
                     "_dlt_id": {"name": "_dlt_id", "data_type": "text", "nullable": false, "unique": true, "row_key": true}
                   }},
-        "users__tags": {"name": "users__tags", "parent": "users",
+        "users__tags": {"name": "users__tags", "parent": "users", "table_format": "delta",
                         "columns": {"value": {"name": "value", "data_type": "text"}}},
         "users__tags__x": {"name": "users__tags__x", "parent": "users__tags", "columns": {}}
       }}"#;
@@ -747,6 +777,10 @@ mod tests {
         assert_eq!(s.root_of(grandchild).name, "users");
         assert_eq!(s.write_disposition(grandchild), WriteDisposition::Merge);
         assert_eq!(s.merge_strategy(grandchild), MergeStrategy::Upsert);
+        // Formats come from the nearest ancestor that has them, as dlt prepares a load table.
+        assert_eq!(grandchild.file_format.as_deref(), Some("parquet"));
+        assert_eq!(grandchild.table_format.as_deref(), Some("delta"));
+        assert_eq!(users.table_format, None);
         let chain: Vec<_> = s.table_chain(users).iter().map(|t| t.name.as_str()).collect();
         assert_eq!(chain, ["users", "users__tags", "users__tags__x"]);
         assert_eq!(s.data_tables().count(), 1);
