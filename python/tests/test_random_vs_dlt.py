@@ -125,12 +125,11 @@ def side_by_side(
     workdir: Path,
     request: Any,
     check: Callable[[int, Dict, Dict], None],
-    locations_out: Any = None,
-) -> None:
+) -> Tuple[str, str]:
     """Runs `runs` through berth.dlt and through dlt's own `destination`, each pipeline into a
     database of its own, and hands `check` both datasets after every run (rows with the rank of
     the load that wrote them). A run both sides refuse in the same step ends the history there.
-    `locations_out`, a list, receives the two databases' locations (berth's first)."""
+    Returns the two databases' locations, berth's first."""
     if destination == "duckdb":
         locations = (str(workdir / "berth.duckdb"), str(workdir / "dlt.duckdb"))
         ours, reference = berth.dlt.duckdb(locations[0]), dlt.destinations.duckdb(locations[1])
@@ -138,8 +137,6 @@ def side_by_side(
         pg = request.getfixturevalue("pg")
         locations = (pg.new_database(), pg.new_database())
         ours, reference = berth.dlt.postgres(locations[0]), dlt.destinations.postgres(locations[1])
-    if locations_out is not None:
-        locations_out.extend(locations)
     pipelines = [
         dlt.pipeline(f"{name}{side}", destination=d, dataset_name="data", pipelines_dir=str(workdir / side))
         for side, d in (("a", ours), ("b", reference))
@@ -152,7 +149,20 @@ def side_by_side(
         if failed[0] is not None:
             # Both refused the run in the same step (a rule of dlt's own, such as a naming
             # collision) and left the dataset alike; later runs would meet different leftovers.
-            return
+            break
+    return locations[0], locations[1]
+
+
+def equal_rows_and_catalogs(name: str, destination: str, described: str, runs: Runs, workdir: Path, request: Any) -> None:
+    """`side_by_side`, with every table's rows equal to dlt's after every run (as `comparable`
+    makes them) and, at the end, the catalogs (names, types, precisions, nullability)."""
+
+    def check(number: int, got: Dict, want: Dict) -> None:
+        got, want = ({t: comparable(rows) for t, rows in side.items()} for side in (got, want))
+        assert got == want, f"{described}, after run {number + 1}: {differences(got, want)}"
+
+    ours, theirs = (catalog(destination, location) for location in side_by_side(name, destination, runs, workdir, request, check))
+    assert ours == theirs, f"{described}: the catalogs differ: {catalog_differences(ours, theirs)}"
 
 
 def failure(pipeline: dlt.Pipeline, rows: Any, hints: Dict[str, Any]) -> Any:
@@ -513,14 +523,7 @@ def test_random_names_under_every_naming_convention_equal_dlt_s(
 ) -> None:
     described, runs = naming(seed, destination)
     monkeypatch.setenv("SCHEMA__NAMING", described.split(",")[0])
-    locations: List[str] = []
-
-    def check(number: int, got: Dict, want: Dict) -> None:
-        assert got == want, f"seed {seed} ({described}), after run {number + 1}: {differences(got, want)}"
-
-    side_by_side(f"n{seed}", destination, runs, workdir, request, check, locations)
-    ours, theirs = (catalog(destination, location) for location in locations)
-    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
+    equal_rows_and_catalogs(f"n{seed}", destination, f"seed {seed} ({described})", runs, workdir, request)
 
 
 def typed(seed: int, destination: str) -> Tuple[str, Runs]:
@@ -586,15 +589,7 @@ def typed(seed: int, destination: str) -> Tuple[str, Runs]:
 @pytest.mark.parametrize("destination,seed", cases(seeds(700, SEEDS // 2), seeds(800, SEEDS // 2)))
 def test_random_type_hints_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     described, runs = typed(seed, destination)
-    locations: List[str] = []
-
-    def check(number: int, got: Dict, want: Dict) -> None:
-        got["typed"], want["typed"] = comparable(got.get("typed", Counter())), comparable(want.get("typed", Counter()))
-        assert got == want, f"seed {seed} ({described}), after run {number + 1}: {differences(got, want)}"
-
-    side_by_side(f"h{seed}", destination, runs, workdir, request, check, locations)
-    ours, theirs = (catalog(destination, location) for location in locations)
-    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
+    equal_rows_and_catalogs(f"h{seed}", destination, f"seed {seed} ({described})", runs, workdir, request)
 
 
 def deep(seed: int, destination: str) -> Tuple[str, Runs]:
@@ -637,15 +632,7 @@ def deep(seed: int, destination: str) -> Tuple[str, Runs]:
 @pytest.mark.parametrize("destination,seed", cases(seeds(900, SEEDS // 2), seeds(1000, SEEDS // 2)))
 def test_random_deep_nesting_equals_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     described, runs = deep(seed, destination)
-    locations: List[str] = []
-
-    def check(number: int, got: Dict, want: Dict) -> None:
-        got, want = ({t: comparable(rows) for t, rows in side.items()} for side in (got, want))
-        assert got == want, f"seed {seed} ({described}), after run {number + 1}: {differences(got, want)}"
-
-    side_by_side(f"x{seed}", destination, runs, workdir, request, check, locations)
-    ours, theirs = (catalog(destination, location) for location in locations)
-    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
+    equal_rows_and_catalogs(f"x{seed}", destination, f"seed {seed} ({described})", runs, workdir, request)
 
 
 def arrow_rows(seed: int, destination: str) -> Tuple[str, Runs]:
@@ -713,15 +700,7 @@ def arrow_rows(seed: int, destination: str) -> Tuple[str, Runs]:
 @pytest.mark.parametrize("destination,seed", cases(seeds(1100, SEEDS // 2), seeds(1200, SEEDS // 2)))
 def test_random_arrow_tables_equal_dlt_s(workdir: Path, request: Any, destination: str, seed: int) -> None:
     described, runs = arrow_rows(seed, destination)
-    locations: List[str] = []
-
-    def check(number: int, got: Dict, want: Dict) -> None:
-        got, want = ({t: comparable(rows) for t, rows in side.items()} for side in (got, want))
-        assert got == want, f"seed {seed} ({described}), after run {number + 1}: {differences(got, want)}"
-
-    side_by_side(f"a{seed}", destination, runs, workdir, request, check, locations)
-    ours, theirs = (catalog(destination, location) for location in locations)
-    assert ours == theirs, f"seed {seed} ({described}): the catalogs differ: {catalog_differences(ours, theirs)}"
+    equal_rows_and_catalogs(f"a{seed}", destination, f"seed {seed} ({described})", runs, workdir, request)
 
 
 @pytest.mark.parametrize("destination,seed", cases(seeds(300, SEEDS // 2), seeds(400, SEEDS // 2)))
