@@ -64,6 +64,10 @@ class PgCluster:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "berth", name)
         return f"postgresql://berth:unused-secret@127.0.0.1:{self.port}/{name}"
 
+    def drop_database(self, url: str) -> None:
+        """Drops a database `new_database` made (long random hunts make thousands)."""
+        self._run("dropdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "berth", "--force", "--if-exists", url.rsplit("/", 1)[1])
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-w", "-D", str(self.dir / "data"), "-m", "immediate", "stop")

@@ -136,6 +136,8 @@ def side_by_side(
     else:
         pg = request.getfixturevalue("pg")
         locations = (pg.new_database(), pg.new_database())
+        for location in locations:
+            request.addfinalizer(lambda location=location: pg.drop_database(location))
         ours, reference = berth.dlt.postgres(locations[0]), dlt.destinations.postgres(locations[1])
     pipelines = [
         dlt.pipeline(f"{name}{side}", destination=d, dataset_name="data", pipelines_dir=str(workdir / side))
