@@ -110,6 +110,12 @@ fn query_host_first(url: &url::Url, query: &[(String, String)]) -> String {
     out
 }
 
+/// PostgreSQL's names of UTF-8 as a client encoding (`UTF8`, `utf-8`, `Unicode`).
+fn is_utf8_name(name: &str) -> bool {
+    let folded: String = name.chars().filter(|c| *c != '-' && *c != '_').collect();
+    folded.eq_ignore_ascii_case("utf8") || folded.eq_ignore_ascii_case("unicode")
+}
+
 /// A host that is a Unix-domain socket's folder (`postgresql://user@%2Fvar%2Frun%2Fpostgresql/db`
 /// or `?host=/var/run/postgresql`).
 fn is_unix_socket(host: &tokio_postgres::config::Host) -> bool {
@@ -347,6 +353,14 @@ impl PostgresDestination {
                 "sslrootcert" => options.root_cert = Some(value.into_owned()),
                 "sslcert" => options.client_cert = Some(value.into_owned().into()),
                 "sslkey" => options.client_key = Some(value.into_owned().into()),
+                // libpq's, and dlt's credentials carry it: berth's text is UTF-8 (Arrow's is).
+                "client_encoding" if is_utf8_name(&value) => {}
+                "client_encoding" => {
+                    return Err(bad(format!(
+                        "client_encoding={value}: berth talks to PostgreSQL in UTF-8, the only encoding \
+                         its text has; leave the parameter out or set it to UTF8"
+                    )));
+                }
                 _ => kept.push((key.into_owned(), value.into_owned())),
             }
         }
@@ -1151,6 +1165,13 @@ mod tests {
         );
         let ok = PostgresDestination::from_url("postgres://u:s3cret@localhost/db?sslmode=require&application_name=x");
         assert!(ok.is_ok());
+        // dlt's credentials may carry libpq's client_encoding: UTF-8 is what berth speaks.
+        assert!(PostgresDestination::from_url("postgres://u@localhost/db?client_encoding=utf-8").is_ok());
+        let err = PostgresDestination::from_url("postgres://u:s3cret@localhost/db?client_encoding=LATIN1").unwrap_err();
+        assert!(
+            matches!(err, Error::Config { .. }) && !err.to_string().contains("s3cret"),
+            "{err}"
+        );
     }
 
     #[test]
