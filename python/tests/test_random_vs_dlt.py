@@ -57,6 +57,18 @@ def options(rng: random.Random, strategy: str) -> Tuple[Dict[str, Any], Dict[str
         disposition["destination_scope"] = "{table}.region = 'eu'"
     if strategy in ("upsert", "cdc") and rng.random() < 0.4:
         disposition["skip_unchanged_rows"] = True  # unchanged rows keep their first load
+    if strategy == "scd2":
+        if rng.random() < 0.4:
+            # Validity columns of the user's naming, compared by value: the boundary is fixed.
+            disposition["validity_column_names"] = ["valid_since", "valid_until"]
+            disposition["boundary_timestamp"] = "2024-05-06T07:08:09+00:00"
+        if rng.random() < 0.3:
+            disposition["active_record_timestamp"] = "9999-12-31T00:00:00+00:00"
+        if rng.random() < 0.25:
+            # The user's own row hash (of the row's values, as dlt asks), in place of dlt's.
+            disposition["row_version_column_name"] = "row_hash"
+        if rng.random() < 0.3:
+            columns["id"] = {"data_type": "bigint", "merge_key": True}  # retire only keys loaded again
     hints["columns"] = columns
     hints["write_disposition"] = disposition
     return disposition, hints
@@ -101,6 +113,8 @@ def history(seed: int, destination: str) -> Tuple[str, str, Runs]:
                 row["v"] = f"t{rng.randint(0, 2)}"  # text in a bigint column: dlt's variant column
             if rng.random() < 0.3:
                 row["Mixed Case Note"] = rng.choice(["ä", "", None, "x y"])  # a name dlt normalizes
+            if "row_version_column_name" in disposition:
+                row["row_hash"] = repr(sorted((k, repr(v)) for k, v in row.items()))
             rows.append(row)
         rng.shuffle(rows)
         runs.append((rows, dict(hints, loader_file_format=file_format)))

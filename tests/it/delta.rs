@@ -403,3 +403,54 @@ async fn a_stopped_write_leaves_no_files_and_no_commit() {
     let files_after = std::fs::read_dir(&table_dir).expect("table").count();
     assert_eq!(files_after, files_before, "no data file left behind");
 }
+
+/// dlt's usual scd2 active-record marker, `9999-12-31`, lies past what DataFusion's cast of text
+/// to a timestamp reaches (2262): a lake's follow-up, which DataFusion runs itself, takes it as a
+/// typed timestamp. Every package of dlt's scd2 scenario loads with it (the later ones retire
+/// versions), and the active versions carry the marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_scd2_with_dlt_s_usual_active_record_marker_retires_and_inserts() {
+    let work = tempfile::tempdir().expect("tempdir");
+    berth_tests::copy_tree(&scenario_dir("duckdb", "merge_scd2").join("packages"), work.path()).expect("copy");
+    let mut packages: Vec<_> = std::fs::read_dir(work.path())
+        .expect("packages")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    packages.sort();
+    let lake = tempfile::tempdir().expect("tempdir");
+    let loader = berth::open_loader(
+        &format!("delta:{}", lake.path().display()),
+        &berth::OpenOptions::default(),
+    )
+    .expect("lake");
+    let mut dataset = String::new();
+    for package in &packages {
+        let path = package.join("schema.json");
+        let mut schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("json");
+        schema["tables"]["customers"]["columns"]["_dlt_valid_to"]["x-active-record-timestamp"] = "9999-12-31".into();
+        std::fs::write(&path, serde_json::to_string(&schema).expect("json")).expect("write");
+        let location = PackageLocation::parse(&package.to_string_lossy()).expect("location");
+        dataset = LoadPackage::open(location.clone())
+            .await
+            .expect("package")
+            .dataset_name(None);
+        let summary = loader.load(location).await.expect("load");
+        assert_eq!(
+            summary.status,
+            berth::loader::PackageStatus::Loaded,
+            "{}",
+            package.display()
+        );
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new("_dlt_valid_to", DataType::Utf8, true)]));
+    let rows = berth_tests::delta::table_rows(
+        &lake.path().join(&dataset).join("customers"),
+        &schema,
+        &["_dlt_valid_to".to_string()],
+    )
+    .expect("read the table");
+    let active = rows.iter().filter(|row| row.contains("9999-12-31")).count();
+    let retired = rows.iter().filter(|row| !row.contains("9999-12-31")).count();
+    assert!(active > 0 && retired > 0, "{rows:?}");
+}

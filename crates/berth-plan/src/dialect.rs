@@ -162,6 +162,12 @@ pub struct SqlDialect {
     /// (the destination's load lock); a row another writer updates between the two statements
     /// keeps its new version.
     pub row_locator: Option<&'static str>,
+    /// The follow-up's plans run in DataFusion itself (the lake, the memory executor), not as
+    /// SQL text: timestamps a hint gives (scd2's active-record marker) are typed literals of
+    /// their column. As text, DataFusion would cast them through nanoseconds, which end in 2262,
+    /// and dlt's usual marker is `9999-12-31`; SQL destinations take the text and cast it
+    /// themselves, zone included.
+    pub typed_timestamps: bool,
     /// How `ALTER` spells a column's new type.
     pub alter_type_syntax: AlterTypeSyntax,
     /// Column type mapping.
@@ -195,7 +201,7 @@ impl SqlDialect {
     /// | [`Self::max_identifier_length`] | 255 characters |
     /// | [`Self::identifier_length_in_bytes`] | false |
     /// | [`Self::supports_truncate`], [`Self::alter_add_multi_column`], [`Self::supports_create_table_if_not_exists`], [`Self::supports_merge`], [`Self::dml_target_alias`], [`Self::create_table_as`] | true |
-    /// | [`Self::create_unique_constraints`], [`Self::unlogged_staging`], [`Self::supports_set_schema`], [`Self::case_sensitive_identifiers`] | false |
+    /// | [`Self::create_unique_constraints`], [`Self::unlogged_staging`], [`Self::supports_set_schema`], [`Self::case_sensitive_identifiers`], [`Self::typed_timestamps`] | false |
     /// | [`Self::catalog`] | [`CatalogStyle::Standard`] |
     /// | [`Self::database`] | none (two-part names) |
     /// | [`Self::string_escapes`] | standard SQL ([`LiteralEscapes::Standard`]) |
@@ -234,6 +240,7 @@ impl SqlDialect {
             widening: Lattice::ALL,
             followup_work_mem: None,
             row_locator: None,
+            typed_timestamps: false,
             alter_type_syntax: AlterTypeSyntax::Type,
             type_mapper,
             unparser,

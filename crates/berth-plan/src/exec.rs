@@ -48,6 +48,7 @@ pub fn memory_dialect() -> SqlDialect {
     SqlDialect {
         supports_set_schema: true,
         case_sensitive_identifiers: true,
+        typed_timestamps: true,
         ..SqlDialect::new(
             "memory",
             Arc::new(NoTypes),

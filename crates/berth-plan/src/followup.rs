@@ -1551,11 +1551,11 @@ struct Scd2Columns<'t> {
     /// When retired versions end and new ones start.
     boundary: String,
     /// The validity end of active rows (`x-active-record-timestamp`), else NULL.
-    active_marker: Option<String>,
+    active_marker: Option<Expr>,
 }
 
 impl<'t> Scd2Columns<'t> {
-    fn of(root: &'t Table, input: &ChainInput<'_>) -> Result<Self> {
+    fn of(root: &'t Table, input: &ChainInput<'_>, dialect: &SqlDialect) -> Result<Self> {
         let find = |pred: fn(&SchemaColumn) -> bool, what: &str| {
             root.complete_columns()
                 .find(|c| pred(c))
@@ -1583,7 +1583,10 @@ impl<'t> Scd2Columns<'t> {
             .extra
             .get("x-active-record-timestamp")
             .and_then(|v| v.as_str())
-            .map(timestamp_literal);
+            .map(|v| match dialect.typed_timestamps {
+                true => timestamp_of(valid_to, v),
+                false => lit(timestamp_literal(v)),
+            });
         Ok(Self {
             valid_from,
             valid_to,
@@ -1602,13 +1605,13 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
         version,
         boundary,
         active_marker,
-    } = Scd2Columns::of(root, input)?;
+    } = Scd2Columns::of(root, input, b.dialect)?;
     let final_root = input.final_ref(&root.name);
     let staging_root = input.staging_ref(&root.name);
     let target = b.target_qualifier(&final_root);
     let is_active = |value: Expr| match &active_marker {
         None => value.is_null(),
-        Some(marker) => value.eq(lit(marker.clone())),
+        Some(marker) => value.eq(marker.clone()),
     };
     let hd = hard_delete(root);
     let kept = |alias: &str| hd.as_ref().map(|hd| hd.kept(b.acol(alias, &hd.column.name)));
@@ -1665,7 +1668,7 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
             } else if c == &valid_to.name {
                 active_marker
                     .clone()
-                    .map_or_else(|| lit(datafusion::scalar::ScalarValue::Utf8(None)), lit)
+                    .unwrap_or_else(|| lit(datafusion::scalar::ScalarValue::Utf8(None)))
             } else {
                 b.acol(SOURCE_ALIAS, c)
             };
@@ -1690,6 +1693,22 @@ fn scd2(b: &PlanBuilder<'_>, input: &ChainInput<'_>) -> Result<Vec<FollowupOp>> 
         )?);
     }
     Ok(ops)
+}
+
+/// `value` (a timestamp as dlt writes it in a hint) as a literal of `column`'s Arrow type, for
+/// plans DataFusion runs ([`SqlDialect::typed_timestamps`]); text it cannot read stays text.
+fn timestamp_of(column: &SchemaColumn, value: &str) -> Expr {
+    use datafusion::scalar::ScalarValue;
+    let text = timestamp_literal(value);
+    let Ok(instant) = chrono::DateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f%:z") else {
+        return lit(text);
+    };
+    let zone = column.timezone.then(|| Arc::from("UTC"));
+    let micros = ScalarValue::TimestampMicrosecond(Some(instant.timestamp_micros()), zone);
+    match micros.cast_to(&arrow_type(column)) {
+        Ok(typed) => lit(typed),
+        Err(_) => lit(text),
+    }
 }
 
 /// A timestamp as dlt prints it in SQL: `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (UTC).
