@@ -32,6 +32,9 @@ from typing import Dict, List, Tuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# dlt's anonymous telemetry posts from a thread joined at exit; benchmarks never phone home.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
 
 def narrow(first: int, rows: int, version: int) -> pa.Table:
     ids = pa.array(range(first, first + rows), pa.int64())

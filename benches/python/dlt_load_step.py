@@ -30,6 +30,9 @@ import pyarrow as pa
 import berth
 import berth.dlt
 
+# dlt's anonymous telemetry posts from a thread joined at exit; benchmarks never phone home.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
 
 def narrow(rows: int) -> pa.Table:
     import pyarrow.compute as pc

@@ -19,6 +19,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+# dlt's anonymous telemetry posts from a thread joined at exit; benchmarks never phone home.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time

@@ -14,6 +14,10 @@ from typing import Iterator, List
 
 import pytest
 
+# dlt's anonymous telemetry posts to the internet from a thread that Python joins at exit: with no
+# network (CI) that join waited on DNS for as long as its retries took. Tests never phone home.
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+
 REPO = Path(__file__).resolve().parents[2]
 
 

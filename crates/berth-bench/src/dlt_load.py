@@ -18,7 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import dlt
+# dlt's anonymous telemetry posts from a thread joined at exit: without a network the process
+# would outlive its load by the posts' retries, and a benchmark must not phone home.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+import dlt  # noqa: E402
 from dlt.common.storages import LoadStorage
 
 
