@@ -155,6 +155,21 @@ class _Loads:
 _LOADS = _Loads()
 
 
+def _csv_writer_settings() -> Dict[str, str]:
+    """The options dlt's CSV writer wrote the package's CSV jobs with, as dlt resolves them for
+    the pipeline (its ``[normalize.data_writer]`` section, in-code configuration included),
+    named as dlt's environment variables for berth to read them first."""
+    from dlt.common.configuration import resolve_configuration
+    from dlt.common.destination.configuration import CsvFormatConfiguration
+
+    config = resolve_configuration(CsvFormatConfiguration(), sections=("normalize", "data_writer"))
+    return {
+        "NORMALIZE__DATA_WRITER__DELIMITER": config.delimiter,
+        "NORMALIZE__DATA_WRITER__INCLUDE_HEADER": str(config.include_header).lower(),
+        "NORMALIZE__DATA_WRITER__ENCODING": config.encoding,
+    }
+
+
 class _BerthJobClient:
     """Mixed into dlt's SQL job client: the load step's calls go to berth, everything else
     (state sync, ``pipeline.dataset()``, ``dlt pipeline … info``) stays dlt's."""
@@ -235,7 +250,7 @@ class _BerthJobClient:
                     allow_failed_jobs=allow_failed_jobs,
                     progress=False,
                     caller_owns_folders=True,
-                    dlt_settings=self._berth_settings(),
+                    dlt_settings={**_csv_writer_settings(), **self._berth_settings()},
                 )
             )
 

@@ -65,7 +65,7 @@ fn classify(error: &anyhow::Error) -> (&'static str, bool) {
 fn destination_class(error: &berth::destination::Error, transient: bool) -> (&'static str, bool) {
     use berth::destination::Error;
     match error {
-        Error::Config { .. } => ("ConfigError", false),
+        Error::Config { .. } | Error::DltSetting { .. } => ("ConfigError", false),
         Error::SchemaMismatch { .. } | Error::CannotWiden(_) => ("SchemaError", false),
         Error::Package(_) | Error::Plan(_) => ("PackageError", false),
         _ => ("DestinationError", transient),
@@ -243,7 +243,7 @@ fn sink_load(
 ) -> PyResult<String> {
     logging::install();
     let storage = storage(config).map_err(|e| to_py_err(py, &e))?;
-    let options = berth::sink::SinkOptions {
+    let mut options = berth::sink::SinkOptions {
         batch_size,
         skip_dlt,
         max_nesting,
@@ -254,8 +254,10 @@ fn sink_load(
         ..berth::sink::SinkOptions::default()
     };
     run_load(py, progress, |reporter, cancel| async move {
-        let loader = sink::loader(sink::PySink::new(name, deliver), options, reporter, cancel);
         let locations = berth::loader::resolve_locations(&packages, &storage).await?;
+        let settings = berth::dlt_config::DltSettings::default();
+        options.read_options.csv = berth_cli::csv_format_for(None, locations.first(), &settings).await?;
+        let loader = sink::loader(sink::PySink::new(name, deliver), options, reporter, cancel);
         berth_cli::load_measured(loader, locations).await
     })
 }

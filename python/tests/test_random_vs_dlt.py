@@ -13,8 +13,9 @@ first), and with berth's one documented difference taken out (upsert's marked ro
 
 The other families: dispositions switching with refresh modes, values of every dlt type,
 awkward names under each naming convention, random type hints, rows nested three levels deep
-and Arrow tables of random Arrow types (catalogs compared too), and the Delta lake against
-dlt's DuckDB load of the same packages."""
+and Arrow tables of random Arrow types (catalogs compared too), CSV jobs written with random
+options of dlt's CSV writer, and the Delta lake against dlt's DuckDB load of the same
+packages."""
 
 from __future__ import annotations
 
@@ -368,13 +369,14 @@ def awkward_text(rng: random.Random) -> str:
     return "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
 
 
-def values(seed: int, destination: str) -> Tuple[str, Runs]:
-    """Two appends of rows with random values of every dlt data type, NULLs among them."""
+def values(seed: int, destination: str, file_format: str = "") -> Tuple[str, Runs]:
+    """Two appends of rows with random values of every dlt data type, NULLs among them, in
+    `file_format` (default: one drawn among those dlt writes for `destination`)."""
     import datetime as dt
     from decimal import Decimal
 
     rng = random.Random(seed)
-    file_format = rng.choice(FORMATS[destination])
+    file_format = file_format or rng.choice(FORMATS[destination])
     columns = {
         "i": {"data_type": "bigint"},
         "f": {"data_type": "double"},
@@ -728,3 +730,41 @@ def test_random_values_of_every_type_equal_dlt_s(workdir: Path, request: Any, de
         assert got == want, f"seed {seed} ({file_format}), after run {number + 1}: {differences(got, want)}"
 
     side_by_side(f"v{seed}", destination, runs, workdir, request, check)
+
+
+def csv_writer_options(seed: int) -> Tuple[Dict[str, str], Runs]:
+    """dlt's CSV writer options (its `[normalize.data_writer]` section) and the values family's
+    runs as CSV jobs. Without a header, each file's first row holds no separator and no line
+    break: dlt's own PostgreSQL load counts that row's fields by splitting its line."""
+    rng = random.Random(seed)
+    settings = {
+        "delimiter": rng.choice([",", ";", "|", "\t"]),
+        "include_header": rng.choice(["true", "false"]),
+        "quoting": rng.choice(["quote_needed", "quote_all", "quote_minimal"]),
+        "encoding": rng.choice(["utf-8", "latin-1", "windows-1252"]),  # names PostgreSQL knows too
+    }
+    if settings["encoding"] != "utf-8":
+        settings["encoding_errors"] = "replace"  # text the encoding lacks becomes `?`, as dlt writes it
+    _, runs = values(seed, "postgres", "csv")
+    if settings["include_header"] == "false":
+        plain = {"i": 1, "f": 2.5, "d": None, "b": True, "t": "plain", "ts": None, "day": None, "tm": None, "j": None}
+        runs = [([dict(plain, id=-1 - n)] + rows, hints) for n, (rows, hints) in enumerate(runs)]
+    return settings, runs
+
+
+@pytest.mark.parametrize("seed", seeds(1300, SEEDS // 2))
+def test_random_csv_writer_options_equal_dlt_s_postgres(
+    workdir: Path, request: Any, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """CSV jobs written with random writer options, set as a dlt user sets them: for dlt's writer
+    and for its PostgreSQL load (`csv_format`) alike. berth reads the writer's section."""
+    settings, runs = csv_writer_options(seed)
+    for key, value in settings.items():
+        monkeypatch.setenv(f"NORMALIZE__DATA_WRITER__{key.upper()}", value)
+        monkeypatch.setenv(f"DESTINATION__POSTGRES__CSV_FORMAT__{key.upper()}", value)
+
+    def check(number: int, got: Dict, want: Dict) -> None:
+        got["values"], want["values"] = comparable(got["values"]), comparable(want["values"])
+        assert got == want, f"seed {seed} ({settings}), after run {number + 1}: {differences(got, want)}"
+
+    side_by_side(f"c{seed}", "postgres", runs, workdir, request, check)

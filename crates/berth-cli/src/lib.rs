@@ -50,7 +50,9 @@ enum Command {
     /// abfss://container@account.dfs.core.windows.net/prefix, file:///dir. Credentials come from
     /// the cloud's usual environment variables (AWS_*, GOOGLE_*, AZURE_*) or from berth.toml
     /// (--config). Packages in buckets are read in place and never changed, except for a
-    /// package_completed.json marker once loaded.
+    /// package_completed.json marker once loaded. CSV jobs are read with the options dlt's writer
+    /// was given (NORMALIZE__DATA_WRITER__DELIMITER, __INCLUDE_HEADER, __ENCODING, or
+    /// [normalize.data_writer] in .dlt/config.toml).
     ///
     /// Loading is exactly-once: a load that is killed, loses its connection or is interrupted
     /// resumes where it stopped when run again, and a package that is already loaded is skipped.
@@ -530,32 +532,48 @@ async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// What `berth load` opens: a URL as given; a bare name (`postgres`, `duckdb`, a warehouse)
-/// resolved from dlt's configuration for the pipeline (`--pipeline-name`, else the one recorded
-/// in the first package), with the variables, staging bucket and bucket options it names.
-async fn resolve_destination(
+/// resolved from dlt's configuration `sources` for the `pipeline`, with the variables, staging
+/// bucket and bucket options it names.
+fn resolve_destination(
     given: &str,
-    pipeline_name: Option<&str>,
-    first_package: Option<&berth::model::PackageLocation>,
-    settings: &berth::dlt_config::DltSettings,
+    pipeline: Option<&str>,
+    sources: &berth::dlt_config::ConfigSources,
 ) -> Result<Option<berth::dlt_config::ResolvedDestination>> {
     if given.contains(':') || !berth::dlt_config::CONFIGURABLE.contains(&given.to_ascii_lowercase().as_str()) {
         return Ok(None);
     }
-    let recorded = match (pipeline_name, first_package) {
-        (None, Some(location)) => berth::model::LoadPackage::open(location.clone())
-            .await
-            .ok()
-            .and_then(|p| p.restore.and_then(|r| r.pipeline_name)),
-        _ => None,
-    };
-    let pipeline = pipeline_name.map(str::to_string).or(recorded);
-    let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?.with_settings(settings);
-    let resolved = berth::dlt_config::resolve(&given.to_ascii_lowercase(), pipeline.as_deref(), &sources)?;
+    let resolved = berth::dlt_config::resolve(&given.to_ascii_lowercase(), pipeline, sources)?;
     tracing::info!(
         "destination resolved from dlt's configuration:\n{}",
         resolved.describe()
     );
     Ok(Some(resolved))
+}
+
+/// The dlt pipeline whose configuration sections come first: the one given, else the one
+/// recorded in the first package.
+async fn pipeline_of(given: Option<&str>, first_package: Option<&berth::model::PackageLocation>) -> Option<String> {
+    match (given, first_package) {
+        (Some(name), _) => Some(name.to_string()),
+        (None, Some(location)) => berth::model::LoadPackage::open(location.clone())
+            .await
+            .ok()
+            .and_then(|p| p.restore.and_then(|r| r.pipeline_name)),
+        (None, None) => None,
+    }
+}
+
+/// How the packages' CSV jobs were written: dlt's `[normalize.data_writer]` options for the
+/// pipeline (given, else the first package's), from the environment, `settings` (what a
+/// `berth.dlt` destination resolved) and the dlt project in the current directory.
+pub async fn csv_format_for(
+    pipeline_name: Option<&str>,
+    first_package: Option<&berth::model::PackageLocation>,
+    settings: &berth::dlt_config::DltSettings,
+) -> Result<berth::model::read::CsvFormat> {
+    let pipeline = pipeline_of(pipeline_name, first_package).await;
+    let sources = berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?.with_settings(settings);
+    Ok(berth::dlt_config::csv_format(pipeline.as_deref(), &sources)?)
 }
 
 /// One load as the library runs it: what `berth load` does for its arguments, and what the Python
@@ -615,14 +633,13 @@ impl LoadRequest {
             Some(destination) => destination.clone(),
             None => project_destination(locations.first()).await,
         };
-        let loader = match resolve_destination(
-            &given,
-            self.pipeline_name.as_deref(),
-            locations.first(),
-            &self.dlt_settings,
-        )
-        .await?
-        {
+        let pipeline = pipeline_of(self.pipeline_name.as_deref(), locations.first()).await;
+        let sources =
+            berth::dlt_config::ConfigSources::discover(&std::env::current_dir()?)?.with_settings(&self.dlt_settings);
+        let mut options = self.options;
+        // CSV jobs are read as dlt's writer wrote them (`[normalize.data_writer]`).
+        options.read_options.csv = berth::dlt_config::csv_format(pipeline.as_deref(), &sources)?;
+        let loader = match resolve_destination(&given, pipeline.as_deref(), &sources)? {
             Some(resolved) => {
                 let open = berth::OpenOptions {
                     staging: self.staging.clone().or_else(|| resolved.staging().map(str::to_string)),
@@ -640,10 +657,7 @@ impl LoadRequest {
                 berth::open_loader(&given, &open)?
             }
         };
-        let loader = loader
-            .with_options(self.options)
-            .with_progress(progress)
-            .with_cancel(cancel);
+        let loader = loader.with_options(options).with_progress(progress).with_cancel(cancel);
         Ok((load_measured(loader, locations).await?, found))
     }
 }
@@ -748,6 +762,8 @@ async fn load_into_sink(args: LoadArgs, destination: &str, storage: &berth::mode
         ..berth::sink::SinkOptions::default()
     };
     options.read_options.batch_size = args.tuning.batch_size.max(1);
+    let settings = berth::dlt_config::DltSettings::default();
+    options.read_options.csv = csv_format_for(args.pipeline_name.as_deref(), locations.first(), &settings).await?;
     // Lines on standard output are the data: progress bars stay off then.
     let to_stdout = matches!(destination, "ndjson:" | "ndjson:-");
     let show_progress = !args.json && !to_stdout && std::io::stderr().is_terminal();

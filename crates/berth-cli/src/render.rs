@@ -261,12 +261,12 @@ fn print_package_tables(package: &LoadPackage, jobs: &[serde_json::Value]) {
     println!("{table}");
 }
 
-/// Rows in a data job file; `None` for other formats.
-async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile) -> Result<Option<u64>> {
+/// Rows in a data job file (CSV read as `options` say); `None` for other formats.
+async fn count_rows(package: &LoadPackage, job: &berth::model::JobFile, options: &ReadOptions) -> Result<Option<u64>> {
     Ok(match job.name.format {
         FileFormat::Parquet => Some(read::inspect_parquet(package, job).await?.num_rows),
         f if f.is_data() => {
-            let reader = read::open_job(package, job, &ReadOptions::default()).await?;
+            let reader = read::open_job(package, job, options).await?;
             Some(
                 reader
                     .stream
@@ -301,11 +301,16 @@ async fn package_jobs(
     location: &str,
     storage: &berth::model::StorageConfig,
 ) -> Result<(LoadPackage, Vec<serde_json::Value>, String)> {
-    let package = LoadPackage::open(PackageLocation::parse_with(location, storage)?).await?;
+    let location = PackageLocation::parse_with(location, storage)?;
+    let package = LoadPackage::open(location.clone()).await?;
+    let options = ReadOptions {
+        csv: crate::csv_format_for(None, Some(&location), &Default::default()).await?,
+        ..ReadOptions::default()
+    };
     let mut jobs = Vec::new();
     for job in &package.jobs {
         // A file that cannot be read is shown, not fatal: `package show` is how one finds it.
-        let (rows, unreadable) = match count_rows(&package, job).await {
+        let (rows, unreadable) = match count_rows(&package, job, &options).await {
             Ok(rows) => (rows, None),
             Err(e) => (None, Some(e.to_string())),
         };

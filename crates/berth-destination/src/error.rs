@@ -79,6 +79,15 @@ pub enum Error {
     /// destination cannot take.
     #[error("{0}")]
     CannotWiden(Box<WideningRefused>),
+    /// A setting of dlt's configuration read besides a destination's (its CSV writer's
+    /// options) that berth cannot use.
+    #[error("dlt setting from {origin}: {reason}")]
+    DltSetting {
+        /// Where it came from (an environment variable, a file's key).
+        origin: String,
+        /// What is wrong and what would do.
+        reason: String,
+    },
     /// A destination URL or option that cannot be used.
     #[error("destination `{destination}`: {reason}")]
     Config {
@@ -151,7 +160,8 @@ impl Error {
             | Self::Plan(_)
             | Self::SchemaMismatch { .. }
             | Self::CannotWiden(_)
-            | Self::Config { .. } => ErrorKind::Terminal,
+            | Self::Config { .. }
+            | Self::DltSetting { .. } => ErrorKind::Terminal,
             Self::Internal(_) | Self::MalformedJournal { .. } => ErrorKind::Bug,
         }
     }

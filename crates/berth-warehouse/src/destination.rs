@@ -314,6 +314,7 @@ impl Destination for WarehouseDestination {
             self.staging.as_ref(),
             &self.access,
             &self.storage,
+            &job.read_options,
         )
         .await?;
         let uploaded = started.elapsed();

@@ -425,11 +425,17 @@ impl Staging {
     }
 
     /// Uploads `job` of `package` (unless an object of the same size is there already); a job in
-    /// another format than Parquet is read by berth and written as Parquet.
-    pub async fn upload(&self, package: &LoadPackage, job: &JobFile, dataset: &str) -> Result<StagedFile> {
+    /// another format than Parquet is read by berth (with `read`) and written as Parquet.
+    pub async fn upload(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        dataset: &str,
+        read: &berth_model::read::ReadOptions,
+    ) -> Result<StagedFile> {
         let path = self.object_path(dataset, &job.name.table, &staged_name(&package.load_id, job));
         if job.name.format != FileFormat::Parquet {
-            return self.convert(package, job, path).await;
+            return self.convert(package, job, path, read).await;
         }
         let object = self.object(&path);
         let shown = format!(
@@ -514,7 +520,13 @@ impl Staging {
 
     /// Reads a non-Parquet job (checked against its table as for any load) and writes it to
     /// `path` as Parquet, batch by batch.
-    async fn convert(&self, package: &LoadPackage, job: &JobFile, path: Path) -> Result<StagedFile> {
+    async fn convert(
+        &self,
+        package: &LoadPackage,
+        job: &JobFile,
+        path: Path,
+        read: &berth_model::read::ReadOptions,
+    ) -> Result<StagedFile> {
         use parquet::arrow::async_writer::AsyncArrowWriter;
         let display = package.job_display(job);
         let write_error = |e: parquet::errors::ParquetError| Error::Database {
@@ -523,7 +535,7 @@ impl Staging {
             context: format!("writing `{display}` as Parquet to the staging bucket"),
             message: scrub(&e.to_string(), &self.credentials.secrets()),
         };
-        let mut reader = berth_model::read::open_job(package, job, &berth_model::read::ReadOptions::default()).await?;
+        let mut reader = berth_model::read::open_job(package, job, read).await?;
         let sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), path.clone());
         let mut writer = AsyncArrowWriter::try_new(sink, Arc::clone(&reader.schema), None).map_err(write_error)?;
         let mut rows = 0u64;
@@ -574,7 +586,8 @@ pub fn azure_account(url: &str, config: &StorageConfig) -> Option<String> {
 
 /// Where `job` of `package` is for `warehouse`: in place when the package is in a bucket the
 /// warehouse reads (and, with a named stage, under the stage's prefix), else uploaded to
-/// `staging`.
+/// `staging` (other formats than Parquet read with `read` and converted).
+#[expect(clippy::too_many_arguments, reason = "a job, where it goes, and how it is read")]
 pub async fn stage_job(
     warehouse: Warehouse,
     package: &LoadPackage,
@@ -583,6 +596,7 @@ pub async fn stage_job(
     staging: Option<&Staging>,
     access: &StageAccess,
     config: &StorageConfig,
+    read: &berth_model::read::ReadOptions,
 ) -> Result<StagedFile> {
     if let Some(object) = in_place(warehouse, package, job, staging, access, config) {
         return Ok(StagedFile {
@@ -603,7 +617,7 @@ pub async fn stage_job(
             ),
         });
     };
-    staging.upload(package, job, dataset).await
+    staging.upload(package, job, dataset, read).await
 }
 
 /// The object of `job` when the warehouse can read it where it is.

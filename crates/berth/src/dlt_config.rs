@@ -428,6 +428,45 @@ pub fn resolve(name: &str, pipeline: Option<&str>, sources: &ConfigSources) -> R
     }
 }
 
+/// How dlt's CSV writer writes the pipeline's packages, from the same sources and with dlt's
+/// precedence: `[normalize.data_writer]` (`NORMALIZE__DATA_WRITER__DELIMITER`…), then
+/// `[data_writer]`, each under the pipeline's section first: `delimiter`, `include_header` and
+/// `encoding` (a Python codec name). What is not set is dlt's default. A value berth cannot take
+/// is an error naming where it came from.
+pub fn csv_format(pipeline: Option<&str>, sources: &ConfigSources) -> Result<berth_model::read::CsvFormat> {
+    use berth_model::read::{CsvFormat, TextEncoding};
+    let setting = |field: &str| {
+        sources
+            .first(pipeline, &["normalize", "data_writer", field])
+            .or_else(|| sources.first(pipeline, &["data_writer", field]))
+    };
+    let refuse = |origin: Origin, reason: String| Error::DltSetting {
+        origin: origin.to_string(),
+        reason,
+    };
+    let mut format = CsvFormat::default();
+    if let Some((value, origin)) = setting("delimiter") {
+        format.delimiter =
+            CsvFormat::parse_delimiter(&value).map_err(|why| refuse(origin, format!("delimiter {why}")))?;
+    }
+    if let Some((value, origin)) = setting("include_header") {
+        format.include_header = match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(refuse(origin, format!("include_header {value:?} is not true or false"))),
+        };
+    }
+    if let Some((value, origin)) = setting("encoding") {
+        format.encoding = TextEncoding::from_python_name(&value).ok_or_else(|| {
+            refuse(
+                origin,
+                format!("encoding {value:?} is not one berth can decode (Python codec names of the WHATWG encodings: utf-8, latin-1, cp1252, utf-16, shift_jis, …)"),
+            )
+        })?;
+    }
+    Ok(format)
+}
+
 /// The resolved PostgreSQL fields with their origins.
 type PgFields = BTreeMap<&'static str, (String, Origin)>;
 
@@ -825,5 +864,53 @@ mod tests {
             resolve("duckdb", Some("shop"), &sources).expect("duckdb").url(),
             "duckdb:/data/lake.duckdb"
         );
+    }
+
+    #[test]
+    fn csv_writer_options_are_read_as_dlt_s_normalize_reads_them() {
+        use berth_model::read::{CsvFormat, TextEncoding};
+        let (_dir, sources) = make(&[], &[]);
+        assert_eq!(csv_format(None, &sources).expect("defaults"), CsvFormat::default());
+        let (_dir, sources) = make(
+            &[
+                ("SHOP__NORMALIZE__DATA_WRITER__DELIMITER", "|"),
+                ("DATA_WRITER__ENCODING", "latin-1"),
+            ],
+            &[(
+                "project/.dlt/config.toml",
+                "[normalize.data_writer]\ndelimiter = \";\"\ninclude_header = false\n",
+            )],
+        );
+        let want = |delimiter| CsvFormat {
+            delimiter,
+            include_header: false,
+            encoding: TextEncoding::Latin1,
+        };
+        // The pipeline's section of the environment comes first, then the project's file.
+        assert_eq!(csv_format(Some("shop"), &sources).expect("shop"), want(b'|'));
+        assert_eq!(csv_format(Some("other"), &sources).expect("other"), want(b';'));
+        // What a berth.dlt destination hands over comes before everything.
+        let settings = DltSettings(BTreeMap::from([(
+            "NORMALIZE__DATA_WRITER__DELIMITER".to_string(),
+            "\t".to_string(),
+        )]));
+        let handed = sources.clone().with_settings(&settings);
+        assert_eq!(csv_format(Some("shop"), &handed).expect("handed"), want(b'\t'));
+    }
+
+    #[test]
+    fn csv_writer_options_berth_cannot_take_are_refused_naming_their_source() {
+        for (name, value) in [
+            ("NORMALIZE__DATA_WRITER__DELIMITER", "||"),
+            ("NORMALIZE__DATA_WRITER__INCLUDE_HEADER", "maybe"),
+            ("NORMALIZE__DATA_WRITER__ENCODING", "klingon"),
+        ] {
+            let (_dir, sources) = make(&[(name, value)], &[]);
+            let err = csv_format(None, &sources).expect_err(name);
+            assert!(
+                matches!(err, Error::DltSetting { ref origin, .. } if origin.contains(name)),
+                "{err}"
+            );
+        }
     }
 }

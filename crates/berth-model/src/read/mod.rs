@@ -7,6 +7,7 @@
 //! the store through a small bounded channel, and hands batches over another one: at most a few
 //! chunks and batches are in memory, whatever the file size.
 
+mod csv_format;
 mod insert_values;
 mod json_direct;
 mod json_rows;
@@ -16,6 +17,8 @@ pub mod range;
 mod types;
 
 use std::io::{BufRead, BufReader, Read};
+
+pub use csv_format::{CsvFormat, TextEncoding};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -77,6 +80,8 @@ pub struct ReadOptions {
     pub chunk_bytes: usize,
     /// Told of every batch decoded (progress within a job).
     pub on_batch: Option<BatchObserver>,
+    /// How dlt's CSV writer was configured (its `[normalize.data_writer]` options).
+    pub csv: CsvFormat,
 }
 
 impl Default for ReadOptions {
@@ -85,6 +90,7 @@ impl Default for ReadOptions {
             batch_size: DEFAULT_BATCH_SIZE,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             on_batch: None,
+            csv: CsvFormat::default(),
         }
     }
 }
@@ -334,8 +340,17 @@ async fn open_unchecked(
         FileFormat::Csv => {
             let schema = text_arrow_schema(&table);
             let target = Arc::clone(&schema);
+            let format = options.csv;
             let stream = spawn_decoder(package, job, display, move |input, emit, job| {
-                decode_csv(input, &table, &target, batch_size, emit, job)
+                decode_csv(
+                    format.encoding.reader(input),
+                    &table,
+                    &target,
+                    batch_size,
+                    format,
+                    emit,
+                    job,
+                )
             });
             Ok(JobReader { schema, stream })
         }
@@ -733,31 +748,35 @@ fn decode_csv(
     table: &Table,
     target: &SchemaRef,
     batch_size: usize,
+    format: CsvFormat,
     emit: Emit<'_>,
     job: &str,
 ) -> Result<()> {
-    let mut header = String::new();
-    input
-        .read_line(&mut header)
-        .map_err(|e| decode_error(job, format!("header: {e}")))?;
-    if header.trim().is_empty() {
-        return Ok(());
-    }
-    // The header decides the column order of this file.
-    let mut fields = Vec::new();
-    let header = header.strip_prefix('\u{feff}').unwrap_or(&header);
-    for name in csv_header_names(header.trim_end_matches(['\r', '\n'])) {
-        let name = name.trim();
-        let column = table
+    let (names, delimiter) = if format.include_header {
+        let mut header = String::new();
+        input
+            .read_line(&mut header)
+            .map_err(|e| decode_error(job, format!("header: {e}")))?;
+        if header.trim().is_empty() {
+            return Ok(());
+        }
+        // The header decides the column order of this file.
+        let header = header.strip_prefix('\u{feff}').unwrap_or(&header);
+        csv_header(header.trim_end_matches(['\r', '\n']), format.delimiter, table, job)?
+    } else {
+        // No header: the table's columns in schema order, as dlt's own load takes them; a file
+        // written before later columns appeared has fewer fields, and those columns are NULL.
+        let names = table
             .columns
-            .get(name)
+            .values()
             .filter(|c| c.is_complete())
-            .ok_or_else(|| Error::ColumnNotInSchema {
-                job: job.to_string(),
-                table: table.name.clone(),
-                column: name.to_string(),
-            })?;
-        let field = types::text_arrow_field(column);
+            .map(|c| c.name.clone())
+            .collect();
+        (names, format.delimiter)
+    };
+    let mut fields = Vec::with_capacity(names.len());
+    for name in &names {
+        let column = &table.columns[name.as_str()];
         if column.data_type == Some(DataType::Binary) {
             // dlt's CSV writer has no encoding for bytes, and its own COPY refuses what it writes.
             return Err(decode_error(
@@ -769,12 +788,14 @@ fn decode_csv(
                 ),
             ));
         }
-        fields.push(field);
+        fields.push(types::text_arrow_field(column));
     }
     let schema = Arc::new(ArrowSchema::new(fields));
     check_file_schema(&schema, table, job)?;
     let reader = arrow::csv::ReaderBuilder::new(schema)
         .with_header(false)
+        .with_delimiter(delimiter)
+        .with_truncated_rows(!format.include_header)
         .with_batch_size(batch_size)
         .build_buffered(input)
         .map_err(|e| decode_error(job, e.to_string()))?;
@@ -787,9 +808,39 @@ fn decode_csv(
     Ok(())
 }
 
-/// The names of a CSV header line: comma-separated, each optionally in double quotes with `""`
-/// for a quote inside (RFC 4180), so a quoted name may hold commas.
-fn csv_header_names(line: &str) -> Vec<String> {
+/// The column names of a CSV header line and the delimiter that splits it: `configured` when
+/// every name it gives is one of the table's columns, else the first of the usual delimiters
+/// that splits the line into two or more such names (a package written with another delimiter
+/// than the one configured here). Otherwise the first name that is not a column is the error.
+fn csv_header(line: &str, configured: u8, table: &Table, job: &str) -> Result<(Vec<String>, u8)> {
+    let names_with = |delimiter: u8| -> Vec<String> {
+        csv_header_names(line, delimiter as char)
+            .into_iter()
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    let is_column = |name: &String| table.columns.get(name.as_str()).is_some_and(|c| c.is_complete());
+    let names = names_with(configured);
+    if names.iter().all(is_column) {
+        return Ok((names, configured));
+    }
+    for delimiter in csv_format::USUAL_DELIMITERS.into_iter().filter(|d| *d != configured) {
+        let other = names_with(delimiter);
+        if other.len() > 1 && other.iter().all(is_column) {
+            return Ok((other, delimiter));
+        }
+    }
+    let unknown = names.into_iter().find(|n| !is_column(n)).unwrap_or_default();
+    Err(Error::ColumnNotInSchema {
+        job: job.to_string(),
+        table: table.name.clone(),
+        column: unknown,
+    })
+}
+
+/// The names of a CSV header line: separated by `delimiter`, each optionally in double quotes
+/// with `""` for a quote inside (RFC 4180), so a quoted name may hold the delimiter.
+fn csv_header_names(line: &str, delimiter: char) -> Vec<String> {
     let mut names = Vec::new();
     let mut name = String::new();
     let mut chars = line.chars().peekable();
@@ -801,7 +852,7 @@ fn csv_header_names(line: &str) -> Vec<String> {
                 name.push('"');
             }
             '"' => quoted = !quoted,
-            ',' if !quoted => names.push(std::mem::take(&mut name)),
+            c if c == delimiter && !quoted => names.push(std::mem::take(&mut name)),
             other => name.push(other),
         }
     }
@@ -900,7 +951,17 @@ mod batch_tests {
             rows += b.num_rows();
             true
         };
-        let err = decode_csv(input, table, &text_arrow_schema(table), 100, &mut emit, "t.x.0.csv").unwrap_err();
+        let format = CsvFormat::default();
+        let err = decode_csv(
+            input,
+            table,
+            &text_arrow_schema(table),
+            100,
+            format,
+            &mut emit,
+            "t.x.0.csv",
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Error::Decode { ref job, .. } if job == "t.x.0.csv"),
             "{err}"
@@ -911,10 +972,101 @@ mod batch_tests {
     #[test]
     fn csv_headers_keep_quoted_commas_and_drop_quotes() {
         assert_eq!(
-            csv_header_names("id,\"a,b\",\"say \"\"hi\"\"\",c"),
+            csv_header_names("id,\"a,b\",\"say \"\"hi\"\"\",c", ','),
             ["id", "a,b", "say \"hi\"", "c"]
         );
-        assert_eq!(csv_header_names("one"), ["one"]);
+        assert_eq!(csv_header_names("one", ','), ["one"]);
+    }
+
+    /// The rows of a CSV job of table `t` (id bigint, name text, v double) read with `format`,
+    /// as `id|name|v` lines.
+    fn csv_rows(bytes: &[u8], format: CsvFormat) -> Result<Vec<String>> {
+        let schema = crate::Schema::from_json(
+            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
+                "id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
+                "v":{"name":"v","data_type":"double"}}}}}"#,
+            "schema.json",
+        )
+        .unwrap();
+        let table = schema.table("t").unwrap();
+        let input = format.encoding.reader(Box::new(std::io::Cursor::new(bytes.to_vec())));
+        let mut lines = Vec::new();
+        let mut emit = |b: RecordBatch| {
+            let show = |c: usize, r: usize| {
+                let array = b.column(c);
+                if array.is_null(r) {
+                    "NULL".to_string()
+                } else {
+                    arrow::util::display::array_value_to_string(array, r).unwrap()
+                }
+            };
+            lines.extend((0..b.num_rows()).map(|r| format!("{}|{}|{}", show(0, r), show(1, r), show(2, r))));
+            true
+        };
+        decode_csv(
+            input,
+            table,
+            &text_arrow_schema(table),
+            100,
+            format,
+            &mut emit,
+            "t.x.0.csv",
+        )?;
+        Ok(lines)
+    }
+
+    #[test]
+    fn csv_jobs_are_read_with_dlt_s_writer_options() {
+        let want = ["1|café, \"x\"|1.5", "2|NULL|NULL"];
+        let semicolons = CsvFormat {
+            delimiter: b';',
+            ..CsvFormat::default()
+        };
+        let file = "\"id\";\"name\";\"v\"\n1;\"café, \"\"x\"\"\";1.5\n2;\"\";\"\"\n";
+        assert_eq!(csv_rows(file.as_bytes(), semicolons).unwrap(), want);
+        // Written with `;` where `,` is configured: the header tells.
+        assert_eq!(csv_rows(file.as_bytes(), CsvFormat::default()).unwrap(), want);
+        // No header: the table's columns in order; a file of fewer fields leaves the rest NULL.
+        let headless = CsvFormat {
+            include_header: false,
+            delimiter: b'|',
+            ..CsvFormat::default()
+        };
+        assert_eq!(
+            csv_rows(b"1|\"caf\xc3\xa9, \"\"x\"\"\"|1.5\n2||\n", headless).unwrap(),
+            want
+        );
+        assert_eq!(csv_rows(b"7|a\n", headless).unwrap(), ["7|a|NULL"]);
+        // Python's latin-1.
+        let latin1 = CsvFormat {
+            encoding: TextEncoding::Latin1,
+            ..CsvFormat::default()
+        };
+        assert_eq!(
+            csv_rows(b"id,name,v\n1,\"caf\xe9, \"\"x\"\"\",1.5\n2,,\n", latin1).unwrap(),
+            want
+        );
+    }
+
+    #[test]
+    fn a_csv_header_of_other_names_is_refused_naming_the_first() {
+        let err = csv_rows(b"id|nom|v\n1|a|2\n", CsvFormat::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::ColumnNotInSchema { ref column, .. } if column == "id|nom|v"),
+            "{err}"
+        );
+        let pipes = CsvFormat {
+            delimiter: b'|',
+            ..CsvFormat::default()
+        };
+        let err = csv_rows(b"id|nom|v\n1|a|2\n", pipes).unwrap_err();
+        assert!(
+            matches!(err, Error::ColumnNotInSchema { ref column, .. } if column == "nom"),
+            "{err}"
+        );
+        // Not UTF-8 where UTF-8 is configured: an error, never a guess.
+        let err = csv_rows(b"id,name,v\n1,caf\xe9,2\n", CsvFormat::default()).unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
     }
 
     fn jsonl(text: &str, typed: bool) -> Result<Vec<RecordBatch>> {
