@@ -742,6 +742,7 @@ def csv_writer_options(seed: int) -> Tuple[Dict[str, str], Runs]:
         "include_header": rng.choice(["true", "false"]),
         "quoting": rng.choice(["quote_needed", "quote_all", "quote_minimal"]),
         "encoding": rng.choice(["utf-8", "latin-1", "windows-1252"]),  # names PostgreSQL knows too
+        "lineterminator": rng.choice(["\n", "\r\n"]),
     }
     if settings["encoding"] != "utf-8":
         settings["encoding_errors"] = "replace"  # text the encoding lacks becomes `?`, as dlt writes it
