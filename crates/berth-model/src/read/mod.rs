@@ -938,35 +938,12 @@ mod batch_tests {
     /// A binary column in a CSV job is refused, naming the column and table, before any row.
     #[test]
     fn csv_jobs_with_binary_columns_are_refused_by_name() {
-        let schema = crate::Schema::from_json(
-            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
-                "id":{"name":"id","data_type":"bigint"},"b":{"name":"b","data_type":"binary"}}}}}"#,
-            "schema.json",
-        )
-        .unwrap();
-        let table = schema.table("t").unwrap();
-        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(b"id,b\n1,abc\n".to_vec()));
-        let mut rows = 0;
-        let mut emit = |b: RecordBatch| {
-            rows += b.num_rows();
-            true
-        };
-        let format = CsvFormat::default();
-        let err = decode_csv(
-            input,
-            table,
-            &text_arrow_schema(table),
-            100,
-            format,
-            &mut emit,
-            "t.x.0.csv",
-        )
-        .unwrap_err();
+        let columns = r#""id":{"name":"id","data_type":"bigint"},"b":{"name":"b","data_type":"binary"}"#;
+        let err = read_csv(columns, b"id,b\n1,abc\n", CsvFormat::default()).unwrap_err();
         assert!(
             matches!(err, Error::Decode { ref job, .. } if job == "t.x.0.csv"),
             "{err}"
         );
-        assert_eq!(rows, 0);
     }
 
     #[test]
@@ -978,29 +955,17 @@ mod batch_tests {
         assert_eq!(csv_header_names("one", ','), ["one"]);
     }
 
-    /// The rows of a CSV job of table `t` (id bigint, name text, v double) read with `format`,
-    /// as `id|name|v` lines.
-    fn csv_rows(bytes: &[u8], format: CsvFormat) -> Result<Vec<String>> {
-        let schema = crate::Schema::from_json(
-            r#"{"name":"s","engine_version":11,"tables":{"t":{"name":"t","columns":{
-                "id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
-                "v":{"name":"v","data_type":"double"}}}}}"#,
-            "schema.json",
-        )
-        .unwrap();
+    /// The batches of CSV job `t.x.0.csv` of a table `t` of `columns` (schema.json's), read
+    /// with `format`.
+    fn read_csv(columns: &str, bytes: &[u8], format: CsvFormat) -> Result<Vec<RecordBatch>> {
+        let text =
+            format!(r#"{{"name":"s","engine_version":11,"tables":{{"t":{{"name":"t","columns":{{{columns}}}}}}}}}"#);
+        let schema = crate::Schema::from_json(&text, "schema.json").unwrap();
         let table = schema.table("t").unwrap();
         let input = format.encoding.reader(Box::new(std::io::Cursor::new(bytes.to_vec())));
-        let mut lines = Vec::new();
+        let mut batches = Vec::new();
         let mut emit = |b: RecordBatch| {
-            let show = |c: usize, r: usize| {
-                let array = b.column(c);
-                if array.is_null(r) {
-                    "NULL".to_string()
-                } else {
-                    arrow::util::display::array_value_to_string(array, r).unwrap()
-                }
-            };
-            lines.extend((0..b.num_rows()).map(|r| format!("{}|{}|{}", show(0, r), show(1, r), show(2, r))));
+            batches.push(b);
             true
         };
         decode_csv(
@@ -1012,7 +977,24 @@ mod batch_tests {
             &mut emit,
             "t.x.0.csv",
         )?;
-        Ok(lines)
+        Ok(batches)
+    }
+
+    /// The rows of a CSV job of table `t` (id bigint, name text, v double) read with `format`,
+    /// as `id|name|v` lines.
+    fn csv_rows(bytes: &[u8], format: CsvFormat) -> Result<Vec<String>> {
+        let columns = r#""id":{"name":"id","data_type":"bigint"},"name":{"name":"name","data_type":"text"},
+            "v":{"name":"v","data_type":"double"}"#;
+        let show = |b: &RecordBatch, c: usize, r: usize| match b.column(c).is_null(r) {
+            true => "NULL".to_string(),
+            false => arrow::util::display::array_value_to_string(b.column(c), r).unwrap(),
+        };
+        Ok(read_csv(columns, bytes, format)?
+            .iter()
+            .flat_map(|b| {
+                (0..b.num_rows()).map(move |r| format!("{}|{}|{}", show(b, 0, r), show(b, 1, r), show(b, 2, r)))
+            })
+            .collect())
     }
 
     #[test]
