@@ -17,8 +17,6 @@ pub mod range;
 mod types;
 
 use std::io::{BufRead, BufReader, Read};
-
-pub use csv_format::{CsvFormat, TextEncoding};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -34,6 +32,7 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use tokio::sync::mpsc;
 
+pub use csv_format::{CsvFormat, TextEncoding};
 pub use insert_values::{expand_exponent, parse_insert_values};
 pub use types::{
     arrow_schema, arrow_type, check_file_schema, is_nested, nested_to_json, text_arrow_schema, text_arrow_type,
@@ -764,6 +763,11 @@ fn decode_csv(
         let header = header.strip_prefix('\u{feff}').unwrap_or(&header);
         csv_header(header.trim_end_matches(['\r', '\n']), format.delimiter, table, job)?
     } else {
+        // Python's `utf-8-sig` starts the file with a byte-order mark, then the first row.
+        let head = input.fill_buf().map_err(|e| decode_error(job, e.to_string()))?;
+        if head.starts_with("\u{feff}".as_bytes()) {
+            input.consume(3);
+        }
         // No header: the table's columns in schema order, as dlt's own load takes them; a file
         // written before later columns appeared has fewer fields, and those columns are NULL.
         let names = table
@@ -1019,6 +1023,7 @@ mod batch_tests {
             want
         );
         assert_eq!(csv_rows(b"7|a\n", headless).unwrap(), ["7|a|NULL"]);
+        assert_eq!(csv_rows(b"\xef\xbb\xbf7|a\n", headless).unwrap(), ["7|a|NULL"]);
         // Python's latin-1.
         let latin1 = CsvFormat {
             encoding: TextEncoding::Latin1,
