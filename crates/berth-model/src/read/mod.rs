@@ -751,6 +751,11 @@ fn decode_csv(
     emit: Emit<'_>,
     job: &str,
 ) -> Result<()> {
+    // A UTF-8 byte-order mark (Python's `utf-8-sig`) goes before the header or the first row.
+    let head = input.fill_buf().map_err(|e| decode_error(job, e.to_string()))?;
+    if head.starts_with("\u{feff}".as_bytes()) {
+        input.consume(3);
+    }
     let (names, delimiter) = if format.include_header {
         let mut header = String::new();
         input
@@ -760,14 +765,8 @@ fn decode_csv(
             return Ok(());
         }
         // The header decides the column order of this file.
-        let header = header.strip_prefix('\u{feff}').unwrap_or(&header);
         csv_header(header.trim_end_matches(['\r', '\n']), format.delimiter, table, job)?
     } else {
-        // Python's `utf-8-sig` starts the file with a byte-order mark, then the first row.
-        let head = input.fill_buf().map_err(|e| decode_error(job, e.to_string()))?;
-        if head.starts_with("\u{feff}".as_bytes()) {
-            input.consume(3);
-        }
         // No header: the table's columns in schema order, as dlt's own load takes them; a file
         // written before later columns appeared has fewer fields, and those columns are NULL.
         let names = table
